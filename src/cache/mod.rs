@@ -1,0 +1,121 @@
+//! The flows between the HTTP edge, the stores and the upstreams: lookup, single-flight refresh,
+//! stale serving. Handlers reach upstreams and storage only through this module.
+
+pub mod simple;
+pub mod singleflight;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+
+use crate::storage::StorageError;
+use crate::upstream::UpstreamError;
+
+/// Where an answer came from, sent as `X-Cache`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheOutcome {
+    /// Served from memory or disk without asking an upstream for new content.
+    Hit,
+    /// Fetched (or refetched) from an upstream for this request.
+    Miss,
+    /// Past its TTL, served because an upstream failed.
+    Stale,
+}
+
+impl CacheOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Hit => "hit",
+            Self::Miss => "miss",
+            Self::Stale => "stale",
+        }
+    }
+}
+
+/// Why the cache could not produce an answer. Clone because one failure is shared by every
+/// request waiting on the same single-flight run.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum CacheError {
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Upstream(UpstreamError),
+    #[error("{0}")]
+    UpstreamData(String),
+    #[error("storage failed: {0}")]
+    Storage(String),
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl From<StorageError> for CacheError {
+    fn from(err: StorageError) -> Self {
+        Self::Storage(err.to_string())
+    }
+}
+
+impl From<singleflight::FlightFailed> for CacheError {
+    fn from(err: singleflight::FlightFailed) -> Self {
+        Self::Internal(err.to_string())
+    }
+}
+
+/// Counters since start, for `/health` and the UI.
+#[derive(Debug, Default)]
+pub struct CacheCounters {
+    hits: AtomicU64,
+    misses: AtomicU64,
+    stale: AtomicU64,
+    upstream_errors: AtomicU64,
+}
+
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct CounterSnapshot {
+    pub hits: u64,
+    pub misses: u64,
+    pub stale: u64,
+    pub upstream_errors: u64,
+}
+
+impl CacheCounters {
+    pub fn count(&self, outcome: CacheOutcome) {
+        let counter = match outcome {
+            CacheOutcome::Hit => &self.hits,
+            CacheOutcome::Miss => &self.misses,
+            CacheOutcome::Stale => &self.stale,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn count_upstream_error(&self) {
+        self.upstream_errors.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn snapshot(&self) -> CounterSnapshot {
+        CounterSnapshot {
+            hits: self.hits.load(Ordering::Relaxed),
+            misses: self.misses.load(Ordering::Relaxed),
+            stale: self.stale.load(Ordering::Relaxed),
+            upstream_errors: self.upstream_errors.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// Runs blocking storage work on the blocking pool.
+pub(crate) async fn blocking<T, F>(work: F) -> Result<T, CacheError>
+where
+    F: FnOnce() -> Result<T, StorageError> + Send + 'static,
+    T: Send + 'static,
+{
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| CacheError::Internal(format!("a storage task failed: {e}")))?
+        .map_err(CacheError::from)
+}
+
+pub(crate) fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}

@@ -1,0 +1,740 @@
+//! The Simple API page flow: L1 (memory) → page store (disk) → single-flight refresh from every
+//! configured index → merge → render both formats once → compress once → catalogue + page store.
+//!
+//! Each index keeps its own snapshot and TTL, so a fresh main index is not refetched because an
+//! extra index expired. When an index fails and a snapshot of it exists, the snapshot is used and
+//! the answer is marked stale; only when nothing at all can be said is the request an error.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::future::join_all;
+use moka::future::Cache;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use tokio::runtime::Handle;
+
+use super::singleflight::SingleFlight;
+use super::{CacheCounters, CacheError, CacheOutcome, blocking, unix_now};
+use crate::config::IndexConfig;
+use crate::pypi::model::{ProjectList, ProjectPage};
+use crate::pypi::negotiate::Format;
+use crate::pypi::{
+    merge, name, parse_list_html, parse_list_json, parse_project_html, parse_project_json, render,
+};
+use crate::storage::catalogue::{CatalogueCounts, FileRecord, ProjectRecord};
+use crate::storage::pages::{PageCounts, PageHeader, PageWrite, StoredPage};
+use crate::storage::{Catalogue, PageStore};
+use crate::upstream::{Fetched, IndexHealth, IndexHealthReport, PageFormat, SimpleClient, UpstreamError};
+
+const ECOSYSTEM: &str = "pypi";
+/// The page-store key of the project list; no normalized project name contains a `/`.
+const LIST_KEY: &str = "/";
+
+/// A page of the Simple API.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum PageRef {
+    List,
+    /// A project, by normalized name.
+    Project(String),
+}
+
+impl PageRef {
+    fn key(&self) -> &str {
+        match self {
+            Self::List => LIST_KEY,
+            Self::Project(name) => name,
+        }
+    }
+
+    fn upstream_path(&self) -> String {
+        match self {
+            Self::List => String::new(),
+            Self::Project(name) => format!("{name}/"),
+        }
+    }
+}
+
+fn format_key(format: Format) -> &'static str {
+    match format {
+        Format::Json => "json",
+        Format::Html => "html",
+    }
+}
+
+/// What the stores hold.
+#[derive(Debug, Clone, Copy)]
+pub struct StorageCounts {
+    pub catalogue: CatalogueCounts,
+    pub pages: PageCounts,
+}
+
+/// A page ready to send, and where it came from.
+#[derive(Debug, Clone)]
+pub struct Served {
+    pub page: Arc<StoredPage>,
+    pub outcome: CacheOutcome,
+}
+
+/// What one index said about a page, as kept in the page store.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Snapshot {
+    fetched_at: u64,
+    etag: Option<String>,
+    content: SnapshotContent,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+enum SnapshotContent {
+    Project(ProjectPage),
+    List(ProjectList),
+    /// The index answered 404: cached for its TTL like any answer.
+    Missing,
+}
+
+/// One configured upstream index at run time.
+pub struct Index {
+    pub config: IndexConfig,
+    /// Catalogue id of the index.
+    pub id: i64,
+    pub health: IndexHealth,
+}
+
+impl Index {
+    fn key(&self) -> String {
+        self.config.url.cache_key()
+    }
+}
+
+/// What a refresh learned from one index.
+enum IndexAnswer {
+    /// Within its TTL: not asked.
+    Fresh(Snapshot),
+    /// Asked; the snapshot is new or revalidated. `changed` is false for a 304.
+    Updated { snapshot: Snapshot, changed: bool },
+    /// Asked and failed (or backing off); the old snapshot stands in.
+    Stale(Snapshot),
+    /// Asked and failed with nothing to stand in.
+    Failed(UpstreamErrorKind),
+}
+
+enum UpstreamErrorKind {
+    Transport(UpstreamError),
+    Data(String),
+}
+
+/// Both renderings of a page, produced together so they always agree.
+#[derive(Clone)]
+struct Rendered {
+    html: Arc<StoredPage>,
+    json: Arc<StoredPage>,
+    outcome: CacheOutcome,
+}
+
+impl Rendered {
+    fn pick(&self, format: Format) -> Served {
+        let page = match format {
+            Format::Html => Arc::clone(&self.html),
+            Format::Json => Arc::clone(&self.json),
+        };
+        Served {
+            page,
+            outcome: self.outcome,
+        }
+    }
+}
+
+/// The PyPI Simple API page cache.
+pub struct SimplePages {
+    inner: Arc<Inner>,
+    flights: SingleFlight<PageRef, Result<Rendered, CacheError>>,
+}
+
+struct Inner {
+    indexes: Vec<Index>,
+    /// Identifies the configured index set; pages built from another set are rebuilt.
+    sources: String,
+    client: SimpleClient,
+    pages: PageStore,
+    catalogue: Catalogue,
+    l1: Cache<(PageRef, &'static str), Arc<StoredPage>>,
+    counters: Arc<CacheCounters>,
+}
+
+impl SimplePages {
+    pub fn new(
+        indexes: Vec<Index>,
+        client: SimpleClient,
+        pages: PageStore,
+        catalogue: Catalogue,
+        l1_bytes: u64,
+        counters: Arc<CacheCounters>,
+        runtime: Handle,
+    ) -> Self {
+        let sources = indexes
+            .iter()
+            .map(|i| format!("{}@{}", i.key(), i.config.ttl.as_secs()))
+            .collect::<Vec<_>>()
+            .join(" ");
+        let l1 = Cache::builder()
+            .max_capacity(l1_bytes)
+            .weigher(|_, page: &Arc<StoredPage>| u32::try_from(page.weight()).unwrap_or(u32::MAX))
+            .build();
+        Self {
+            inner: Arc::new(Inner {
+                indexes,
+                sources,
+                client,
+                pages,
+                catalogue,
+                l1,
+                counters,
+            }),
+            flights: SingleFlight::new(runtime),
+        }
+    }
+
+    pub fn indexes(&self) -> &[Index] {
+        &self.inner.indexes
+    }
+
+    pub fn health_reports(&self) -> Vec<(String, IndexHealthReport)> {
+        self.inner
+            .indexes
+            .iter()
+            .map(|i| (i.config.url.redacted(), i.health.report()))
+            .collect()
+    }
+
+    /// What the catalogue and page store hold, for `/health` and stats.
+    pub async fn storage_counts(&self) -> Result<StorageCounts, CacheError> {
+        let catalogue = self.inner.catalogue.clone();
+        let pages = self.inner.pages.clone();
+        blocking(move || {
+            Ok(StorageCounts {
+                catalogue: catalogue.counts()?,
+                pages: pages.counts()?,
+            })
+        })
+        .await
+    }
+
+    /// Pages held in memory right now.
+    pub fn l1_entries(&self) -> u64 {
+        self.inner.l1.entry_count()
+    }
+
+    /// Answers a page in `format`: from memory or disk while fresh, else refreshed from upstream
+    /// (one refresh per page however many requests wait), else stale, else an error.
+    pub async fn get(&self, page: PageRef, format: Format) -> Result<Served, CacheError> {
+        let inner = &self.inner;
+        let stored = inner.stored(&page, format).await?;
+        if let Some(stored) = &stored {
+            let outcome = if inner.indexes.is_empty() || inner.is_fresh(&stored.header) {
+                Some(CacheOutcome::Hit)
+            } else if inner.indexes.iter().all(|i| i.health.backing_off()) {
+                // Every upstream failed moments ago: don't make this client wait for them again.
+                Some(CacheOutcome::Stale)
+            } else {
+                None
+            };
+            if let Some(outcome) = outcome {
+                inner.counters.count(outcome);
+                return Ok(Served {
+                    page: Arc::clone(stored),
+                    outcome,
+                });
+            }
+        }
+        if inner.indexes.is_empty() {
+            return Err(CacheError::NotFound(match page {
+                PageRef::List => "no upstream configured and no project list is cached".into(),
+                PageRef::Project(name) => {
+                    format!("project '{name}' is not cached and no upstream is configured")
+                }
+            }));
+        }
+        let refresh_inner = Arc::clone(inner);
+        let refresh_page = page.clone();
+        let rendered = self
+            .flights
+            .run(
+                page,
+                move || async move { refresh_inner.refresh(refresh_page).await },
+            )
+            .await??;
+        let served = rendered.pick(format);
+        inner.counters.count(served.outcome);
+        Ok(served)
+    }
+
+    /// Forgets a page everywhere (memory and disk), so the next request refetches it. Returns
+    /// whether anything was cached.
+    pub async fn forget(&self, page: PageRef) -> Result<bool, CacheError> {
+        for format in [Format::Html, Format::Json] {
+            self.inner
+                .l1
+                .invalidate(&(page.clone(), format_key(format)))
+                .await;
+        }
+        let store = self.inner.pages.clone();
+        let key = page.key().to_owned();
+        blocking(move || store.forget(ECOSYSTEM, &key)).await
+    }
+}
+
+impl Inner {
+    fn is_fresh(&self, header: &PageHeader) -> bool {
+        header.sources == self.sources && header.expires_at > unix_now()
+    }
+
+    /// The rendered page from memory, else from disk (promoted to memory).
+    async fn stored(&self, page: &PageRef, format: Format) -> Result<Option<Arc<StoredPage>>, CacheError> {
+        let l1_key = (page.clone(), format_key(format));
+        if let Some(hit) = self.l1.get(&l1_key).await {
+            return Ok(Some(hit));
+        }
+        let store = self.pages.clone();
+        let key = page.key().to_owned();
+        let from_disk = blocking(move || store.page(ECOSYSTEM, &key, format_key(format))).await?;
+        let Some(from_disk) = from_disk else {
+            return Ok(None);
+        };
+        let from_disk = Arc::new(from_disk);
+        self.l1.insert(l1_key, Arc::clone(&from_disk)).await;
+        Ok(Some(from_disk))
+    }
+
+    async fn refresh(self: Arc<Self>, page: PageRef) -> Result<Rendered, CacheError> {
+        let now = unix_now();
+        let store = self.pages.clone();
+        let key = page.key().to_owned();
+        let stored_snapshots = blocking(move || store.snapshots(ECOSYSTEM, &key)).await?;
+        let mut snapshots: HashMap<String, Snapshot> = stored_snapshots
+            .into_iter()
+            // An unreadable snapshot (say, from an older pkgmirror) is just a missing one.
+            .filter_map(|(index, bytes)| Some((index, serde_json::from_slice(&bytes).ok()?)))
+            .collect();
+
+        let answers = join_all(
+            self.indexes
+                .iter()
+                .map(|index| self.ask(index, &page, snapshots.remove(&index.key()), now)),
+        )
+        .await;
+
+        let mut contents = Vec::new();
+        let mut first_error = None;
+        let (mut stale, mut fetched, mut changed) = (false, false, false);
+        let mut expires_at = u64::MAX;
+        let mut snapshot_writes = Vec::new();
+        for (index, answer) in self.indexes.iter().zip(answers) {
+            let snapshot = match answer {
+                IndexAnswer::Fresh(snapshot) => snapshot,
+                IndexAnswer::Updated {
+                    snapshot,
+                    changed: content_changed,
+                } => {
+                    fetched = true;
+                    changed |= content_changed;
+                    snapshot_writes.push((index.key(), snapshot.clone()));
+                    snapshot
+                }
+                IndexAnswer::Stale(snapshot) => {
+                    stale = true;
+                    snapshot
+                }
+                IndexAnswer::Failed(error) => {
+                    stale = true;
+                    first_error.get_or_insert(error);
+                    continue;
+                }
+            };
+            expires_at = expires_at.min(snapshot.fetched_at.saturating_add(index.config.ttl.as_secs()));
+            contents.push((index, snapshot.content));
+        }
+
+        let found = contents
+            .iter()
+            .any(|(_, c)| !matches!(c, SnapshotContent::Missing));
+        if !found {
+            return Err(match first_error {
+                Some(UpstreamErrorKind::Transport(e)) => CacheError::Upstream(e),
+                Some(UpstreamErrorKind::Data(e)) => CacheError::UpstreamData(e),
+                None => CacheError::NotFound(match &page {
+                    PageRef::List => "no configured index has a project list".into(),
+                    PageRef::Project(name) => {
+                        format!("project '{name}' was not found on any configured index")
+                    }
+                }),
+            });
+        }
+        if stale {
+            // Revalidate on the next request (the back-off keeps that cheap while upstreams are down).
+            expires_at = now;
+        }
+        let outcome = if stale {
+            CacheOutcome::Stale
+        } else if fetched && changed {
+            CacheOutcome::Miss
+        } else {
+            CacheOutcome::Hit
+        };
+
+        let previous = if changed {
+            None
+        } else {
+            self.previous_rendering(&page).await?
+        };
+        let header = |etag: String| PageHeader {
+            etag,
+            fetched_at: now,
+            expires_at,
+            sources: self.sources.clone(),
+        };
+        let (rendered, project_record) = match previous {
+            Some((html, json)) => (
+                Rendered {
+                    html: Arc::new(StoredPage {
+                        header: header(html.header.etag.clone()),
+                        ..html
+                    }),
+                    json: Arc::new(StoredPage {
+                        header: header(json.header.etag.clone()),
+                        ..json
+                    }),
+                    outcome,
+                },
+                None,
+            ),
+            None => {
+                let (html, json, record) = render_pages(&page, contents, now)?;
+                (
+                    Rendered {
+                        html: Arc::new(compressed(html, header(String::new()))),
+                        json: Arc::new(compressed(json, header(String::new()))),
+                        outcome,
+                    },
+                    record,
+                )
+            }
+        };
+
+        // A stale answer changes nothing on disk: what is stored is still the best we have.
+        if !stale || !snapshot_writes.is_empty() {
+            self.persist(&page, snapshot_writes, &rendered, project_record, stale)
+                .await?;
+        }
+        for (format, stored) in [("html", &rendered.html), ("json", &rendered.json)] {
+            self.l1.insert((page.clone(), format), Arc::clone(stored)).await;
+        }
+        Ok(rendered)
+    }
+
+    /// Asks one index about a page unless its snapshot is still fresh.
+    async fn ask(&self, index: &Index, page: &PageRef, old: Option<Snapshot>, now: u64) -> IndexAnswer {
+        if let Some(old) = old {
+            if old.fetched_at.saturating_add(index.config.ttl.as_secs()) > now {
+                return IndexAnswer::Fresh(old);
+            }
+            if index.health.backing_off() {
+                return IndexAnswer::Stale(old);
+            }
+            return self.fetch(index, page, Some(old), now).await;
+        }
+        self.fetch(index, page, None, now).await
+    }
+
+    async fn fetch(&self, index: &Index, page: &PageRef, mut old: Option<Snapshot>, now: u64) -> IndexAnswer {
+        let etag = old.as_ref().and_then(|s| s.etag.as_deref());
+        let fetched = self
+            .client
+            .fetch_page(&index.config, &page.upstream_path(), etag)
+            .await;
+        let result = match fetched {
+            Ok(Fetched::NotModified) => {
+                if let Some(old) = old.take() {
+                    index.health.record_success();
+                    let snapshot = Snapshot {
+                        fetched_at: now,
+                        ..old
+                    };
+                    return IndexAnswer::Updated {
+                        snapshot,
+                        changed: false,
+                    };
+                }
+                Err(UpstreamErrorKind::Data(format!(
+                    "{} answered 304 Not Modified to an unconditional request",
+                    index.config.url.redacted()
+                )))
+            }
+            Ok(Fetched::NotFound) => Ok((
+                Snapshot {
+                    fetched_at: now,
+                    etag: None,
+                    content: SnapshotContent::Missing,
+                },
+                true,
+            )),
+            Ok(Fetched::Page {
+                body,
+                format,
+                etag,
+                last_serial,
+                url,
+            }) => parse_in_background(page.clone(), body, format, url, last_serial)
+                .await
+                .map(|content| {
+                    (
+                        Snapshot {
+                            fetched_at: now,
+                            etag,
+                            content,
+                        },
+                        true,
+                    )
+                })
+                .map_err(|e| {
+                    UpstreamErrorKind::Data(format!(
+                        "{} sent a page pkgmirror cannot read: {e}",
+                        index.config.url.redacted()
+                    ))
+                }),
+            Err(e) => Err(UpstreamErrorKind::Transport(e)),
+        };
+        match result {
+            Ok((snapshot, changed)) => {
+                index.health.record_success();
+                IndexAnswer::Updated { snapshot, changed }
+            }
+            Err(error) => {
+                let message = match &error {
+                    UpstreamErrorKind::Transport(e) => e.to_string(),
+                    UpstreamErrorKind::Data(e) => e.clone(),
+                };
+                tracing::warn!(index = %index.config.url.redacted(), page = page.key(), error = %message, "upstream failed");
+                index.health.record_failure(&message);
+                self.counters.count_upstream_error();
+                match old {
+                    Some(old) => IndexAnswer::Stale(old),
+                    None => IndexAnswer::Failed(error),
+                }
+            }
+        }
+    }
+
+    async fn previous_rendering(
+        &self,
+        page: &PageRef,
+    ) -> Result<Option<(StoredPage, StoredPage)>, CacheError> {
+        let store = self.pages.clone();
+        let key = page.key().to_owned();
+        let sources = self.sources.clone();
+        blocking(move || {
+            let html = store.page(ECOSYSTEM, &key, "html")?;
+            let json = store.page(ECOSYSTEM, &key, "json")?;
+            Ok(match (html, json) {
+                (Some(h), Some(j)) if h.header.sources == sources && j.header.sources == sources => {
+                    Some((h, j))
+                }
+                _ => None,
+            })
+        })
+        .await
+    }
+
+    async fn persist(
+        &self,
+        page: &PageRef,
+        snapshots: Vec<(String, Snapshot)>,
+        rendered: &Rendered,
+        project: Option<ProjectRecord>,
+        stale: bool,
+    ) -> Result<(), CacheError> {
+        let encoded = snapshots
+            .into_iter()
+            .map(|(index, snapshot)| {
+                serde_json::to_vec(&snapshot)
+                    .map(|bytes| (index, bytes))
+                    .map_err(|e| CacheError::Internal(format!("cannot encode a snapshot: {e}")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let store = self.pages.clone();
+        let catalogue = self.catalogue.clone();
+        let key = page.key().to_owned();
+        let html = Arc::clone(&rendered.html);
+        let json = Arc::clone(&rendered.json);
+        blocking(move || {
+            // Catalogue first: if the process dies in between, the page store is behind the
+            // catalogue, which only costs a refetch.
+            if let Some(project) = &project {
+                catalogue.record_project(project)?;
+            }
+            let mut write = PageWrite {
+                snapshots: encoded
+                    .iter()
+                    .map(|(index, bytes)| (ECOSYSTEM, key.as_str(), index.as_str(), bytes.clone()))
+                    .collect(),
+                pages: Vec::new(),
+            };
+            // A partial (stale) rendering never replaces a complete one on disk.
+            if !stale {
+                write.pages.push((ECOSYSTEM, key.as_str(), "html", html));
+                write.pages.push((ECOSYSTEM, key.as_str(), "json", json));
+            }
+            store.write(&write)
+        })
+        .await
+    }
+}
+
+/// Parses an upstream page on the blocking pool: a big project list takes long enough to stall
+/// other requests if parsed inline.
+async fn parse_in_background(
+    page: PageRef,
+    body: Bytes,
+    format: PageFormat,
+    url: url::Url,
+    last_serial: Option<u64>,
+) -> Result<SnapshotContent, String> {
+    let parsed = tokio::task::spawn_blocking(move || -> Result<SnapshotContent, String> {
+        let err = |e: crate::pypi::ParseError| e.to_string();
+        Ok(match (&page, format) {
+            (PageRef::List, PageFormat::Json) => SnapshotContent::List(parse_list_json(&body).map_err(err)?),
+            (PageRef::List, PageFormat::Html) => SnapshotContent::List(parse_list_html(&body).map_err(err)?),
+            (PageRef::Project(_), PageFormat::Json) => {
+                SnapshotContent::Project(parse_project_json(&body, &url).map_err(err)?)
+            }
+            (PageRef::Project(name), PageFormat::Html) => {
+                SnapshotContent::Project(parse_project_html(&body, &url, name).map_err(err)?)
+            }
+        })
+    })
+    .await
+    .map_err(|e| format!("the parser failed: {e}"))??;
+    Ok(with_serial(parsed, last_serial))
+}
+
+/// The `X-PyPI-Last-Serial` header fills in a serial the body did not carry.
+fn with_serial(mut content: SnapshotContent, header_serial: Option<u64>) -> SnapshotContent {
+    let meta = match &mut content {
+        SnapshotContent::Project(p) => &mut p.meta,
+        SnapshotContent::List(l) => &mut l.meta,
+        SnapshotContent::Missing => return content,
+    };
+    if meta.last_serial.is_none() {
+        meta.last_serial = header_serial;
+    }
+    content
+}
+
+/// Merges the indexes' contents and renders both formats; for a project, also the catalogue record.
+fn render_pages(
+    page: &PageRef,
+    contents: Vec<(&Index, SnapshotContent)>,
+    now: u64,
+) -> Result<(String, String, Option<ProjectRecord>), CacheError> {
+    match page {
+        PageRef::List => {
+            let lists = contents
+                .into_iter()
+                .filter_map(|(_, c)| match c {
+                    SnapshotContent::List(list) => Some(list),
+                    _ => None,
+                })
+                .collect();
+            let list = merge::merge_lists(lists);
+            Ok((
+                render::render_list_html(&list),
+                render::render_list_json(&list),
+                None,
+            ))
+        }
+        PageRef::Project(normalized) => {
+            let mut origins = HashMap::new();
+            let mut pages = Vec::new();
+            for (index, content) in contents {
+                if let SnapshotContent::Project(p) = content {
+                    for file in &p.files {
+                        origins.entry(file.filename.clone()).or_insert(index.id);
+                    }
+                    pages.push(p);
+                }
+            }
+            let merged = merge::merge_projects(pages)
+                .ok_or_else(|| CacheError::Internal("no project page to merge".into()))?;
+            let record = project_record(normalized, &merged, &origins, now);
+            Ok((
+                render::render_project_html(&merged),
+                render::render_project_json(&merged),
+                Some(record),
+            ))
+        }
+    }
+}
+
+fn project_record(
+    normalized: &str,
+    page: &ProjectPage,
+    origins: &HashMap<String, i64>,
+    now: u64,
+) -> ProjectRecord {
+    let files = page
+        .files
+        .iter()
+        .filter_map(|file| {
+            Some(FileRecord {
+                index_id: *origins.get(&file.filename)?,
+                filename: file.filename.clone(),
+                version: name::version_from_filename(&file.filename, normalized),
+                url: file.url.clone(),
+                sha256: file.hashes.get("sha256").cloned(),
+                size: file.size,
+                requires_python: file.requires_python.clone(),
+                yanked: file.yanked.clone(),
+                upload_time: file.upload_time.clone(),
+                has_metadata: file.core_metadata.is_some(),
+                metadata_sha256: file.core_metadata.as_ref().and_then(|h| h.get("sha256").cloned()),
+            })
+        })
+        .collect();
+    ProjectRecord {
+        ecosystem: ECOSYSTEM,
+        name: normalized.to_owned(),
+        display_name: page.name.clone(),
+        last_serial: page.meta.last_serial,
+        status: page.project_status.as_ref().map(|s| s.status.clone()),
+        fetched_at: now,
+        files,
+    }
+}
+
+/// Builds the stored form of a rendered page: its ETag and its gzip and zstd forms, made once here
+/// so no request ever compresses.
+fn compressed(body: String, mut header: PageHeader) -> StoredPage {
+    let identity = Bytes::from(body);
+    let digest = Sha256::digest(&identity);
+    header.etag = format!("\"{}\"", hex::encode(&digest[..16]));
+    let mut gz = flate2::write::GzEncoder::new(
+        Vec::with_capacity(identity.len() / 4),
+        flate2::Compression::default(),
+    );
+    // Writing to a Vec cannot fail; should it, the page is simply served uncompressed.
+    let gzip = gz
+        .write_all(&identity)
+        .and_then(|()| gz.finish())
+        .map(Bytes::from)
+        .unwrap_or_default();
+    let zstd = zstd::bulk::compress(&identity, 9)
+        .map(Bytes::from)
+        .unwrap_or_default();
+    StoredPage {
+        header,
+        identity,
+        gzip,
+        zstd,
+    }
+}

@@ -1,0 +1,81 @@
+//! The one error type at the HTTP edge: every failure a client can see maps to a status and a
+//! message that says what was wrong. The body is JSON; `http::middleware` re-renders it as an
+//! HTML page for browsers.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+
+use crate::cache::CacheError;
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum AppError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    Unauthorized(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    NotAcceptable(String),
+    #[error("{0}")]
+    BadGateway(String),
+    #[error("{0}")]
+    GatewayTimeout(String),
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl From<CacheError> for AppError {
+    fn from(err: CacheError) -> Self {
+        match err {
+            CacheError::NotFound(m) => Self::NotFound(m),
+            CacheError::Upstream(e) if e.is_timeout() => {
+                Self::GatewayTimeout(format!("upstream timed out and nothing is cached: {e}"))
+            }
+            CacheError::Upstream(e) => {
+                Self::BadGateway(format!("upstream failed and nothing is cached: {e}"))
+            }
+            CacheError::UpstreamData(m) => Self::BadGateway(m),
+            CacheError::Storage(_) | CacheError::Internal(_) => Self::Internal(err.to_string()),
+        }
+    }
+}
+
+/// The JSON error body, also read back by the HTML re-rendering.
+#[derive(Debug, serde::Serialize)]
+pub struct ErrorBody<'a> {
+    pub status: u16,
+    pub error: &'a str,
+    pub message: &'a str,
+}
+
+impl ResponseError for AppError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Self::Forbidden(_) => StatusCode::FORBIDDEN,
+            Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::NotAcceptable(_) => StatusCode::NOT_ACCEPTABLE,
+            Self::BadGateway(_) => StatusCode::BAD_GATEWAY,
+            Self::GatewayTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let status = self.status_code();
+        let message = self.to_string();
+        let mut response = HttpResponse::build(status);
+        if matches!(self, Self::Unauthorized(_)) {
+            response.insert_header(("WWW-Authenticate", "Bearer"));
+        }
+        response.json(ErrorBody {
+            status: status.as_u16(),
+            error: status.canonical_reason().unwrap_or("Error"),
+            message: &message,
+        })
+    }
+}

@@ -1,0 +1,47 @@
+//! `GET /health`: enough for a load balancer (status) and for a person (why).
+
+use actix_web::{HttpResponse, web};
+use serde_json::json;
+
+use super::AppState;
+use crate::error::AppError;
+
+pub async fn health(state: web::Data<AppState>) -> Result<HttpResponse, AppError> {
+    let counts = state.pages.storage_counts().await?;
+    let reports = state.pages.health_reports();
+    let degraded = reports.iter().any(|(_, r)| r.state == "down");
+    let upstreams: Vec<_> = reports
+        .into_iter()
+        .enumerate()
+        .map(|(i, (url, report))| {
+            let mut entry = json!(report);
+            entry["url"] = json!(url);
+            entry["role"] = json!(if i == 0 { "main" } else { "extra" });
+            entry
+        })
+        .collect();
+    let configured = !upstreams.is_empty();
+    let counters = state.counters.snapshot();
+    Ok(HttpResponse::Ok()
+        .insert_header(("Cache-Control", "no-store"))
+        .json(json!({
+            // Degraded still serves: cached pages go out (stale if need be) while upstreams are down.
+            "status": if degraded { "degraded" } else { "ok" },
+            "version": env!("CARGO_PKG_VERSION"),
+            "uptime_secs": state.started.elapsed().as_secs(),
+            "upstream_configured": configured,
+            "message": if configured { serde_json::Value::Null } else { json!("no upstream configured") },
+            "upstreams": upstreams,
+            "cache": {
+                "projects": counts.catalogue.projects,
+                "files": counts.catalogue.files,
+                "pages_stored": counts.pages.rendered,
+                "snapshots_stored": counts.pages.snapshots,
+                "pages_in_memory": state.pages.l1_entries(),
+                "hits": counters.hits,
+                "misses": counters.misses,
+                "stale": counters.stale,
+                "upstream_errors": counters.upstream_errors,
+            },
+        })))
+}

@@ -1,0 +1,148 @@
+//! Cross-cutting request handling: one access-log line per request, and error pages in HTML for
+//! browsers (tools get the JSON body every error starts with).
+
+use std::time::Instant;
+
+use actix_web::body::{BoxBody, MessageBody};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::middleware::Next;
+use actix_web::{Error, HttpResponse};
+
+use crate::error::AppError;
+
+/// Logs method, path, status, cache outcome and duration of every request.
+pub async fn access_log(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, Error> {
+    let started = Instant::now();
+    let method = req.method().clone();
+    let path = req.path().to_owned();
+    let peer = req.peer_addr().map(|a| a.ip().to_string()).unwrap_or_default();
+    let response = next.call(req).await?.map_into_boxed_body();
+    let status = response.status().as_u16();
+    let cache = response
+        .headers()
+        .get("x-cache")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("-")
+        .to_owned();
+    let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let error = response.response().error().map(ToString::to_string);
+    if status >= 500 {
+        tracing::warn!(target: "pkgmirror::access", %method, %path, status, cache, duration_ms, peer, error, "request");
+    } else {
+        tracing::info!(target: "pkgmirror::access", %method, %path, status, cache, duration_ms, peer, "request");
+    }
+    Ok(response)
+}
+
+/// Re-renders an [`AppError`] as a small HTML page when the client is a browser.
+pub async fn html_errors(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, Error> {
+    let wants_html = prefers_html(req.headers().get(header::ACCEPT));
+    let response = next.call(req).await?.map_into_boxed_body();
+    if !wants_html {
+        return Ok(response);
+    }
+    let Some(app_error) = response.response().error().and_then(|e| e.as_error::<AppError>()) else {
+        return Ok(response);
+    };
+    let status = response.status();
+    let page = error_page(
+        status.as_u16(),
+        status.canonical_reason().unwrap_or("Error"),
+        &app_error.to_string(),
+    );
+    let (req, old) = response.into_parts();
+    let mut html = HttpResponse::build(status);
+    for (name, value) in old.headers() {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            html.append_header((name.clone(), value.clone()));
+        }
+    }
+    let html = html
+        .insert_header((
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/html; charset=utf-8"),
+        ))
+        .body(page);
+    Ok(ServiceResponse::new(req, html))
+}
+
+/// A browser lists `text/html` before any PyPI JSON type; pip and uv list JSON first.
+fn prefers_html(accept: Option<&HeaderValue>) -> bool {
+    let Some(accept) = accept.and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    let lower = accept.to_ascii_lowercase();
+    match (lower.find("text/html"), lower.find("+json")) {
+        (Some(html), Some(json)) => html < json,
+        (Some(_), None) => true,
+        _ => false,
+    }
+}
+
+fn error_page(status: u16, reason: &str, message: &str) -> String {
+    let message = escape(message);
+    format!(
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <title>{status} {reason} · pkgmirror</title></head>\
+         <body><h1>{status} {reason}</h1><p>{message}</p><p><a href=\"/\">pkgmirror home</a></p></body></html>\n"
+    )
+}
+
+fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn browsers_get_html_and_tools_get_json() {
+        let cases = [
+            (
+                "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8",
+                true,
+            ),
+            (
+                "application/vnd.pypi.simple.v1+json, application/vnd.pypi.simple.v1+html; q=0.1, text/html; q=0.01",
+                false,
+            ),
+            ("*/*", false),
+            ("application/json", false),
+        ];
+        for (accept, want) in cases {
+            assert_eq!(
+                prefers_html(Some(&HeaderValue::from_static(accept))),
+                want,
+                "{accept}"
+            );
+        }
+        assert!(!prefers_html(None));
+    }
+
+    #[test]
+    fn error_pages_escape_the_message() {
+        let page = error_page(404, "Not Found", "project '<script>' was not found");
+        assert!(page.contains("&lt;script&gt;"));
+        assert!(!page.contains("<script>"));
+    }
+}

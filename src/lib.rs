@@ -1,0 +1,14 @@
+//! pkgmirror: a persistent package mirror for PyPI's Simple API (and, later, hex).
+//!
+//! See `docs/ARCHITECTURE.md` for the map: `http/` is thin and reaches upstreams and storage only
+//! through `cache/`; `pypi/` is protocol logic without I/O.
+
+pub mod app;
+pub mod cache;
+pub mod cli;
+pub mod config;
+pub mod error;
+pub mod http;
+pub mod pypi;
+pub mod storage;
+pub mod upstream;

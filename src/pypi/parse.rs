@@ -1,0 +1,190 @@
+//! What the HTML and JSON parsers share: the error type and the rules both apply to a page.
+
+use std::collections::BTreeMap;
+
+use thiserror::Error;
+use url::Url;
+
+use super::parse_api_version;
+
+/// Why an upstream page could not be read.
+#[derive(Debug, Error)]
+pub enum ParseError {
+    #[error("the body is not UTF-8 (invalid byte at offset {valid_up_to})")]
+    NotUtf8 { valid_up_to: usize },
+    #[error("invalid Simple API JSON: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("the project page has no `name`")]
+    MissingName,
+    #[error("the project page has no `files` array")]
+    MissingFiles,
+    #[error("the project list has no `projects` array")]
+    MissingProjects,
+    #[error("`files[{index}]` has no `{field}`")]
+    FileWithout { index: usize, field: &'static str },
+    #[error("`files[{index}].url` ({url:?}) cannot be resolved: {source}")]
+    BadFileUrl {
+        index: usize,
+        url: String,
+        source: url::ParseError,
+    },
+    #[error("`projects[{index}]` has no `name`")]
+    ProjectWithoutName { index: usize },
+    #[error("unsupported api-version {0:?}: only major version 1 is understood (PEP 629)")]
+    UnsupportedApiVersion(String),
+}
+
+/// The body as text, without a byte-order mark.
+pub(crate) fn body_str(body: &[u8]) -> Result<&str, ParseError> {
+    let body = body.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(body);
+    std::str::from_utf8(body).map_err(|e| ParseError::NotUtf8 {
+        valid_up_to: e.valid_up_to(),
+    })
+}
+
+/// PEP 629: a client must refuse a major version it does not know. An unparseable version is let
+/// through (and later counts as 1.0): refusing it would lose a page over a typo.
+pub(crate) fn check_api_version(version: &str) -> Result<(), ParseError> {
+    match parse_api_version(version) {
+        Some((major, _)) if major != 1 => Err(ParseError::UnsupportedApiVersion(version.to_owned())),
+        _ => Ok(()),
+    }
+}
+
+fn is_hash_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+fn is_hex(digest: &str) -> bool {
+    !digest.is_empty() && digest.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// A hash as the model stores it (lower-case name and hex), or `None` when it is not a hex digest
+/// under a plausible hashlib name: such a value could not be checked, nor put in a URL fragment.
+pub(crate) fn normalize_hash(mut name: String, mut digest: String) -> Option<(String, String)> {
+    if !is_hash_name(&name) || !is_hex(&digest) {
+        return None;
+    }
+    name.make_ascii_lowercase();
+    digest.make_ascii_lowercase();
+    Some((name, digest))
+}
+
+/// [`normalize_hash`] over a map, which is kept as it is when already normal (the usual case).
+pub(crate) fn normalize_hashes(hashes: BTreeMap<String, String>) -> BTreeMap<String, String> {
+    let is_normal = |name: &str, digest: &str| {
+        !name.is_empty()
+            && !digest.is_empty()
+            && name
+                .bytes()
+                .all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'_' | b'-'))
+            && digest.bytes().all(|b| matches!(b, b'a'..=b'f' | b'0'..=b'9'))
+    };
+    if hashes.iter().all(|(name, digest)| is_normal(name, digest)) {
+        return hashes;
+    }
+    hashes
+        .into_iter()
+        .filter_map(|(name, digest)| normalize_hash(name, digest))
+        .collect()
+}
+
+/// Removes the fragment from a file URL, returning it as a hash when it is `#<hashname>=<hex>`.
+pub(crate) fn take_fragment_hash(url: &mut Url) -> Option<(String, String)> {
+    let hash = url
+        .fragment()
+        .and_then(|f| f.split_once('='))
+        .and_then(|(name, digest)| normalize_hash(name.to_owned(), digest.to_owned()));
+    url.set_fragment(None);
+    hash
+}
+
+/// Only files reachable over HTTP(S) are listed: any other scheme (`file:`, `javascript:`) from an
+/// upstream would be a way to make the mirror read or link something it must not.
+pub(crate) fn is_fetchable(url: &Url) -> bool {
+    matches!(url.scheme(), "https" | "http")
+}
+
+/// PEP 740 provenance resolved against `base`, kept only when it is HTTPS as the standard requires.
+pub(crate) fn https_url(base: &Url, href: &str) -> Option<String> {
+    base.join(href)
+        .ok()
+        .filter(|url| url.scheme() == "https")
+        .map(String::from)
+}
+
+/// An empty specifier constrains nothing: it is the same as none.
+pub(crate) fn non_empty(value: String) -> Option<String> {
+    (!value.trim().is_empty()).then_some(value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hashes_are_normalized_or_dropped() {
+        let h = |n: &str, d: &str| normalize_hash(n.to_owned(), d.to_owned());
+        assert_eq!(
+            h("SHA256", "ABCdef01"),
+            Some(("sha256".into(), "abcdef01".into()))
+        );
+        assert_eq!(h("blake2b_256", "00"), Some(("blake2b_256".into(), "00".into())));
+        assert_eq!(h("sha256", "xyz"), None);
+        assert_eq!(h("sha256", ""), None);
+        assert_eq!(h("", "00"), None);
+        assert_eq!(h("sha 256", "00"), None);
+        let map = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+            pairs
+                .iter()
+                .map(|(n, d)| (n.to_string(), d.to_string()))
+                .collect()
+        };
+        let normal = map(&[("md5", "0a"), ("sha256", "ff")]);
+        assert_eq!(normalize_hashes(normal.clone()), normal);
+        assert_eq!(
+            normalize_hashes(map(&[("MD5", "0A"), ("sha256", "zz")])),
+            map(&[("md5", "0a")])
+        );
+    }
+
+    #[test]
+    fn fragments_become_hashes_and_are_stripped() {
+        let mut url = Url::parse("https://files.example/a.whl#SHA256=AB12").unwrap();
+        assert_eq!(
+            take_fragment_hash(&mut url),
+            Some(("sha256".into(), "ab12".into()))
+        );
+        assert_eq!(url.as_str(), "https://files.example/a.whl");
+        let mut url = Url::parse("https://files.example/a.whl#egg=foo").unwrap();
+        assert_eq!(take_fragment_hash(&mut url), None);
+        assert_eq!(url.as_str(), "https://files.example/a.whl");
+    }
+
+    #[test]
+    fn api_versions() {
+        assert!(check_api_version("1.0").is_ok());
+        assert!(check_api_version("1.4").is_ok());
+        assert!(check_api_version("1.99").is_ok());
+        assert!(check_api_version("one").is_ok());
+        let err = check_api_version("2.0").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "unsupported api-version \"2.0\": only major version 1 is understood (PEP 629)"
+        );
+        assert!(check_api_version("0.9").is_err());
+    }
+
+    #[test]
+    fn bodies_must_be_utf8() {
+        assert_eq!(body_str(b"\xEF\xBB\xBF{}").unwrap(), "{}");
+        let err = body_str(b"ab\xFFc").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "the body is not UTF-8 (invalid byte at offset 2)"
+        );
+    }
+}

@@ -1,0 +1,273 @@
+//! The page store (`pages.redb`): the response cache. It keeps two things per page:
+//! - one *snapshot* per upstream index: what that index last said, with its ETag and fetch time,
+//!   so each index is revalidated on its own TTL;
+//! - the *rendered* page per format, with its gzip and zstd forms compressed once when stored.
+//!
+//! Losing this file costs a refetch, never data. Every method is blocking (redb commits fsync):
+//! call them from `spawn_blocking`.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use redb::{Database, ReadableDatabase, ReadableTableMetadata, TableDefinition};
+use serde::{Deserialize, Serialize};
+
+use super::StorageError;
+
+/// (ecosystem, page, index key) → snapshot bytes (the cache layer's encoding).
+const SNAPSHOTS: TableDefinition<(&str, &str, &str), &[u8]> = TableDefinition::new("snapshots");
+/// (ecosystem, page, format) → encoded [`StoredPage`].
+const PAGES: TableDefinition<(&str, &str, &str), &[u8]> = TableDefinition::new("pages");
+
+/// A rendered page as served: the exact bytes in every encoding, and its validators.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredPage {
+    pub header: PageHeader,
+    pub identity: Bytes,
+    pub gzip: Bytes,
+    pub zstd: Bytes,
+}
+
+/// The small, self-describing part of a [`StoredPage`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PageHeader {
+    /// A strong ETag, quoted, identifying the identity bytes.
+    pub etag: String,
+    /// Unix seconds when the newest upstream data in this page was fetched.
+    pub fetched_at: u64,
+    /// Unix seconds after which the page must be revalidated upstream.
+    pub expires_at: u64,
+    /// Identifies the set of upstream indexes the page was built from; a config change makes it
+    /// differ, so the page is rebuilt rather than served from the old set.
+    pub sources: String,
+}
+
+impl StoredPage {
+    /// Total bytes held, for weighing the in-memory cache.
+    pub fn weight(&self) -> usize {
+        self.identity.len() + self.gzip.len() + self.zstd.len() + self.header.etag.len() + 64
+    }
+
+    // Layout: u32 header length, header JSON, then three (u64 length, bytes) bodies. Hand-rolled
+    // because serde formats would either inflate the bodies (JSON) or add a dependency for 20 lines.
+    fn encode(&self) -> Result<Vec<u8>, StorageError> {
+        let header = serde_json::to_vec(&self.header)
+            .map_err(|e| StorageError::Corrupt(format!("page header: {e}")))?;
+        let mut out = Vec::with_capacity(4 + header.len() + 24 + self.weight());
+        out.extend_from_slice(&(header.len() as u32).to_le_bytes());
+        out.extend_from_slice(&header);
+        for body in [&self.identity, &self.gzip, &self.zstd] {
+            out.extend_from_slice(&(body.len() as u64).to_le_bytes());
+            out.extend_from_slice(body);
+        }
+        Ok(out)
+    }
+
+    fn decode(bytes: &[u8]) -> Result<Self, StorageError> {
+        let corrupt = || StorageError::Corrupt("a stored page is truncated".into());
+        let mut rest = bytes;
+        let mut take = |n: usize| -> Result<&[u8], StorageError> {
+            if rest.len() < n {
+                return Err(corrupt());
+            }
+            let (head, tail) = rest.split_at(n);
+            rest = tail;
+            Ok(head)
+        };
+        let header_len = u32::from_le_bytes(take(4)?.try_into().map_err(|_| corrupt())?) as usize;
+        let header: PageHeader = serde_json::from_slice(take(header_len)?)
+            .map_err(|e| StorageError::Corrupt(format!("page header: {e}")))?;
+        let mut bodies = [Bytes::new(), Bytes::new(), Bytes::new()];
+        for body in &mut bodies {
+            let len = u64::from_le_bytes(take(8)?.try_into().map_err(|_| corrupt())?);
+            let len = usize::try_from(len).map_err(|_| corrupt())?;
+            *body = Bytes::copy_from_slice(take(len)?);
+        }
+        let [identity, gzip, zstd] = bodies;
+        Ok(Self {
+            header,
+            identity,
+            gzip,
+            zstd,
+        })
+    }
+}
+
+/// One write to the page store: snapshots and rendered pages land together or not at all.
+#[derive(Debug, Default)]
+pub struct PageWrite<'a> {
+    /// (ecosystem, page, index key, snapshot bytes)
+    pub snapshots: Vec<(&'a str, &'a str, &'a str, Vec<u8>)>,
+    /// (ecosystem, page, format, page)
+    pub pages: Vec<(&'a str, &'a str, &'a str, Arc<StoredPage>)>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct PageCounts {
+    pub snapshots: u64,
+    pub rendered: u64,
+}
+
+/// A handle to `pages.redb`; cheap to clone.
+#[derive(Clone)]
+pub struct PageStore {
+    db: Arc<Database>,
+}
+
+impl PageStore {
+    pub fn open(path: &Path) -> Result<Self, StorageError> {
+        let db = Database::create(path)?;
+        // Create the tables up front so readers never meet a missing table.
+        let tx = db.begin_write()?;
+        tx.open_table(SNAPSHOTS)?;
+        tx.open_table(PAGES)?;
+        tx.commit()?;
+        Ok(Self { db: Arc::new(db) })
+    }
+
+    pub fn page(
+        &self,
+        ecosystem: &str,
+        page: &str,
+        format: &str,
+    ) -> Result<Option<StoredPage>, StorageError> {
+        let tx = self.db.begin_read()?;
+        let table = tx.open_table(PAGES)?;
+        table
+            .get((ecosystem, page, format))?
+            .map(|value| StoredPage::decode(value.value()))
+            .transpose()
+    }
+
+    /// Every index's snapshot of a page, keyed by index key.
+    pub fn snapshots(&self, ecosystem: &str, page: &str) -> Result<Vec<(String, Vec<u8>)>, StorageError> {
+        let tx = self.db.begin_read()?;
+        let table = tx.open_table(SNAPSHOTS)?;
+        let mut out = Vec::new();
+        for entry in table.range((ecosystem, page, "")..)? {
+            let (key, value) = entry?;
+            let (eco, pg, index) = key.value();
+            if eco != ecosystem || pg != page {
+                break;
+            }
+            out.push((index.to_owned(), value.value().to_vec()));
+        }
+        Ok(out)
+    }
+
+    pub fn write(&self, write: &PageWrite<'_>) -> Result<(), StorageError> {
+        let tx = self.db.begin_write()?;
+        {
+            let mut snapshots = tx.open_table(SNAPSHOTS)?;
+            for (eco, page, index, bytes) in &write.snapshots {
+                snapshots.insert((*eco, *page, *index), bytes.as_slice())?;
+            }
+            let mut pages = tx.open_table(PAGES)?;
+            for (eco, page, format, stored) in &write.pages {
+                pages.insert((*eco, *page, *format), stored.encode()?.as_slice())?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Forgets a page: its rendered forms and every index's snapshot. Returns whether anything
+    /// was stored.
+    pub fn forget(&self, ecosystem: &str, page: &str) -> Result<bool, StorageError> {
+        let tx = self.db.begin_write()?;
+        let mut removed = false;
+        {
+            let mut pages = tx.open_table(PAGES)?;
+            pages.retain_in((ecosystem, page, "")..=(ecosystem, page, "\u{10FFFF}"), |_, _| {
+                removed = true;
+                false
+            })?;
+            let mut snapshots = tx.open_table(SNAPSHOTS)?;
+            snapshots.retain_in((ecosystem, page, "")..=(ecosystem, page, "\u{10FFFF}"), |_, _| {
+                removed = true;
+                false
+            })?;
+        }
+        tx.commit()?;
+        Ok(removed)
+    }
+
+    pub fn counts(&self) -> Result<PageCounts, StorageError> {
+        let tx = self.db.begin_read()?;
+        Ok(PageCounts {
+            snapshots: tx.open_table(SNAPSHOTS)?.len()?,
+            rendered: tx.open_table(PAGES)?.len()?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn page(body: &str) -> Arc<StoredPage> {
+        Arc::new(StoredPage {
+            header: PageHeader {
+                etag: "\"e\"".into(),
+                fetched_at: 1,
+                expires_at: 2,
+                sources: "s".into(),
+            },
+            identity: Bytes::from(body.to_owned()),
+            gzip: Bytes::from_static(b"gz"),
+            zstd: Bytes::new(),
+        })
+    }
+
+    #[test]
+    fn write_read_forget_and_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pages.redb");
+        {
+            let store = PageStore::open(&path).unwrap();
+            store
+                .write(&PageWrite {
+                    snapshots: vec![
+                        ("pypi", "demo", "https://a.example/", b"A".to_vec()),
+                        ("pypi", "demo", "https://b.example/", b"B".to_vec()),
+                        ("pypi", "demo2", "https://a.example/", b"C".to_vec()),
+                    ],
+                    pages: vec![
+                        ("pypi", "demo", "json", page("{}")),
+                        ("pypi", "demo2", "json", page("[]")),
+                    ],
+                })
+                .unwrap();
+        }
+        let store = PageStore::open(&path).unwrap();
+        assert_eq!(
+            store.page("pypi", "demo", "json").unwrap(),
+            Some((*page("{}")).clone())
+        );
+        assert_eq!(store.page("pypi", "demo", "html").unwrap(), None);
+        let snaps = store.snapshots("pypi", "demo").unwrap();
+        assert_eq!(snaps.len(), 2);
+        assert_eq!(snaps[1], ("https://b.example/".to_owned(), b"B".to_vec()));
+        assert!(store.forget("pypi", "demo").unwrap());
+        assert!(!store.forget("pypi", "demo").unwrap());
+        assert_eq!(store.page("pypi", "demo", "json").unwrap(), None);
+        assert!(store.snapshots("pypi", "demo").unwrap().is_empty());
+        assert_eq!(store.snapshots("pypi", "demo2").unwrap().len(), 1);
+        assert_eq!(
+            store.counts().unwrap(),
+            PageCounts {
+                snapshots: 1,
+                rendered: 1
+            }
+        );
+    }
+
+    #[test]
+    fn truncated_page_is_an_error_not_a_panic() {
+        let encoded = page("hello").encode().unwrap();
+        for cut in [0, 3, 10, encoded.len() - 1] {
+            assert!(StoredPage::decode(&encoded[..cut]).is_err(), "cut at {cut}");
+        }
+    }
+}

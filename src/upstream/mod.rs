@@ -1,0 +1,217 @@
+//! HTTP clients for upstream registries. This is the only module that speaks to the network.
+//!
+//! Error messages name an index by its redacted URL: credentials in a configured URL are sent to
+//! the upstream and appear nowhere else (reqwest's own error text includes the URL, so it is
+//! stripped with `without_url`).
+
+mod health;
+
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use futures::StreamExt;
+use reqwest::header::{ACCEPT, ETAG, HeaderMap, IF_NONE_MATCH};
+use reqwest::{Response, StatusCode};
+use url::Url;
+
+pub use health::{IndexHealth, IndexHealthReport};
+
+use crate::config::{IndexConfig, PypiConfig};
+
+/// What pkgmirror asks a Simple API upstream for: JSON first, HTML as a fallback (PEP 691).
+const SIMPLE_ACCEPT: &str =
+    "application/vnd.pypi.simple.v1+json, application/vnd.pypi.simple.v1+html;q=0.1, text/html;q=0.01";
+
+/// The largest index page pkgmirror reads from an upstream. The full project list of a big index
+/// is tens of MB; anything past this is a misbehaving upstream, not a page.
+const MAX_PAGE_BYTES: usize = 512 * 1024 * 1024;
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum UpstreamError {
+    #[error("{index} timed out ({detail})")]
+    Timeout { index: String, detail: String },
+    #[error("{index} could not be reached: {detail}")]
+    Connect { index: String, detail: String },
+    #[error("{index} answered HTTP {status} for {path}")]
+    Status {
+        index: String,
+        status: u16,
+        path: String,
+    },
+    #[error("{index} sent a broken response for {path}: {detail}")]
+    Body {
+        index: String,
+        path: String,
+        detail: String,
+    },
+}
+
+impl UpstreamError {
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, Self::Timeout { .. })
+    }
+}
+
+/// The format an upstream answered in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PageFormat {
+    Json,
+    Html,
+}
+
+/// The answer to a conditional page fetch.
+#[derive(Debug)]
+pub enum Fetched {
+    /// 304: the stored copy is still current.
+    NotModified,
+    /// 404 or 410: the index does not have this page.
+    NotFound,
+    Page {
+        body: Bytes,
+        format: PageFormat,
+        etag: Option<String>,
+        /// `X-PyPI-Last-Serial`, when sent.
+        last_serial: Option<u64>,
+        /// The final URL (after redirects, without credentials): relative links resolve against it.
+        url: Url,
+    },
+}
+
+/// A Simple API client shared by every index.
+#[derive(Clone)]
+pub struct SimpleClient {
+    http: reqwest::Client,
+}
+
+impl SimpleClient {
+    pub fn new(config: &PypiConfig) -> Result<Self, reqwest::Error> {
+        let http = reqwest::Client::builder()
+            .user_agent(concat!("pkgmirror/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(config.connect_timeout)
+            .read_timeout(config.read_timeout)
+            .danger_accept_invalid_certs(!config.verify_tls)
+            .build()?;
+        Ok(Self { http })
+    }
+
+    /// Fetches `path` (empty for the project list, `{project}/` for a project) from `index`,
+    /// conditionally on `etag`.
+    pub async fn fetch_page(
+        &self,
+        index: &IndexConfig,
+        path: &str,
+        etag: Option<&str>,
+    ) -> Result<Fetched, UpstreamError> {
+        let name = index.url.redacted();
+        let url = index.url.url().join(path).map_err(|e| UpstreamError::Body {
+            index: name.clone(),
+            path: path.to_owned(),
+            detail: format!("cannot build a URL: {e}"),
+        })?;
+        let mut request = self.http.get(url).header(ACCEPT, SIMPLE_ACCEPT);
+        if let Some(etag) = etag {
+            request = request.header(IF_NONE_MATCH, etag);
+        }
+        let response = request.send().await.map_err(|e| transport_error(&name, e))?;
+        match response.status() {
+            StatusCode::NOT_MODIFIED => return Ok(Fetched::NotModified),
+            StatusCode::NOT_FOUND | StatusCode::GONE => return Ok(Fetched::NotFound),
+            status if !status.is_success() => {
+                return Err(UpstreamError::Status {
+                    index: name,
+                    status: status.as_u16(),
+                    path: path.to_owned(),
+                });
+            }
+            _ => {}
+        }
+        let headers = response.headers().clone();
+        let mut final_url = response.url().clone();
+        // Relative hrefs must not inherit credentials into stored URLs.
+        let _ = final_url.set_username("");
+        let _ = final_url.set_password(None);
+        let body = read_capped(response, MAX_PAGE_BYTES)
+            .await
+            .map_err(|detail| UpstreamError::Body {
+                index: name.clone(),
+                path: path.to_owned(),
+                detail,
+            })?;
+        Ok(Fetched::Page {
+            body,
+            format: page_format(&headers),
+            etag: header_str(&headers, ETAG).map(str::to_owned),
+            last_serial: header_str(&headers, "x-pypi-last-serial").and_then(|s| s.parse().ok()),
+            url: final_url,
+        })
+    }
+}
+
+fn header_str<K: reqwest::header::AsHeaderName>(headers: &HeaderMap, key: K) -> Option<&str> {
+    headers.get(key).and_then(|v| v.to_str().ok())
+}
+
+fn page_format(headers: &HeaderMap) -> PageFormat {
+    let content_type = header_str(headers, reqwest::header::CONTENT_TYPE)
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    if content_type.starts_with("application/vnd.pypi.simple.v1+json")
+        || content_type.starts_with("application/vnd.pypi.simple.latest+json")
+        || content_type.starts_with("application/json")
+    {
+        PageFormat::Json
+    } else {
+        PageFormat::Html
+    }
+}
+
+/// Reads a body to the end, refusing more than `limit` bytes. A connection cut before the end
+/// (short of Content-Length, or a broken chunked stream) is an error: a partial page is never used.
+async fn read_capped(response: Response, limit: usize) -> Result<Bytes, String> {
+    let expected = response.content_length();
+    if expected.is_some_and(|len| len > limit as u64) {
+        return Err(format!("the page is larger than {limit} bytes"));
+    }
+    let mut body = BytesMut::with_capacity(expected.map_or(64 * 1024, |len| len as usize));
+    let mut stream = response.bytes_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| describe(&e.without_url()))?;
+        if body.len() + chunk.len() > limit {
+            return Err(format!("the page is larger than {limit} bytes"));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.freeze())
+}
+
+fn transport_error(index: &str, err: reqwest::Error) -> UpstreamError {
+    let err = err.without_url();
+    let detail = describe(&err);
+    if err.is_timeout() {
+        UpstreamError::Timeout {
+            index: index.to_owned(),
+            detail,
+        }
+    } else {
+        UpstreamError::Connect {
+            index: index.to_owned(),
+            detail,
+        }
+    }
+}
+
+/// reqwest's top-level message is generic ("error sending request"); the cause says what happened.
+fn describe(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// How long an index that just failed is left alone while stale copies can be served, so a dead
+/// upstream does not add its timeout to every request.
+pub const FAILURE_BACKOFF: Duration = Duration::from_secs(10);

@@ -1,0 +1,174 @@
+//! Admin endpoints, `/health`, logging, running without an upstream, and credential hygiene.
+
+use serde_json::json;
+
+use crate::fixtures::{json_list, simple_json};
+use crate::harness::*;
+
+#[tokio::test]
+async fn admin_endpoints_need_the_token_when_one_is_set() {
+    let fake = FakeIndex::start();
+    fake.json("demo/", &simple_json("demo", &[("demo-1.0.tar.gz", 'a')]));
+    fake.json("", &json_list(&["demo"]));
+    let dir = temp_dir();
+    let mut launch = Launch::with_upstreams(&[&fake.url()], "10m");
+    launch.env("PKGMIRROR__SERVER__ADMIN_TOKEN", "s3cret-token");
+    let server = Server::start(dir.path(), &launch);
+    get_json(&server.url("/simple/demo/")).await;
+    get_json(&server.url("/simple/")).await;
+    let c = client();
+    for auth in [
+        None,
+        Some("Bearer wrong"),
+        Some("Basic s3cret-token"),
+        Some("Bearer s3cret-tokenX"),
+    ] {
+        let mut request = c.delete(server.url("/cache/demo"));
+        if let Some(auth) = auth {
+            request = request.header("Authorization", auth);
+        }
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status(), 401, "{auth:?}");
+        assert_eq!(header(&response, "www-authenticate"), "Bearer");
+    }
+    assert_eq!(fake.hits("demo/"), 1);
+    let response = c
+        .delete(server.url("/cache/Demo"))
+        .header("Authorization", "Bearer s3cret-token")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        response.json::<serde_json::Value>().await.unwrap(),
+        json!({"status": "success", "data": null})
+    );
+    get_json(&server.url("/simple/demo/")).await;
+    assert_eq!(fake.hits("demo/"), 2, "the cleared page was fetched again");
+
+    let response = c
+        .delete(server.url("/cache/list"))
+        .header("Authorization", "bearer s3cret-token")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    get_json(&server.url("/simple/")).await;
+    assert_eq!(fake.hits(""), 2);
+    assert!(
+        !server.logs().contains("s3cret-token"),
+        "the token is never logged"
+    );
+}
+
+#[tokio::test]
+async fn without_a_token_loopback_clients_may_clear_the_cache() {
+    let fake = FakeIndex::start();
+    fake.json("demo/", &simple_json("demo", &[("demo-1.0.tar.gz", 'a')]));
+    let dir = temp_dir();
+    let server = Server::start(dir.path(), &Launch::with_upstreams(&[&fake.url()], "10m"));
+    get_json(&server.url("/simple/demo/")).await;
+    let response = client().delete(server.url("/cache/demo")).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    let response = client().delete(server.url("/cache/..")).send().await.unwrap();
+    assert!(response.status() == 400 || response.status() == 404);
+    get_json(&server.url("/simple/demo/")).await;
+    assert_eq!(fake.hits("demo/"), 2);
+}
+
+#[tokio::test]
+async fn with_no_upstream_the_server_starts_and_says_so() {
+    let dir = temp_dir();
+    let server = Server::start(dir.path(), &Launch::default());
+    let health = get_json(&server.url("/health")).await;
+    assert_eq!(health["status"], "ok");
+    assert_eq!(health["upstream_configured"], false);
+    assert_eq!(health["message"], "no upstream configured");
+    assert_eq!(health["upstreams"], json!([]));
+    assert_eq!(health["version"], env!("CARGO_PKG_VERSION"));
+    assert!(health["uptime_secs"].is_u64());
+    assert!(
+        server.logs().contains("no upstream configured"),
+        "{}",
+        server.logs()
+    );
+    let response = get(&server.url("/simple/demo/"), JSON).await;
+    assert_eq!(response.status(), 404);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("no upstream is configured"),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn pages_cached_with_an_upstream_are_served_after_it_is_removed_from_the_config() {
+    let fake = FakeIndex::start();
+    fake.json("demo/", &simple_json("demo", &[("demo-1.0.tar.gz", 'a')]));
+    let dir = temp_dir();
+    let server = Server::start(dir.path(), &Launch::with_upstreams(&[&fake.url()], "10m"));
+    let before = get_json(&server.url("/simple/demo/")).await;
+    server.kill();
+    let server = Server::start(dir.path(), &Launch::default());
+    let response = get(&server.url("/simple/demo/"), JSON).await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(header(&response, "x-cache"), "hit");
+    assert_eq!(response.json::<serde_json::Value>().await.unwrap(), before);
+}
+
+#[tokio::test]
+async fn upstream_credentials_are_used_and_never_shown() {
+    let fake = FakeIndex::start();
+    fake.json("demo/", &simple_json("demo", &[("demo-1.0.tar.gz", 'a')]));
+    let url = fake.url_with_credentials("alice", "pa55word");
+    let dir = temp_dir();
+    let server = Server::start(dir.path(), &Launch::with_upstreams(&[&url], "10m"));
+    let page = get_json(&server.url("/simple/demo/")).await;
+    assert_eq!(
+        page["files"][0]["filename"], "demo-1.0.tar.gz",
+        "basic auth from the URL was sent"
+    );
+    fake.set(Behaviour::Status(500));
+    let response = get(&server.url("/simple/other/"), JSON).await;
+    assert_eq!(response.status(), 502);
+    let error = response.text().await.unwrap();
+    let health = get(&server.url("/health"), "application/json")
+        .await
+        .text()
+        .await
+        .unwrap();
+    for shown in [&error, &health, &server.logs()] {
+        assert!(!shown.contains("pa55word"), "the password leaked: {shown}");
+    }
+    assert!(health.contains("***@127.0.0.1"), "{health}");
+}
+
+#[tokio::test]
+async fn json_logs_have_one_line_per_request_with_status_and_cache_outcome() {
+    let fake = FakeIndex::start();
+    fake.json("demo/", &simple_json("demo", &[("demo-1.0.tar.gz", 'a')]));
+    let dir = temp_dir();
+    let mut launch = Launch::with_upstreams(&[&fake.url()], "10m");
+    launch.arg("--log-format").arg("json");
+    let server = Server::start(dir.path(), &launch);
+    get_json(&server.url("/simple/demo/")).await;
+    get_json(&server.url("/simple/demo/")).await;
+    // The access line is written after the response: give it a moment.
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let logs = server.logs();
+    let access: Vec<serde_json::Value> = logs
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap_or_else(|e| panic!("not JSON: {l}: {e}"))
+        })
+        .filter(|v| v["fields"]["path"] == "/simple/demo/")
+        .collect();
+    assert_eq!(access.len(), 2, "{logs}");
+    assert_eq!(access[0]["fields"]["status"], 200);
+    assert_eq!(access[0]["fields"]["cache"], "miss");
+    assert_eq!(access[1]["fields"]["cache"], "hit");
+    assert!(access[1]["fields"]["duration_ms"].is_number());
+}

@@ -1,0 +1,123 @@
+//! Runs the built binary: exit codes, stdout and stderr of `config show`.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+/// The binary with none of our variables inherited from the test's
+/// environment, run in `dir` so that no stray ./pkgmirror.toml is read.
+fn pkgmirror(dir: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_pkgmirror"));
+    cmd.current_dir(dir);
+    for (name, _) in std::env::vars_os() {
+        let name = name.to_string_lossy();
+        if name.starts_with("PKGMIRROR") || name.starts_with("PROXPI_") || name == "RUST_LOG" {
+            cmd.env_remove(&*name);
+        }
+    }
+    cmd
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn run(cmd: &mut Command) -> (i32, String, String) {
+    let Output {
+        status,
+        stdout,
+        stderr,
+    } = cmd.output().expect("run pkgmirror");
+    (status.code().expect("exit code"), text(&stdout), text(&stderr))
+}
+
+#[test]
+fn config_show_sources_names_file_env_and_defaults() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("mirror.toml");
+    std::fs::write(
+        &file,
+        "[server]\nadmin_token = \"hunter2\"\n[pypi]\nindex_url = \"https://alice:s3cr3t@index.example/simple\"\nindex_ttl = \"1m\"\n",
+    )
+    .unwrap();
+    let (code, out, err) = run(pkgmirror(dir.path())
+        .args(["config", "show", "--sources", "--config"])
+        .arg(&file)
+        .env("PKGMIRROR__PYPI__INDEX_TTL", "10m")
+        .env("PROXPI_READ_TIMEOUT", "12"));
+    assert_eq!(code, 0, "stderr: {err}");
+    let file_source = format!("# file {}", file.display());
+    for want in [
+        format!("server.admin_token = \"***\"  {file_source}"),
+        format!("pypi.index_url = \"https://***@index.example/simple/\"  {file_source}"),
+        "pypi.index_ttl = \"10m\"  # env PKGMIRROR__PYPI__INDEX_TTL".to_owned(),
+        "pypi.read_timeout = \"12s\"  # env PROXPI_READ_TIMEOUT".to_owned(),
+        "server.listen = \"127.0.0.1:5000\"  # default".to_owned(),
+    ] {
+        assert!(out.lines().any(|l| l == want), "missing {want:?} in\n{out}");
+    }
+    for secret in ["hunter2", "alice", "s3cr3t"] {
+        assert!(!out.contains(secret), "{secret} leaked:\n{out}");
+    }
+}
+
+#[test]
+fn config_show_prints_toml_and_reads_pkgmirror_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("other.toml");
+    std::fs::write(&file, "[storage]\nmax_size = \"1GiB\"\n").unwrap();
+    let (code, out, err) = run(pkgmirror(dir.path())
+        .args(["config", "show"])
+        .env("PKGMIRROR_CONFIG", &file));
+    assert_eq!(code, 0, "stderr: {err}");
+    assert!(out.contains("[storage]\n"), "{out}");
+    assert!(out.contains("max_size = \"1GiB\"\n"), "{out}");
+}
+
+#[test]
+fn bad_config_exits_2_with_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("pkgmirror.toml"), "[pypi]\nindex_tll = \"1m\"\n").unwrap();
+    let (code, out, err) = run(pkgmirror(dir.path()).args(["config", "show"]));
+    assert_eq!(code, 2);
+    assert_eq!(out, "");
+    assert_eq!(
+        err,
+        "pkgmirror: bad config: unknown key \"pypi.index_tll\" in file ./pkgmirror.toml\n"
+    );
+
+    let (code, _, err) = run(pkgmirror(dir.path()).args(["serve", "--config", "missing.toml"]));
+    assert_eq!(code, 2);
+    assert!(
+        err.starts_with("pkgmirror: bad config: config file missing.toml: "),
+        "{err}"
+    );
+
+    let empty = tempfile::tempdir().unwrap();
+    let (code, _, err) = run(pkgmirror(empty.path()).args(["serve", "--listen", "x"]));
+    assert_eq!(code, 2);
+    assert!(
+        err.starts_with("pkgmirror: bad config: server.listen: invalid socket address \"x\""),
+        "{err}"
+    );
+
+    let (code, _, err) = run(pkgmirror(empty.path())
+        .arg("serve")
+        .env("RUST_LOG", "pkgmirror=loud"));
+    assert_eq!(code, 2);
+    assert!(err.starts_with("pkgmirror: bad config: log.level: "), "{err}");
+    assert!(err.ends_with(", from env RUST_LOG\n"), "{err}");
+}
+
+#[test]
+fn usage_errors_exit_2_and_version_exits_0() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, _, _) = run(pkgmirror(dir.path()).args(["serve", "--no-such-flag"]));
+    assert_eq!(code, 2);
+    let (code, _, _) = run(pkgmirror(dir.path()).args(["serve", "--log-format", "xml"]));
+    assert_eq!(code, 2);
+    let (code, _, _) = run(&mut pkgmirror(dir.path()));
+    assert_eq!(code, 2);
+    let (code, out, _) = run(pkgmirror(dir.path()).arg("--version"));
+    assert_eq!(code, 0);
+    assert!(out.starts_with("pkgmirror "), "{out}");
+}

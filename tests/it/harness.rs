@@ -1,0 +1,468 @@
+//! The test harness: the real `pkgmirror` binary on 127.0.0.1:0 with a temp data dir, and fake
+//! upstream indexes on 127.0.0.1 that serve fixed pages, count hits, and fail on demand.
+//!
+//! The fake upstream speaks HTTP/1.1 over raw TCP (one request per connection) so it can do what
+//! a well-behaved server library would not: cut a body short, stall, or vanish.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+// ---------------------------------------------------------------------------------------------
+// The server under test
+
+pub struct Server {
+    child: Child,
+    pub base: String,
+    logs: Arc<Mutex<Vec<String>>>,
+}
+
+/// How to start a server: CLI args after `serve`, and environment variables.
+#[derive(Default, Clone)]
+pub struct Launch {
+    pub args: Vec<String>,
+    pub env: Vec<(String, String)>,
+}
+
+impl Launch {
+    /// A server with these upstream index URLs (main first) and every TTL set to `ttl`.
+    pub fn with_upstreams(upstreams: &[&str], ttl: &str) -> Self {
+        let mut launch = Self::default();
+        for url in upstreams {
+            launch.args.extend(["--pypi-upstream".into(), (*url).to_owned()]);
+        }
+        launch.env("PKGMIRROR__PYPI__INDEX_TTL", ttl);
+        let extra_ttls = vec![ttl; upstreams.len().saturating_sub(1)].join(",");
+        if !extra_ttls.is_empty() {
+            launch.env("PKGMIRROR__PYPI__EXTRA_INDEX_TTLS", &extra_ttls);
+        }
+        // Short timeouts keep failure tests fast.
+        launch.env("PKGMIRROR__PYPI__READ_TIMEOUT", "2s");
+        launch.env("PKGMIRROR__PYPI__CONNECT_TIMEOUT", "2s");
+        launch
+    }
+
+    pub fn env(&mut self, key: &str, value: &str) -> &mut Self {
+        self.env.push((key.into(), value.into()));
+        self
+    }
+
+    pub fn arg(&mut self, arg: &str) -> &mut Self {
+        self.args.push(arg.into());
+        self
+    }
+}
+
+pub fn binary() -> &'static str {
+    env!("CARGO_BIN_EXE_pkgmirror")
+}
+
+impl Server {
+    pub fn start(data_dir: &Path, launch: &Launch) -> Server {
+        let mut cmd = Command::new(binary());
+        cmd.arg("serve")
+            .args(["--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir)
+            .args(&launch.args)
+            // Nothing from the developer's environment may leak into a test.
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("RUST_LOG", "info")
+            .current_dir(data_dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (k, v) in &launch.env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("spawn pkgmirror");
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        for stream in [
+            Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
+            Box::new(child.stderr.take().unwrap()),
+        ] {
+            let logs = Arc::clone(&logs);
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    if let Some(i) = line.find("listening on http://") {
+                        let url: String = line[i + "listening on ".len()..]
+                            .chars()
+                            .take_while(|c| !c.is_whitespace() && *c != '"')
+                            .collect();
+                        let _ = tx.send(url);
+                    }
+                    logs.lock().unwrap().push(line);
+                }
+            });
+        }
+        let base = match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(url) => url,
+            Err(_) => {
+                let _ = child.kill();
+                panic!(
+                    "pkgmirror did not start; its output:\n{}",
+                    logs.lock().unwrap().join("\n")
+                );
+            }
+        };
+        Server { child, base, logs }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    pub fn logs(&self) -> String {
+        self.logs.lock().unwrap().join("\n")
+    }
+
+    /// SIGKILL: the process gets no chance to flush anything.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM, then wait (bounded) for the exit status; returns it with everything logged.
+    pub fn terminate(mut self) -> (ExitStatus, String) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success());
+        let deadline = Instant::now() + Duration::from_secs(40);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                // The log readers end at EOF, right after the exit.
+                std::thread::sleep(Duration::from_millis(200));
+                return (status, self.logs());
+            }
+            assert!(Instant::now() < deadline, "pkgmirror did not stop after SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A client that shows responses as they are on the wire: no decompression, no redirects.
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_gzip()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap()
+}
+
+pub const JSON: &str = "application/vnd.pypi.simple.v1+json";
+pub const HTML: &str = "application/vnd.pypi.simple.v1+html";
+/// What pip sends (JSON first).
+pub const PIP_ACCEPT: &str =
+    "application/vnd.pypi.simple.v1+json, application/vnd.pypi.simple.v1+html; q=0.1, text/html; q=0.01";
+
+pub async fn get(url: &str, accept: &str) -> reqwest::Response {
+    client().get(url).header("Accept", accept).send().await.unwrap()
+}
+
+pub async fn get_json(url: &str) -> serde_json::Value {
+    let response = get(url, JSON).await;
+    assert_eq!(response.status(), 200, "GET {url}");
+    response.json().await.unwrap()
+}
+
+pub fn header<'a>(response: &'a reqwest::Response, name: &str) -> &'a str {
+    response.headers().get(name).map_or("", |v| v.to_str().unwrap())
+}
+
+pub fn temp_dir() -> tempfile::TempDir {
+    tempfile::tempdir().unwrap()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Fake upstream index
+
+/// How the fake answers every request.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Behaviour {
+    Normal,
+    /// Wait this long, then answer normally (keeps concurrent requests overlapping).
+    Delay(Duration),
+    /// Answer this status with a short body.
+    Status(u16),
+    /// Send the headers and half the body, then close the connection.
+    Truncate,
+    /// Accept the request and never answer.
+    Stall,
+}
+
+struct Page {
+    content_type: String,
+    body: Vec<u8>,
+}
+
+#[derive(Default)]
+struct FakeState {
+    pages: Mutex<HashMap<String, Page>>,
+    hits: Mutex<HashMap<String, usize>>,
+    /// The request headers of every request, in order: (path, lower-case header map).
+    requests: Mutex<Vec<(String, HashMap<String, String>)>>,
+    behaviour: Mutex<Option<Behaviour>>,
+    /// When set, requests without exactly this Authorization header get 401.
+    required_auth: Mutex<Option<String>>,
+}
+
+pub struct FakeIndex {
+    pub addr: SocketAddr,
+    state: Arc<FakeState>,
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl FakeIndex {
+    pub fn start() -> FakeIndex {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        // Bound with std so this works from inside a test's own runtime too.
+        let std_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        std_listener.set_nonblocking(true).unwrap();
+        let addr = std_listener.local_addr().unwrap();
+        let listener = {
+            let _context = runtime.enter();
+            TcpListener::from_std(std_listener).unwrap()
+        };
+        let state = Arc::new(FakeState::default());
+        let accept_state = Arc::clone(&state);
+        runtime.spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                tokio::spawn(serve_connection(stream, Arc::clone(&accept_state)));
+            }
+        });
+        FakeIndex {
+            addr,
+            state,
+            runtime: Some(runtime),
+        }
+    }
+
+    /// The index URL to configure: `http://127.0.0.1:PORT/simple/`.
+    pub fn url(&self) -> String {
+        format!("http://{}/simple/", self.addr)
+    }
+
+    /// The index URL with credentials, which the fake then requires.
+    pub fn url_with_credentials(&self, user: &str, password: &str) -> String {
+        use base64::Engine;
+        let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+        *self.state.required_auth.lock().unwrap() = Some(format!("Basic {token}"));
+        format!("http://{user}:{password}@{}/simple/", self.addr)
+    }
+
+    /// Serves `body` at `/simple/{path}` (`""` is the project list, `"demo/"` a project).
+    pub fn page(&self, path: &str, content_type: &str, body: &str) -> &Self {
+        self.state.pages.lock().unwrap().insert(
+            format!("/simple/{path}"),
+            Page {
+                content_type: content_type.into(),
+                body: body.as_bytes().to_vec(),
+            },
+        );
+        self
+    }
+
+    pub fn json(&self, path: &str, body: &serde_json::Value) -> &Self {
+        self.page(path, JSON, &body.to_string())
+    }
+
+    pub fn html(&self, path: &str, body: &str) -> &Self {
+        self.page(path, "text/html; charset=utf-8", body)
+    }
+
+    pub fn set(&self, behaviour: Behaviour) {
+        *self.state.behaviour.lock().unwrap() = Some(behaviour);
+    }
+
+    /// Requests seen for `/simple/{path}`.
+    pub fn hits(&self, path: &str) -> usize {
+        self.state
+            .hits
+            .lock()
+            .unwrap()
+            .get(&format!("/simple/{path}"))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// A header of the most recent request for `/simple/{path}`.
+    pub fn last_header(&self, path: &str, name: &str) -> Option<String> {
+        let full = format!("/simple/{path}");
+        self.state
+            .requests
+            .lock()
+            .unwrap()
+            .iter()
+            .rev()
+            .find(|(p, _)| *p == full)
+            .and_then(|(_, headers)| headers.get(&name.to_ascii_lowercase()).cloned())
+    }
+
+    /// Stops listening: from now on connections are refused.
+    pub fn stop(mut self) {
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+        // Wait until the port really refuses, so the test's next step sees the outage.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while std::net::TcpStream::connect(self.addr).is_ok() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for FakeIndex {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+pub fn etag_of(body: &[u8]) -> String {
+    format!("\"{}\"", hex::encode(&Sha256::digest(body)[..8]))
+}
+
+async fn serve_connection(mut stream: TcpStream, state: Arc<FakeState>) {
+    let mut head = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        match stream.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => head.extend_from_slice(&buf[..n]),
+        }
+        if head.len() > 64 * 1024 {
+            return;
+        }
+    }
+    let text = String::from_utf8_lossy(&head).into_owned();
+    let mut lines = text.split("\r\n");
+    let request_line = lines.next().unwrap_or("");
+    let path = request_line.split(' ').nth(1).unwrap_or("/").to_owned();
+    let headers: HashMap<String, String> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    *state.hits.lock().unwrap().entry(path.clone()).or_default() += 1;
+    state
+        .requests
+        .lock()
+        .unwrap()
+        .push((path.clone(), headers.clone()));
+    let behaviour = state
+        .behaviour
+        .lock()
+        .unwrap()
+        .clone()
+        .unwrap_or(Behaviour::Normal);
+
+    let required = state.required_auth.lock().unwrap().clone();
+    if let Some(required) = required
+        && headers.get("authorization") != Some(&required)
+    {
+        return respond(&mut stream, 401, "text/plain", b"credentials required", &[]).await;
+    }
+    match behaviour {
+        Behaviour::Stall => {
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+            return;
+        }
+        Behaviour::Delay(d) => tokio::time::sleep(d).await,
+        Behaviour::Status(code) => {
+            return respond(&mut stream, code, "text/plain", b"upstream failure", &[]).await;
+        }
+        Behaviour::Normal | Behaviour::Truncate => {}
+    }
+    let page = {
+        let pages = state.pages.lock().unwrap();
+        pages.get(&path).map(|p| (p.content_type.clone(), p.body.clone()))
+    };
+    let Some((content_type, body)) = page else {
+        return respond(&mut stream, 404, "text/plain", b"not found", &[]).await;
+    };
+    let etag = etag_of(&body);
+    if headers.get("if-none-match") == Some(&etag) {
+        return respond(&mut stream, 304, &content_type, b"", &[("ETag", &etag)]).await;
+    }
+    if behaviour == Behaviour::Truncate {
+        let head = format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            body.len()
+        );
+        let _ = stream.write_all(head.as_bytes()).await;
+        let _ = stream.write_all(&body[..body.len() / 2]).await;
+        let _ = stream.shutdown().await;
+        return;
+    }
+    respond(&mut stream, 200, &content_type, &body, &[("ETag", &etag)]).await;
+}
+
+async fn respond(
+    stream: &mut TcpStream,
+    status: u16,
+    content_type: &str,
+    body: &[u8],
+    extra: &[(&str, &str)],
+) {
+    let mut head = format!("HTTP/1.1 {status} X\r\nContent-Type: {content_type}\r\nConnection: close\r\n");
+    if status != 304 {
+        head.push_str(&format!("Content-Length: {}\r\n", body.len()));
+    }
+    for (k, v) in extra {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    let _ = stream.write_all(head.as_bytes()).await;
+    let _ = stream.write_all(body).await;
+    let _ = stream.shutdown().await;
+}
+
+/// Sends `GET {path}` byte for byte (no client-side normalization of `..` or escapes) and returns
+/// the status and body.
+pub fn raw_get(base: &str, path: &str, accept: &str) -> (u16, String) {
+    use std::io::Write;
+    let addr = base.trim_start_matches("http://");
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: {accept}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    std::io::Read::read_to_string(&mut stream, &mut response).unwrap();
+    let status = response
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}

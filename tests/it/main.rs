@@ -1,0 +1,9 @@
+//! The integration tests: one binary, the real server, fake upstreams on 127.0.0.1.
+
+mod admin_health;
+mod cli;
+mod fixtures;
+mod harness;
+mod real_clients;
+mod resilience;
+mod simple_api;
