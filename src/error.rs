@@ -69,8 +69,15 @@ impl ResponseError for AppError {
         let status = self.status_code();
         let message = self.to_string();
         let mut response = HttpResponse::build(status);
-        if matches!(self, Self::Unauthorized(_)) {
-            response.insert_header(("WWW-Authenticate", "Bearer"));
+        match self {
+            Self::Unauthorized(_) => {
+                response.insert_header(("WWW-Authenticate", "Bearer"));
+            }
+            // The answer depended on Accept (PEP 691 wants Vary on every negotiated answer).
+            Self::NotAcceptable(_) => {
+                response.insert_header(("Vary", "Accept"));
+            }
+            _ => {}
         }
         response.json(ErrorBody {
             status: status.as_u16(),

@@ -28,5 +28,10 @@ cargo fmt --all -- --check
 step "clippy"
 cargo clippy --all-targets --locked -- -D warnings
 
+# The benchmarks run once each in test mode (a smoke test of the code they time); the unit and
+# integration tests run last so their summary closes the output.
+step "benchmarks (smoke)"
+cargo test --benches --locked
+
 step "tests"
-cargo test --all-targets --locked
+cargo test --lib --bins --tests --locked

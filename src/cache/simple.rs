@@ -196,10 +196,6 @@ impl SimplePages {
         }
     }
 
-    pub fn indexes(&self) -> &[Index] {
-        &self.inner.indexes
-    }
-
     pub fn health_reports(&self) -> Vec<(String, IndexHealthReport)> {
         self.inner
             .indexes
@@ -423,9 +419,13 @@ impl Inner {
         };
 
         // A stale answer changes nothing on disk: what is stored is still the best we have.
-        if !stale || !snapshot_writes.is_empty() {
-            self.persist(&page, snapshot_writes, &rendered, project_record, stale)
-                .await?;
+        // A failed write (a full disk, say) costs a refetch later, not this client's answer.
+        if (!stale || !snapshot_writes.is_empty())
+            && let Err(e) = self
+                .persist(&page, snapshot_writes, &rendered, project_record, stale)
+                .await
+        {
+            tracing::error!(page = page.key(), error = %e, "could not store a refreshed page; serving it anyway");
         }
         for (format, stored) in [("html", &rendered.html), ("json", &rendered.json)] {
             self.l1.insert((page.clone(), format), Arc::clone(stored)).await;

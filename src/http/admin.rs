@@ -11,18 +11,19 @@ use subtle::ConstantTimeEq;
 
 use super::AppState;
 use crate::cache::simple::PageRef;
+use crate::config::Secret;
 use crate::error::AppError;
 use crate::pypi::name::{normalize, validate_project_name};
 
 pub async fn forget_list(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, AppError> {
-    authorize(&state, &req)?;
+    authorize(&state.admin_token, &req)?;
     state.pages.forget(PageRef::List).await?;
     tracing::info!("admin: project list cache cleared");
     Ok(success())
 }
 
 pub async fn forget_project(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, AppError> {
-    authorize(&state, &req)?;
+    authorize(&state.admin_token, &req)?;
     let raw = req.match_info().get("project").unwrap_or("");
     validate_project_name(raw).map_err(|e| AppError::BadRequest(format!("invalid project name: {e}")))?;
     let name = normalize(raw);
@@ -36,8 +37,8 @@ fn success() -> HttpResponse {
     HttpResponse::Ok().json(serde_json::json!({"status": "success", "data": null}))
 }
 
-pub(crate) fn authorize(state: &AppState, req: &HttpRequest) -> Result<(), AppError> {
-    if state.admin_token.is_empty() {
+pub(crate) fn authorize(admin_token: &Secret, req: &HttpRequest) -> Result<(), AppError> {
+    if admin_token.is_empty() {
         let loopback = req
             .peer_addr()
             .is_some_and(|addr| addr.ip().to_canonical().is_loopback());
@@ -63,11 +64,56 @@ pub(crate) fn authorize(state: &AppState, req: &HttpRequest) -> Result<(), AppEr
     };
     // Comparing digests keeps the comparison constant-time even in the token's length.
     let matches: bool = Sha256::digest(presented.as_bytes())
-        .ct_eq(&Sha256::digest(state.admin_token.expose().as_bytes()))
+        .ct_eq(&Sha256::digest(admin_token.expose().as_bytes()))
         .into();
     if matches {
         Ok(())
     } else {
         Err(AppError::Unauthorized("the admin token is not valid".into()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use actix_web::test::TestRequest;
+
+    use super::*;
+
+    fn from(peer: &str) -> TestRequest {
+        TestRequest::default().peer_addr(peer.parse().unwrap())
+    }
+
+    #[test]
+    fn without_a_token_only_loopback_peers_pass() {
+        let none = Secret::from(String::new());
+        for peer in ["127.0.0.1:1", "[::1]:1", "[::ffff:127.0.0.1]:1"] {
+            assert!(authorize(&none, &from(peer).to_http_request()).is_ok(), "{peer}");
+        }
+        for peer in ["10.1.2.3:1", "192.168.0.9:1", "[2001:db8::1]:1"] {
+            let err = authorize(&none, &from(peer).to_http_request()).unwrap_err();
+            assert!(matches!(err, AppError::Forbidden(_)), "{peer}: {err:?}");
+        }
+    }
+
+    #[test]
+    fn with_a_token_the_peer_does_not_matter_but_the_token_does() {
+        let token = Secret::from("t0ken".to_owned());
+        let remote = || from("10.1.2.3:1");
+        let ok = remote()
+            .insert_header((AUTHORIZATION, "Bearer t0ken"))
+            .to_http_request();
+        assert!(authorize(&token, &ok).is_ok());
+        let loopback_without = from("127.0.0.1:1").to_http_request();
+        assert!(matches!(
+            authorize(&token, &loopback_without),
+            Err(AppError::Unauthorized(_))
+        ));
+        for header in ["Bearer t0ke", "Bearer t0ken2", "Basic t0ken", "t0ken", "Bearer"] {
+            let req = remote().insert_header((AUTHORIZATION, header)).to_http_request();
+            assert!(
+                matches!(authorize(&token, &req), Err(AppError::Unauthorized(_))),
+                "{header}"
+            );
+        }
     }
 }

@@ -10,6 +10,7 @@ use actix_web::middleware::Next;
 use actix_web::{Error, HttpResponse};
 
 use crate::error::AppError;
+use crate::pypi::render::push_escaped;
 
 /// Logs method, path, status, cache outcome and duration of every request.
 pub async fn access_log(
@@ -87,28 +88,15 @@ fn prefers_html(accept: Option<&HeaderValue>) -> bool {
 }
 
 fn error_page(status: u16, reason: &str, message: &str) -> String {
-    let message = escape(message);
+    let mut escaped = String::with_capacity(message.len());
+    push_escaped(&mut escaped, message);
+    let message = escaped;
     format!(
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
          <title>{status} {reason} · pkgmirror</title></head>\
          <body><h1>{status} {reason}</h1><p>{message}</p><p><a href=\"/\">pkgmirror home</a></p></body></html>\n"
     )
-}
-
-fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 #[cfg(test)]

@@ -110,7 +110,7 @@ fn push_percent_encoded(out: &mut String, segment: &str) {
 }
 
 /// Escapes text and (double-quoted) attribute values alike.
-fn push_escaped(out: &mut String, text: &str) {
+pub fn push_escaped(out: &mut String, text: &str) {
     let mut start = 0;
     for (i, b) in text.bytes().enumerate() {
         let entity = match b {

@@ -6,7 +6,7 @@
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, params};
 
 use super::StorageError;
 
@@ -171,19 +171,6 @@ impl Catalogue {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    /// When the project was last refreshed, if it is known at all.
-    pub fn project_fetched_at(&self, ecosystem: &str, name: &str) -> Result<Option<u64>, StorageError> {
-        let conn = self.lock();
-        let fetched: Option<i64> = conn
-            .query_row(
-                "SELECT fetched_at FROM projects WHERE ecosystem = ?1 AND name = ?2",
-                params![ecosystem, name],
-                |row| row.get(0),
-            )
-            .optional()?;
-        Ok(fetched.map(|f| f as u64))
-    }
-
     pub fn counts(&self) -> Result<CatalogueCounts, StorageError> {
         let conn = self.lock();
         let (projects, files): (i64, i64) = conn.query_row(
@@ -285,7 +272,6 @@ mod tests {
                 files: 1
             }
         );
-        assert_eq!(cat.project_fetched_at("pypi", "demo").unwrap(), Some(100));
     }
 
     #[test]

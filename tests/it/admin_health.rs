@@ -172,3 +172,21 @@ async fn json_logs_have_one_line_per_request_with_status_and_cache_outcome() {
     assert_eq!(access[1]["fields"]["cache"], "hit");
     assert!(access[1]["fields"]["duration_ms"].is_number());
 }
+
+#[tokio::test]
+async fn proxpi_variables_configure_a_drop_in_replacement() {
+    let fake = FakeIndex::start();
+    fake.json("demo/", &simple_json("demo", &[("demo-1.0.tar.gz", 'a')]));
+    let dir = temp_dir();
+    let mut launch = Launch::default();
+    launch
+        .env("PROXPI_INDEX_URL", &fake.url())
+        .env("PROXPI_INDEX_TTL", "600");
+    let server = Server::start(dir.path(), &launch);
+    // proxpi's paths and answers.
+    let page = get_json(&server.url("/index/demo/")).await;
+    assert_eq!(page["files"][0]["filename"], "demo-1.0.tar.gz");
+    let health = get_json(&server.url("/health")).await;
+    assert_eq!(health["upstreams"][0]["url"], fake.url());
+    assert_eq!(health["upstreams"][0]["state"], "up");
+}

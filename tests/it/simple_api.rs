@@ -79,6 +79,8 @@ async fn negotiation_follows_pep_691() {
         );
         if *status == 200 {
             assert_eq!(header(&response, "vary"), "Accept, Accept-Encoding");
+        } else {
+            assert_eq!(header(&response, "vary"), "Accept", "a 406 depends on Accept too");
         }
     }
     assert_eq!(fake.hits("demo/"), 1, "one upstream fetch serves every format");
