@@ -8,11 +8,13 @@ use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer, web};
 
 use crate::cache::CacheCounters;
+use crate::cache::files::{ACCESS_FLUSH_INTERVAL, FileCache};
 use crate::cache::simple::{Index, SimplePages};
 use crate::config::{Config, StorageBackend};
 use crate::http::{self, AppState};
+use crate::storage::blob::LocalBlobStore;
 use crate::storage::{Catalogue, PageStore, StorageError};
-use crate::upstream::{IndexHealth, SimpleClient};
+use crate::upstream::{FileClient, IndexHealth, SimpleClient};
 
 /// How long in-flight requests get to finish after a shutdown signal.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
@@ -38,6 +40,19 @@ struct Parts {
     state: web::Data<AppState>,
 }
 
+/// Writes batched blob access times every few seconds, on the background runtime.
+fn spawn_access_flusher(state: web::Data<AppState>, runtime: &tokio::runtime::Handle) {
+    runtime.spawn(async move {
+        let mut tick = tokio::time::interval(ACCESS_FLUSH_INTERVAL);
+        loop {
+            tick.tick().await;
+            if let Err(e) = state.files.flush_accesses().await {
+                tracing::warn!(error = %e, "could not record blob accesses; will retry");
+            }
+        }
+    });
+}
+
 pub fn serve(config: Config) -> Result<(), ServeError> {
     // Upstream fetches and single-flight work run here, apart from the HTTP workers, so a slow
     // upstream never occupies a worker and a departing client never cancels a shared fetch.
@@ -49,6 +64,8 @@ pub fn serve(config: Config) -> Result<(), ServeError> {
         .map_err(|e| ServeError::Startup(format!("background runtime: {e}")))?;
     let parts = open(&config, background.handle().clone())?;
     let listen = config.server.listen;
+    spawn_access_flusher(parts.state.clone(), background.handle());
+    let final_state = parts.state.clone();
 
     let result = actix_web::rt::System::new().block_on(async move {
         let state = parts.state.clone();
@@ -77,6 +94,9 @@ pub fn serve(config: Config) -> Result<(), ServeError> {
     });
     let catalogue = result?;
     tracing::info!("shutting down: flushing state");
+    if let Err(e) = background.block_on(final_state.files.flush_accesses()) {
+        tracing::warn!(error = %e, "could not record the last blob accesses");
+    }
     if let Err(e) = catalogue.checkpoint() {
         tracing::warn!(error = %e, "catalogue checkpoint failed; the WAL will be replayed on next start");
     }
@@ -121,20 +141,38 @@ fn open(config: &Config, background: tokio::runtime::Handle) -> Result<Parts, Se
         tracing::warn!("no upstream configured (pypi.index_url is empty): serving only what is cached");
     }
 
-    let client =
-        SimpleClient::new(&config.pypi).map_err(|e| ServeError::Startup(format!("HTTP client: {e}")))?;
+    let blob_dir = data_dir.join("blobs");
+    let store = LocalBlobStore::open(&blob_dir).map_err(|e| {
+        ServeError::Startup(format!(
+            "cannot open the blob store in {}: {e}",
+            blob_dir.display()
+        ))
+    })?;
+
+    let http_error = |e: reqwest::Error| ServeError::Startup(format!("HTTP client: {e}"));
+    let client = SimpleClient::new(&config.pypi).map_err(http_error)?;
+    let file_client = FileClient::new(&config.pypi).map_err(http_error)?;
     let counters = Arc::new(CacheCounters::default());
-    let pages = SimplePages::new(
+    let pages = Arc::new(SimplePages::new(
         indexes,
         client,
         pages,
         catalogue.clone(),
         config.storage.page_cache_size,
         Arc::clone(&counters),
+        background.clone(),
+    ));
+    let files = FileCache::new(
+        Arc::clone(&pages),
+        catalogue.clone(),
+        Arc::new(store),
+        file_client,
+        Arc::clone(&counters),
         background,
     );
     let state = web::Data::new(AppState {
         pages,
+        files,
         counters,
         admin_token: config.server.admin_token.clone(),
         public_url: config.server.public_url.clone(),

@@ -1,6 +1,7 @@
 //! The flows between the HTTP edge, the stores and the upstreams: lookup, single-flight refresh,
 //! stale serving. Handlers reach upstreams and storage only through this module.
 
+pub mod files;
 pub mod simple;
 pub mod singleflight;
 
@@ -68,6 +69,8 @@ pub struct CacheCounters {
     misses: AtomicU64,
     stale: AtomicU64,
     upstream_errors: AtomicU64,
+    download_failures: AtomicU64,
+    hash_mismatches: AtomicU64,
 }
 
 #[derive(Debug, Clone, Copy, Serialize)]
@@ -76,6 +79,8 @@ pub struct CounterSnapshot {
     pub misses: u64,
     pub stale: u64,
     pub upstream_errors: u64,
+    pub download_failures: u64,
+    pub hash_mismatches: u64,
 }
 
 impl CacheCounters {
@@ -92,12 +97,23 @@ impl CacheCounters {
         self.upstream_errors.fetch_add(1, Ordering::Relaxed);
     }
 
+    pub fn count_download_failure(&self) {
+        self.download_failures.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Also counted as a download failure.
+    pub fn count_hash_mismatch(&self) {
+        self.hash_mismatches.fetch_add(1, Ordering::Relaxed);
+    }
+
     pub fn snapshot(&self) -> CounterSnapshot {
         CounterSnapshot {
             hits: self.hits.load(Ordering::Relaxed),
             misses: self.misses.load(Ordering::Relaxed),
             stale: self.stale.load(Ordering::Relaxed),
             upstream_errors: self.upstream_errors.load(Ordering::Relaxed),
+            download_failures: self.download_failures.load(Ordering::Relaxed),
+            hash_mismatches: self.hash_mismatches.load(Ordering::Relaxed),
         }
     }
 }

@@ -252,17 +252,27 @@ impl SimplePages {
                 }
             }));
         }
-        let refresh_inner = Arc::clone(inner);
+        self.refresh(page, format, false).await
+    }
+
+    /// Asks every index again now, TTL or not (a file was asked for that the cached page does not
+    /// list: the project may have released since). Shares any refresh of the page under way.
+    pub async fn revalidate(&self, page: PageRef, format: Format) -> Result<Served, CacheError> {
+        self.refresh(page, format, true).await
+    }
+
+    async fn refresh(&self, page: PageRef, format: Format, force: bool) -> Result<Served, CacheError> {
+        let inner = Arc::clone(&self.inner);
         let refresh_page = page.clone();
         let rendered = self
             .flights
             .run(
                 page,
-                move || async move { refresh_inner.refresh(refresh_page).await },
+                move || async move { inner.refresh(refresh_page, force).await },
             )
             .await??;
         let served = rendered.pick(format);
-        inner.counters.count(served.outcome);
+        self.inner.counters.count(served.outcome);
         Ok(served)
     }
 
@@ -303,7 +313,7 @@ impl Inner {
         Ok(Some(from_disk))
     }
 
-    async fn refresh(self: Arc<Self>, page: PageRef) -> Result<Rendered, CacheError> {
+    async fn refresh(self: Arc<Self>, page: PageRef, force: bool) -> Result<Rendered, CacheError> {
         let now = unix_now();
         let store = self.pages.clone();
         let key = page.key().to_owned();
@@ -317,7 +327,7 @@ impl Inner {
         let answers = join_all(
             self.indexes
                 .iter()
-                .map(|index| self.ask(index, &page, snapshots.remove(&index.key()), now)),
+                .map(|index| self.ask(index, &page, snapshots.remove(&index.key()), now, force)),
         )
         .await;
 
@@ -433,10 +443,17 @@ impl Inner {
         Ok(rendered)
     }
 
-    /// Asks one index about a page unless its snapshot is still fresh.
-    async fn ask(&self, index: &Index, page: &PageRef, old: Option<Snapshot>, now: u64) -> IndexAnswer {
+    /// Asks one index about a page unless its snapshot is still fresh (or `force`).
+    async fn ask(
+        &self,
+        index: &Index,
+        page: &PageRef,
+        old: Option<Snapshot>,
+        now: u64,
+        force: bool,
+    ) -> IndexAnswer {
         if let Some(old) = old {
-            if old.fetched_at.saturating_add(index.config.ttl.as_secs()) > now {
+            if !force && old.fetched_at.saturating_add(index.config.ttl.as_secs()) > now {
                 return IndexAnswer::Fresh(old);
             }
             if index.health.backing_off() {

@@ -42,6 +42,11 @@ pub async fn health(state: web::Data<AppState>) -> Result<HttpResponse, AppError
                 "misses": counters.misses,
                 "stale": counters.stale,
                 "upstream_errors": counters.upstream_errors,
+                "blobs": counts.catalogue.blobs,
+                "blob_bytes": counts.catalogue.blob_bytes,
+                "downloads_in_progress": state.files.downloads_in_progress(),
+                "download_failures": counters.download_failures,
+                "hash_mismatches": counters.hash_mismatches,
             },
         })))
 }

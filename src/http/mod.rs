@@ -1,6 +1,7 @@
 //! Routes and handlers: thin. They parse the request, ask `cache/`, and shape the response.
 
 mod admin;
+mod files;
 mod health;
 mod middleware;
 mod representation;
@@ -13,6 +14,7 @@ use actix_web::{HttpRequest, web};
 use url::Url;
 
 use crate::cache::CacheCounters;
+use crate::cache::files::FileCache;
 use crate::cache::simple::SimplePages;
 use crate::config::Secret;
 use crate::error::AppError;
@@ -21,7 +23,8 @@ pub use middleware::{access_log, html_errors};
 
 /// What every handler can reach.
 pub struct AppState {
-    pub pages: SimplePages,
+    pub pages: Arc<SimplePages>,
+    pub files: FileCache,
     pub counters: Arc<CacheCounters>,
     pub admin_token: Secret,
     pub public_url: Option<Url>,
@@ -41,7 +44,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .route("/{project}", web::get().to(simple::project_redirect))
                 .route("/{project}", web::head().to(simple::project_redirect))
                 .route("/{project}/", web::get().to(simple::project_page))
-                .route("/{project}/", web::head().to(simple::project_page)),
+                .route("/{project}/", web::head().to(simple::project_page))
+                .route("/{project}/{filename}", web::get().to(files::file))
+                .route("/{project}/{filename}", web::head().to(files::file)),
         );
     }
     cfg.route("/cache/list", web::delete().to(admin::forget_list))

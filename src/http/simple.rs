@@ -44,8 +44,13 @@ pub async fn add_slash(state: web::Data<AppState>, req: HttpRequest) -> HttpResp
     redirect(&state, &req, &format!("{}/", prefix(&req)))
 }
 
+/// Redirects to `{prefix}/{rest}` under the prefix the request came in on.
+pub(crate) fn redirect_path(state: &AppState, req: &HttpRequest, rest: &str) -> HttpResponse {
+    redirect(state, req, &format!("{}/{rest}", prefix(req)))
+}
+
 /// A project name from the path, checked: a bad one is answered before anything else happens.
-fn project_name(req: &HttpRequest) -> Result<&str, AppError> {
+pub(crate) fn project_name(req: &HttpRequest) -> Result<&str, AppError> {
     let raw = req.match_info().get("project").unwrap_or("");
     validate_project_name(raw).map_err(|e| AppError::BadRequest(format!("invalid project name: {e}")))?;
     Ok(raw)

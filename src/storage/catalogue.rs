@@ -11,7 +11,10 @@ use rusqlite::{Connection, params};
 use super::StorageError;
 
 /// Migrations, applied in order; `PRAGMA user_version` records how many have run.
-const MIGRATIONS: &[&str] = &[include_str!("../../migrations/0001_catalogue.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../../migrations/0001_catalogue.sql"),
+    include_str!("../../migrations/0002_blobs.sql"),
+];
 
 /// One file row as the refresh flow records it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,6 +49,8 @@ pub struct ProjectRecord {
 pub struct CatalogueCounts {
     pub projects: u64,
     pub files: u64,
+    pub blobs: u64,
+    pub blob_bytes: u64,
 }
 
 /// A handle to the catalogue database; cheap to clone.
@@ -144,14 +149,24 @@ impl Catalogue {
 
     /// The recorded files of a project, in the order they were listed.
     pub fn project_files(&self, ecosystem: &str, name: &str) -> Result<Vec<FileRecord>, StorageError> {
+        self.project_files_where(ecosystem, name, None)
+    }
+
+    fn project_files_where(
+        &self,
+        ecosystem: &str,
+        name: &str,
+        filename: Option<&str>,
+    ) -> Result<Vec<FileRecord>, StorageError> {
         let conn = self.lock();
-        let mut stmt = conn.prepare(
+        let mut stmt = conn.prepare_cached(
             "SELECT f.index_id, f.filename, f.version, f.url, f.sha256, f.size, f.requires_python,
                     f.yanked, f.yanked_reason, f.upload_time, f.has_metadata, f.metadata_sha256
              FROM files f JOIN projects p ON p.id = f.project_id
-             WHERE p.ecosystem = ?1 AND p.name = ?2 ORDER BY f.id",
+             WHERE p.ecosystem = ?1 AND p.name = ?2 AND (?3 IS NULL OR f.filename = ?3)
+             ORDER BY f.id",
         )?;
-        let rows = stmt.query_map(params![ecosystem, name], |row| {
+        let rows = stmt.query_map(params![ecosystem, name, filename], |row| {
             let yanked: bool = row.get(7)?;
             let reason: Option<String> = row.get(8)?;
             Ok(FileRecord {
@@ -171,17 +186,62 @@ impl Catalogue {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
+    /// One listed file of a project, if the project's page lists it.
+    pub fn project_file(
+        &self,
+        ecosystem: &str,
+        name: &str,
+        filename: &str,
+    ) -> Result<Option<FileRecord>, StorageError> {
+        Ok(self
+            .project_files_where(ecosystem, name, Some(filename))?
+            .into_iter()
+            .next())
+    }
+
+    /// Records a committed blob (or, if it is known, leaves its access statistics alone).
+    pub fn record_blob(&self, sha256: &str, size: u64, store: &str, now: u64) -> Result<(), StorageError> {
+        self.lock().execute(
+            "INSERT INTO blobs (sha256, size, store, created_at, last_access, hits)
+             VALUES (?1, ?2, ?3, ?4, ?4, 0)
+             ON CONFLICT (sha256) DO UPDATE SET size = excluded.size, store = excluded.store",
+            params![sha256, size as i64, store, now as i64],
+        )?;
+        Ok(())
+    }
+
+    /// Applies batched accesses: (sha256, last access, hits since the last batch).
+    pub fn touch_blobs(&self, accesses: &[(String, u64, u64)]) -> Result<(), StorageError> {
+        let mut conn = self.lock();
+        let tx = conn.transaction()?;
+        {
+            let mut update = tx.prepare_cached(
+                "UPDATE blobs SET last_access = max(last_access, ?2), hits = hits + ?3 WHERE sha256 = ?1",
+            )?;
+            for (sha256, at, hits) in accesses {
+                update.execute(params![sha256, *at as i64, *hits as i64])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
     pub fn counts(&self) -> Result<CatalogueCounts, StorageError> {
         let conn = self.lock();
-        let (projects, files): (i64, i64) = conn.query_row(
-            "SELECT (SELECT count(*) FROM projects), (SELECT count(*) FROM files)",
+        let counts = conn.query_row(
+            "SELECT (SELECT count(*) FROM projects), (SELECT count(*) FROM files),
+                    (SELECT count(*) FROM blobs), (SELECT coalesce(sum(size), 0) FROM blobs)",
             [],
-            |row| Ok((row.get(0)?, row.get(1)?)),
+            |row| {
+                Ok(CatalogueCounts {
+                    projects: row.get::<_, i64>(0)? as u64,
+                    files: row.get::<_, i64>(1)? as u64,
+                    blobs: row.get::<_, i64>(2)? as u64,
+                    blob_bytes: row.get::<_, i64>(3)? as u64,
+                })
+            },
         )?;
-        Ok(CatalogueCounts {
-            projects: projects as u64,
-            files: files as u64,
-        })
+        Ok(counts)
     }
 
     /// Folds the WAL back into the main file; called at shutdown so the data dir is compact.
@@ -269,7 +329,9 @@ mod tests {
             cat.counts().unwrap(),
             CatalogueCounts {
                 projects: 1,
-                files: 1
+                files: 1,
+                blobs: 0,
+                blob_bytes: 0
             }
         );
     }

@@ -1,6 +1,7 @@
 //! Durable state: the SQLite catalogue and the redb page store (blob stores join them with the
 //! file cache). Nothing above `cache/` touches these types' databases directly.
 
+pub mod blob;
 pub mod catalogue;
 pub mod pages;
 

@@ -4,6 +4,7 @@
 //! the upstream and appear nowhere else (reqwest's own error text includes the URL, so it is
 //! stripped with `without_url`).
 
+mod files;
 mod health;
 
 use std::time::Duration;
@@ -14,6 +15,7 @@ use reqwest::header::{ACCEPT, ETAG, HeaderMap, IF_NONE_MATCH};
 use reqwest::{Response, StatusCode};
 use url::Url;
 
+pub use files::{FileClient, redact};
 pub use health::{IndexHealth, IndexHealthReport};
 
 use crate::config::{IndexConfig, PypiConfig};
@@ -38,6 +40,8 @@ pub enum UpstreamError {
         status: u16,
         path: String,
     },
+    #[error("refused to fetch {url}: {reason}")]
+    Refused { url: String, reason: String },
     #[error("{index} sent a broken response for {path}: {detail}")]
     Body {
         index: String,
@@ -184,7 +188,7 @@ async fn read_capped(response: Response, limit: usize) -> Result<Bytes, String> 
     Ok(body.freeze())
 }
 
-fn transport_error(index: &str, err: reqwest::Error) -> UpstreamError {
+pub(crate) fn transport_error(index: &str, err: reqwest::Error) -> UpstreamError {
     let err = err.without_url();
     let detail = describe(&err);
     if err.is_timeout() {

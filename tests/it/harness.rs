@@ -276,11 +276,17 @@ impl FakeIndex {
 
     /// Serves `body` at `/simple/{path}` (`""` is the project list, `"demo/"` a project).
     pub fn page(&self, path: &str, content_type: &str, body: &str) -> &Self {
+        self.file(&format!("/simple/{path}"), content_type, body.as_bytes().to_vec())
+    }
+
+    /// Serves `body` at any absolute `path` (e.g. `/files/demo-1.0.tar.gz`), counted in
+    /// [`FakeIndex::hits_of`] and failing on demand like the pages.
+    pub fn file(&self, path: &str, content_type: &str, body: Vec<u8>) -> &Self {
         self.state.pages.lock().unwrap().insert(
-            format!("/simple/{path}"),
+            path.into(),
             Page {
                 content_type: content_type.into(),
-                body: body.as_bytes().to_vec(),
+                body,
             },
         );
         self
@@ -300,13 +306,12 @@ impl FakeIndex {
 
     /// Requests seen for `/simple/{path}`.
     pub fn hits(&self, path: &str) -> usize {
-        self.state
-            .hits
-            .lock()
-            .unwrap()
-            .get(&format!("/simple/{path}"))
-            .copied()
-            .unwrap_or(0)
+        self.hits_of(&format!("/simple/{path}"))
+    }
+
+    /// Requests seen for the absolute `path` (e.g. `/files/demo-1.0.tar.gz`).
+    pub fn hits_of(&self, path: &str) -> usize {
+        self.state.hits.lock().unwrap().get(path).copied().unwrap_or(0)
     }
 
     /// A header of the most recent request for `/simple/{path}`.

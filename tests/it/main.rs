@@ -2,8 +2,11 @@
 
 mod admin_health;
 mod cli;
+mod clients;
+mod files;
 mod fixtures;
 mod harness;
+mod packages;
 mod real_clients;
 mod resilience;
 mod simple_api;

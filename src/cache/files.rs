@@ -1,0 +1,512 @@
+//! The file flow: a listed distribution file (or its `.metadata`) is served from the blob store
+//! when stored; otherwise one download per blob fetches it while every waiting client reads along.
+//!
+//! How a first download is shared: bytes go to the blob writer's spool file; each waiting client
+//! reads that file with positioned reads up to the published `available` offset (so memory stays
+//! bounded and a slow client never slows the others). The newest chunk is always held back:
+//! `available` trails the bytes written by the last chunk until the writer has verified the
+//! sha256 and committed, so no client ever receives a complete file with wrong bytes. On any
+//! failure the waiting clients' streams end in an error, which cuts their connections.
+
+use std::collections::HashMap;
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures::{Stream, StreamExt};
+use tokio::runtime::Handle;
+use tokio::sync::watch;
+
+use super::simple::{PageRef, SimplePages};
+use super::{CacheCounters, CacheError, CacheOutcome, blocking, unix_now};
+use crate::pypi::negotiate::Format;
+use crate::storage::Catalogue;
+use crate::storage::blob::{BlobBody, BlobStore, BlobWriter};
+use crate::storage::catalogue::FileRecord;
+use crate::upstream::{FileClient, redact};
+
+const ECOSYSTEM: &str = "pypi";
+/// How much a waiting client reads from the spool at a time.
+const READ_CHUNK: usize = 256 * 1024;
+/// A file not on its project's page triggers at most one forced page refresh per this interval.
+const UNLISTED_REFRESH_INTERVAL: Duration = Duration::from_secs(30);
+/// How often batched blob access times are written to the catalogue.
+pub const ACCESS_FLUSH_INTERVAL: Duration = Duration::from_secs(5);
+
+/// A distribution file, or its PEP 658 core metadata.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileKind {
+    Dist,
+    Metadata,
+}
+
+/// What the HTTP layer sends.
+pub enum FileAnswer {
+    /// The blob is stored: serve it (zero-copy when it is a local file).
+    Stored {
+        body: BlobBody,
+        sha256: String,
+        outcome: CacheOutcome,
+    },
+    /// The blob is being downloaded: stream it as it arrives. `size` is known when the index gave it.
+    Streaming {
+        stream: SpoolStream,
+        size: Option<u64>,
+        sha256: Option<String>,
+    },
+}
+
+pub type SpoolStream = std::pin::Pin<Box<dyn Stream<Item = Result<Bytes, io::Error>> + Send>>;
+
+#[derive(Debug, Clone)]
+enum Progress {
+    /// Bytes `0..available` are written and may be sent.
+    Running {
+        available: u64,
+    },
+    Done {
+        size: u64,
+        sha256: String,
+    },
+    Failed(String),
+}
+
+/// One download under way.
+struct Download {
+    /// Opened on the spool before any byte is written; stays readable after commit renames it.
+    spool: Arc<std::fs::File>,
+    progress: watch::Sender<Progress>,
+}
+
+/// Downloads under way, by blob (or URL, see [`Source::download_key`]).
+type DownloadRegistry = Arc<Mutex<HashMap<String, Arc<Download>>>>;
+
+/// Where a file comes from and what it must hash to.
+struct Source {
+    url: String,
+    /// `None` only for metadata an index announced without a hash: then the bytes are trusted
+    /// on first download and stored under their own hash.
+    sha256: Option<String>,
+    size: Option<u64>,
+}
+
+pub struct FileCache {
+    pages: Arc<SimplePages>,
+    catalogue: Catalogue,
+    store: Arc<dyn BlobStore>,
+    client: FileClient,
+    runtime: Handle,
+    counters: Arc<CacheCounters>,
+    downloads: DownloadRegistry,
+    forced_refreshes: Mutex<HashMap<String, Instant>>,
+    accesses: Arc<Mutex<HashMap<String, (u64, u64)>>>,
+}
+
+impl FileCache {
+    pub fn new(
+        pages: Arc<SimplePages>,
+        catalogue: Catalogue,
+        store: Arc<dyn BlobStore>,
+        client: FileClient,
+        counters: Arc<CacheCounters>,
+        runtime: Handle,
+    ) -> Self {
+        Self {
+            pages,
+            catalogue,
+            store,
+            client,
+            runtime,
+            counters,
+            downloads: Arc::default(),
+            forced_refreshes: Mutex::default(),
+            accesses: Arc::default(),
+        }
+    }
+
+    /// Finds `filename` of `project` (normalized) and answers it. With `complete_first`, a file
+    /// that is not stored yet is downloaded completely before the answer (for Range and HEAD).
+    pub async fn open(
+        &self,
+        project: &str,
+        filename: &str,
+        kind: FileKind,
+        complete_first: bool,
+    ) -> Result<FileAnswer, CacheError> {
+        let entry = self.listed_file(project, filename).await?;
+        let source = source_of(&entry, kind).ok_or_else(|| {
+            CacheError::NotFound(format!(
+                "the index offers no core metadata for '{filename}' of project '{project}'"
+            ))
+        })?;
+        if let Some(sha256) = &source.sha256
+            && let Some(body) = self.stored(sha256).await?
+        {
+            self.counters.count(CacheOutcome::Hit);
+            return Ok(FileAnswer::Stored {
+                body,
+                sha256: sha256.clone(),
+                outcome: CacheOutcome::Hit,
+            });
+        }
+        let download = self.join_or_start(source.download_key(), &source).await?;
+        self.counters.count(CacheOutcome::Miss);
+        if complete_first {
+            let sha256 = wait_done(&download).await.map_err(CacheError::UpstreamData)?;
+            let body = self.stored(&sha256).await?.ok_or_else(|| {
+                CacheError::Internal(format!("blob {sha256} vanished right after its download"))
+            })?;
+            return Ok(FileAnswer::Stored {
+                body,
+                sha256,
+                outcome: CacheOutcome::Miss,
+            });
+        }
+        // Answer only once the download has something to send: a failure before the first byte
+        // (refused URL, upstream 404, connection error) becomes a clear 502, not a cut connection.
+        wait_started(&download).await.map_err(CacheError::UpstreamData)?;
+        Ok(FileAnswer::Streaming {
+            stream: spool_stream(download),
+            size: source.size,
+            sha256: source.sha256,
+        })
+    }
+
+    /// The catalogue row of a listed file. A file not listed gets the page refreshed once (the
+    /// project may have released since the page was cached), at most every few seconds per project.
+    async fn listed_file(&self, project: &str, filename: &str) -> Result<FileRecord, CacheError> {
+        if let Some(entry) = self.lookup(project, filename).await? {
+            return Ok(entry);
+        }
+        let recently_forced = {
+            let mut forced = self.forced_refreshes.lock().unwrap_or_else(|p| p.into_inner());
+            let recent = forced
+                .get(project)
+                .is_some_and(|at| at.elapsed() < UNLISTED_REFRESH_INTERVAL);
+            if !recent {
+                forced.insert(project.to_owned(), Instant::now());
+            }
+            recent
+        };
+        if !recently_forced {
+            self.pages
+                .revalidate(PageRef::Project(project.to_owned()), Format::Json)
+                .await?;
+            if let Some(entry) = self.lookup(project, filename).await? {
+                return Ok(entry);
+            }
+        }
+        Err(CacheError::NotFound(format!(
+            "'{filename}' is not listed on the page of project '{project}'"
+        )))
+    }
+
+    async fn lookup(&self, project: &str, filename: &str) -> Result<Option<FileRecord>, CacheError> {
+        let catalogue = self.catalogue.clone();
+        let (project, filename) = (project.to_owned(), filename.to_owned());
+        blocking(move || catalogue.project_file(ECOSYSTEM, &project, &filename)).await
+    }
+
+    /// The stored blob, counting the access.
+    async fn stored(&self, sha256: &str) -> Result<Option<BlobBody>, CacheError> {
+        let body = self
+            .store
+            .get(sha256, None)
+            .await
+            .map_err(|e| CacheError::Storage(e.to_string()))?;
+        if body.is_some() {
+            let mut accesses = self.accesses.lock().unwrap_or_else(|p| p.into_inner());
+            let entry = accesses.entry(sha256.to_owned()).or_insert((0, 0));
+            *entry = (unix_now(), entry.1 + 1);
+        }
+        Ok(body)
+    }
+
+    /// Writes the batched access times and hit counts to the catalogue.
+    pub async fn flush_accesses(&self) -> Result<(), CacheError> {
+        let batch: Vec<(String, u64, u64)> = {
+            let mut accesses = self.accesses.lock().unwrap_or_else(|p| p.into_inner());
+            accesses
+                .drain()
+                .map(|(sha, (at, hits))| (sha, at, hits))
+                .collect()
+        };
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let catalogue = self.catalogue.clone();
+        blocking(move || catalogue.touch_blobs(&batch)).await
+    }
+
+    async fn join_or_start(&self, key: String, source: &Source) -> Result<Arc<Download>, CacheError> {
+        if let Some(download) = self.in_progress(&key) {
+            return Ok(download);
+        }
+        let writer = self
+            .store
+            .put()
+            .await
+            .map_err(|e| CacheError::Storage(e.to_string()))?;
+        let spool_path = writer.spool_path().to_owned();
+        let spool = blocking(move || Ok(std::fs::File::open(&spool_path)?)).await?;
+        let (progress, _) = watch::channel(Progress::Running { available: 0 });
+        let download = Arc::new(Download {
+            spool: Arc::new(spool),
+            progress,
+        });
+        {
+            let mut downloads = self.downloads.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(existing) = downloads.get(&key) {
+                // Another request started the same download meanwhile: use it, drop ours
+                // (dropping an uncommitted writer removes its spool).
+                return Ok(Arc::clone(existing));
+            }
+            downloads.insert(key.clone(), Arc::clone(&download));
+        }
+        let task = Transfer {
+            download: Arc::clone(&download),
+            client: self.client.clone(),
+            store_name: self.store.name(),
+            catalogue: self.catalogue.clone(),
+            counters: Arc::clone(&self.counters),
+            url: source.url.clone(),
+            sha256: source.sha256.clone(),
+            size: source.size,
+        };
+        // On the background runtime: clients that leave do not stop the download for the others.
+        self.runtime
+            .spawn(task.run(writer, Arc::clone(&self.downloads), key));
+        Ok(download)
+    }
+
+    fn in_progress(&self, key: &str) -> Option<Arc<Download>> {
+        self.downloads
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(key)
+            .cloned()
+    }
+
+    /// Downloads under way (for `/health`).
+    pub fn downloads_in_progress(&self) -> usize {
+        self.downloads.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+}
+
+impl Source {
+    /// Downloads are shared per blob; metadata without a hash is shared per URL.
+    fn download_key(&self) -> String {
+        self.sha256.clone().unwrap_or_else(|| format!("url:{}", self.url))
+    }
+}
+
+fn source_of(entry: &FileRecord, kind: FileKind) -> Option<Source> {
+    match kind {
+        FileKind::Dist => Some(Source {
+            url: entry.url.clone(),
+            sha256: entry.sha256.clone(),
+            size: entry.size,
+        }),
+        // PEP 658: the metadata file lives next to the distribution, at `{url}.metadata`.
+        FileKind::Metadata => entry.has_metadata.then(|| Source {
+            url: format!("{}.metadata", entry.url),
+            sha256: entry.metadata_sha256.clone(),
+            size: None,
+        }),
+    }
+}
+
+/// The work of one download, run on the background runtime.
+struct Transfer {
+    download: Arc<Download>,
+    client: FileClient,
+    store_name: &'static str,
+    catalogue: Catalogue,
+    counters: Arc<CacheCounters>,
+    url: String,
+    sha256: Option<String>,
+    size: Option<u64>,
+}
+
+impl Transfer {
+    async fn run(self, mut writer: Box<dyn BlobWriter>, downloads: DownloadRegistry, key: String) {
+        let outcome = match self.receive(writer.as_mut()).await {
+            Ok(()) => {
+                let sha256 = self.sha256.clone().unwrap_or_else(|| writer.digest_so_far());
+                match writer.commit(&sha256).await {
+                    Ok(size) => Ok((sha256, size)),
+                    Err(e) => {
+                        if matches!(e, crate::storage::blob::BlobError::HashMismatch { .. }) {
+                            self.counters.count_hash_mismatch();
+                        }
+                        Err(e.to_string())
+                    }
+                }
+            }
+            Err(e) => {
+                writer.abort().await;
+                Err(e)
+            }
+        };
+        let progress = match outcome {
+            Ok((sha256, size)) => {
+                let catalogue = self.catalogue.clone();
+                let (sha, store) = (sha256.clone(), self.store_name);
+                if let Err(e) = blocking(move || catalogue.record_blob(&sha, size, store, unix_now())).await {
+                    // The blob is stored and verified; only its statistics row is missing.
+                    tracing::warn!(sha256 = %sha256, error = %e, "could not record a stored blob");
+                }
+                tracing::info!(url = %redact(&self.url), sha256 = %sha256, size, "file stored");
+                Progress::Done { size, sha256 }
+            }
+            Err(message) => {
+                self.counters.count_download_failure();
+                tracing::warn!(url = %redact(&self.url), error = %message, "download failed; nothing stored");
+                Progress::Failed(message)
+            }
+        };
+        // Leave the registry before publishing the end: a request that sees this download fail
+        // and retries must start a new one, and after a commit the store already has the blob.
+        downloads.lock().unwrap_or_else(|p| p.into_inner()).remove(&key);
+        self.download.progress.send_replace(progress);
+    }
+
+    /// Streams the upstream body into the writer, publishing all but the newest chunk.
+    async fn receive(&self, writer: &mut dyn BlobWriter) -> Result<(), String> {
+        let response = self.client.fetch(&self.url).await.map_err(|e| e.to_string())?;
+        if let (Some(expected), Some(announced)) = (self.size, response.content_length())
+            && expected != announced
+        {
+            return Err(format!(
+                "the upstream announces {announced} bytes but the index says {expected}"
+            ));
+        }
+        let mut body = response.bytes_stream();
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk.map_err(|e| format!("the upstream connection broke: {}", e.without_url()))?;
+            if let Some(expected) = self.size
+                && writer.written() + chunk.len() as u64 > expected
+            {
+                return Err(format!(
+                    "the upstream sent more than the {expected} bytes the index says"
+                ));
+            }
+            writer.write(&chunk).await.map_err(|e| e.to_string())?;
+            let available = writer.written() - chunk.len() as u64;
+            self.download
+                .progress
+                .send_replace(Progress::Running { available });
+        }
+        if let Some(expected) = self.size
+            && writer.written() != expected
+        {
+            return Err(format!(
+                "the upstream sent {} bytes but the index says {expected}",
+                writer.written()
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Waits for a download to finish; its sha256, or why it failed.
+async fn wait_done(download: &Download) -> Result<String, String> {
+    let mut progress = download.progress.subscribe();
+    loop {
+        match &*progress.borrow_and_update() {
+            Progress::Done { sha256, .. } => return Ok(sha256.clone()),
+            Progress::Failed(e) => return Err(e.clone()),
+            Progress::Running { .. } => {}
+        }
+        if progress.changed().await.is_err() {
+            return Err("the download task ended without a result".into());
+        }
+    }
+}
+
+/// Waits until a download has bytes to send or has ended; why it failed, if it did.
+async fn wait_started(download: &Download) -> Result<(), String> {
+    let mut progress = download.progress.subscribe();
+    loop {
+        match &*progress.borrow_and_update() {
+            Progress::Running { available: 0 } => {}
+            Progress::Running { .. } | Progress::Done { .. } => return Ok(()),
+            Progress::Failed(e) => return Err(e.clone()),
+        }
+        if progress.changed().await.is_err() {
+            return Err("the download task ended without a result".into());
+        }
+    }
+}
+
+/// A client's view of a download: the spool's bytes as they become available.
+fn spool_stream(download: Arc<Download>) -> SpoolStream {
+    struct State {
+        download: Arc<Download>,
+        progress: watch::Receiver<Progress>,
+        sent: u64,
+        finished: bool,
+    }
+    let progress = download.progress.subscribe();
+    let state = State {
+        download,
+        progress,
+        sent: 0,
+        finished: false,
+    };
+    Box::pin(futures::stream::unfold(state, |mut state| async move {
+        if state.finished {
+            return None;
+        }
+        loop {
+            let progress = state.progress.borrow_and_update().clone();
+            let (limit, done) = match progress {
+                Progress::Running { available } => (available, false),
+                Progress::Done { size, .. } => (size, true),
+                Progress::Failed(e) => {
+                    state.finished = true;
+                    return Some((Err(io::Error::other(e)), state));
+                }
+            };
+            if state.sent < limit {
+                let len = usize::try_from(limit - state.sent)
+                    .unwrap_or(READ_CHUNK)
+                    .min(READ_CHUNK);
+                let spool = Arc::clone(&state.download.spool);
+                let offset = state.sent;
+                let read = tokio::task::spawn_blocking(move || {
+                    let mut buf = vec![0; len];
+                    let n = spool.read_at(&mut buf, offset)?;
+                    buf.truncate(n);
+                    Ok::<_, io::Error>(buf)
+                })
+                .await
+                .map_err(io::Error::other)
+                .and_then(|r| r);
+                return match read {
+                    Ok(buf) if !buf.is_empty() => {
+                        state.sent += buf.len() as u64;
+                        Some((Ok(Bytes::from(buf)), state))
+                    }
+                    Ok(_) => {
+                        state.finished = true;
+                        Some((Err(io::Error::other("the spool file ended early")), state))
+                    }
+                    Err(e) => {
+                        state.finished = true;
+                        Some((Err(e), state))
+                    }
+                };
+            }
+            if done {
+                return None;
+            }
+            if state.progress.changed().await.is_err() {
+                state.finished = true;
+                return Some((Err(io::Error::other("the download stopped")), state));
+            }
+        }
+    }))
+}

@@ -1,0 +1,156 @@
+//! `/simple/{project}/{filename}` and `…/{filename}.metadata`: distribution files and their core
+//! metadata, from the blob store or streamed while they download.
+
+use actix_files::NamedFile;
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::{HttpRequest, HttpResponse, web};
+
+use super::AppState;
+use super::representation::not_modified;
+use super::simple::{project_name, redirect_path};
+use crate::cache::CacheOutcome;
+use crate::cache::files::{FileAnswer, FileKind};
+use crate::error::AppError;
+use crate::pypi::name::{is_safe_filename, normalize};
+use crate::storage::blob::BlobBody;
+
+/// Files never change under their name (a new upload is a new file), so clients may keep them.
+const IMMUTABLE: &str = "public, max-age=31536000, immutable";
+
+pub async fn file(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, AppError> {
+    let project = project_name(&req)?;
+    let requested = req.match_info().get("filename").unwrap_or("");
+    if !is_safe_filename(requested) {
+        return Err(AppError::BadRequest(format!("invalid file name '{requested}'")));
+    }
+    let normalized = normalize(project);
+    if normalized != project {
+        return Ok(redirect_path(&state, &req, &format!("{normalized}/{requested}")));
+    }
+    let (filename, kind) = match requested.strip_suffix(".metadata") {
+        Some(dist) => (dist, FileKind::Metadata),
+        None => (requested, FileKind::Dist),
+    };
+    // A range (or a HEAD, which must announce the final length) is answered from the stored blob,
+    // so a first request of that kind waits for the download to finish.
+    let complete_first =
+        req.method() == actix_web::http::Method::HEAD || req.headers().contains_key(header::RANGE);
+    let answer = state
+        .files
+        .open(&normalized, filename, kind, complete_first)
+        .await?;
+    let content_type = content_type(requested);
+    Ok(match answer {
+        FileAnswer::Stored {
+            body,
+            sha256,
+            outcome,
+        } => stored_response(&req, body, &sha256, outcome, content_type).await?,
+        FileAnswer::Streaming { stream, size, sha256 } => {
+            let mut response = HttpResponse::Ok();
+            response
+                .insert_header((header::CONTENT_TYPE, content_type))
+                .insert_header((header::CACHE_CONTROL, IMMUTABLE))
+                .insert_header(("X-Cache", CacheOutcome::Miss.as_str()));
+            if let Some(sha256) = sha256 {
+                response.insert_header((header::ETAG, format!("\"{sha256}\"")));
+            }
+            match size {
+                Some(size) => response.no_chunking(size).streaming(stream),
+                None => response.streaming(stream),
+            }
+        }
+    })
+}
+
+async fn stored_response(
+    req: &HttpRequest,
+    body: BlobBody,
+    sha256: &str,
+    outcome: CacheOutcome,
+    content_type: &'static str,
+) -> Result<HttpResponse, AppError> {
+    let etag = format!("\"{sha256}\"");
+    if not_modified(req, &etag) {
+        return Ok(HttpResponse::NotModified()
+            .insert_header((header::ETAG, etag))
+            .insert_header((header::CACHE_CONTROL, IMMUTABLE))
+            .insert_header(("X-Cache", outcome.as_str()))
+            .finish());
+    }
+    let mut response = match body {
+        BlobBody::File { path, .. } => {
+            // actix-files answers Range (206/416) and HEAD, reading the file in chunks off the
+            // worker threads; its own validators are off because the sha256 is the ETag.
+            let file = NamedFile::open_async(&path)
+                .await
+                .map_err(|e| AppError::Internal(format!("cannot open a stored file: {e}")))?
+                .set_content_type(
+                    content_type
+                        .parse()
+                        .unwrap_or(actix_web::mime::APPLICATION_OCTET_STREAM),
+                )
+                .use_etag(false)
+                .use_last_modified(false)
+                .disable_content_disposition();
+            file.into_response(req)
+        }
+        BlobBody::Stream { size, stream, .. } => HttpResponse::Ok()
+            .insert_header((header::CONTENT_TYPE, content_type))
+            .no_chunking(size)
+            .streaming(stream),
+    };
+    let headers = response.headers_mut();
+    // Clients hash the bytes they get: an archive never carries a Content-Encoding, not even
+    // the `identity` actix-files adds to ranged answers.
+    headers.remove(header::CONTENT_ENCODING);
+    headers.insert(header::ETAG, header_value(&etag));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(IMMUTABLE));
+    headers.insert(
+        header::HeaderName::from_static("x-cache"),
+        HeaderValue::from_static(outcome.as_str()),
+    );
+    Ok(response)
+}
+
+fn header_value(value: &str) -> HeaderValue {
+    // An ETag built from a hex digest is always a valid header value.
+    HeaderValue::from_str(value).unwrap_or_else(|_| HeaderValue::from_static("\"\""))
+}
+
+/// The Content-Type for a file by its kind (never an encoding: see above).
+fn content_type(filename: &str) -> &'static str {
+    let lower = filename.to_ascii_lowercase();
+    if lower.ends_with(".metadata") {
+        "text/plain; charset=utf-8"
+    } else if lower.ends_with(".whl") || lower.ends_with(".zip") || lower.ends_with(".egg") {
+        "application/zip"
+    } else if lower.ends_with(".tar.gz") || lower.ends_with(".tgz") {
+        "application/gzip"
+    } else if lower.ends_with(".tar.bz2") {
+        "application/x-bzip2"
+    } else if lower.ends_with(".tar.xz") {
+        "application/x-xz"
+    } else if lower.ends_with(".asc") {
+        "application/pgp-signature"
+    } else {
+        "application/octet-stream"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn content_types_follow_the_file_kind() {
+        assert_eq!(content_type("a-1.0-py3-none-any.whl"), "application/zip");
+        assert_eq!(content_type("a-1.0.tar.gz"), "application/gzip");
+        assert_eq!(
+            content_type("a-1.0-py3-none-any.whl.metadata"),
+            "text/plain; charset=utf-8"
+        );
+        assert_eq!(content_type("a-1.0.tar.gz.asc"), "application/pgp-signature");
+        assert_eq!(content_type("a-1.0.exe"), "application/octet-stream");
+    }
+}

@@ -1,0 +1,478 @@
+//! pip, uv, poetry and pdm install a real dependency tree (`packages::tree`: wheels, an sdist to
+//! build, a version excluded by `requires-python`) through the mirror; then the upstream is
+//! stopped and each installs it again, into a fresh target with fresh caches, from the mirror's
+//! cache alone.
+//!
+//! The tools come from the venv of `tests/run.sh`: `PKGMIRROR_TEST_PYTHON` names its python and
+//! the tools sit next to it. Without that variable, `python3` from `PATH` and its `bin` directory
+//! are used; a missing tool fails the test (it is never skipped).
+//!
+//! Each tool can reach nothing but the mirror: the environment is emptied, `HOME`, the XDG
+//! directories, caches and tool configuration all live in a fresh temp dir, the index is set on
+//! the command line or in the project, and any other host goes through a proxy that is not there.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::harness::*;
+use crate::packages::{self, BACKEND_GENERATOR, TREE_INSTALLED, WHEEL_GENERATOR};
+
+/// The longest one tool command may run before it is killed.
+const TOOL_TIMEOUT: Duration = Duration::from_secs(180);
+
+// ---------------------------------------------------------------------------------------------
+// The tools
+
+/// The python of the test venv.
+fn python() -> PathBuf {
+    if let Some(path) = std::env::var_os("PKGMIRROR_TEST_PYTHON").filter(|p| !p.is_empty()) {
+        return path.into();
+    }
+    // `sys.executable`, not the resolved file: a venv's python is a link out of its `bin`.
+    let output = Command::new("python3")
+        .args(["-c", "import sys; print(sys.executable)"])
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("no python3 on PATH ({e}): run `bash tests/run.sh`, which sets up the Python clients")
+        });
+    assert!(
+        output.status.success(),
+        "python3 does not run: run `bash tests/run.sh`"
+    );
+    String::from_utf8_lossy(&output.stdout).trim().into()
+}
+
+/// A tool installed next to [`python`], or a failure saying how to get it.
+fn tool(name: &str) -> PathBuf {
+    let python = python();
+    let path = python.parent().unwrap_or(Path::new(".")).join(name);
+    assert!(
+        path.is_file(),
+        "{name} is not installed next to {} (looked for {}): run `bash tests/run.sh`, which \
+         installs pip, uv, poetry and pdm into its venv and points PKGMIRROR_TEST_PYTHON at it",
+        python.display(),
+        path.display()
+    );
+    path
+}
+
+/// [`python`], after checking that it has pip.
+fn python_with_pip() -> PathBuf {
+    let python = python();
+    let ok = Command::new(&python)
+        .args(["-m", "pip", "--version"])
+        .env("PIP_DISABLE_PIP_VERSION_CHECK", "1")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    assert!(
+        ok,
+        "{} has no pip: run `bash tests/run.sh`, which installs pip, uv, poetry and pdm into its \
+         venv and points PKGMIRROR_TEST_PYTHON at it",
+        python.display()
+    );
+    python
+}
+
+// ---------------------------------------------------------------------------------------------
+// Running a tool
+
+struct Run {
+    what: String,
+    /// `None`: killed at the timeout.
+    status: Option<ExitStatus>,
+    stdout: String,
+    stderr: String,
+}
+
+impl Run {
+    fn ok(&self) -> bool {
+        self.status.is_some_and(|s| s.success())
+    }
+
+    fn report(&self) -> String {
+        let status = match self.status {
+            Some(status) => status.to_string(),
+            None => format!("killed after {TOOL_TIMEOUT:?}"),
+        };
+        format!(
+            "$ {}\n[{status}]\n--- stdout\n{}\n--- stderr\n{}",
+            self.what, self.stdout, self.stderr
+        )
+    }
+}
+
+/// `cmd` as a shell line: its directory, the variables set for it alone (not the sandbox's
+/// common ones), the program and its arguments.
+fn shown(cmd: &Command) -> String {
+    let mut line = String::new();
+    if let Some(dir) = cmd.get_current_dir() {
+        line.push_str(&format!("cd {} && ", dir.display()));
+    }
+    for (key, value) in cmd.get_envs() {
+        let key = key.to_string_lossy();
+        if let (Some(value), true) = (value, OWN_ENV.contains(&key.as_ref())) {
+            line.push_str(&format!("{key}={} ", value.to_string_lossy()));
+        }
+    }
+    line.push_str(&cmd.get_program().to_string_lossy());
+    for arg in cmd.get_args() {
+        let arg = arg.to_string_lossy();
+        if arg.contains(char::is_whitespace) {
+            line.push_str(&format!(" '{arg}'"));
+        } else {
+            line.push_str(&format!(" {arg}"));
+        }
+    }
+    line
+}
+
+/// Variables that single commands set, shown with them.
+const OWN_ENV: [&str; 3] = ["PYTHONPATH", "PDM_PYTHON", "PDM_PYPI_URL"];
+
+/// Runs `cmd` off the async runtime, killing it (and whatever it started) after [`TOOL_TIMEOUT`].
+async fn run(mut cmd: Command) -> Run {
+    use std::os::unix::process::CommandExt;
+    let what = shown(&cmd);
+    tokio::task::spawn_blocking(move || {
+        // Its own process group, so a timeout also ends the builds and resolvers it started.
+        cmd.process_group(0)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("cannot run {what}: {e}"));
+        let read = |mut stream: Box<dyn std::io::Read + Send>| {
+            std::thread::spawn(move || {
+                let mut bytes = Vec::new();
+                let _ = stream.read_to_end(&mut bytes);
+                String::from_utf8_lossy(&bytes).into_owned()
+            })
+        };
+        let stdout = read(Box::new(child.stdout.take().unwrap()));
+        let stderr = read(Box::new(child.stderr.take().unwrap()));
+        let deadline = Instant::now() + TOOL_TIMEOUT;
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break Some(status);
+            }
+            if Instant::now() >= deadline {
+                let _ = Command::new("kill")
+                    .args(["-KILL", "--", &format!("-{}", child.id())])
+                    .status();
+                let _ = child.kill();
+                let _ = child.wait();
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        Run {
+            what,
+            status,
+            stdout: stdout.join().unwrap(),
+            stderr: stderr.join().unwrap(),
+        }
+    })
+    .await
+    .unwrap()
+}
+
+/// A fresh, empty world for one install: home, XDG dirs, caches and the target, all in a temp
+/// dir, and nothing of the developer's environment.
+struct Sandbox {
+    dir: tempfile::TempDir,
+    /// Every command run in it, with its output, for failure messages.
+    transcript: Vec<String>,
+}
+
+impl Sandbox {
+    fn new() -> Sandbox {
+        let sandbox = Sandbox {
+            dir: temp_dir(),
+            transcript: Vec::new(),
+        };
+        for sub in ["home", "config", "cache", "data", "state", "tmp"] {
+            std::fs::create_dir(sandbox.path(sub)).unwrap();
+        }
+        sandbox
+    }
+
+    fn path(&self, sub: &str) -> PathBuf {
+        self.dir.path().join(sub)
+    }
+
+    /// `program` with an emptied environment in which only the mirror can be reached.
+    fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        let bin = python().parent().unwrap().to_owned();
+        let mut path = std::ffi::OsString::from(bin);
+        path.push(":/usr/local/bin:/usr/bin:/bin");
+        let mut cmd = Command::new(program);
+        cmd.env_clear()
+            .current_dir(self.dir.path())
+            .env("PATH", path)
+            .env("LANG", "C.UTF-8")
+            .env("HOME", self.path("home"))
+            .env("XDG_CONFIG_HOME", self.path("config"))
+            .env("XDG_CACHE_HOME", self.path("cache"))
+            .env("XDG_DATA_HOME", self.path("data"))
+            .env("XDG_STATE_HOME", self.path("state"))
+            .env("TMPDIR", self.path("tmp"))
+            // Anything that is not the mirror (on 127.0.0.1) goes to a proxy that is not there.
+            .env("HTTP_PROXY", "http://127.0.0.1:9")
+            .env("HTTPS_PROXY", "http://127.0.0.1:9")
+            .env("ALL_PROXY", "http://127.0.0.1:9")
+            .env("http_proxy", "http://127.0.0.1:9")
+            .env("https_proxy", "http://127.0.0.1:9")
+            .env("all_proxy", "http://127.0.0.1:9")
+            .env("NO_PROXY", "127.0.0.1,localhost")
+            .env("no_proxy", "127.0.0.1,localhost")
+            // No configuration file of any tool, no version check, no prompt, no keyring.
+            .env("PIP_CONFIG_FILE", "/dev/null")
+            .env("PIP_DISABLE_PIP_VERSION_CHECK", "1")
+            .env("PIP_NO_INPUT", "1")
+            .env("UV_NO_CONFIG", "1")
+            .env("UV_PYTHON_DOWNLOADS", "never")
+            .env("UV_CACHE_DIR", self.path("cache/uv"))
+            .env("VIRTUALENV_NO_PERIODIC_UPDATE", "1")
+            .env("PYTHON_KEYRING_BACKEND", "keyring.backends.null.Keyring")
+            .env("POETRY_CONFIG_DIR", self.path("config/poetry"))
+            .env("POETRY_CACHE_DIR", self.path("cache/poetry"))
+            .env("POETRY_DATA_DIR", self.path("data/poetry"))
+            .env("POETRY_NO_INTERACTION", "1")
+            .env("POETRY_VIRTUALENVS_IN_PROJECT", "true")
+            .env("POETRY_VIRTUALENVS_USE_POETRY_PYTHON", "true")
+            .env("PDM_CONFIG_FILE", self.path("config/pdm.toml"))
+            .env("PDM_CACHE_DIR", self.path("cache/pdm"))
+            .env("PDM_CHECK_UPDATE", "false")
+            .env("PDM_NON_INTERACTIVE", "1")
+            .env("PDM_USE_UV", "false");
+        cmd
+    }
+
+    /// Runs `cmd`; a failure or timeout panics with everything seen so far.
+    async fn must(&mut self, cmd: Command, server: &Server) -> Run {
+        let run = run(cmd).await;
+        self.transcript.push(run.report());
+        assert!(
+            run.ok(),
+            "a client command failed\n{}\n=== pkgmirror log\n{}",
+            self.transcript.join("\n\n"),
+            server.logs()
+        );
+        run
+    }
+
+    /// Asserts that `python` (with `pythonpath`, if any) imports the tree, at the expected
+    /// versions, from inside this sandbox, and that `lib_b` was built from its sdist.
+    async fn check_installed(&mut self, python: &Path, pythonpath: Option<&Path>, server: &Server) {
+        const SCRIPT: &str = r#"
+import importlib.metadata as md, json, sys
+import app, lib_a, lib_b
+out = {}
+for module, dist in [(app, "app"), (lib_a, "lib-a"), (lib_b, "lib_b")]:
+    d = md.distribution(dist)
+    generator = [l for l in (d.read_text("WHEEL") or "").splitlines() if l.startswith("Generator:")]
+    out[module.__name__] = {
+        "module": module.__version__,
+        "dist": d.version,
+        "file": module.__file__,
+        "generator": generator[0].split(":", 1)[1].strip() if generator else None,
+    }
+print(json.dumps(out))
+"#;
+        let mut cmd = self.command(python);
+        cmd.args(["-c", SCRIPT]);
+        if let Some(dir) = pythonpath {
+            cmd.env("PYTHONPATH", dir);
+        }
+        let run = self.must(cmd, server).await;
+        let found: serde_json::Value =
+            serde_json::from_str(run.stdout.trim()).unwrap_or_else(|e| panic!("{e}: {}", run.report()));
+        let context = || self.transcript.join("\n\n");
+        for (module, version) in TREE_INSTALLED {
+            let entry = &found[module];
+            assert_eq!(entry["module"], version, "{module}: {found}\n{}", context());
+            assert_eq!(entry["dist"], version, "{module}: {found}\n{}", context());
+            let file = entry["file"].as_str().unwrap_or_default();
+            assert!(
+                Path::new(file).starts_with(self.dir.path()),
+                "{module} was imported from {file}, outside the install under test\n{}",
+                context()
+            );
+        }
+        // app came as its wheel (made here), lib_b was built by its sdist's backend.
+        assert_eq!(found["app"]["generator"], WHEEL_GENERATOR, "{found}");
+        assert_eq!(found["lib_a"]["generator"], WHEEL_GENERATOR, "{found}");
+        assert_eq!(found["lib_b"]["generator"], BACKEND_GENERATOR, "{found}");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The four clients
+
+#[derive(Clone, Copy, Debug)]
+enum Client {
+    Pip,
+    Uv,
+    Poetry,
+    Pdm,
+}
+
+/// A consumer project depending on `app`, for poetry and pdm; `source` is the tool's table that
+/// makes the mirror its only index.
+fn write_project(dir: &Path, source: &str) {
+    std::fs::create_dir_all(dir).unwrap();
+    let pyproject = format!(
+        "[project]\nname = \"consumer\"\nversion = \"0.0.0\"\nrequires-python = \">=3.11\"\n\
+         dependencies = [\"app\"]\n\n{source}"
+    );
+    std::fs::write(dir.join("pyproject.toml"), pyproject).unwrap();
+}
+
+/// Installs `app` (and so the tree) with `client` from the mirror at `index` into a fresh
+/// sandbox, then checks what got installed.
+async fn install(client: Client, index: &str, server: &Server) {
+    let mut sandbox = Sandbox::new();
+    install_in(&mut sandbox, client, index, server).await;
+    // Shown by `cargo test -- --nocapture`, and for a test that fails later.
+    println!("{}", sandbox.transcript.join("\n\n"));
+}
+
+async fn install_in(sandbox: &mut Sandbox, client: Client, index: &str, server: &Server) {
+    match client {
+        Client::Pip => {
+            let target = sandbox.path("target");
+            let mut pip = sandbox.command(python_with_pip());
+            pip.args(["-m", "pip", "install", "--index-url", index, "--target"])
+                .arg(&target)
+                .arg("--cache-dir")
+                .arg(sandbox.path("cache/pip"))
+                .args(["--progress-bar", "off", "app"]);
+            sandbox.must(pip, server).await;
+            sandbox.check_installed(&python(), Some(&target), server).await;
+        }
+        Client::Uv => {
+            let venv = sandbox.path("venv");
+            let mut create = sandbox.command(tool("uv"));
+            create.arg("venv").arg(&venv).arg("--python").arg(python());
+            sandbox.must(create, server).await;
+            let mut uv = sandbox.command(tool("uv"));
+            uv.args(["pip", "install", "--python"])
+                .arg(venv.join("bin/python"))
+                .args(["--default-index", index, "app"]);
+            sandbox.must(uv, server).await;
+            sandbox
+                .check_installed(&venv.join("bin/python"), None, server)
+                .await;
+        }
+        Client::Poetry => {
+            let project = sandbox.path("project");
+            write_project(
+                &project,
+                &format!(
+                    "[tool.poetry]\npackage-mode = false\n\n[[tool.poetry.source]]\n\
+                     name = \"mirror\"\nurl = \"{index}\"\npriority = \"primary\"\n"
+                ),
+            );
+            let mut poetry = sandbox.command(tool("poetry"));
+            poetry
+                .args(["install", "--no-root", "--no-interaction", "-v"])
+                .current_dir(&project);
+            sandbox.must(poetry, server).await;
+            sandbox
+                .check_installed(&project.join(".venv/bin/python"), None, server)
+                .await;
+        }
+        Client::Pdm => {
+            let project = sandbox.path("project");
+            write_project(
+                &project,
+                &format!(
+                    "[tool.pdm]\ndistribution = false\n\n[[tool.pdm.source]]\n\
+                     name = \"pypi\"\nurl = \"{index}\"\n"
+                ),
+            );
+            let venv_python = project.join(".venv/bin/python");
+            let mut venv = sandbox.command(python());
+            venv.args(["-m", "venv", "--without-pip"])
+                .arg(project.join(".venv"));
+            sandbox.must(venv, server).await;
+            let mut pdm = sandbox.command(tool("pdm"));
+            pdm.args(["install", "-v"])
+                .env("PDM_PYTHON", &venv_python)
+                .env("PDM_PYPI_URL", index)
+                .current_dir(&project);
+            sandbox.must(pdm, server).await;
+            sandbox.check_installed(&venv_python, None, server).await;
+        }
+    }
+}
+
+/// The files an install of the tree downloads.
+const NEEDED: [&str; 3] = [
+    "app-3.1-py3-none-any.whl",
+    "lib_a-1.0-py3-none-any.whl",
+    "lib_b-0.5.2.tar.gz",
+];
+
+/// The whole story for one client: install through the mirror (each needed file fetched
+/// upstream exactly once), stop the upstream, install again from the mirror alone.
+async fn installs_through_the_mirror_then_from_its_cache(client: Client) {
+    let dists = packages::tree();
+    let fake = FakeIndex::start();
+    packages::serve(&fake, &dists);
+    let data = temp_dir();
+    let mut launch = Launch::with_upstreams(&[&fake.url()], "10m");
+    launch.env("PKGMIRROR__PYPI__ALLOW_PRIVATE_UPSTREAMS", "true");
+    let server = Server::start(data.path(), &launch);
+    let index = server.url("/simple/");
+
+    install(client, &index, &server).await;
+
+    // Upstream requests per file: each file the install needs exactly once (however often the
+    // client asked the mirror), any other at most once.
+    let mut table = Vec::new();
+    for dist in &dists {
+        table.push((dist.path(), fake.hits_of(&dist.path())));
+        if dist.metadata.is_some() {
+            table.push((dist.metadata_path(), fake.hits_of(&dist.metadata_path())));
+        }
+    }
+    let shown: Vec<String> = table.iter().map(|(p, n)| format!("{n} {p}")).collect();
+    let shown = shown.join("\n");
+    for (path, count) in &table {
+        let needed = NEEDED.iter().any(|f| path.ends_with(&format!("/{f}")));
+        assert!(
+            if needed { *count == 1 } else { *count <= 1 },
+            "{client:?}: upstream hits per file (needed ones must be 1, others at most 1):\n\
+             {shown}\n=== pkgmirror log\n{}",
+            server.logs()
+        );
+    }
+    for project in ["app/", "lib-a/", "lib-b/"] {
+        assert_eq!(fake.hits(project), 1, "{client:?}: {project}\n{}", server.logs());
+    }
+
+    // Upstream gone: a fresh install (fresh target, fresh client caches) still works.
+    fake.stop();
+    install(client, &index, &server).await;
+}
+
+#[tokio::test]
+async fn pip_installs_through_the_mirror_then_from_its_cache() {
+    installs_through_the_mirror_then_from_its_cache(Client::Pip).await;
+}
+
+#[tokio::test]
+async fn uv_installs_through_the_mirror_then_from_its_cache() {
+    installs_through_the_mirror_then_from_its_cache(Client::Uv).await;
+}
+
+#[tokio::test]
+async fn poetry_installs_through_the_mirror_then_from_its_cache() {
+    installs_through_the_mirror_then_from_its_cache(Client::Poetry).await;
+}
+
+#[tokio::test]
+async fn pdm_installs_through_the_mirror_then_from_its_cache() {
+    installs_through_the_mirror_then_from_its_cache(Client::Pdm).await;
+}

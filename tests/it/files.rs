@@ -1,0 +1,380 @@
+//! Distribution files: first download streamed and verified, later ones local; single-flight;
+//! hash mismatches and cut streams never stored; Range/HEAD/ETag; hostile names.
+
+use std::time::Duration;
+
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+use crate::harness::*;
+
+/// Deterministic bytes that do not compress to nothing.
+pub fn payload(len: usize, seed: u8) -> Vec<u8> {
+    let mut state = u32::from(seed).wrapping_mul(2_654_435_761) | 1;
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 17;
+            state ^= state << 5;
+            state as u8
+        })
+        .collect()
+}
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// Lists `filename` on `demo`'s page with the given sha256 and size, served at `/files/{filename}`.
+fn publish(fake: &FakeIndex, filename: &str, body: &[u8], listed_sha: &str) {
+    fake.file(
+        &format!("/files/{filename}"),
+        "application/octet-stream",
+        body.to_vec(),
+    );
+    fake.json(
+        "demo/",
+        &json!({
+            "meta": {"api-version": "1.1"},
+            "name": "demo",
+            "versions": ["1.0"],
+            "files": [{
+                "filename": filename,
+                "url": format!("http://{}/files/{filename}", fake.addr),
+                "hashes": {"sha256": listed_sha},
+                "size": body.len(),
+            }]
+        }),
+    );
+}
+
+fn launch(fake: &FakeIndex) -> Launch {
+    let mut launch = Launch::with_upstreams(&[&fake.url()], "10m");
+    launch.env("PKGMIRROR__PYPI__ALLOW_PRIVATE_UPSTREAMS", "true");
+    launch
+}
+
+fn blob_files(dir: &tempfile::TempDir, sub: &str) -> usize {
+    fn count(path: &std::path::Path) -> usize {
+        std::fs::read_dir(path).map_or(0, |entries| {
+            entries
+                .flatten()
+                .map(|e| if e.path().is_dir() { count(&e.path()) } else { 1 })
+                .sum()
+        })
+    }
+    count(&dir.path().join("blobs").join(sub))
+}
+
+#[tokio::test]
+async fn the_first_download_streams_and_later_ones_are_served_locally() {
+    let fake = FakeIndex::start();
+    let body = payload(3 * 1024 * 1024 + 17, 1);
+    let sha = sha256_hex(&body);
+    publish(&fake, "demo-1.0.tar.gz", &body, &sha);
+    let dir = temp_dir();
+    let server = Server::start(dir.path(), &launch(&fake));
+    let url = server.url("/simple/demo/demo-1.0.tar.gz");
+
+    let first = client()
+        .get(&url)
+        .header("Accept-Encoding", "gzip")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(first.status(), 200);
+    assert_eq!(header(&first, "x-cache"), "miss");
+    assert_eq!(header(&first, "etag"), format!("\"{sha}\""));
+    assert_eq!(header(&first, "content-length"), body.len().to_string());
+    assert_eq!(header(&first, "content-type"), "application/gzip");
+    assert_eq!(
+        header(&first, "cache-control"),
+        "public, max-age=31536000, immutable"
+    );
+    assert!(
+        header(&first, "content-encoding").is_empty(),
+        "never an encoding on archives"
+    );
+    assert_eq!(first.bytes().await.unwrap(), body);
+
+    let second = client()
+        .get(&url)
+        .header("Accept-Encoding", "gzip")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(header(&second, "x-cache"), "hit");
+    assert!(header(&second, "content-encoding").is_empty());
+    assert_eq!(header(&second, "etag"), format!("\"{sha}\""));
+    assert_eq!(second.bytes().await.unwrap(), body);
+    assert_eq!(fake.hits_of("/files/demo-1.0.tar.gz"), 1);
+    assert_eq!(blob_files(&dir, "sha256"), 1);
+    assert_eq!(blob_files(&dir, "tmp"), 0);
+
+    // Without the upstream, the page (still fresh) and the file are served from the mirror.
+    fake.stop();
+    let offline = client().get(&url).send().await.unwrap();
+    assert_eq!(offline.status(), 200);
+    assert_eq!(offline.bytes().await.unwrap(), body);
+
+    tokio::time::sleep(Duration::from_secs(6)).await; // one access-batch flush
+    let health = get_json(&server.url("/health")).await;
+    assert_eq!(health["cache"]["blobs"], 1);
+    assert_eq!(health["cache"]["blob_bytes"], body.len());
+}
+
+#[tokio::test]
+async fn twenty_concurrent_cold_clients_share_one_upstream_fetch() {
+    let fake = FakeIndex::start();
+    let body = payload(2 * 1024 * 1024, 2);
+    let sha = sha256_hex(&body);
+    publish(&fake, "demo-1.0-py3-none-any.whl", &body, &sha);
+    let dir = temp_dir();
+    let server = Server::start(dir.path(), &launch(&fake));
+    // Warm the page, then slow the upstream so the twenty file requests overlap.
+    get_json(&server.url("/simple/demo/")).await;
+    fake.set(Behaviour::Delay(Duration::from_millis(500)));
+    let url = server.url("/simple/demo/demo-1.0-py3-none-any.whl");
+    let requests = (0..20).map(|_| {
+        let url = url.clone();
+        tokio::spawn(async move { client().get(&url).send().await.unwrap().bytes().await.unwrap() })
+    });
+    for result in futures::future::join_all(requests).await {
+        assert_eq!(result.unwrap(), body);
+    }
+    assert_eq!(fake.hits_of("/files/demo-1.0-py3-none-any.whl"), 1);
+}
+
+#[tokio::test]
+async fn a_file_with_the_wrong_hash_is_never_served_complete_nor_stored() {
+    let fake = FakeIndex::start();
+    let body = payload(1024 * 1024, 3);
+    publish(&fake, "demo-1.0.tar.gz", &body, &sha256_hex(b"other bytes"));
+    let dir = temp_dir();
+    let server = Server::start(dir.path(), &launch(&fake));
+    let url = server.url("/simple/demo/demo-1.0.tar.gz");
+    for attempt in 1..=2 {
+        let response = client().get(&url).send().await.unwrap();
+        // A cut connection (an error here) is what a client must see; bytes, if any, are short.
+        if let Ok(got) = response.bytes().await {
+            assert!(
+                got.len() < body.len(),
+                "attempt {attempt}: a complete wrong file was served"
+            );
+        }
+        assert_eq!(
+            fake.hits_of("/files/demo-1.0.tar.gz"),
+            attempt,
+            "nothing cached: each try goes upstream"
+        );
+    }
+    assert_eq!(blob_files(&dir, "sha256"), 0);
+    assert_eq!(blob_files(&dir, "tmp"), 0);
+    let health = get_json(&server.url("/health")).await;
+    assert_eq!(health["cache"]["hash_mismatches"], 2);
+    assert!(server.logs().contains("hash mismatch"), "{}", server.logs());
+}
+
+#[tokio::test]
+async fn a_cut_upstream_stream_leaves_nothing_behind() {
+    let fake = FakeIndex::start();
+    let body = payload(512 * 1024, 4);
+    let sha = sha256_hex(&body);
+    publish(&fake, "demo-1.0.tar.gz", &body, &sha);
+    let dir = temp_dir();
+    let server = Server::start(dir.path(), &launch(&fake));
+    get_json(&server.url("/simple/demo/")).await;
+    fake.set(Behaviour::Truncate);
+    let url = server.url("/simple/demo/demo-1.0.tar.gz");
+    let cut = client().get(&url).send().await.unwrap();
+    assert!(cut.bytes().await.map_or(true, |b| b.len() < body.len()));
+    assert_eq!(blob_files(&dir, "sha256"), 0);
+    assert_eq!(blob_files(&dir, "tmp"), 0);
+    fake.set(Behaviour::Normal);
+    let whole = client().get(&url).send().await.unwrap();
+    assert_eq!(whole.bytes().await.unwrap(), body);
+}
+
+#[tokio::test]
+async fn ranges_head_and_etags_on_files() {
+    let fake = FakeIndex::start();
+    let body = payload(100_000, 5);
+    let sha = sha256_hex(&body);
+    publish(&fake, "demo-1.0-py3-none-any.whl", &body, &sha);
+    let dir = temp_dir();
+    let server = Server::start(dir.path(), &launch(&fake));
+    let url = server.url("/simple/demo/demo-1.0-py3-none-any.whl");
+    let c = client();
+
+    // A cold Range request waits for the download, then answers the range.
+    let cold = c.get(&url).header("Range", "bytes=10-19").send().await.unwrap();
+    assert_eq!(cold.status(), 206);
+    assert_eq!(header(&cold, "content-range"), "bytes 10-19/100000");
+    assert_eq!(cold.bytes().await.unwrap(), body[10..20]);
+
+    let suffix = c
+        .get(&url)
+        .header("Range", "bytes=-5")
+        .header("Accept-Encoding", "gzip")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(suffix.status(), 206);
+    assert!(header(&suffix, "content-encoding").is_empty());
+    assert_eq!(suffix.bytes().await.unwrap(), body[body.len() - 5..]);
+
+    let open_ended = c.get(&url).header("Range", "bytes=99990-").send().await.unwrap();
+    assert_eq!(open_ended.bytes().await.unwrap(), body[99990..]);
+
+    let unsatisfiable = c.get(&url).header("Range", "bytes=200000-").send().await.unwrap();
+    assert_eq!(unsatisfiable.status(), 416);
+
+    let head = c.head(&url).send().await.unwrap();
+    assert_eq!(head.status(), 200);
+    assert_eq!(header(&head, "content-length"), "100000");
+    assert_eq!(header(&head, "accept-ranges"), "bytes");
+    assert_eq!(header(&head, "etag"), format!("\"{sha}\""));
+    assert!(head.bytes().await.unwrap().is_empty());
+
+    let cached = c
+        .get(&url)
+        .header("If-None-Match", format!("\"{sha}\""))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(cached.status(), 304);
+    let changed = c
+        .get(&url)
+        .header("If-None-Match", "\"other\"")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(changed.status(), 200);
+    assert_eq!(fake.hits_of("/files/demo-1.0-py3-none-any.whl"), 1);
+}
+
+#[tokio::test]
+async fn names_that_try_to_leave_the_tree_never_reach_the_filesystem() {
+    let fake = FakeIndex::start();
+    let body = payload(1000, 6);
+    publish(&fake, "demo-1.0.tar.gz", &body, &sha256_hex(&body));
+    let dir = temp_dir();
+    let server = Server::start(dir.path(), &launch(&fake));
+    for path in [
+        "/simple/demo/..%2f..%2fcatalogue.sqlite3",
+        "/simple/demo/%2e%2e",
+        "/simple/demo/..",
+        "/simple/demo/.hidden",
+        "/simple/demo/%2Fetc%2Fpasswd",
+        "/simple/demo/a%00b.whl",
+        "/simple/demo/not-listed-1.0.tar.gz",
+        "/simple/demo/demo-1.0.tar.gz%2f",
+    ] {
+        let (status, body) = raw_get(&server.base, path, "*/*");
+        assert!(status == 400 || status == 404, "{path}: {status} {body}");
+    }
+    assert_eq!(fake.hits_of("/files/demo-1.0.tar.gz"), 0);
+    // A non-normalized project name redirects like pages do.
+    let response = client()
+        .get(server.url("/simple/Demo/demo-1.0.tar.gz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 301);
+    assert_eq!(
+        header(&response, "location"),
+        server.url("/simple/demo/demo-1.0.tar.gz")
+    );
+}
+
+#[tokio::test]
+async fn file_urls_on_private_addresses_are_refused_by_default() {
+    let fake = FakeIndex::start();
+    let body = payload(1000, 7);
+    publish(&fake, "demo-1.0.tar.gz", &body, &sha256_hex(&body));
+    let dir = temp_dir();
+    // The index itself is configuration and may be local; the file URLs its pages list may not.
+    let server = Server::start(dir.path(), &Launch::with_upstreams(&[&fake.url()], "10m"));
+    let response = get(&server.url("/simple/demo/demo-1.0.tar.gz"), "application/json").await;
+    assert_eq!(
+        response.status(),
+        502,
+        "a download that cannot start is a clear error"
+    );
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("loopback, link-local or private"),
+        "{body}"
+    );
+    assert_eq!(fake.hits_of("/files/demo-1.0.tar.gz"), 0);
+    assert!(
+        server.logs().contains("loopback, link-local or private"),
+        "{}",
+        server.logs()
+    );
+}
+
+#[tokio::test]
+async fn core_metadata_is_served_and_verified() {
+    let fake = FakeIndex::start();
+    let wheel = payload(5000, 8);
+    let metadata = b"Metadata-Version: 2.1\nName: demo\nVersion: 1.0\n".to_vec();
+    fake.file(
+        "/files/demo-1.0-py3-none-any.whl",
+        "application/zip",
+        wheel.clone(),
+    );
+    fake.file(
+        "/files/demo-1.0-py3-none-any.whl.metadata",
+        "text/plain",
+        metadata.clone(),
+    );
+    fake.file(
+        "/files/demo-2.0-py3-none-any.whl.metadata",
+        "text/plain",
+        b"tampered".to_vec(),
+    );
+    fake.json(
+        "demo/",
+        &json!({
+            "meta": {"api-version": "1.1"},
+            "name": "demo",
+            "versions": ["1.0", "2.0"],
+            "files": [
+                {"filename": "demo-1.0-py3-none-any.whl", "url": format!("http://{}/files/demo-1.0-py3-none-any.whl", fake.addr),
+                 "hashes": {"sha256": sha256_hex(&wheel)}, "size": wheel.len(), "core-metadata": {"sha256": sha256_hex(&metadata)}},
+                {"filename": "demo-2.0-py3-none-any.whl", "url": format!("http://{}/files/demo-2.0-py3-none-any.whl", fake.addr),
+                 "hashes": {"sha256": sha256_hex(&wheel)}, "size": wheel.len(), "core-metadata": {"sha256": sha256_hex(&metadata)}},
+                {"filename": "demo-3.0.tar.gz", "url": format!("http://{}/files/demo-3.0.tar.gz", fake.addr),
+                 "hashes": {"sha256": sha256_hex(&wheel)}, "size": wheel.len()}
+            ]
+        }),
+    );
+    let dir = temp_dir();
+    let server = Server::start(dir.path(), &launch(&fake));
+    let url = server.url("/simple/demo/demo-1.0-py3-none-any.whl.metadata");
+    let first = client().get(&url).send().await.unwrap();
+    assert_eq!(first.status(), 200);
+    assert_eq!(header(&first, "etag"), format!("\"{}\"", sha256_hex(&metadata)));
+    assert_eq!(first.bytes().await.unwrap(), metadata);
+    let again = client().get(&url).send().await.unwrap();
+    assert_eq!(header(&again, "x-cache"), "hit");
+    assert_eq!(fake.hits_of("/files/demo-1.0-py3-none-any.whl.metadata"), 1);
+
+    let tampered = client()
+        .get(server.url("/simple/demo/demo-2.0-py3-none-any.whl.metadata"))
+        .send()
+        .await
+        .unwrap();
+    assert!(tampered.bytes().await.map_or(true, |b| b != b"tampered"[..]));
+
+    let none = get(
+        &server.url("/simple/demo/demo-3.0.tar.gz.metadata"),
+        "application/json",
+    )
+    .await;
+    assert_eq!(none.status(), 404);
+}
