@@ -9,27 +9,23 @@
 //! failure the waiting clients' streams end in an error, which cuts their connections.
 
 use std::collections::HashMap;
-use std::io;
-use std::os::unix::fs::FileExt;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use futures::{Stream, StreamExt};
+use futures::StreamExt;
 use tokio::runtime::Handle;
-use tokio::sync::watch;
 
 use super::simple::{PageRef, SimplePages};
+use super::spool::{Spool, SpoolStream};
 use super::{CacheCounters, CacheError, CacheOutcome, blocking, unix_now};
 use crate::pypi::negotiate::Format;
+use crate::pypi::wheel::extract_metadata;
 use crate::storage::Catalogue;
 use crate::storage::blob::{BlobBody, BlobStore, BlobWriter};
 use crate::storage::catalogue::FileRecord;
 use crate::upstream::{FileClient, redact};
 
 const ECOSYSTEM: &str = "pypi";
-/// How much a waiting client reads from the spool at a time.
-const READ_CHUNK: usize = 256 * 1024;
 /// A file not on its project's page triggers at most one forced page refresh per this interval.
 const UNLISTED_REFRESH_INTERVAL: Duration = Duration::from_secs(30);
 /// How often batched blob access times are written to the catalogue.
@@ -58,30 +54,8 @@ pub enum FileAnswer {
     },
 }
 
-pub type SpoolStream = std::pin::Pin<Box<dyn Stream<Item = Result<Bytes, io::Error>> + Send>>;
-
-#[derive(Debug, Clone)]
-enum Progress {
-    /// Bytes `0..available` are written and may be sent.
-    Running {
-        available: u64,
-    },
-    Done {
-        size: u64,
-        sha256: String,
-    },
-    Failed(String),
-}
-
-/// One download under way.
-struct Download {
-    /// Opened on the spool before any byte is written; stays readable after commit renames it.
-    spool: Arc<std::fs::File>,
-    progress: watch::Sender<Progress>,
-}
-
 /// Downloads under way, by blob (or URL, see [`Source::download_key`]).
-type DownloadRegistry = Arc<Mutex<HashMap<String, Arc<Download>>>>;
+type DownloadRegistry = Arc<Mutex<HashMap<String, Arc<Spool>>>>;
 
 /// Where a file comes from and what it must hash to.
 struct Source {
@@ -136,11 +110,10 @@ impl FileCache {
         complete_first: bool,
     ) -> Result<FileAnswer, CacheError> {
         let entry = self.listed_file(project, filename).await?;
-        let source = source_of(&entry, kind).ok_or_else(|| {
-            CacheError::NotFound(format!(
-                "the index offers no core metadata for '{filename}' of project '{project}'"
-            ))
-        })?;
+        if kind == FileKind::Metadata && !entry.has_metadata {
+            return self.extracted_metadata(project, &entry).await;
+        }
+        let source = source_of(&entry, kind);
         if let Some(sha256) = &source.sha256
             && let Some(body) = self.stored(sha256).await?
         {
@@ -151,10 +124,16 @@ impl FileCache {
                 outcome: CacheOutcome::Hit,
             });
         }
-        let download = self.join_or_start(source.download_key(), &source).await?;
+        // A wheel whose index offers no metadata gets it extracted once stored (PEP 658).
+        let extract_after =
+            (kind == FileKind::Dist && !entry.has_metadata && entry.filename.ends_with(".whl"))
+                .then(|| (project.to_owned(), entry.filename.clone()));
+        let download = self
+            .join_or_start(source.download_key(), &source, extract_after)
+            .await?;
         self.counters.count(CacheOutcome::Miss);
         if complete_first {
-            let sha256 = wait_done(&download).await.map_err(CacheError::UpstreamData)?;
+            let sha256 = download.finished().await.map_err(CacheError::UpstreamData)?;
             let body = self.stored(&sha256).await?.ok_or_else(|| {
                 CacheError::Internal(format!("blob {sha256} vanished right after its download"))
             })?;
@@ -166,9 +145,9 @@ impl FileCache {
         }
         // Answer only once the download has something to send: a failure before the first byte
         // (refused URL, upstream 404, connection error) becomes a clear 502, not a cut connection.
-        wait_started(&download).await.map_err(CacheError::UpstreamData)?;
+        download.started().await.map_err(CacheError::UpstreamData)?;
         Ok(FileAnswer::Streaming {
-            stream: spool_stream(download),
+            stream: Spool::reader(&download),
             size: source.size,
             sha256: source.sha256,
         })
@@ -240,7 +219,57 @@ impl FileCache {
         blocking(move || catalogue.touch_blobs(&batch)).await
     }
 
-    async fn join_or_start(&self, key: String, source: &Source) -> Result<Arc<Download>, CacheError> {
+    /// Metadata pkgmirror extracts from the cached wheel itself, for wheels whose index offers none.
+    async fn extracted_metadata(&self, project: &str, entry: &FileRecord) -> Result<FileAnswer, CacheError> {
+        let unavailable = || {
+            CacheError::NotFound(format!(
+                "the index offers no core metadata for '{}' and pkgmirror has no cached wheel to read it from",
+                entry.filename
+            ))
+        };
+        let Some(wheel) = entry.sha256.clone().filter(|_| entry.filename.ends_with(".whl")) else {
+            return Err(unavailable());
+        };
+        let catalogue = self.catalogue.clone();
+        let key = wheel.clone();
+        if let Some(metadata) = blocking(move || catalogue.wheel_metadata(&key)).await?
+            && let Some(body) = self.stored(&metadata).await?
+        {
+            self.counters.count(CacheOutcome::Hit);
+            return Ok(FileAnswer::Stored {
+                body,
+                sha256: metadata,
+                outcome: CacheOutcome::Hit,
+            });
+        }
+        let metadata = self
+            .extractor()
+            .extract(project, &wheel, &entry.filename)
+            .await?
+            .ok_or_else(unavailable)?;
+        let body = self.stored(&metadata).await?.ok_or_else(unavailable)?;
+        self.counters.count(CacheOutcome::Miss);
+        Ok(FileAnswer::Stored {
+            body,
+            sha256: metadata,
+            outcome: CacheOutcome::Miss,
+        })
+    }
+
+    fn extractor(&self) -> MetadataExtractor {
+        MetadataExtractor {
+            store: Arc::clone(&self.store),
+            catalogue: self.catalogue.clone(),
+            pages: Arc::clone(&self.pages),
+        }
+    }
+
+    async fn join_or_start(
+        &self,
+        key: String,
+        source: &Source,
+        extract_after: Option<(String, String)>,
+    ) -> Result<Arc<Spool>, CacheError> {
         if let Some(download) = self.in_progress(&key) {
             return Ok(download);
         }
@@ -250,12 +279,7 @@ impl FileCache {
             .await
             .map_err(|e| CacheError::Storage(e.to_string()))?;
         let spool_path = writer.spool_path().to_owned();
-        let spool = blocking(move || Ok(std::fs::File::open(&spool_path)?)).await?;
-        let (progress, _) = watch::channel(Progress::Running { available: 0 });
-        let download = Arc::new(Download {
-            spool: Arc::new(spool),
-            progress,
-        });
+        let download = Arc::new(blocking(move || Ok(Spool::open(&spool_path)?)).await?);
         {
             let mut downloads = self.downloads.lock().unwrap_or_else(|p| p.into_inner());
             if let Some(existing) = downloads.get(&key) {
@@ -274,6 +298,7 @@ impl FileCache {
             url: source.url.clone(),
             sha256: source.sha256.clone(),
             size: source.size,
+            extract_after: extract_after.map(|target| (self.extractor(), target)),
         };
         // On the background runtime: clients that leave do not stop the download for the others.
         self.runtime
@@ -281,7 +306,7 @@ impl FileCache {
         Ok(download)
     }
 
-    fn in_progress(&self, key: &str) -> Option<Arc<Download>> {
+    fn in_progress(&self, key: &str) -> Option<Arc<Spool>> {
         self.downloads
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -293,6 +318,18 @@ impl FileCache {
     pub fn downloads_in_progress(&self) -> usize {
         self.downloads.lock().unwrap_or_else(|p| p.into_inner()).len()
     }
+
+    /// The sha256 of every blob being downloaded now: eviction must leave these alone. (A blob
+    /// being *served* needs no such guard: its reader holds an open file, which survives removal.)
+    pub fn downloading(&self) -> std::collections::HashSet<String> {
+        self.downloads
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .keys()
+            .filter(|key| !key.starts_with("url:"))
+            .cloned()
+            .collect()
+    }
 }
 
 impl Source {
@@ -302,25 +339,81 @@ impl Source {
     }
 }
 
-fn source_of(entry: &FileRecord, kind: FileKind) -> Option<Source> {
+/// Where a listed file (or its index-offered metadata) is fetched from.
+fn source_of(entry: &FileRecord, kind: FileKind) -> Source {
     match kind {
-        FileKind::Dist => Some(Source {
+        FileKind::Dist => Source {
             url: entry.url.clone(),
             sha256: entry.sha256.clone(),
             size: entry.size,
-        }),
+        },
         // PEP 658: the metadata file lives next to the distribution, at `{url}.metadata`.
-        FileKind::Metadata => entry.has_metadata.then(|| Source {
+        FileKind::Metadata => Source {
             url: format!("{}.metadata", entry.url),
             sha256: entry.metadata_sha256.clone(),
             size: None,
-        }),
+        },
+    }
+}
+
+/// Reads `*.dist-info/METADATA` out of a stored wheel, stores it as a blob, records it, and has
+/// the project's page rendered again so it advertises the metadata from then on.
+#[derive(Clone)]
+struct MetadataExtractor {
+    store: Arc<dyn BlobStore>,
+    catalogue: Catalogue,
+    pages: Arc<SimplePages>,
+}
+
+impl MetadataExtractor {
+    /// The metadata's sha256, or `None` when the wheel is not stored locally or has no metadata.
+    async fn extract(
+        &self,
+        project: &str,
+        wheel: &str,
+        filename: &str,
+    ) -> Result<Option<String>, CacheError> {
+        let storage = |e: crate::storage::blob::BlobError| CacheError::Storage(e.to_string());
+        // Streamed stores (S3) would need the wheel downloaded first; only local files are read.
+        let Some(BlobBody::File { path, .. }) = self.store.get(wheel, None).await.map_err(storage)? else {
+            return Ok(None);
+        };
+        let name = filename.to_owned();
+        let read = tokio::task::spawn_blocking(move || {
+            let file = std::fs::File::open(&path).map_err(|e| e.to_string())?;
+            extract_metadata(std::io::BufReader::new(file), &name).map_err(|e| e.to_string())
+        })
+        .await
+        .map_err(|e| CacheError::Internal(e.to_string()))?;
+        let metadata = match read {
+            Ok(metadata) => metadata,
+            Err(reason) => {
+                tracing::warn!(file = %filename, %reason, "no metadata can be extracted from this wheel");
+                return Ok(None);
+            }
+        };
+        let mut writer = self.store.put().await.map_err(storage)?;
+        writer.write(&metadata).await.map_err(storage)?;
+        let sha256 = writer.digest_so_far();
+        let size = writer.commit(&sha256).await.map_err(storage)?;
+        let catalogue = self.catalogue.clone();
+        let (store, wheel_key, metadata_key) = (self.store.name(), wheel.to_owned(), sha256.clone());
+        blocking(move || {
+            catalogue.record_blob(&metadata_key, size, store, unix_now())?;
+            catalogue.record_wheel_metadata(&wheel_key, &metadata_key, unix_now())
+        })
+        .await?;
+        self.pages
+            .forget_rendering(PageRef::Project(project.to_owned()))
+            .await?;
+        tracing::info!(file = %filename, metadata = %sha256, "extracted core metadata from the wheel");
+        Ok(Some(sha256))
     }
 }
 
 /// The work of one download, run on the background runtime.
 struct Transfer {
-    download: Arc<Download>,
+    download: Arc<Spool>,
     client: FileClient,
     store_name: &'static str,
     catalogue: Catalogue,
@@ -328,6 +421,8 @@ struct Transfer {
     url: String,
     sha256: Option<String>,
     size: Option<u64>,
+    /// (project, filename) of a wheel whose metadata to extract once it is stored.
+    extract_after: Option<(MetadataExtractor, (String, String))>,
 }
 
 impl Transfer {
@@ -359,18 +454,26 @@ impl Transfer {
                     tracing::warn!(sha256 = %sha256, error = %e, "could not record a stored blob");
                 }
                 tracing::info!(url = %redact(&self.url), sha256 = %sha256, size, "file stored");
-                Progress::Done { size, sha256 }
+                if let Some((extractor, (project, filename))) = &self.extract_after
+                    && let Err(e) = extractor.extract(project, &sha256, filename).await
+                {
+                    tracing::warn!(file = %filename, error = %e, "could not extract the wheel's metadata");
+                }
+                Ok((size, sha256))
             }
             Err(message) => {
                 self.counters.count_download_failure();
                 tracing::warn!(url = %redact(&self.url), error = %message, "download failed; nothing stored");
-                Progress::Failed(message)
+                Err(message)
             }
         };
         // Leave the registry before publishing the end: a request that sees this download fail
         // and retries must start a new one, and after a commit the store already has the blob.
         downloads.lock().unwrap_or_else(|p| p.into_inner()).remove(&key);
-        self.download.progress.send_replace(progress);
+        match progress {
+            Ok((size, sha256)) => self.download.finish(size, sha256),
+            Err(message) => self.download.fail(message),
+        }
     }
 
     /// Streams the upstream body into the writer, publishing all but the newest chunk.
@@ -395,9 +498,7 @@ impl Transfer {
             }
             writer.write(&chunk).await.map_err(|e| e.to_string())?;
             let available = writer.written() - chunk.len() as u64;
-            self.download
-                .progress
-                .send_replace(Progress::Running { available });
+            self.download.publish(available);
         }
         if let Some(expected) = self.size
             && writer.written() != expected
@@ -409,104 +510,4 @@ impl Transfer {
         }
         Ok(())
     }
-}
-
-/// Waits for a download to finish; its sha256, or why it failed.
-async fn wait_done(download: &Download) -> Result<String, String> {
-    let mut progress = download.progress.subscribe();
-    loop {
-        match &*progress.borrow_and_update() {
-            Progress::Done { sha256, .. } => return Ok(sha256.clone()),
-            Progress::Failed(e) => return Err(e.clone()),
-            Progress::Running { .. } => {}
-        }
-        if progress.changed().await.is_err() {
-            return Err("the download task ended without a result".into());
-        }
-    }
-}
-
-/// Waits until a download has bytes to send or has ended; why it failed, if it did.
-async fn wait_started(download: &Download) -> Result<(), String> {
-    let mut progress = download.progress.subscribe();
-    loop {
-        match &*progress.borrow_and_update() {
-            Progress::Running { available: 0 } => {}
-            Progress::Running { .. } | Progress::Done { .. } => return Ok(()),
-            Progress::Failed(e) => return Err(e.clone()),
-        }
-        if progress.changed().await.is_err() {
-            return Err("the download task ended without a result".into());
-        }
-    }
-}
-
-/// A client's view of a download: the spool's bytes as they become available.
-fn spool_stream(download: Arc<Download>) -> SpoolStream {
-    struct State {
-        download: Arc<Download>,
-        progress: watch::Receiver<Progress>,
-        sent: u64,
-        finished: bool,
-    }
-    let progress = download.progress.subscribe();
-    let state = State {
-        download,
-        progress,
-        sent: 0,
-        finished: false,
-    };
-    Box::pin(futures::stream::unfold(state, |mut state| async move {
-        if state.finished {
-            return None;
-        }
-        loop {
-            let progress = state.progress.borrow_and_update().clone();
-            let (limit, done) = match progress {
-                Progress::Running { available } => (available, false),
-                Progress::Done { size, .. } => (size, true),
-                Progress::Failed(e) => {
-                    state.finished = true;
-                    return Some((Err(io::Error::other(e)), state));
-                }
-            };
-            if state.sent < limit {
-                let len = usize::try_from(limit - state.sent)
-                    .unwrap_or(READ_CHUNK)
-                    .min(READ_CHUNK);
-                let spool = Arc::clone(&state.download.spool);
-                let offset = state.sent;
-                let read = tokio::task::spawn_blocking(move || {
-                    let mut buf = vec![0; len];
-                    let n = spool.read_at(&mut buf, offset)?;
-                    buf.truncate(n);
-                    Ok::<_, io::Error>(buf)
-                })
-                .await
-                .map_err(io::Error::other)
-                .and_then(|r| r);
-                return match read {
-                    Ok(buf) if !buf.is_empty() => {
-                        state.sent += buf.len() as u64;
-                        Some((Ok(Bytes::from(buf)), state))
-                    }
-                    Ok(_) => {
-                        state.finished = true;
-                        Some((Err(io::Error::other("the spool file ended early")), state))
-                    }
-                    Err(e) => {
-                        state.finished = true;
-                        Some((Err(e), state))
-                    }
-                };
-            }
-            if done {
-                return None;
-            }
-            if state.progress.changed().await.is_err() {
-                state.finished = true;
-                return Some((Err(io::Error::other("the download stopped")), state));
-            }
-        }
-    }))
 }

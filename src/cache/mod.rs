@@ -4,6 +4,7 @@
 pub mod files;
 pub mod simple;
 pub mod singleflight;
+pub mod spool;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};

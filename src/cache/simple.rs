@@ -5,7 +5,7 @@
 //! extra index expired. When an index fails and a snapshot of it exists, the snapshot is used and
 //! the answer is marked stale; only when nothing at all can be said is the request an error.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 use std::sync::Arc;
 
@@ -279,6 +279,17 @@ impl SimplePages {
     /// Forgets a page everywhere (memory and disk), so the next request refetches it. Returns
     /// whether anything was cached.
     pub async fn forget(&self, page: PageRef) -> Result<bool, CacheError> {
+        self.drop_page(page, false).await
+    }
+
+    /// Drops a page's renderings but keeps what the indexes said: the next request renders it
+    /// again without asking upstream (used when pkgmirror itself learned something new about the
+    /// project, such as metadata extracted from a wheel).
+    pub async fn forget_rendering(&self, page: PageRef) -> Result<bool, CacheError> {
+        self.drop_page(page, true).await
+    }
+
+    async fn drop_page(&self, page: PageRef, keep_snapshots: bool) -> Result<bool, CacheError> {
         for format in [Format::Html, Format::Json] {
             self.inner
                 .l1
@@ -287,7 +298,7 @@ impl SimplePages {
         }
         let store = self.inner.pages.clone();
         let key = page.key().to_owned();
-        blocking(move || store.forget(ECOSYSTEM, &key)).await
+        blocking(move || store.forget(ECOSYSTEM, &key, keep_snapshots)).await
     }
 }
 
@@ -416,7 +427,8 @@ impl Inner {
                 None,
             ),
             None => {
-                let (html, json, record) = render_pages(&page, contents, now)?;
+                let extracted = self.extracted_metadata(&page).await?;
+                let (html, json, record) = render_pages(&page, contents, &extracted, now)?;
                 (
                     Rendered {
                         html: Arc::new(compressed(html, header(String::new()))),
@@ -543,6 +555,16 @@ impl Inner {
         }
     }
 
+    /// Metadata pkgmirror extracted from the project's cached wheels (wheel sha256 → metadata sha256).
+    async fn extracted_metadata(&self, page: &PageRef) -> Result<HashMap<String, String>, CacheError> {
+        let PageRef::Project(name) = page else {
+            return Ok(HashMap::new());
+        };
+        let catalogue = self.catalogue.clone();
+        let name = name.clone();
+        blocking(move || catalogue.project_wheel_metadata(ECOSYSTEM, &name)).await
+    }
+
     async fn previous_rendering(
         &self,
         page: &PageRef,
@@ -652,6 +674,7 @@ fn with_serial(mut content: SnapshotContent, header_serial: Option<u64>) -> Snap
 fn render_pages(
     page: &PageRef,
     contents: Vec<(&Index, SnapshotContent)>,
+    extracted: &HashMap<String, String>,
     now: u64,
 ) -> Result<(String, String, Option<ProjectRecord>), CacheError> {
     match page {
@@ -681,14 +704,29 @@ fn render_pages(
                     pages.push(p);
                 }
             }
-            let merged = merge::merge_projects(pages)
+            let mut merged = merge::merge_projects(pages)
                 .ok_or_else(|| CacheError::Internal("no project page to merge".into()))?;
+            // The catalogue records what the indexes offer; metadata pkgmirror extracted itself is
+            // only advertised, so the `.metadata` route knows where each file's comes from.
             let record = project_record(normalized, &merged, &origins, now);
+            advertise_extracted_metadata(&mut merged, extracted);
             Ok((
                 render::render_project_html(&merged),
                 render::render_project_json(&merged),
                 Some(record),
             ))
+        }
+    }
+}
+
+/// Offers the metadata extracted from cached wheels for wheels whose index offers none.
+fn advertise_extracted_metadata(page: &mut ProjectPage, extracted: &HashMap<String, String>) {
+    for file in &mut page.files {
+        if file.core_metadata.is_none()
+            && file.filename.ends_with(".whl")
+            && let Some(metadata) = file.hashes.get("sha256").and_then(|sha| extracted.get(sha))
+        {
+            file.core_metadata = Some(BTreeMap::from([("sha256".to_owned(), metadata.clone())]));
         }
     }
 }

@@ -10,6 +10,7 @@ pub mod parse;
 pub mod parse_html;
 pub mod parse_json;
 pub mod render;
+pub mod wheel;
 
 pub use merge::{merge_lists, merge_projects};
 pub use model::{DistFile, PageMeta, ProjectList, ProjectPage, ProjectStatus};

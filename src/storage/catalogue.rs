@@ -3,6 +3,7 @@
 //!
 //! Every method is blocking: call them from `spawn_blocking` (see `cache/`), never on a worker thread.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -14,6 +15,7 @@ use super::StorageError;
 const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0001_catalogue.sql"),
     include_str!("../../migrations/0002_blobs.sql"),
+    include_str!("../../migrations/0003_wheel_metadata.sql"),
 ];
 
 /// One file row as the refresh flow records it.
@@ -208,6 +210,51 @@ impl Catalogue {
             params![sha256, size as i64, store, now as i64],
         )?;
         Ok(())
+    }
+
+    /// Records the core metadata extracted from a cached wheel.
+    pub fn record_wheel_metadata(
+        &self,
+        wheel_sha256: &str,
+        metadata_sha256: &str,
+        now: u64,
+    ) -> Result<(), StorageError> {
+        self.lock().execute(
+            "INSERT INTO wheel_metadata (wheel_sha256, metadata_sha256, created_at) VALUES (?1, ?2, ?3)
+             ON CONFLICT (wheel_sha256) DO UPDATE SET metadata_sha256 = excluded.metadata_sha256",
+            params![wheel_sha256, metadata_sha256, now as i64],
+        )?;
+        Ok(())
+    }
+
+    /// The metadata extracted from the wheel with this sha256, if any.
+    pub fn wheel_metadata(&self, wheel_sha256: &str) -> Result<Option<String>, StorageError> {
+        let conn = self.lock();
+        let mut stmt =
+            conn.prepare_cached("SELECT metadata_sha256 FROM wheel_metadata WHERE wheel_sha256 = ?1")?;
+        let mut rows = stmt.query(params![wheel_sha256])?;
+        Ok(match rows.next()? {
+            Some(row) => Some(row.get(0)?),
+            None => None,
+        })
+    }
+
+    /// Extracted metadata for the wheels a project lists: wheel sha256 → metadata sha256.
+    pub fn project_wheel_metadata(
+        &self,
+        ecosystem: &str,
+        name: &str,
+    ) -> Result<HashMap<String, String>, StorageError> {
+        let conn = self.lock();
+        let mut stmt = conn.prepare_cached(
+            "SELECT w.wheel_sha256, w.metadata_sha256
+             FROM wheel_metadata w
+             JOIN files f ON f.sha256 = w.wheel_sha256
+             JOIN projects p ON p.id = f.project_id
+             WHERE p.ecosystem = ?1 AND p.name = ?2",
+        )?;
+        let rows = stmt.query_map(params![ecosystem, name], |row| Ok((row.get(0)?, row.get(1)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
     }
 
     /// Applies batched accesses: (sha256, last access, hits since the last batch).

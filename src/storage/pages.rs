@@ -172,9 +172,10 @@ impl PageStore {
         Ok(())
     }
 
-    /// Forgets a page: its rendered forms and every index's snapshot. Returns whether anything
-    /// was stored.
-    pub fn forget(&self, ecosystem: &str, page: &str) -> Result<bool, StorageError> {
+    /// Forgets a page's rendered forms and, unless `keep_snapshots`, every index's snapshot (then
+    /// the next request refetches; with the snapshots kept it only re-renders). Returns whether
+    /// anything was stored.
+    pub fn forget(&self, ecosystem: &str, page: &str, keep_snapshots: bool) -> Result<bool, StorageError> {
         let tx = self.db.begin_write()?;
         let mut removed = false;
         {
@@ -183,11 +184,13 @@ impl PageStore {
                 removed = true;
                 false
             })?;
-            let mut snapshots = tx.open_table(SNAPSHOTS)?;
-            snapshots.retain_in((ecosystem, page, "")..=(ecosystem, page, "\u{10FFFF}"), |_, _| {
-                removed = true;
-                false
-            })?;
+            if !keep_snapshots {
+                let mut snapshots = tx.open_table(SNAPSHOTS)?;
+                snapshots.retain_in((ecosystem, page, "")..=(ecosystem, page, "\u{10FFFF}"), |_, _| {
+                    removed = true;
+                    false
+                })?;
+            }
         }
         tx.commit()?;
         Ok(removed)
@@ -249,8 +252,15 @@ mod tests {
         let snaps = store.snapshots("pypi", "demo").unwrap();
         assert_eq!(snaps.len(), 2);
         assert_eq!(snaps[1], ("https://b.example/".to_owned(), b"B".to_vec()));
-        assert!(store.forget("pypi", "demo").unwrap());
-        assert!(!store.forget("pypi", "demo").unwrap());
+        assert!(store.forget("pypi", "demo2", true).unwrap());
+        assert_eq!(store.page("pypi", "demo2", "json").unwrap(), None);
+        assert_eq!(
+            store.snapshots("pypi", "demo2").unwrap().len(),
+            1,
+            "snapshots kept"
+        );
+        assert!(store.forget("pypi", "demo", false).unwrap());
+        assert!(!store.forget("pypi", "demo", false).unwrap());
         assert_eq!(store.page("pypi", "demo", "json").unwrap(), None);
         assert!(store.snapshots("pypi", "demo").unwrap().is_empty());
         assert_eq!(store.snapshots("pypi", "demo2").unwrap().len(), 1);
@@ -258,7 +268,7 @@ mod tests {
             store.counts().unwrap(),
             PageCounts {
                 snapshots: 1,
-                rendered: 1
+                rendered: 0
             }
         );
     }

@@ -378,3 +378,122 @@ async fn core_metadata_is_served_and_verified() {
     .await;
     assert_eq!(none.status(), 404);
 }
+
+#[tokio::test]
+async fn metadata_is_extracted_from_a_cached_wheel_when_the_index_offers_none() {
+    let fake = FakeIndex::start();
+    let wheel = crate::packages::wheel("demo", "1.0", &["lib-a>=1.0"], Some(">=3.8"));
+    let metadata = wheel.metadata.clone().expect("a wheel has METADATA");
+    publish(&fake, &wheel.filename, &wheel.bytes, &wheel.sha256);
+    let dir = temp_dir();
+    let server = Server::start(dir.path(), &launch(&fake));
+    let page = get_json(&server.url("/simple/demo/")).await;
+    assert_eq!(
+        page["files"][0]["core-metadata"], false,
+        "nothing to offer before the wheel is cached"
+    );
+    let not_yet = get(
+        &server.url(&format!("/simple/demo/{}.metadata", wheel.filename)),
+        "application/json",
+    )
+    .await;
+    assert_eq!(not_yet.status(), 404);
+
+    let downloaded = client()
+        .get(server.url(&format!("/simple/demo/{}", wheel.filename)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(downloaded.bytes().await.unwrap(), wheel.bytes);
+
+    // From now on the page advertises the extracted metadata, in both formats, and serves it.
+    let page = get_json(&server.url("/simple/demo/")).await;
+    let expected = sha256_hex(&metadata);
+    assert_eq!(page["files"][0]["core-metadata"], json!({"sha256": expected}));
+    let html = get(&server.url("/simple/demo/"), "text/html")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        html.contains(&format!("data-core-metadata=\"sha256={expected}\"")),
+        "{html}"
+    );
+    let served = client()
+        .get(server.url(&format!("/simple/demo/{}.metadata", wheel.filename)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(served.status(), 200);
+    assert_eq!(header(&served, "etag"), format!("\"{expected}\""));
+    assert_eq!(served.bytes().await.unwrap(), metadata);
+    assert_eq!(
+        fake.hits_of(&format!("/files/{}.metadata", wheel.filename)),
+        0,
+        "never asked upstream"
+    );
+    assert_eq!(
+        fake.hits("demo/"),
+        1,
+        "re-rendered from the cached snapshot, not refetched"
+    );
+}
+
+#[tokio::test]
+async fn after_sigkill_mid_download_committed_files_are_served_and_partial_ones_are_gone() {
+    let fake = FakeIndex::start();
+    let done = payload(200_000, 9);
+    let partial = payload(1_000_000, 10);
+    fake.file("/files/demo-1.0.tar.gz", "application/gzip", done.clone());
+    fake.file("/files/demo-2.0.tar.gz", "application/gzip", partial.clone());
+    let entry = |name: &str, body: &[u8]| {
+        json!({"filename": name, "url": format!("http://{}/files/{name}", fake.addr),
+               "hashes": {"sha256": sha256_hex(body)}, "size": body.len()})
+    };
+    fake.json(
+        "demo/",
+        &json!({"meta": {"api-version": "1.1"}, "name": "demo", "versions": ["1.0", "2.0"],
+                "files": [entry("demo-1.0.tar.gz", &done), entry("demo-2.0.tar.gz", &partial)]}),
+    );
+    let dir = temp_dir();
+    let launch = launch(&fake);
+    let server = Server::start(dir.path(), &launch);
+    let first = client()
+        .get(server.url("/simple/demo/demo-1.0.tar.gz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(first.bytes().await.unwrap(), done);
+
+    fake.set(Behaviour::StallMidBody);
+    let url = server.url("/simple/demo/demo-2.0.tar.gz");
+    let hanging = tokio::spawn(async move { client().get(&url).send().await.map(|r| r.status()) });
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while blob_files(&dir, "tmp") == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the download never started spooling"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    server.kill();
+    hanging.abort();
+    fake.stop();
+
+    let server = Server::start(dir.path(), &launch);
+    assert_eq!(
+        blob_files(&dir, "tmp"),
+        0,
+        "the partial spool was removed at start"
+    );
+    assert_eq!(blob_files(&dir, "sha256"), 1, "only the committed file is stored");
+    let again = client()
+        .get(server.url("/simple/demo/demo-1.0.tar.gz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(header(&again, "x-cache"), "hit");
+    assert_eq!(again.bytes().await.unwrap(), done);
+    let missing = get(&server.url("/simple/demo/demo-2.0.tar.gz"), "application/json").await;
+    assert_eq!(missing.status(), 502, "never served from a partial download");
+}

@@ -208,6 +208,8 @@ pub enum Behaviour {
     Truncate,
     /// Accept the request and never answer.
     Stall,
+    /// Send the headers and half the body, then wait forever.
+    StallMidBody,
 }
 
 struct Page {
@@ -400,7 +402,7 @@ async fn serve_connection(mut stream: TcpStream, state: Arc<FakeState>) {
         Behaviour::Status(code) => {
             return respond(&mut stream, code, "text/plain", b"upstream failure", &[]).await;
         }
-        Behaviour::Normal | Behaviour::Truncate => {}
+        Behaviour::Normal | Behaviour::Truncate | Behaviour::StallMidBody => {}
     }
     let page = {
         let pages = state.pages.lock().unwrap();
@@ -412,6 +414,17 @@ async fn serve_connection(mut stream: TcpStream, state: Arc<FakeState>) {
     let etag = etag_of(&body);
     if headers.get("if-none-match") == Some(&etag) {
         return respond(&mut stream, 304, &content_type, b"", &[("ETag", &etag)]).await;
+    }
+    if behaviour == Behaviour::StallMidBody {
+        let head = format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            body.len()
+        );
+        let _ = stream.write_all(head.as_bytes()).await;
+        let _ = stream.write_all(&body[..body.len() / 2]).await;
+        let _ = stream.flush().await;
+        tokio::time::sleep(Duration::from_secs(3600)).await;
+        return;
     }
     if behaviour == Behaviour::Truncate {
         let head = format!(
