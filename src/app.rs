@@ -9,15 +9,21 @@ use actix_web::{App, HttpServer, web};
 
 use crate::cache::CacheCounters;
 use crate::cache::files::{ACCESS_FLUSH_INTERVAL, FileCache};
+use crate::cache::maintenance::{self, Evictor};
 use crate::cache::simple::{Index, SimplePages};
 use crate::config::{Config, StorageBackend};
 use crate::http::{self, AppState};
-use crate::storage::blob::LocalBlobStore;
+use crate::storage::blob::{BlobStore, LocalBlobStore};
+use crate::storage::data_dir::{self, DataDirLock, LockError};
 use crate::storage::{Catalogue, PageStore, StorageError};
 use crate::upstream::{FileClient, IndexHealth, SimpleClient};
 
 /// How long in-flight requests get to finish after a shutdown signal.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+/// How often the evictor looks for downloads that finished (two in-memory reads).
+const EVICTION_POLL: Duration = Duration::from_secs(1);
+/// An eviction pass runs at least this often, whatever happened.
+const EVICTION_INTERVAL: Duration = Duration::from_secs(60);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -30,6 +36,8 @@ pub enum ServeError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error("{0}; stop it or use another --data-dir")]
+    InUse(LockError),
     #[error("cannot start: {0}")]
     Startup(String),
 }
@@ -38,6 +46,8 @@ pub enum ServeError {
 struct Parts {
     catalogue: Catalogue,
     state: web::Data<AppState>,
+    /// Held until the process has flushed everything: no other pkgmirror may manage the data dir.
+    lock: DataDirLock,
 }
 
 /// Writes batched blob access times every few seconds, on the background runtime.
@@ -53,6 +63,41 @@ fn spawn_access_flusher(state: web::Data<AppState>, runtime: &tokio::runtime::Ha
     });
 }
 
+/// Keeps the blob store within `storage.max_size`, on the background runtime: a pass soon after
+/// each finished download and at least every minute.
+fn spawn_evictor(state: web::Data<AppState>, runtime: &tokio::runtime::Handle) {
+    runtime.spawn(async move {
+        let mut tick = tokio::time::interval(EVICTION_POLL);
+        let mut seen = None;
+        let mut last_pass: Option<Instant> = None;
+        loop {
+            tick.tick().await;
+            // Every download counts a miss when it starts and leaves the registry when it ends
+            // (after its blob is recorded), so a download that finished since the last look
+            // changed one of these.
+            let activity = (
+                state.counters.snapshot().misses,
+                state.files.downloads_in_progress(),
+            );
+            let due = last_pass.is_none_or(|at| at.elapsed() >= EVICTION_INTERVAL);
+            if !due && seen == Some(activity) {
+                continue;
+            }
+            seen = Some(activity);
+            last_pass = Some(Instant::now());
+            // Hits still batched in memory count as uses: flush them first, or a blob served a
+            // moment ago could look least recently used.
+            if let Err(e) = state.files.flush_accesses().await {
+                tracing::warn!(error = %e, "could not record blob accesses before eviction; will retry");
+                continue;
+            }
+            if let Err(e) = state.evictor.run(&state.files.downloading()).await {
+                tracing::warn!(error = %e, "eviction failed; will retry");
+            }
+        }
+    });
+}
+
 pub fn serve(config: Config) -> Result<(), ServeError> {
     // Upstream fetches and single-flight work run here, apart from the HTTP workers, so a slow
     // upstream never occupies a worker and a departing client never cancels a shared fetch.
@@ -62,13 +107,17 @@ pub fn serve(config: Config) -> Result<(), ServeError> {
         .enable_all()
         .build()
         .map_err(|e| ServeError::Startup(format!("background runtime: {e}")))?;
-    let parts = open(&config, background.handle().clone())?;
+    let Parts {
+        catalogue,
+        state,
+        lock,
+    } = open(&config, background.handle().clone())?;
     let listen = config.server.listen;
-    spawn_access_flusher(parts.state.clone(), background.handle());
-    let final_state = parts.state.clone();
+    spawn_access_flusher(state.clone(), background.handle());
+    spawn_evictor(state.clone(), background.handle());
+    let final_state = state.clone();
 
     let result = actix_web::rt::System::new().block_on(async move {
-        let state = parts.state.clone();
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(state.clone())
@@ -90,7 +139,7 @@ pub fn serve(config: Config) -> Result<(), ServeError> {
             .run()
             .await
             .map_err(|e| ServeError::Startup(format!("server: {e}")))?;
-        Ok(parts.catalogue)
+        Ok(catalogue)
     });
     let catalogue = result?;
     tracing::info!("shutting down: flushing state");
@@ -101,6 +150,7 @@ pub fn serve(config: Config) -> Result<(), ServeError> {
         tracing::warn!(error = %e, "catalogue checkpoint failed; the WAL will be replayed on next start");
     }
     background.shutdown_timeout(Duration::from_secs(5));
+    drop(lock);
     tracing::info!("stopped");
     Ok(())
 }
@@ -117,19 +167,26 @@ fn open(config: &Config, background: tokio::runtime::Handle) -> Result<Parts, Se
         path: data_dir.display().to_string(),
         source,
     })?;
+    // Before anything is opened: the blob store's start-up cleanup would delete the spools of
+    // another server's downloads.
+    let lock = DataDirLock::acquire(data_dir, "serve").map_err(|e| match e {
+        held @ LockError::Held { .. } => ServeError::InUse(held),
+        other => ServeError::Startup(other.to_string()),
+    })?;
     let storage_error = |file: &str| {
         let path = data_dir.join(file).display().to_string();
         move |source| ServeError::Storage { path, source }
     };
-    let catalogue =
-        Catalogue::open(&data_dir.join("catalogue.sqlite3")).map_err(storage_error("catalogue.sqlite3"))?;
-    let pages = PageStore::open(&data_dir.join("pages.redb")).map_err(storage_error("pages.redb"))?;
+    let catalogue = Catalogue::open(&data_dir.join(data_dir::CATALOGUE_FILE))
+        .map_err(storage_error(data_dir::CATALOGUE_FILE))?;
+    let pages =
+        PageStore::open(&data_dir.join(data_dir::PAGES_FILE)).map_err(storage_error(data_dir::PAGES_FILE))?;
 
     let mut indexes = Vec::new();
     for index in config.pypi.indexes() {
         let id = catalogue
             .ensure_index("pypi", &index.url.cache_key(), index.ttl.as_secs())
-            .map_err(storage_error("catalogue.sqlite3"))?;
+            .map_err(storage_error(data_dir::CATALOGUE_FILE))?;
         tracing::info!(index = %index.url.redacted(), ttl = %humantime::format_duration(index.ttl), "upstream index");
         indexes.push(Index {
             config: index,
@@ -141,13 +198,29 @@ fn open(config: &Config, background: tokio::runtime::Handle) -> Result<Parts, Se
         tracing::warn!("no upstream configured (pypi.index_url is empty): serving only what is cached");
     }
 
-    let blob_dir = data_dir.join("blobs");
-    let store = LocalBlobStore::open(&blob_dir).map_err(|e| {
+    let blob_dir = data_dir.join(data_dir::BLOBS_DIR);
+    let store: Arc<dyn BlobStore> = Arc::new(LocalBlobStore::open(&blob_dir).map_err(|e| {
         ServeError::Startup(format!(
             "cannot open the blob store in {}: {e}",
             blob_dir.display()
         ))
-    })?;
+    })?);
+    // Before serving, so every blob served has a row (for eviction) and no row points nowhere.
+    let report = background
+        .block_on(maintenance::reconcile(store.as_ref(), &catalogue))
+        .map_err(|e| {
+            ServeError::Startup(format!(
+                "cannot reconcile the blob store in {} with the catalogue: {e}",
+                blob_dir.display()
+            ))
+        })?;
+    tracing::info!(
+        blobs = report.blobs,
+        adopted = report.adopted,
+        removed = report.removed,
+        rows_dropped = report.rows_dropped,
+        "blob store reconciled with the catalogue"
+    );
 
     let http_error = |e: reqwest::Error| ServeError::Startup(format!("HTTP client: {e}"));
     let client = SimpleClient::new(&config.pypi).map_err(http_error)?;
@@ -165,18 +238,24 @@ fn open(config: &Config, background: tokio::runtime::Handle) -> Result<Parts, Se
     let files = FileCache::new(
         Arc::clone(&pages),
         catalogue.clone(),
-        Arc::new(store),
+        Arc::clone(&store),
         file_client,
         Arc::clone(&counters),
         background,
     );
+    let evictor = Evictor::new(store, catalogue.clone(), config.storage.max_size);
     let state = web::Data::new(AppState {
         pages,
         files,
+        evictor,
         counters,
         admin_token: config.server.admin_token.clone(),
         public_url: config.server.public_url.clone(),
         started: Instant::now(),
     });
-    Ok(Parts { catalogue, state })
+    Ok(Parts {
+        catalogue,
+        state,
+        lock,
+    })
 }

@@ -7,12 +7,18 @@
 //! `Overrides` into its arguments if it takes the serve flags).
 
 use std::io::{IsTerminal as _, Write as _};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use bytesize::ByteSize;
 use clap::{Args, Parser, Subcommand};
 
-use crate::config::{self, CliOverrides, Loaded, LogConfig, LogFormat};
+use crate::cache::maintenance;
+use crate::config::{self, CliOverrides, Config, Loaded, LogConfig, LogFormat, StorageBackend};
+use crate::storage::Catalogue;
+use crate::storage::blob::LocalBlobStore;
+use crate::storage::catalogue::BlobStats;
+use crate::storage::data_dir::{self, DataDirLock, LockError};
 
 /// Exit code of a runtime failure.
 const FAILURE: u8 = 1;
@@ -41,6 +47,27 @@ enum Command {
     /// Inspect the configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Inspect and maintain the data dir's blob store.
+    #[command(subcommand)]
+    Cache(CacheCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum CacheCommand {
+    /// Counts and bytes per ecosystem, from the catalogue; safe while the server runs.
+    Stats {
+        /// Print one JSON object instead of a table.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        overrides: Overrides,
+    },
+    /// Re-hash every stored blob; quarantine those whose bytes do not match their sha256.
+    /// Refuses while the server runs on the data dir.
+    Verify(Overrides),
+    /// Evict least-recently-used blobs until the store fits storage.max_size; adopt or remove
+    /// blobs without a catalogue row, drop rows without a blob. Refuses while the server runs.
+    Gc(Overrides),
 }
 
 #[derive(Debug, Subcommand)]
@@ -104,6 +131,13 @@ pub fn run() -> ExitCode {
     match cli.command {
         Command::Serve(overrides) => serve(&overrides.into_cli_overrides(cli.config)),
         Command::Config(ConfigCommand::Show { sources }) => config_show(cli.config, sources),
+        Command::Cache(CacheCommand::Stats { json, overrides }) => {
+            cache_stats(&overrides.into_cli_overrides(cli.config), json)
+        }
+        Command::Cache(CacheCommand::Verify(overrides)) => {
+            cache_verify(&overrides.into_cli_overrides(cli.config))
+        }
+        Command::Cache(CacheCommand::Gc(overrides)) => cache_gc(&overrides.into_cli_overrides(cli.config)),
     }
 }
 
@@ -148,6 +182,298 @@ fn config_show(config_file: Option<PathBuf>, sources: bool) -> ExitCode {
         config::render_toml(&loaded.config)
     };
     print_stdout(&text)
+}
+
+/// The catalogue file of the configured data dir, which must exist: a data dir without one is
+/// an error rather than a new empty catalogue, as most likely `--data-dir` names the wrong place.
+fn existing_catalogue(config: &Config) -> Result<PathBuf, ExitCode> {
+    let path = config.storage.data_dir.join(data_dir::CATALOGUE_FILE);
+    if path.is_file() {
+        return Ok(path);
+    }
+    eprintln!(
+        "pkgmirror: no catalogue at {}: is storage.data_dir (--data-dir) right?",
+        path.display()
+    );
+    Err(ExitCode::from(FAILURE))
+}
+
+fn open_catalogue(path: &Path) -> Result<Catalogue, ExitCode> {
+    Catalogue::open(path).map_err(|e| {
+        eprintln!("pkgmirror: cannot open {}: {e}", path.display());
+        ExitCode::from(FAILURE)
+    })
+}
+
+fn cache_stats(overrides: &CliOverrides, json: bool) -> ExitCode {
+    let config = match load_config(overrides) {
+        Ok(loaded) => loaded.config,
+        Err(code) => return code,
+    };
+    // Reads the catalogue only (SQLite lets it read beside a running server): no lock, no blob
+    // store, whose opening would clean up a running server's downloads.
+    let catalogue = match existing_catalogue(&config).and_then(|path| open_catalogue(&path)) {
+        Ok(catalogue) => catalogue,
+        Err(code) => return code,
+    };
+    let stats = match catalogue.blob_stats() {
+        Ok(stats) => stats,
+        Err(e) => {
+            eprintln!("pkgmirror: cannot read the catalogue: {e}");
+            return ExitCode::from(FAILURE);
+        }
+    };
+    let text = if json {
+        stats_json(&config, &stats)
+    } else {
+        stats_text(&config, &stats)
+    };
+    print_stdout(&text)
+}
+
+/// Stored blobs as a share of every file request they answered: each was downloaded once (a
+/// miss) and served `hits` times from the store. `None` before the first download.
+fn stored_hit_ratio(stats: &BlobStats) -> Option<f64> {
+    let lookups = stats.hits + stats.blobs;
+    (lookups > 0).then(|| stats.hits as f64 / lookups as f64)
+}
+
+fn stats_json(config: &Config, stats: &BlobStats) -> String {
+    let mut value = serde_json::json!(stats);
+    value["data_dir"] = serde_json::json!(config.storage.data_dir);
+    value["max_bytes"] = serde_json::json!(config.storage.max_size);
+    value["hit_ratio"] = serde_json::json!(stored_hit_ratio(stats));
+    format!("{value:#}\n")
+}
+
+fn stats_text(config: &Config, stats: &BlobStats) -> String {
+    use std::fmt::Write as _;
+
+    let size = |bytes: u64| ByteSize::b(bytes).display().iec().to_string();
+    // `counts` (projects, files) is `None` where they mean nothing: unlisted blobs have neither.
+    let row = |out: &mut String, name: &str, counts: Option<(u64, u64)>, blobs: u64, bytes: u64| {
+        let (projects, files) = counts.map_or((String::new(), String::new()), |(p, f)| {
+            (p.to_string(), f.to_string())
+        });
+        let _ = writeln!(
+            out,
+            "{name:<12}{projects:>10}{files:>10}{blobs:>10}{:>12}",
+            size(bytes)
+        );
+    };
+    let mut out = format!("data dir: {}\n", config.storage.data_dir.display());
+    let _ = writeln!(
+        out,
+        "{:<12}{:>10}{:>10}{:>10}{:>12}",
+        "ecosystem", "projects", "files", "blobs", "bytes"
+    );
+    for eco in &stats.ecosystems {
+        let counts = Some((eco.projects, eco.files));
+        row(&mut out, &eco.ecosystem, counts, eco.blobs, eco.blob_bytes);
+    }
+    row(
+        &mut out,
+        "unlisted",
+        None,
+        stats.unlisted_blobs,
+        stats.unlisted_bytes,
+    );
+    let projects = stats.ecosystems.iter().map(|e| e.projects).sum();
+    let files = stats.ecosystems.iter().map(|e| e.files).sum();
+    row(
+        &mut out,
+        "total",
+        Some((projects, files)),
+        stats.blobs,
+        stats.blob_bytes,
+    );
+    let _ = writeln!(
+        out,
+        "budget: {} of {} (storage.max_size)",
+        size(stats.blob_bytes),
+        size(config.storage.max_size)
+    );
+    match stored_hit_ratio(stats) {
+        Some(ratio) => {
+            let _ = writeln!(
+                out,
+                "hit ratio: {:.1}% ({} from the store, {} of the blobs stored)",
+                ratio * 100.0,
+                plural(stats.hits, "hit", "hits"),
+                plural(stats.blobs, "download", "downloads")
+            );
+        }
+        None => out.push_str("hit ratio: none yet (nothing downloaded)\n"),
+    }
+    out
+}
+
+/// What `cache verify` and `cache gc` work on, held under the data dir's lock.
+struct Maintained {
+    config: Config,
+    catalogue: Catalogue,
+    store: LocalBlobStore,
+    runtime: tokio::runtime::Runtime,
+    _lock: DataDirLock,
+}
+
+/// Loads the config and opens the data dir for `command`, refusing (with `advice`) while
+/// another pkgmirror process, most likely the server, uses it.
+fn open_for_maintenance(
+    overrides: &CliOverrides,
+    command: &str,
+    advice: &str,
+) -> Result<Maintained, ExitCode> {
+    let config = load_config(overrides)?.config;
+    let failure = |message: String| {
+        eprintln!("pkgmirror: {message}");
+        ExitCode::from(FAILURE)
+    };
+    init_tracing(&config.log).map_err(|e| failure(format!("cannot start logging: {e}")))?;
+    if config.storage.backend != StorageBackend::Local {
+        return Err(failure(format!(
+            "storage.backend = \"{}\" is not available in this version; use \"local\"",
+            config.storage.backend.as_str()
+        )));
+    }
+    // Checked before the lock file would create a data dir that is not there.
+    let catalogue_path = existing_catalogue(&config)?;
+    let data_dir = &config.storage.data_dir;
+    let lock = DataDirLock::acquire(data_dir, command).map_err(|e| match e {
+        held @ LockError::Held { .. } => failure(format!("{held}; {advice}")),
+        other => failure(other.to_string()),
+    })?;
+    let catalogue = open_catalogue(&catalogue_path)?;
+    // Safe under the lock: the spools it cleans up cannot belong to a running server.
+    let blob_dir = data_dir.join(data_dir::BLOBS_DIR);
+    let store = LocalBlobStore::open(&blob_dir).map_err(|e| {
+        failure(format!(
+            "cannot open the blob store in {}: {e}",
+            blob_dir.display()
+        ))
+    })?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| failure(format!("cannot start a runtime: {e}")))?;
+    Ok(Maintained {
+        config,
+        catalogue,
+        store,
+        runtime,
+        _lock: lock,
+    })
+}
+
+fn plural(n: u64, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
+fn cache_verify(overrides: &CliOverrides) -> ExitCode {
+    let m = match open_for_maintenance(
+        overrides,
+        "cache verify",
+        "stop it first, then run pkgmirror cache verify again",
+    ) {
+        Ok(m) => m,
+        Err(code) => return code,
+    };
+    let report = match m.runtime.block_on(maintenance::verify(&m.store, &m.catalogue)) {
+        Ok(report) => report,
+        Err(e) => {
+            eprintln!("pkgmirror: cache verify failed: {e}");
+            return ExitCode::from(FAILURE);
+        }
+    };
+    let mut out = format!(
+        "checked {} ({})\n",
+        plural(report.checked, "blob", "blobs"),
+        ByteSize::b(report.checked_bytes).display().iec()
+    );
+    if report.quarantined.is_empty() {
+        out.push_str("all blobs match their sha256\n");
+    } else {
+        out.push_str(&format!(
+            "quarantined {} whose bytes do not match the sha256 it is stored under (moved to {}; the next request downloads it again):\n",
+            plural(report.quarantined.len() as u64, "blob", "blobs"),
+            m.store.quarantine_dir().display()
+        ));
+        for key in &report.quarantined {
+            out.push_str(&format!("  {key}\n"));
+        }
+    }
+    if report.unrecorded > 0 || report.missing > 0 {
+        out.push_str(&format!(
+            "{} without a catalogue row, {} without a blob: pkgmirror cache gc (or the server's next start) fixes them\n",
+            plural(report.unrecorded, "blob", "blobs"),
+            plural(report.missing, "catalogue row", "catalogue rows")
+        ));
+    }
+    let printed = print_stdout(&out);
+    if report.quarantined.is_empty() {
+        printed
+    } else {
+        // Scripts (and cron mails) see the exit status: the store held damaged blobs.
+        eprintln!(
+            "pkgmirror: cache verify: {} did not match its sha256 and {} quarantined",
+            plural(report.quarantined.len() as u64, "blob", "blobs"),
+            if report.quarantined.len() == 1 {
+                "was"
+            } else {
+                "were"
+            }
+        );
+        ExitCode::from(FAILURE)
+    }
+}
+
+fn cache_gc(overrides: &CliOverrides) -> ExitCode {
+    let m = match open_for_maintenance(
+        overrides,
+        "cache gc",
+        "stop it first, or leave it be: a running server keeps the store within storage.max_size itself",
+    ) {
+        Ok(m) => m,
+        Err(code) => return code,
+    };
+    let max_bytes = m.config.storage.max_size;
+    let outcome = m.runtime.block_on(async {
+        // Orphans first, so the budget is checked against what really is stored.
+        let reconciled = maintenance::reconcile(&m.store, &m.catalogue).await?;
+        let evicted =
+            maintenance::evict_to_budget(&m.store, &m.catalogue, max_bytes, &Default::default()).await?;
+        Ok::<_, crate::cache::CacheError>((reconciled, evicted))
+    });
+    let (reconciled, evicted) = match outcome {
+        Ok(reports) => reports,
+        Err(e) => {
+            eprintln!("pkgmirror: cache gc failed: {e}");
+            return ExitCode::from(FAILURE);
+        }
+    };
+    let size = |bytes: u64| ByteSize::b(bytes).display().iec().to_string();
+    let mut out = format!(
+        "found {}; adopted {} without a catalogue row, removed {} whose bytes did not match their name, dropped {} without a blob\n",
+        plural(reconciled.blobs, "blob", "blobs"),
+        reconciled.adopted,
+        reconciled.removed,
+        plural(reconciled.rows_dropped, "catalogue row", "catalogue rows"),
+    );
+    if evicted.evicted.is_empty() {
+        out.push_str("nothing to evict\n");
+    } else {
+        out.push_str(&format!(
+            "evicted {} ({}), least recently used first\n",
+            plural(evicted.evicted.len() as u64, "blob", "blobs"),
+            size(evicted.evicted_bytes)
+        ));
+    }
+    out.push_str(&format!(
+        "now {} of {} (storage.max_size)\n",
+        size(evicted.bytes_after),
+        size(max_bytes)
+    ));
+    print_stdout(&out)
 }
 
 /// Prints without panicking when stdout is closed (`| head`).

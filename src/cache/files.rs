@@ -232,15 +232,24 @@ impl FileCache {
         };
         let catalogue = self.catalogue.clone();
         let key = wheel.clone();
-        if let Some(metadata) = blocking(move || catalogue.wheel_metadata(&key)).await?
-            && let Some(body) = self.stored(&metadata).await?
+        let known = blocking(move || catalogue.wheel_metadata(&key)).await?;
+        if let Some(metadata) = &known
+            && let Some(body) = self.stored(metadata).await?
         {
+            let metadata = metadata.clone();
             self.counters.count(CacheOutcome::Hit);
             return Ok(FileAnswer::Stored {
                 body,
                 sha256: metadata,
                 outcome: CacheOutcome::Hit,
             });
+        }
+        // Pages advertise an extract once it exists; if its blob and the wheel were evicted since,
+        // fetch the wheel again rather than answer 404 to a client that was promised the metadata.
+        if known.is_some() && self.stored(&wheel).await?.is_none() {
+            let source = source_of(entry, FileKind::Dist);
+            let download = self.join_or_start(source.download_key(), &source, None).await?;
+            download.finished().await.map_err(CacheError::UpstreamData)?;
         }
         let metadata = self
             .extractor()

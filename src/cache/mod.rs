@@ -2,6 +2,7 @@
 //! stale serving. Handlers reach upstreams and storage only through this module.
 
 pub mod files;
+pub mod maintenance;
 pub mod simple;
 pub mod singleflight;
 pub mod spool;

@@ -218,7 +218,9 @@ impl SimplePages {
     }
 
     /// Pages held in memory right now.
-    pub fn l1_entries(&self) -> u64 {
+    pub async fn l1_entries(&self) -> u64 {
+        // moka counts lazily: settle pending bookkeeping so the figure is current.
+        self.inner.l1.run_pending_tasks().await;
         self.inner.l1.entry_count()
     }
 

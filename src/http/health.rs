@@ -22,6 +22,12 @@ pub async fn health(state: web::Data<AppState>) -> Result<HttpResponse, AppError
         .collect();
     let configured = !upstreams.is_empty();
     let counters = state.counters.snapshot();
+    let lookups = counters.hits + counters.misses;
+    let hit_ratio = (lookups > 0).then(|| counters.hits as f64 / lookups as f64);
+    let last_eviction = state
+        .evictor
+        .last_eviction()
+        .map(|t| humantime::format_rfc3339_seconds(t).to_string());
     Ok(HttpResponse::Ok()
         .insert_header(("Cache-Control", "no-store"))
         .json(json!({
@@ -37,13 +43,17 @@ pub async fn health(state: web::Data<AppState>) -> Result<HttpResponse, AppError
                 "files": counts.catalogue.files,
                 "pages_stored": counts.pages.rendered,
                 "snapshots_stored": counts.pages.snapshots,
-                "pages_in_memory": state.pages.l1_entries(),
+                "pages_in_memory": state.pages.l1_entries().await,
                 "hits": counters.hits,
                 "misses": counters.misses,
                 "stale": counters.stale,
                 "upstream_errors": counters.upstream_errors,
                 "blobs": counts.catalogue.blobs,
                 "blob_bytes": counts.catalogue.blob_bytes,
+                "max_bytes": state.evictor.max_bytes(),
+                "hit_ratio": hit_ratio,
+                "evicted_blobs": state.evictor.evicted_blobs(),
+                "last_eviction": last_eviction,
                 "downloads_in_progress": state.files.downloads_in_progress(),
                 "download_failures": counters.download_failures,
                 "hash_mismatches": counters.hash_mismatches,

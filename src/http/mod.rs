@@ -15,6 +15,7 @@ use url::Url;
 
 use crate::cache::CacheCounters;
 use crate::cache::files::FileCache;
+use crate::cache::maintenance::Evictor;
 use crate::cache::simple::SimplePages;
 use crate::config::Secret;
 use crate::error::AppError;
@@ -25,6 +26,7 @@ pub use middleware::{access_log, html_errors};
 pub struct AppState {
     pub pages: Arc<SimplePages>,
     pub files: FileCache,
+    pub evictor: Evictor,
     pub counters: Arc<CacheCounters>,
     pub admin_token: Secret,
     pub public_url: Option<Url>,

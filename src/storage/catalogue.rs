@@ -3,7 +3,7 @@
 //!
 //! Every method is blocking: call them from `spawn_blocking` (see `cache/`), never on a worker thread.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -53,6 +53,40 @@ pub struct CatalogueCounts {
     pub files: u64,
     pub blobs: u64,
     pub blob_bytes: u64,
+}
+
+/// A stored blob as eviction sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlobUse {
+    pub sha256: String,
+    pub size: u64,
+    /// Unix seconds.
+    pub last_access: u64,
+}
+
+/// What `cache stats` shows of one ecosystem. A blob counts in an ecosystem when one of its
+/// recorded files (or their core metadata) has that sha256.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct EcosystemStats {
+    pub ecosystem: String,
+    pub projects: u64,
+    pub files: u64,
+    pub blobs: u64,
+    pub blob_bytes: u64,
+}
+
+/// Figures of the blob store as the catalogue records them, for `cache stats`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct BlobStats {
+    pub blobs: u64,
+    pub blob_bytes: u64,
+    /// Times stored blobs were served from the store.
+    pub hits: u64,
+    pub ecosystems: Vec<EcosystemStats>,
+    /// Stored blobs that no recorded file lists: files since removed from their project's page,
+    /// or metadata pkgmirror extracted itself.
+    pub unlisted_blobs: u64,
+    pub unlisted_bytes: u64,
 }
 
 /// A handle to the catalogue database; cheap to clone.
@@ -201,12 +235,13 @@ impl Catalogue {
             .next())
     }
 
-    /// Records a committed blob (or, if it is known, leaves its access statistics alone).
+    /// Records a committed blob; a blob stored again counts as just used (its hits stay).
     pub fn record_blob(&self, sha256: &str, size: u64, store: &str, now: u64) -> Result<(), StorageError> {
         self.lock().execute(
             "INSERT INTO blobs (sha256, size, store, created_at, last_access, hits)
              VALUES (?1, ?2, ?3, ?4, ?4, 0)
-             ON CONFLICT (sha256) DO UPDATE SET size = excluded.size, store = excluded.store",
+             ON CONFLICT (sha256) DO UPDATE SET size = excluded.size, store = excluded.store,
+                last_access = excluded.last_access",
             params![sha256, size as i64, store, now as i64],
         )?;
         Ok(())
@@ -271,6 +306,136 @@ impl Catalogue {
         }
         tx.commit()?;
         Ok(())
+    }
+
+    /// The sha256 of every recorded blob.
+    pub fn blob_keys(&self) -> Result<HashSet<String>, StorageError> {
+        let conn = self.lock();
+        let mut stmt = conn.prepare("SELECT sha256 FROM blobs")?;
+        let keys = stmt.query_map([], |row| row.get(0))?;
+        Ok(keys.collect::<Result<_, _>>()?)
+    }
+
+    /// Up to `limit` recorded blobs, least recently used first, starting after `after` (the last
+    /// row of the previous batch), so a caller can walk them all in bounded batches.
+    pub fn blobs_by_last_access(
+        &self,
+        after: Option<&BlobUse>,
+        limit: usize,
+    ) -> Result<Vec<BlobUse>, StorageError> {
+        let conn = self.lock();
+        let mut stmt = conn.prepare_cached(
+            "SELECT sha256, size, last_access FROM blobs
+             WHERE ?1 IS NULL OR last_access > ?1 OR (last_access = ?1 AND sha256 > ?2)
+             ORDER BY last_access, sha256
+             LIMIT ?3",
+        )?;
+        let rows = stmt.query_map(
+            params![
+                after.map(|b| b.last_access as i64),
+                after.map(|b| b.sha256.as_str()),
+                i64::try_from(limit).unwrap_or(i64::MAX)
+            ],
+            |row| {
+                Ok(BlobUse {
+                    sha256: row.get(0)?,
+                    size: row.get::<_, i64>(1)? as u64,
+                    last_access: row.get::<_, i64>(2)? as u64,
+                })
+            },
+        )?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Forgets these blobs (evicted, quarantined or gone from the store), in one transaction;
+    /// returns how many rows there were.
+    pub fn delete_blob_rows(&self, keys: &[String]) -> Result<usize, StorageError> {
+        let mut conn = self.lock();
+        let tx = conn.transaction()?;
+        let mut deleted = 0;
+        {
+            let mut delete = tx.prepare_cached("DELETE FROM blobs WHERE sha256 = ?1")?;
+            for key in keys {
+                deleted += delete.execute(params![key])?;
+            }
+        }
+        tx.commit()?;
+        Ok(deleted)
+    }
+
+    /// Bytes of every recorded blob: what the size budget is checked against.
+    pub fn blob_total_bytes(&self) -> Result<u64, StorageError> {
+        let total: i64 = self
+            .lock()
+            .query_row("SELECT coalesce(sum(size), 0) FROM blobs", [], |row| row.get(0))?;
+        Ok(total as u64)
+    }
+
+    /// Counts and bytes in total and per ecosystem, for `cache stats`.
+    pub fn blob_stats(&self) -> Result<BlobStats, StorageError> {
+        let conn = self.lock();
+        let mut stats = conn.query_row(
+            "SELECT count(*), coalesce(sum(size), 0), coalesce(sum(hits), 0) FROM blobs",
+            [],
+            |row| {
+                Ok(BlobStats {
+                    blobs: row.get::<_, i64>(0)? as u64,
+                    blob_bytes: row.get::<_, i64>(1)? as u64,
+                    hits: row.get::<_, i64>(2)? as u64,
+                    ..BlobStats::default()
+                })
+            },
+        )?;
+        let mut per_ecosystem = conn.prepare(
+            "SELECT p.ecosystem, count(DISTINCT p.id), count(f.id)
+             FROM projects p LEFT JOIN files f ON f.project_id = p.id
+             GROUP BY p.ecosystem ORDER BY p.ecosystem",
+        )?;
+        stats.ecosystems = per_ecosystem
+            .query_map([], |row| {
+                Ok(EcosystemStats {
+                    ecosystem: row.get(0)?,
+                    projects: row.get::<_, i64>(1)? as u64,
+                    files: row.get::<_, i64>(2)? as u64,
+                    ..EcosystemStats::default()
+                })
+            })?
+            .collect::<Result<_, _>>()?;
+        // UNION, not UNION ALL: a blob listed twice in an ecosystem (the same bytes under two
+        // names) counts once there.
+        let mut blobs_per_ecosystem = conn.prepare(
+            "SELECT ecosystem, count(*), coalesce(sum(size), 0) FROM (
+                SELECT p.ecosystem, b.sha256, b.size FROM blobs b
+                JOIN files f ON f.sha256 = b.sha256 JOIN projects p ON p.id = f.project_id
+                UNION
+                SELECT p.ecosystem, b.sha256, b.size FROM blobs b
+                JOIN files f ON f.metadata_sha256 = b.sha256 JOIN projects p ON p.id = f.project_id
+             ) GROUP BY ecosystem",
+        )?;
+        let rows = blobs_per_ecosystem.query_map([], |row| {
+            Ok((
+                row.get::<_, String>(0)?,
+                row.get::<_, i64>(1)? as u64,
+                row.get::<_, i64>(2)? as u64,
+            ))
+        })?;
+        for row in rows {
+            let (ecosystem, blobs, bytes) = row?;
+            if let Some(entry) = stats.ecosystems.iter_mut().find(|e| e.ecosystem == ecosystem) {
+                entry.blobs = blobs;
+                entry.blob_bytes = bytes;
+            }
+        }
+        // NOT IN over a subquery is evaluated once into a temporary index, so this stays one pass
+        // over the blobs even though nothing indexes files.metadata_sha256.
+        (stats.unlisted_blobs, stats.unlisted_bytes) = conn.query_row(
+            "SELECT count(*), coalesce(sum(size), 0) FROM blobs
+             WHERE sha256 NOT IN (SELECT sha256 FROM files WHERE sha256 IS NOT NULL)
+               AND sha256 NOT IN (SELECT metadata_sha256 FROM files WHERE metadata_sha256 IS NOT NULL)",
+            [],
+            |row| Ok((row.get::<_, i64>(0)? as u64, row.get::<_, i64>(1)? as u64)),
+        )?;
+        Ok(stats)
     }
 
     pub fn counts(&self) -> Result<CatalogueCounts, StorageError> {
@@ -379,6 +544,98 @@ mod tests {
                 files: 1,
                 blobs: 0,
                 blob_bytes: 0
+            }
+        );
+    }
+
+    #[test]
+    fn blob_rows_page_by_last_access_and_go_away() {
+        let dir = tempfile::tempdir().unwrap();
+        let cat = Catalogue::open(&dir.path().join("c.sqlite3")).unwrap();
+        let key = |c: char| c.to_string().repeat(64);
+        for (c, at) in [('c', 10), ('a', 20), ('b', 10), ('d', 5)] {
+            cat.record_blob(&key(c), 100, "local", at).unwrap();
+        }
+        cat.touch_blobs(&[(key('d'), 30, 2)]).unwrap();
+        assert_eq!(cat.blob_total_bytes().unwrap(), 400);
+
+        let first = cat.blobs_by_last_access(None, 2).unwrap();
+        let order = |rows: &[BlobUse]| rows.iter().map(|b| b.sha256.clone()).collect::<Vec<_>>();
+        // Ties on the access time go by sha256, so the walk is total.
+        assert_eq!(order(&first), [key('b'), key('c')]);
+        assert_eq!(first[0].last_access, 10);
+        let rest = cat.blobs_by_last_access(first.last(), 10).unwrap();
+        assert_eq!(order(&rest), [key('a'), key('d')]);
+        assert!(cat.blobs_by_last_access(rest.last(), 10).unwrap().is_empty());
+
+        let gone = [key('a'), key('z')];
+        assert_eq!(cat.delete_blob_rows(&gone).unwrap(), 1);
+        assert_eq!(
+            cat.blob_keys().unwrap(),
+            HashSet::from([key('b'), key('c'), key('d')])
+        );
+        assert_eq!(cat.blob_total_bytes().unwrap(), 300);
+    }
+
+    #[test]
+    fn blob_stats_count_per_ecosystem_and_unlisted() {
+        let dir = tempfile::tempdir().unwrap();
+        let cat = Catalogue::open(&dir.path().join("c.sqlite3")).unwrap();
+        let index = cat
+            .ensure_index("pypi", "https://index.example/simple/", 60)
+            .unwrap();
+        let (wheel, metadata, copy, unlisted) =
+            ("1".repeat(64), "2".repeat(64), "3".repeat(64), "4".repeat(64));
+        let mut listed = file(index, "demo-1.0-py3-none-any.whl");
+        listed.sha256 = Some(wheel.clone());
+        listed.metadata_sha256 = Some(metadata.clone());
+        // The same bytes under two names count once.
+        let mut twin = file(index, "demo-1.0.tar.gz");
+        twin.sha256 = Some(copy.clone());
+        let mut twin_again = file(index, "demo_copy-1.0.tar.gz");
+        twin_again.sha256 = Some(copy.clone());
+        let not_stored = file(index, "demo-0.9.tar.gz");
+        cat.record_project(&ProjectRecord {
+            ecosystem: "pypi",
+            name: "demo".into(),
+            display_name: "demo".into(),
+            last_serial: None,
+            status: None,
+            fetched_at: 1,
+            files: vec![listed, twin, twin_again, not_stored],
+        })
+        .unwrap();
+        cat.record_project(&ProjectRecord {
+            ecosystem: "pypi",
+            name: "empty".into(),
+            display_name: "empty".into(),
+            last_serial: None,
+            status: None,
+            fetched_at: 1,
+            files: vec![],
+        })
+        .unwrap();
+        for (key, size) in [(&wheel, 1000), (&metadata, 10), (&copy, 500), (&unlisted, 7)] {
+            cat.record_blob(key, size, "local", 1).unwrap();
+        }
+        cat.touch_blobs(&[(wheel.clone(), 2, 3), (unlisted.clone(), 2, 1)])
+            .unwrap();
+
+        assert_eq!(
+            cat.blob_stats().unwrap(),
+            BlobStats {
+                blobs: 4,
+                blob_bytes: 1517,
+                hits: 4,
+                ecosystems: vec![EcosystemStats {
+                    ecosystem: "pypi".into(),
+                    projects: 2,
+                    files: 4,
+                    blobs: 3,
+                    blob_bytes: 1510,
+                }],
+                unlisted_blobs: 1,
+                unlisted_bytes: 7,
             }
         );
     }

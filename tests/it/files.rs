@@ -437,6 +437,26 @@ async fn metadata_is_extracted_from_a_cached_wheel_when_the_index_offers_none() 
         1,
         "re-rendered from the cached snapshot, not refetched"
     );
+
+    // Both the wheel and its extract are evicted: the page still promises the metadata, so the
+    // mirror fetches the wheel again and re-extracts instead of answering 404.
+    server.kill();
+    std::fs::remove_dir_all(dir.path().join("blobs").join("sha256")).unwrap();
+    let server = Server::start(dir.path(), &launch(&fake));
+    let page = get_json(&server.url("/simple/demo/")).await;
+    assert_eq!(page["files"][0]["core-metadata"], json!({"sha256": expected}));
+    let again = client()
+        .get(server.url(&format!("/simple/demo/{}.metadata", wheel.filename)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 200);
+    assert_eq!(again.bytes().await.unwrap(), metadata);
+    assert_eq!(
+        fake.hits_of(&format!("/files/{}", wheel.filename)),
+        2,
+        "the wheel was fetched again"
+    );
 }
 
 #[tokio::test]
@@ -496,4 +516,35 @@ async fn after_sigkill_mid_download_committed_files_are_served_and_partial_ones_
     assert_eq!(again.bytes().await.unwrap(), done);
     let missing = get(&server.url("/simple/demo/demo-2.0.tar.gz"), "application/json").await;
     assert_eq!(missing.status(), 502, "never served from a partial download");
+}
+
+#[tokio::test]
+async fn a_client_that_leaves_does_not_stop_the_download_for_the_others() {
+    let fake = FakeIndex::start();
+    let body = payload(3 * 1024 * 1024, 11);
+    publish(&fake, "demo-1.0.tar.gz", &body, &sha256_hex(&body));
+    let dir = temp_dir();
+    let server = Server::start(dir.path(), &launch(&fake));
+    get_json(&server.url("/simple/demo/")).await;
+    fake.set(Behaviour::Delay(Duration::from_millis(300)));
+    let url = server.url("/simple/demo/demo-1.0.tar.gz");
+    // The first client reads a little and hangs up; the second stays to the end.
+    let leaver = {
+        let url = url.clone();
+        tokio::spawn(async move {
+            let mut response = client().get(&url).send().await.unwrap();
+            let _first = response.chunk().await;
+            drop(response);
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let stayer = client().get(&url).send().await.unwrap();
+    leaver.await.unwrap();
+    assert_eq!(stayer.bytes().await.unwrap(), body);
+    assert_eq!(fake.hits_of("/files/demo-1.0.tar.gz"), 1);
+    assert_eq!(
+        blob_files(&dir, "sha256"),
+        1,
+        "stored despite the client that left"
+    );
 }

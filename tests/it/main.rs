@@ -6,6 +6,7 @@ mod clients;
 mod files;
 mod fixtures;
 mod harness;
+mod maintenance;
 mod packages;
 mod real_clients;
 mod resilience;

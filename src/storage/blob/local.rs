@@ -48,6 +48,11 @@ impl LocalBlobStore {
         &self.root
     }
 
+    /// Where quarantined blobs go (for `cache verify` to say so).
+    pub fn quarantine_dir(&self) -> &Path {
+        &self.quarantine
+    }
+
     /// Where the blob `sha256` lives (or would live); the key is validated first.
     pub fn blob_path(&self, sha256: &str) -> Result<PathBuf, BlobError> {
         validate_key(sha256)?;
