@@ -415,7 +415,8 @@ async fn serve_connection(mut stream: TcpStream, state: Arc<FakeState>) {
     if headers.get("if-none-match") == Some(&etag) {
         return respond(&mut stream, 304, &content_type, b"", &[("ETag", &etag)]).await;
     }
-    if behaviour == Behaviour::StallMidBody {
+    if matches!(behaviour, Behaviour::Truncate | Behaviour::StallMidBody) {
+        // Announce the whole body, send half, then hang up or hang.
         let head = format!(
             "HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
             body.len()
@@ -423,16 +424,9 @@ async fn serve_connection(mut stream: TcpStream, state: Arc<FakeState>) {
         let _ = stream.write_all(head.as_bytes()).await;
         let _ = stream.write_all(&body[..body.len() / 2]).await;
         let _ = stream.flush().await;
-        tokio::time::sleep(Duration::from_secs(3600)).await;
-        return;
-    }
-    if behaviour == Behaviour::Truncate {
-        let head = format!(
-            "HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-            body.len()
-        );
-        let _ = stream.write_all(head.as_bytes()).await;
-        let _ = stream.write_all(&body[..body.len() / 2]).await;
+        if behaviour == Behaviour::StallMidBody {
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+        }
         let _ = stream.shutdown().await;
         return;
     }
