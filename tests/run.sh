@@ -11,7 +11,9 @@ export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 step() { printf '\n==> %s\n' "$*"; }
 
 step "toolchain: $(cargo --version)"
-rustup component list --installed 2>/dev/null | grep -qE '^(clippy|rustfmt)' || rustup component add clippy rustfmt
+for component in clippy rustfmt; do
+    rustup component list --installed 2>/dev/null | grep -q "^$component" || rustup component add "$component"
+done
 
 # Real Python clients drive the mirror in the tests (tests/it/clients.rs); they live in a venv
 # outside the clone, at exact versions, and are installed only when missing or at another version.

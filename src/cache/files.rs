@@ -10,7 +10,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures::StreamExt;
 use tokio::runtime::Handle;
@@ -74,7 +74,9 @@ pub struct FileCache {
     runtime: Handle,
     counters: Arc<CacheCounters>,
     downloads: DownloadRegistry,
-    forced_refreshes: Mutex<HashMap<String, Instant>>,
+    /// Projects whose page was refreshed for an unlisted file lately (names come from requests,
+    /// so the set is bounded and entries expire).
+    forced_refreshes: moka::future::Cache<String, ()>,
     accesses: Arc<Mutex<HashMap<String, (u64, u64)>>>,
 }
 
@@ -95,7 +97,10 @@ impl FileCache {
             runtime,
             counters,
             downloads: Arc::default(),
-            forced_refreshes: Mutex::default(),
+            forced_refreshes: moka::future::Cache::builder()
+                .max_capacity(10_000)
+                .time_to_live(UNLISTED_REFRESH_INTERVAL)
+                .build(),
             accesses: Arc::default(),
         }
     }
@@ -159,17 +164,9 @@ impl FileCache {
         if let Some(entry) = self.lookup(project, filename).await? {
             return Ok(entry);
         }
-        let recently_forced = {
-            let mut forced = self.forced_refreshes.lock().unwrap_or_else(|p| p.into_inner());
-            let recent = forced
-                .get(project)
-                .is_some_and(|at| at.elapsed() < UNLISTED_REFRESH_INTERVAL);
-            if !recent {
-                forced.insert(project.to_owned(), Instant::now());
-            }
-            recent
-        };
+        let recently_forced = self.forced_refreshes.contains_key(project);
         if !recently_forced {
+            self.forced_refreshes.insert(project.to_owned(), ()).await;
             self.pages
                 .revalidate(PageRef::Project(project.to_owned()), Format::Json)
                 .await?;
@@ -326,6 +323,14 @@ impl FileCache {
     /// Downloads under way (for `/health`).
     pub fn downloads_in_progress(&self) -> usize {
         self.downloads.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    /// Which blob store serves files, and whether it can be read and written now (`/health`).
+    pub async fn storage_health(&self) -> (&'static str, Result<(), String>) {
+        (
+            self.store.name(),
+            self.store.health().await.map_err(|e| e.to_string()),
+        )
     }
 
     /// The sha256 of every blob being downloaded now: eviction must leave these alone. (A blob

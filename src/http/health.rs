@@ -9,7 +9,8 @@ use crate::error::AppError;
 pub async fn health(state: web::Data<AppState>) -> Result<HttpResponse, AppError> {
     let counts = state.pages.storage_counts().await?;
     let reports = state.pages.health_reports();
-    let degraded = reports.iter().any(|(_, r)| r.state == "down");
+    let (backend, storage) = state.files.storage_health().await;
+    let degraded = storage.is_err() || reports.iter().any(|(_, r)| r.state == "down");
     let upstreams: Vec<_> = reports
         .into_iter()
         .enumerate()
@@ -38,6 +39,11 @@ pub async fn health(state: web::Data<AppState>) -> Result<HttpResponse, AppError
             "upstream_configured": configured,
             "message": if configured { serde_json::Value::Null } else { json!("no upstream configured") },
             "upstreams": upstreams,
+            "storage": {
+                "backend": backend,
+                "state": if storage.is_ok() { "ok" } else { "failing" },
+                "error": storage.err(),
+            },
             "cache": {
                 "projects": counts.catalogue.projects,
                 "files": counts.catalogue.files,

@@ -86,6 +86,10 @@ async fn with_no_upstream_the_server_starts_and_says_so() {
     assert_eq!(health["message"], "no upstream configured");
     assert_eq!(health["upstreams"], json!([]));
     assert_eq!(health["version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(
+        health["storage"],
+        json!({"backend": "local", "state": "ok", "error": null})
+    );
     assert!(health["uptime_secs"].is_u64());
     assert!(
         server.logs().contains("no upstream configured"),
@@ -189,4 +193,20 @@ async fn proxpi_variables_configure_a_drop_in_replacement() {
     let health = get_json(&server.url("/health")).await;
     assert_eq!(health["upstreams"][0]["url"], fake.url());
     assert_eq!(health["upstreams"][0]["state"], "up");
+}
+
+#[tokio::test]
+async fn a_blob_store_that_cannot_write_makes_health_degraded() {
+    let dir = temp_dir();
+    let server = Server::start(dir.path(), &Launch::default());
+    let tmp = dir.path().join("blobs").join("tmp");
+    std::fs::remove_dir_all(&tmp).unwrap();
+    std::fs::write(&tmp, b"not a directory").unwrap();
+    let health = get_json(&server.url("/health")).await;
+    assert_eq!(health["status"], "degraded");
+    assert_eq!(health["storage"]["state"], "failing");
+    assert!(
+        health["storage"]["error"].as_str().unwrap().contains("tmp"),
+        "{health}"
+    );
 }

@@ -548,3 +548,35 @@ async fn a_client_that_leaves_does_not_stop_the_download_for_the_others() {
         "stored despite the client that left"
     );
 }
+
+#[tokio::test]
+async fn a_file_released_after_the_page_was_cached_is_found_by_one_page_refresh() {
+    let fake = FakeIndex::start();
+    let old = payload(1000, 12);
+    publish(&fake, "demo-1.0.tar.gz", &old, &sha256_hex(&old));
+    let dir = temp_dir();
+    let server = Server::start(dir.path(), &launch(&fake));
+    get_json(&server.url("/simple/demo/")).await;
+    // The upstream releases 2.0; the mirror's page (TTL 10 minutes) does not list it yet.
+    let new = payload(2000, 13);
+    publish(&fake, "demo-2.0.tar.gz", &new, &sha256_hex(&new));
+    let response = client()
+        .get(server.url("/simple/demo/demo-2.0.tar.gz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.bytes().await.unwrap(), new);
+    assert_eq!(fake.hits("demo/"), 2, "one forced refresh of the page");
+    // Names that are still unlisted do not refetch the page again within the interval.
+    for name in ["demo-3.0.tar.gz", "demo-4.0.tar.gz"] {
+        let missing = get(&server.url(&format!("/simple/demo/{name}")), "application/json").await;
+        assert_eq!(missing.status(), 404);
+        let body: serde_json::Value = missing.json().await.unwrap();
+        assert!(
+            body["message"].as_str().unwrap().contains("is not listed"),
+            "{body}"
+        );
+    }
+    assert_eq!(fake.hits("demo/"), 2);
+}
