@@ -617,7 +617,7 @@ impl Inner {
             let mut write = PageWrite {
                 snapshots: encoded
                     .iter()
-                    .map(|(index, bytes)| (ECOSYSTEM, key.as_str(), index.as_str(), bytes.clone()))
+                    .map(|(index, bytes)| (ECOSYSTEM, key.as_str(), index.as_str(), bytes.as_slice()))
                     .collect(),
                 pages: Vec::new(),
             };

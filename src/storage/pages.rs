@@ -98,7 +98,7 @@ impl StoredPage {
 #[derive(Debug, Default)]
 pub struct PageWrite<'a> {
     /// (ecosystem, page, index key, snapshot bytes)
-    pub snapshots: Vec<(&'a str, &'a str, &'a str, Vec<u8>)>,
+    pub snapshots: Vec<(&'a str, &'a str, &'a str, &'a [u8])>,
     /// (ecosystem, page, format, page)
     pub pages: Vec<(&'a str, &'a str, &'a str, Arc<StoredPage>)>,
 }
@@ -161,7 +161,7 @@ impl PageStore {
         {
             let mut snapshots = tx.open_table(SNAPSHOTS)?;
             for (eco, page, index, bytes) in &write.snapshots {
-                snapshots.insert((*eco, *page, *index), bytes.as_slice())?;
+                snapshots.insert((*eco, *page, *index), *bytes)?;
             }
             let mut pages = tx.open_table(PAGES)?;
             for (eco, page, format, stored) in &write.pages {
@@ -232,9 +232,9 @@ mod tests {
             store
                 .write(&PageWrite {
                     snapshots: vec![
-                        ("pypi", "demo", "https://a.example/", b"A".to_vec()),
-                        ("pypi", "demo", "https://b.example/", b"B".to_vec()),
-                        ("pypi", "demo2", "https://a.example/", b"C".to_vec()),
+                        ("pypi", "demo", "https://a.example/", b"A".as_slice()),
+                        ("pypi", "demo", "https://b.example/", b"B".as_slice()),
+                        ("pypi", "demo2", "https://a.example/", b"C".as_slice()),
                     ],
                     pages: vec![
                         ("pypi", "demo", "json", page("{}")),
