@@ -50,7 +50,7 @@ fn runtime() -> Runtime {
 /// One download with `readers` clients attached from the start; returns once the blob is
 /// committed and every reader has reached the end.
 async fn one_download(store: &LocalBlobStore, data: &[u8], sha256: &str, readers: usize) {
-    let mut writer = store.put().await.expect("put");
+    let mut writer = store.put(None).await.expect("put");
     let spool_path = writer.spool_path().to_owned();
     // Opening is blocking, so the real flow does it off the async workers too.
     let spool = Arc::new(

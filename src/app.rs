@@ -11,9 +11,9 @@ use crate::cache::CacheCounters;
 use crate::cache::files::{ACCESS_FLUSH_INTERVAL, FileCache};
 use crate::cache::maintenance::{self, Evictor};
 use crate::cache::simple::{Index, SimplePages};
-use crate::config::{Config, StorageBackend};
+use crate::config::Config;
 use crate::http::{self, AppState};
-use crate::storage::blob::{BlobStore, LocalBlobStore};
+use crate::storage::blob::ConfiguredStore;
 use crate::storage::data_dir::{self, DataDirLock, LockError};
 use crate::storage::{Catalogue, PageStore, StorageError};
 use crate::upstream::{FileClient, IndexHealth, SimpleClient};
@@ -66,6 +66,9 @@ fn spawn_access_flusher(state: web::Data<AppState>, runtime: &tokio::runtime::Ha
 /// Keeps the blob store within `storage.max_size`, on the background runtime: a pass soon after
 /// each finished download and at least every minute.
 fn spawn_evictor(state: web::Data<AppState>, runtime: &tokio::runtime::Handle) {
+    if state.evictor.is_none() {
+        return;
+    }
     runtime.spawn(async move {
         let mut tick = tokio::time::interval(EVICTION_POLL);
         let mut seen = None;
@@ -91,7 +94,9 @@ fn spawn_evictor(state: web::Data<AppState>, runtime: &tokio::runtime::Handle) {
                 tracing::warn!(error = %e, "could not record blob accesses before eviction; will retry");
                 continue;
             }
-            if let Err(e) = state.evictor.run(&state.files.downloading()).await {
+            if let Some(evictor) = &state.evictor
+                && let Err(e) = evictor.run(&state.files.downloading()).await
+            {
                 tracing::warn!(error = %e, "eviction failed; will retry");
             }
         }
@@ -156,12 +161,6 @@ pub fn serve(config: Config) -> Result<(), ServeError> {
 }
 
 fn open(config: &Config, background: tokio::runtime::Handle) -> Result<Parts, ServeError> {
-    if config.storage.backend != StorageBackend::Local {
-        return Err(ServeError::Startup(format!(
-            "storage.backend = \"{}\" is not available in this version; use \"local\"",
-            config.storage.backend.as_str()
-        )));
-    }
     let data_dir = &config.storage.data_dir;
     std::fs::create_dir_all(data_dir).map_err(|source| ServeError::DataDir {
         path: data_dir.display().to_string(),
@@ -199,28 +198,53 @@ fn open(config: &Config, background: tokio::runtime::Handle) -> Result<Parts, Se
     }
 
     let blob_dir = data_dir.join(data_dir::BLOBS_DIR);
-    let store: Arc<dyn BlobStore> = Arc::new(LocalBlobStore::open(&blob_dir).map_err(|e| {
-        ServeError::Startup(format!(
-            "cannot open the blob store in {}: {e}",
-            blob_dir.display()
+    let configured = background
+        .block_on(ConfiguredStore::open(
+            &config.storage,
+            &blob_dir,
+            || catalogue.blob_last_access().unwrap_or_default(),
+            background.clone(),
         ))
-    })?);
-    // Before serving, so every blob served has a row (for eviction) and no row points nowhere.
-    let report = background
-        .block_on(maintenance::reconcile(store.as_ref(), &catalogue))
         .map_err(|e| {
             ServeError::Startup(format!(
-                "cannot reconcile the blob store in {} with the catalogue: {e}",
+                "cannot open the {} blob store (local part in {}): {e}",
+                config.storage.backend.as_str(),
                 blob_dir.display()
             ))
         })?;
-    tracing::info!(
-        blobs = report.blobs,
-        adopted = report.adopted,
-        removed = report.removed,
-        rows_dropped = report.rows_dropped,
-        "blob store reconciled with the catalogue"
-    );
+    let store = configured.store();
+    if let Some(s3) = configured.s3() {
+        tracing::info!(location = %s3.location(), backend = config.storage.backend.as_str(), "blobs stored in S3");
+    }
+    // Only a local store is reconciled and kept within `storage.max_size` by the catalogue: a
+    // bucket may be shared with other nodes and is authoritative, and a tiered store keeps its
+    // local tier within the budget itself.
+    let evictor = match &configured {
+        ConfiguredStore::Local(_) => {
+            // Before serving, so every blob served has a row (for eviction) and no row points nowhere.
+            let report = background
+                .block_on(maintenance::reconcile(store.as_ref(), &catalogue))
+                .map_err(|e| {
+                    ServeError::Startup(format!(
+                        "cannot reconcile the blob store in {} with the catalogue: {e}",
+                        blob_dir.display()
+                    ))
+                })?;
+            tracing::info!(
+                blobs = report.blobs,
+                adopted = report.adopted,
+                removed = report.removed,
+                rows_dropped = report.rows_dropped,
+                "blob store reconciled with the catalogue"
+            );
+            Some(Evictor::new(
+                Arc::clone(&store),
+                catalogue.clone(),
+                config.storage.max_size,
+            ))
+        }
+        ConfiguredStore::S3(_) | ConfiguredStore::Tiered(_) => None,
+    };
 
     let http_error = |e: reqwest::Error| ServeError::Startup(format!("HTTP client: {e}"));
     let client = SimpleClient::new(&config.pypi).map_err(http_error)?;
@@ -243,7 +267,6 @@ fn open(config: &Config, background: tokio::runtime::Handle) -> Result<Parts, Se
         Arc::clone(&counters),
         background,
     );
-    let evictor = Evictor::new(store, catalogue.clone(), config.storage.max_size);
     let state = web::Data::new(AppState {
         pages,
         files,

@@ -14,9 +14,9 @@ use bytesize::ByteSize;
 use clap::{Args, Parser, Subcommand};
 
 use crate::cache::maintenance;
-use crate::config::{self, CliOverrides, Config, Loaded, LogConfig, LogFormat, StorageBackend};
+use crate::config::{self, CliOverrides, Config, Loaded, LogConfig, LogFormat};
 use crate::storage::Catalogue;
-use crate::storage::blob::LocalBlobStore;
+use crate::storage::blob::{BlobStore as _, ConfiguredStore, LocalBlobStore};
 use crate::storage::catalogue::BlobStats;
 use crate::storage::data_dir::{self, DataDirLock, LockError};
 
@@ -65,9 +65,18 @@ enum CacheCommand {
     /// Re-hash every stored blob; quarantine those whose bytes do not match their sha256.
     /// Refuses while the server runs on the data dir.
     Verify(Overrides),
-    /// Evict least-recently-used blobs until the store fits storage.max_size; adopt or remove
-    /// blobs without a catalogue row, drop rows without a blob. Refuses while the server runs.
-    Gc(Overrides),
+    /// Local store: evict least-recently-used blobs until it fits storage.max_size, adopt or
+    /// remove blobs without a catalogue row, drop rows without a blob. S3 and tiered: drop rows
+    /// whose blob left the bucket (and fit the local tier to storage.max_size). Refuses while
+    /// the server runs.
+    Gc {
+        /// Also delete bucket blobs this catalogue does not know, and multipart uploads and
+        /// temporary objects abandoned for a day. Only for a bucket no other node uses.
+        #[arg(long)]
+        s3_orphans: bool,
+        #[command(flatten)]
+        overrides: Overrides,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -137,7 +146,10 @@ pub fn run() -> ExitCode {
         Command::Cache(CacheCommand::Verify(overrides)) => {
             cache_verify(&overrides.into_cli_overrides(cli.config))
         }
-        Command::Cache(CacheCommand::Gc(overrides)) => cache_gc(&overrides.into_cli_overrides(cli.config)),
+        Command::Cache(CacheCommand::Gc {
+            s3_orphans,
+            overrides,
+        }) => cache_gc(&overrides.into_cli_overrides(cli.config), s3_orphans),
     }
 }
 
@@ -312,7 +324,7 @@ fn stats_text(config: &Config, stats: &BlobStats) -> String {
 struct Maintained {
     config: Config,
     catalogue: Catalogue,
-    store: LocalBlobStore,
+    store: ConfiguredStore,
     runtime: tokio::runtime::Runtime,
     _lock: DataDirLock,
 }
@@ -330,12 +342,6 @@ fn open_for_maintenance(
         ExitCode::from(FAILURE)
     };
     init_tracing(&config.log).map_err(|e| failure(format!("cannot start logging: {e}")))?;
-    if config.storage.backend != StorageBackend::Local {
-        return Err(failure(format!(
-            "storage.backend = \"{}\" is not available in this version; use \"local\"",
-            config.storage.backend.as_str()
-        )));
-    }
     // Checked before the lock file would create a data dir that is not there.
     let catalogue_path = existing_catalogue(&config)?;
     let data_dir = &config.storage.data_dir;
@@ -344,18 +350,26 @@ fn open_for_maintenance(
         other => failure(other.to_string()),
     })?;
     let catalogue = open_catalogue(&catalogue_path)?;
-    // Safe under the lock: the spools it cleans up cannot belong to a running server.
-    let blob_dir = data_dir.join(data_dir::BLOBS_DIR);
-    let store = LocalBlobStore::open(&blob_dir).map_err(|e| {
-        failure(format!(
-            "cannot open the blob store in {}: {e}",
-            blob_dir.display()
-        ))
-    })?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| failure(format!("cannot start a runtime: {e}")))?;
+    // Safe under the lock: the spools it cleans up cannot belong to a running server.
+    let blob_dir = data_dir.join(data_dir::BLOBS_DIR);
+    let store = runtime
+        .block_on(ConfiguredStore::open(
+            &config.storage,
+            &blob_dir,
+            || catalogue.blob_last_access().unwrap_or_default(),
+            runtime.handle().clone(),
+        ))
+        .map_err(|e| {
+            failure(format!(
+                "cannot open the {} blob store (local part in {}): {e}",
+                config.storage.backend.as_str(),
+                blob_dir.display()
+            ))
+        })?;
     Ok(Maintained {
         config,
         catalogue,
@@ -378,7 +392,10 @@ fn cache_verify(overrides: &CliOverrides) -> ExitCode {
         Ok(m) => m,
         Err(code) => return code,
     };
-    let report = match m.runtime.block_on(maintenance::verify(&m.store, &m.catalogue)) {
+    let report = match m
+        .runtime
+        .block_on(maintenance::verify(m.store.store().as_ref(), &m.catalogue))
+    {
         Ok(report) => report,
         Err(e) => {
             eprintln!("pkgmirror: cache verify failed: {e}");
@@ -396,7 +413,7 @@ fn cache_verify(overrides: &CliOverrides) -> ExitCode {
         out.push_str(&format!(
             "quarantined {} whose bytes do not match the sha256 it is stored under (moved to {}; the next request downloads it again):\n",
             plural(report.quarantined.len() as u64, "blob", "blobs"),
-            m.store.quarantine_dir().display()
+            quarantine_place(&m.store)
         ));
         for key in &report.quarantined {
             out.push_str(&format!("  {key}\n"));
@@ -427,7 +444,21 @@ fn cache_verify(overrides: &CliOverrides) -> ExitCode {
     }
 }
 
-fn cache_gc(overrides: &CliOverrides) -> ExitCode {
+/// Where `cache verify` moves damaged blobs, in words.
+fn quarantine_place(store: &ConfiguredStore) -> String {
+    let bucket = |s3: &crate::storage::blob::S3BlobStore| format!("quarantine/ in {}", s3.location());
+    match store {
+        ConfiguredStore::Local(local) => local.quarantine_dir().display().to_string(),
+        ConfiguredStore::S3(s3) => bucket(s3),
+        ConfiguredStore::Tiered(tiered) => format!(
+            "{} or {}",
+            tiered.l1().quarantine_dir().display(),
+            bucket(tiered.s3())
+        ),
+    }
+}
+
+fn cache_gc(overrides: &CliOverrides, s3_orphans: bool) -> ExitCode {
     let m = match open_for_maintenance(
         overrides,
         "cache gc",
@@ -436,22 +467,37 @@ fn cache_gc(overrides: &CliOverrides) -> ExitCode {
         Ok(m) => m,
         Err(code) => return code,
     };
-    let max_bytes = m.config.storage.max_size;
-    let outcome = m.runtime.block_on(async {
-        // Orphans first, so the budget is checked against what really is stored.
-        let reconciled = maintenance::reconcile(&m.store, &m.catalogue).await?;
-        let evicted =
-            maintenance::evict_to_budget(&m.store, &m.catalogue, max_bytes, &Default::default()).await?;
-        Ok::<_, crate::cache::CacheError>((reconciled, evicted))
-    });
-    let (reconciled, evicted) = match outcome {
-        Ok(reports) => reports,
+    if s3_orphans && m.store.s3().is_none() {
+        eprintln!("pkgmirror: --s3-orphans needs storage.backend = \"s3\" or \"tiered\"");
+        return ExitCode::from(BAD_USAGE);
+    }
+    let out = match &m.store {
+        ConfiguredStore::Local(local) => gc_local(&m, local.as_ref()),
+        ConfiguredStore::S3(s3) => gc_bucket(&m, s3, s3_orphans, None),
+        ConfiguredStore::Tiered(tiered) => gc_bucket(&m, tiered.s3(), s3_orphans, Some(tiered)),
+    };
+    match out {
+        Ok(out) => print_stdout(&out),
         Err(e) => {
             eprintln!("pkgmirror: cache gc failed: {e}");
-            return ExitCode::from(FAILURE);
+            ExitCode::from(FAILURE)
         }
-    };
-    let size = |bytes: u64| ByteSize::b(bytes).display().iec().to_string();
+    }
+}
+
+fn size_text(bytes: u64) -> String {
+    ByteSize::b(bytes).display().iec().to_string()
+}
+
+fn gc_local(m: &Maintained, store: &LocalBlobStore) -> Result<String, crate::cache::CacheError> {
+    let max_bytes = m.config.storage.max_size;
+    let (reconciled, evicted) = m.runtime.block_on(async {
+        // Orphans first, so the budget is checked against what really is stored.
+        let reconciled = maintenance::reconcile(store, &m.catalogue).await?;
+        let evicted =
+            maintenance::evict_to_budget(store, &m.catalogue, max_bytes, &Default::default()).await?;
+        Ok::<_, crate::cache::CacheError>((reconciled, evicted))
+    })?;
     let mut out = format!(
         "found {}; adopted {} without a catalogue row, removed {} whose bytes did not match their name, dropped {} without a blob\n",
         plural(reconciled.blobs, "blob", "blobs"),
@@ -465,15 +511,65 @@ fn cache_gc(overrides: &CliOverrides) -> ExitCode {
         out.push_str(&format!(
             "evicted {} ({}), least recently used first\n",
             plural(evicted.evicted.len() as u64, "blob", "blobs"),
-            size(evicted.evicted_bytes)
+            size_text(evicted.evicted_bytes)
         ));
     }
     out.push_str(&format!(
         "now {} of {} (storage.max_size)\n",
-        size(evicted.bytes_after),
-        size(max_bytes)
+        size_text(evicted.bytes_after),
+        size_text(max_bytes)
     ));
-    print_stdout(&out)
+    Ok(out)
+}
+
+fn gc_bucket(
+    m: &Maintained,
+    s3: &crate::storage::blob::S3BlobStore,
+    s3_orphans: bool,
+    tiered: Option<&crate::storage::blob::TieredBlobStore>,
+) -> Result<String, crate::cache::CacheError> {
+    let report = m
+        .runtime
+        .block_on(maintenance::collect_bucket_garbage(s3, &m.catalogue, s3_orphans))?;
+    let mut out = format!(
+        "found {} in {}; dropped {} without a blob\n",
+        plural(report.blobs, "blob", "blobs"),
+        s3.location(),
+        plural(report.rows_dropped, "catalogue row", "catalogue rows"),
+    );
+    if s3_orphans {
+        out.push_str(&format!(
+            "deleted {} no catalogue row knows; aborted {}, removed {} left by processes that died\n",
+            plural(report.orphans_removed, "blob", "blobs"),
+            plural(report.uploads_aborted, "abandoned upload", "abandoned uploads"),
+            plural(
+                report.temporaries_removed,
+                "temporary object",
+                "temporary objects"
+            ),
+        ));
+    } else if report.orphans > 0 {
+        out.push_str(&format!(
+            "{} no catalogue row of this node knows (other nodes' on a shared bucket); --s3-orphans deletes them\n",
+            plural(report.orphans, "blob", "blobs"),
+        ));
+    }
+    if let Some(tiered) = tiered {
+        let evicted = m.runtime.block_on(tiered.evict_to_budget());
+        out.push_str(&format!(
+            "local tier: evicted {}",
+            plural(evicted.len() as u64, "blob", "blobs")
+        ));
+        if let Some(stats) = tiered.tier_stats() {
+            out.push_str(&format!(
+                "; now {} of {} (storage.max_size)",
+                size_text(stats.bytes),
+                size_text(stats.max_bytes)
+            ));
+        }
+        out.push('\n');
+    }
+    Ok(out)
 }
 
 /// Prints without panicking when stdout is closed (`| head`).

@@ -24,6 +24,8 @@ pub enum AppError {
     #[error("{0}")]
     GatewayTimeout(String),
     #[error("{0}")]
+    Unavailable(String),
+    #[error("{0}")]
     Internal(String),
 }
 
@@ -38,6 +40,7 @@ impl From<CacheError> for AppError {
                 Self::BadGateway(format!("upstream failed and nothing is cached: {e}"))
             }
             CacheError::UpstreamData(m) => Self::BadGateway(m),
+            CacheError::StorageUnavailable(m) => Self::Unavailable(m),
             CacheError::Storage(_) | CacheError::Internal(_) => Self::Internal(err.to_string()),
         }
     }
@@ -61,6 +64,7 @@ impl ResponseError for AppError {
             Self::NotAcceptable(_) => StatusCode::NOT_ACCEPTABLE,
             Self::BadGateway(_) => StatusCode::BAD_GATEWAY,
             Self::GatewayTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
+            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

@@ -17,10 +17,12 @@ done
 
 # Real Python clients drive the mirror in the tests (tests/it/clients.rs); they live in a venv
 # outside the clone, at exact versions, and are installed only when missing or at another version.
-# pdm[locked] pins pdm's own dependencies to the set its release was tested with.
+# pdm[locked] pins pdm's own dependencies to the set its release was tested with. moto's standalone
+# server is the S3-compatible bucket the S3 tests run against (tests/it/s3_server.rs).
 step "python clients"
 venv="${PKGMIRROR_TEST_VENV:-$HOME/.cache/pkgmirror/venv}"
-clients=(pip==26.3 uv==0.13.9 poetry==2.5.1 "pdm[locked]==2.29.3")
+export PKGMIRROR_TEST_VENV="$venv"
+clients=(pip==26.3 uv==0.13.9 poetry==2.5.1 "pdm[locked]==2.29.3" "moto[server]==5.2.5")
 if ! "$venv/bin/python" -m pip --version >/dev/null 2>&1; then
     python3 -m venv --clear "$venv"
 fi
@@ -53,6 +55,7 @@ fi
 "$venv/bin/uv" --version
 "$venv/bin/poetry" --version
 "$venv/bin/pdm" --version
+"$PKGMIRROR_TEST_PYTHON" -c 'import moto; print("moto", moto.__version__)'
 
 step "format"
 cargo fmt --all -- --check

@@ -21,8 +21,8 @@ use super::{CacheCounters, CacheError, CacheOutcome, blocking, unix_now};
 use crate::pypi::negotiate::Format;
 use crate::pypi::wheel::extract_metadata;
 use crate::storage::Catalogue;
-use crate::storage::blob::{BlobBody, BlobStore, BlobWriter};
-use crate::storage::catalogue::FileRecord;
+use crate::storage::blob::{BlobBody, BlobError, BlobStore, BlobWriter, RangeRequest};
+use crate::storage::catalogue::{BlobAccess, FileRecord};
 use crate::upstream::{FileClient, redact};
 
 const ECOSYSTEM: &str = "pypi";
@@ -77,7 +77,8 @@ pub struct FileCache {
     /// Projects whose page was refreshed for an unlisted file lately (names come from requests,
     /// so the set is bounded and entries expire).
     forced_refreshes: moka::future::Cache<String, ()>,
-    accesses: Arc<Mutex<HashMap<String, (u64, u64)>>>,
+    /// Blob reads since the last flush, by sha256.
+    accesses: Arc<Mutex<HashMap<String, BlobAccess>>>,
 }
 
 impl FileCache {
@@ -107,12 +108,14 @@ impl FileCache {
 
     /// Finds `filename` of `project` (normalized) and answers it. With `complete_first`, a file
     /// that is not stored yet is downloaded completely before the answer (for Range and HEAD).
+    /// `range` reaches stores that stream (S3), so they send only the bytes asked for.
     pub async fn open(
         &self,
         project: &str,
         filename: &str,
         kind: FileKind,
         complete_first: bool,
+        range: Option<RangeRequest>,
     ) -> Result<FileAnswer, CacheError> {
         let entry = self.listed_file(project, filename).await?;
         if kind == FileKind::Metadata && !entry.has_metadata {
@@ -120,7 +123,7 @@ impl FileCache {
         }
         let source = source_of(&entry, kind);
         if let Some(sha256) = &source.sha256
-            && let Some(body) = self.stored(sha256).await?
+            && let Some(body) = self.stored(sha256, range.zip(source.size)).await?
         {
             self.counters.count(CacheOutcome::Hit);
             return Ok(FileAnswer::Stored {
@@ -139,9 +142,15 @@ impl FileCache {
         self.counters.count(CacheOutcome::Miss);
         if complete_first {
             let sha256 = download.finished().await.map_err(CacheError::UpstreamData)?;
-            let body = self.stored(&sha256).await?.ok_or_else(|| {
-                CacheError::Internal(format!("blob {sha256} vanished right after its download"))
-            })?;
+            let body = self
+                .stored(&sha256, range.zip(source.size))
+                .await?
+                .ok_or_else(|| {
+                    CacheError::StorageUnavailable(format!(
+                        "'{filename}' was downloaded but the blob store could not keep it (see /health), \
+                     so this HEAD or Range request cannot be answered now; a plain GET streams the file"
+                    ))
+                })?;
             return Ok(FileAnswer::Stored {
                 body,
                 sha256,
@@ -185,35 +194,52 @@ impl FileCache {
         blocking(move || catalogue.project_file(ECOSYSTEM, &project, &filename)).await
     }
 
-    /// The stored blob, counting the access.
-    async fn stored(&self, sha256: &str) -> Result<Option<BlobBody>, CacheError> {
-        let body = self
-            .store
-            .get(sha256, None)
-            .await
-            .map_err(|e| CacheError::Storage(e.to_string()))?;
-        if body.is_some() {
+    /// The stored blob, counting the access; `range` (with the blob's size from the index)
+    /// asks a streaming store for just those bytes. A store that cannot be reached counts as not
+    /// having the blob: the file then comes from upstream, streamed without being kept.
+    async fn stored(
+        &self,
+        sha256: &str,
+        range: Option<(RangeRequest, u64)>,
+    ) -> Result<Option<BlobBody>, CacheError> {
+        let range = range.and_then(|(range, size)| range.resolve(size));
+        let body = match self.store.get(sha256, range).await {
+            Ok(body) => body,
+            Err(BlobError::Unavailable(reason)) => {
+                tracing::debug!(sha256, %reason, "blob store unavailable; going upstream");
+                return Ok(None);
+            }
+            Err(e) => return Err(CacheError::Storage(e.to_string())),
+        };
+        if let Some(body) = &body {
             let mut accesses = self.accesses.lock().unwrap_or_else(|p| p.into_inner());
-            let entry = accesses.entry(sha256.to_owned()).or_insert((0, 0));
-            *entry = (unix_now(), entry.1 + 1);
+            let access = accesses.entry(sha256.to_owned()).or_insert_with(|| BlobAccess {
+                sha256: sha256.to_owned(),
+                at: 0,
+                hits: 0,
+                size: body.size(),
+            });
+            access.at = unix_now();
+            access.hits += 1;
         }
         Ok(body)
     }
 
-    /// Writes the batched access times and hit counts to the catalogue.
+    /// Writes the batched access times and hit counts to the catalogue. A blob read without a
+    /// row gets one: with several nodes on one bucket, this node serves what another stored.
     pub async fn flush_accesses(&self) -> Result<(), CacheError> {
-        let batch: Vec<(String, u64, u64)> = {
+        let batch: Vec<BlobAccess> = {
             let mut accesses = self.accesses.lock().unwrap_or_else(|p| p.into_inner());
-            accesses
-                .drain()
-                .map(|(sha, (at, hits))| (sha, at, hits))
-                .collect()
+            accesses.drain().map(|(_, access)| access).collect()
         };
         if batch.is_empty() {
             return Ok(());
         }
+        // A local store's blobs all have rows (reconciled at start), so a missing row there
+        // means eviction just took the blob: it must not come back.
+        let record_as = Some(self.store.name()).filter(|name| *name != "local");
         let catalogue = self.catalogue.clone();
-        blocking(move || catalogue.touch_blobs(&batch)).await
+        blocking(move || catalogue.touch_blobs(&batch, record_as)).await
     }
 
     /// Metadata pkgmirror extracts from the cached wheel itself, for wheels whose index offers none.
@@ -231,7 +257,7 @@ impl FileCache {
         let key = wheel.clone();
         let known = blocking(move || catalogue.wheel_metadata(&key)).await?;
         if let Some(metadata) = &known
-            && let Some(body) = self.stored(metadata).await?
+            && let Some(body) = self.stored(metadata, None).await?
         {
             let metadata = metadata.clone();
             self.counters.count(CacheOutcome::Hit);
@@ -243,7 +269,7 @@ impl FileCache {
         }
         // Pages advertise an extract once it exists; if its blob and the wheel were evicted since,
         // fetch the wheel again rather than answer 404 to a client that was promised the metadata.
-        if known.is_some() && self.stored(&wheel).await?.is_none() {
+        if known.is_some() && self.stored(&wheel, None).await?.is_none() {
             let source = source_of(entry, FileKind::Dist);
             let download = self.join_or_start(source.download_key(), &source, None).await?;
             download.finished().await.map_err(CacheError::UpstreamData)?;
@@ -253,7 +279,7 @@ impl FileCache {
             .extract(project, &wheel, &entry.filename)
             .await?
             .ok_or_else(unavailable)?;
-        let body = self.stored(&metadata).await?.ok_or_else(unavailable)?;
+        let body = self.stored(&metadata, None).await?.ok_or_else(unavailable)?;
         self.counters.count(CacheOutcome::Miss);
         Ok(FileAnswer::Stored {
             body,
@@ -281,7 +307,7 @@ impl FileCache {
         }
         let writer = self
             .store
-            .put()
+            .put(source.sha256.as_deref())
             .await
             .map_err(|e| CacheError::Storage(e.to_string()))?;
         let spool_path = writer.spool_path().to_owned();
@@ -333,6 +359,11 @@ impl FileCache {
         )
     }
 
+    /// The local tier's budget and use, for a tiered store.
+    pub fn tier_stats(&self) -> Option<crate::storage::blob::TierStats> {
+        self.store.tier_stats()
+    }
+
     /// The sha256 of every blob being downloaded now: eviction must leave these alone. (A blob
     /// being *served* needs no such guard: its reader holds an open file, which survives removal.)
     pub fn downloading(&self) -> std::collections::HashSet<String> {
@@ -380,18 +411,31 @@ struct MetadataExtractor {
 }
 
 impl MetadataExtractor {
-    /// The metadata's sha256, or `None` when the wheel is not stored locally or has no metadata.
+    /// The metadata's sha256, or `None` when the wheel is not stored as a local file or has no
+    /// metadata. (A wheel only in S3 is not fetched for this: new downloads are read while
+    /// still staged, see [`Transfer::run`].)
     async fn extract(
         &self,
         project: &str,
         wheel: &str,
         filename: &str,
     ) -> Result<Option<String>, CacheError> {
-        let storage = |e: crate::storage::blob::BlobError| CacheError::Storage(e.to_string());
-        // Streamed stores (S3) would need the wheel downloaded first; only local files are read.
+        let storage = |e: BlobError| CacheError::Storage(e.to_string());
         let Some(BlobBody::File { path, .. }) = self.store.get(wheel, None).await.map_err(storage)? else {
             return Ok(None);
         };
+        self.extract_from(project, wheel, filename, path).await
+    }
+
+    /// Like `extract`, from the wheel's bytes at `path` (verified to hash to `wheel`).
+    async fn extract_from(
+        &self,
+        project: &str,
+        wheel: &str,
+        filename: &str,
+        path: std::path::PathBuf,
+    ) -> Result<Option<String>, CacheError> {
+        let storage = |e: BlobError| CacheError::Storage(e.to_string());
         let name = filename.to_owned();
         let read = tokio::task::spawn_blocking(move || {
             let file = std::fs::File::open(&path).map_err(|e| e.to_string())?;
@@ -406,7 +450,7 @@ impl MetadataExtractor {
                 return Ok(None);
             }
         };
-        let mut writer = self.store.put().await.map_err(storage)?;
+        let mut writer = self.store.put(None).await.map_err(storage)?;
         writer.write(&metadata).await.map_err(storage)?;
         let sha256 = writer.digest_so_far();
         let size = writer.commit(&sha256).await.map_err(storage)?;
@@ -442,36 +486,24 @@ struct Transfer {
 impl Transfer {
     async fn run(self, mut writer: Box<dyn BlobWriter>, downloads: DownloadRegistry, key: String) {
         let outcome = match self.receive(writer.as_mut()).await {
-            Ok(()) => {
-                let sha256 = self.sha256.clone().unwrap_or_else(|| writer.digest_so_far());
-                match writer.commit(&sha256).await {
-                    Ok(size) => Ok((sha256, size)),
-                    Err(e) => {
-                        if matches!(e, crate::storage::blob::BlobError::HashMismatch { .. }) {
-                            self.counters.count_hash_mismatch();
-                        }
-                        Err(e.to_string())
-                    }
-                }
-            }
+            Ok(()) => self.keep(writer).await,
             Err(e) => {
                 writer.abort().await;
                 Err(e)
             }
         };
         let progress = match outcome {
-            Ok((sha256, size)) => {
-                let catalogue = self.catalogue.clone();
-                let (sha, store) = (sha256.clone(), self.store_name);
-                if let Err(e) = blocking(move || catalogue.record_blob(&sha, size, store, unix_now())).await {
-                    // The blob is stored and verified; only its statistics row is missing.
-                    tracing::warn!(sha256 = %sha256, error = %e, "could not record a stored blob");
-                }
-                tracing::info!(url = %redact(&self.url), sha256 = %sha256, size, "file stored");
-                if let Some((extractor, (project, filename))) = &self.extract_after
-                    && let Err(e) = extractor.extract(project, &sha256, filename).await
-                {
-                    tracing::warn!(file = %filename, error = %e, "could not extract the wheel's metadata");
+            Ok((sha256, size, stored)) => {
+                if stored {
+                    let catalogue = self.catalogue.clone();
+                    let (sha, store) = (sha256.clone(), self.store_name);
+                    if let Err(e) =
+                        blocking(move || catalogue.record_blob(&sha, size, store, unix_now())).await
+                    {
+                        // The blob is stored and verified; only its statistics row is missing.
+                        tracing::warn!(sha256 = %sha256, error = %e, "could not record a stored blob");
+                    }
+                    tracing::info!(url = %redact(&self.url), sha256 = %sha256, size, "file stored");
                 }
                 Ok((size, sha256))
             }
@@ -487,6 +519,35 @@ impl Transfer {
         match progress {
             Ok((size, sha256)) => self.download.finish(size, sha256),
             Err(message) => self.download.fail(message),
+        }
+    }
+
+    /// Verifies and commits a complete download: (sha256, size, whether it is stored). Bytes that
+    /// hash right still go to the waiting clients when the store fails to keep them (a full
+    /// disk, S3 unreachable): they are counted as unstored, and the next request fetches again.
+    async fn keep(&self, writer: Box<dyn BlobWriter>) -> Result<(String, u64, bool), String> {
+        let sha256 = self.sha256.clone().unwrap_or_else(|| writer.digest_so_far());
+        let size = writer.written();
+        let verified = writer.digest_so_far() == sha256;
+        // Read while the staged file is still there, whatever the store does with it at commit.
+        if verified && let Some((extractor, (project, filename))) = &self.extract_after {
+            let path = writer.spool_path().to_owned();
+            if let Err(e) = extractor.extract_from(project, &sha256, filename, path).await {
+                tracing::warn!(file = %filename, error = %e, "could not extract the wheel's metadata");
+            }
+        }
+        match writer.commit(&sha256).await {
+            Ok(size) => Ok((sha256, size, true)),
+            Err(e @ BlobError::HashMismatch { .. }) => {
+                self.counters.count_hash_mismatch();
+                Err(e.to_string())
+            }
+            Err(e) if verified => {
+                self.counters.count_unstored();
+                tracing::warn!(url = %redact(&self.url), sha256 = %sha256, error = %e, "served without storing: the blob store could not keep the file");
+                Ok((sha256, size, false))
+            }
+            Err(e) => Err(e.to_string()),
         }
     }
 

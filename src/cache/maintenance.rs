@@ -14,7 +14,7 @@ use sha2::{Digest, Sha256};
 
 use super::{CacheError, blocking, unix_now};
 use crate::storage::Catalogue;
-use crate::storage::blob::{BlobBody, BlobError, BlobStore};
+use crate::storage::blob::{ABANDONED_AFTER, BlobBody, BlobError, BlobStore, S3BlobStore};
 use crate::storage::catalogue::BlobUse;
 
 /// Catalogue rows read per query while looking for blobs to evict.
@@ -172,43 +172,120 @@ pub async fn evict_to_budget(
     Ok(report)
 }
 
-/// Re-hashes every blob in the store. One whose bytes do not hash to its name is quarantined
-/// (moved aside, never served again) and its catalogue row dropped, so the next request
-/// downloads it afresh.
+/// Re-hashes every blob in every layer of the store (a tiered store: the local tier, then S3).
+/// One whose bytes do not hash to its name is quarantined in its layer (moved aside, never
+/// served again); when that layer is the authoritative (last) one, its catalogue row is dropped
+/// too, so the next request downloads it afresh.
 pub async fn verify(store: &dyn BlobStore, catalogue: &Catalogue) -> Result<VerifyReport, CacheError> {
-    let listed = store.list().await.map_err(store_error)?;
     let reader = catalogue.clone();
     let mut unseen = blocking(move || reader.blob_keys()).await?;
     let mut report = VerifyReport::default();
-    for entry in listed {
-        let recorded = unseen.remove(&entry.sha256);
-        match hash_blob(store, &entry.sha256).await? {
-            Some(actual) if actual == entry.sha256 => {
-                report.checked += 1;
-                report.checked_bytes += entry.size;
-                if !recorded {
-                    report.unrecorded += 1;
+    let layers = store.layers();
+    let mut dropped_rows = Vec::new();
+    for (i, layer) in layers.iter().enumerate() {
+        let authoritative = i + 1 == layers.len();
+        for entry in layer.list().await.map_err(store_error)? {
+            let recorded = authoritative && unseen.remove(&entry.sha256);
+            match hash_blob(*layer, &entry.sha256).await? {
+                Some(actual) => {
+                    report.checked += 1;
+                    report.checked_bytes += entry.size;
+                    if actual != entry.sha256 {
+                        layer.quarantine(&entry.sha256).await.map_err(store_error)?;
+                        tracing::warn!(sha256 = %entry.sha256, actual = %actual, store = layer.name(), "blob bytes do not match its name; quarantined");
+                        if !report.quarantined.contains(&entry.sha256) {
+                            report.quarantined.push(entry.sha256.clone());
+                        }
+                        if authoritative {
+                            dropped_rows.push(entry.sha256);
+                        }
+                    } else if authoritative && !recorded {
+                        report.unrecorded += 1;
+                    }
                 }
-            }
-            Some(actual) => {
-                report.checked += 1;
-                report.checked_bytes += entry.size;
-                store.quarantine(&entry.sha256).await.map_err(store_error)?;
-                tracing::warn!(sha256 = %entry.sha256, actual = %actual, "blob bytes do not match its name; quarantined");
-                report.quarantined.push(entry.sha256);
-            }
-            // Removed while we looked: its row, if any, now has no blob.
-            None => {
-                if recorded {
-                    unseen.insert(entry.sha256);
+                // Removed while we looked: its row, if any, now has no blob.
+                None => {
+                    if recorded {
+                        unseen.insert(entry.sha256);
+                    }
                 }
             }
         }
     }
     report.missing = unseen.len() as u64;
-    if !report.quarantined.is_empty() {
-        let (writer, keys) = (catalogue.clone(), report.quarantined.clone());
-        blocking(move || writer.delete_blob_rows(&keys)).await?;
+    if !dropped_rows.is_empty() {
+        let writer = catalogue.clone();
+        blocking(move || writer.delete_blob_rows(&dropped_rows)).await?;
+    }
+    Ok(report)
+}
+
+/// What [`collect_bucket_garbage`] found and did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BucketGcReport {
+    /// Blobs in the bucket (under the prefix).
+    pub blobs: u64,
+    /// Catalogue rows whose blob is not in the bucket: dropped.
+    pub rows_dropped: u64,
+    /// Blobs no row of this catalogue knows, and how many of them were deleted.
+    pub orphans: u64,
+    pub orphans_removed: u64,
+    /// Multipart uploads and temporary objects left by processes that died, removed.
+    pub uploads_aborted: u64,
+    pub temporaries_removed: u64,
+}
+
+/// Brings the catalogue in line with a bucket: rows without a blob are dropped. With
+/// `remove_orphans`, blobs no catalogue row knows are deleted, and multipart uploads and
+/// temporary objects older than [`ABANDONED_AFTER`] are removed; without it they are counted.
+///
+/// A bucket shared by several nodes holds blobs only the others know: `remove_orphans` is for a
+/// bucket this node alone uses (docs/DEPLOYMENT.md).
+pub async fn collect_bucket_garbage(
+    s3: &S3BlobStore,
+    catalogue: &Catalogue,
+    remove_orphans: bool,
+) -> Result<BucketGcReport, CacheError> {
+    let listed = s3.list().await.map_err(store_error)?;
+    let reader = catalogue.clone();
+    let mut unseen = blocking(move || reader.blob_keys()).await?;
+    let mut report = BucketGcReport {
+        blobs: listed.len() as u64,
+        ..BucketGcReport::default()
+    };
+    for entry in listed {
+        if unseen.remove(&entry.sha256) {
+            continue;
+        }
+        report.orphans += 1;
+        if remove_orphans && s3.delete(&entry.sha256).await.map_err(store_error)? {
+            tracing::info!(sha256 = %entry.sha256, "deleted a blob no catalogue row knows");
+            report.orphans_removed += 1;
+        }
+    }
+    if !unseen.is_empty() {
+        let missing: Vec<String> = unseen.into_iter().collect();
+        let writer = catalogue.clone();
+        report.rows_dropped = blocking(move || writer.delete_blob_rows(&missing)).await? as u64;
+    }
+    if remove_orphans {
+        let abandoned = |at: Option<SystemTime>| {
+            at.and_then(|at| at.elapsed().ok())
+                .is_some_and(|age| age >= ABANDONED_AFTER)
+        };
+        for upload in s3.open_uploads().await.map_err(store_error)? {
+            if abandoned(upload.initiated) {
+                s3.abort_upload(&upload).await.map_err(store_error)?;
+                tracing::info!(key = %upload.key, "aborted an abandoned multipart upload");
+                report.uploads_aborted += 1;
+            }
+        }
+        for (key, modified) in s3.temporary_objects().await.map_err(store_error)? {
+            if abandoned(modified) {
+                s3.delete_temporary(&key).await.map_err(store_error)?;
+                report.temporaries_removed += 1;
+            }
+        }
     }
     Ok(report)
 }
@@ -341,7 +418,7 @@ mod tests {
 
     /// Commits `data` to the store without recording it.
     async fn put(store: &LocalBlobStore, data: &[u8]) -> String {
-        let mut writer = store.put().await.unwrap();
+        let mut writer = store.put(None).await.unwrap();
         writer.write(data).await.unwrap();
         let key = sha(data);
         writer.commit(&key).await.unwrap();
@@ -411,7 +488,17 @@ mod tests {
         let middle = stored(&f, &[2; 100], 20).await;
         let newest = stored(&f, &[3; 100], 30).await;
         // A hit makes the oldest the most recently used.
-        f.catalogue.touch_blobs(&[(oldest.clone(), 40, 1)]).unwrap();
+        f.catalogue
+            .touch_blobs(
+                &[crate::storage::catalogue::BlobAccess {
+                    sha256: oldest.clone(),
+                    at: 40,
+                    hits: 1,
+                    size: 100,
+                }],
+                None,
+            )
+            .unwrap();
 
         let report = evict_to_budget(&f.store, &f.catalogue, 250, &HashSet::new())
             .await

@@ -48,6 +48,9 @@ pub enum CacheError {
     UpstreamData(String),
     #[error("storage failed: {0}")]
     Storage(String),
+    /// The blob store cannot be reached now; what needs it waits for it to come back.
+    #[error("{0}")]
+    StorageUnavailable(String),
     #[error("{0}")]
     Internal(String),
 }
@@ -73,6 +76,7 @@ pub struct CacheCounters {
     upstream_errors: AtomicU64,
     download_failures: AtomicU64,
     hash_mismatches: AtomicU64,
+    unstored: AtomicU64,
 }
 
 #[derive(Debug, Clone, Copy, Serialize)]
@@ -83,6 +87,8 @@ pub struct CounterSnapshot {
     pub upstream_errors: u64,
     pub download_failures: u64,
     pub hash_mismatches: u64,
+    /// Downloads served to their clients but not kept: the blob store failed at commit.
+    pub unstored: u64,
 }
 
 impl CacheCounters {
@@ -108,6 +114,10 @@ impl CacheCounters {
         self.hash_mismatches.fetch_add(1, Ordering::Relaxed);
     }
 
+    pub fn count_unstored(&self) {
+        self.unstored.fetch_add(1, Ordering::Relaxed);
+    }
+
     pub fn snapshot(&self) -> CounterSnapshot {
         CounterSnapshot {
             hits: self.hits.load(Ordering::Relaxed),
@@ -116,6 +126,7 @@ impl CacheCounters {
             upstream_errors: self.upstream_errors.load(Ordering::Relaxed),
             download_failures: self.download_failures.load(Ordering::Relaxed),
             hash_mismatches: self.hash_mismatches.load(Ordering::Relaxed),
+            unstored: self.unstored.load(Ordering::Relaxed),
         }
     }
 }

@@ -12,7 +12,7 @@ use crate::cache::CacheOutcome;
 use crate::cache::files::{FileAnswer, FileKind};
 use crate::error::AppError;
 use crate::pypi::name::{is_safe_filename, normalize};
-use crate::storage::blob::BlobBody;
+use crate::storage::blob::{BlobBody, RangeRequest};
 
 /// Files never change under their name (a new upload is a new file), so clients may keep them.
 const IMMUTABLE: &str = "public, max-age=31536000, immutable";
@@ -35,9 +35,10 @@ pub async fn file(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpRe
     // so a first request of that kind waits for the download to finish.
     let complete_first =
         req.method() == actix_web::http::Method::HEAD || req.headers().contains_key(header::RANGE);
+    let range = requested_range(&req);
     let answer = state
         .files
-        .open(&normalized, filename, kind, complete_first)
+        .open(&normalized, filename, kind, complete_first, range)
         .await?;
     let content_type = content_type(requested);
     Ok(match answer {
@@ -45,7 +46,7 @@ pub async fn file(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpRe
             body,
             sha256,
             outcome,
-        } => stored_response(&req, body, &sha256, outcome, content_type).await?,
+        } => stored_response(&req, body, &sha256, outcome, content_type, range).await?,
         FileAnswer::Streaming { stream, size, sha256 } => {
             let mut response = HttpResponse::Ok();
             response
@@ -69,6 +70,7 @@ async fn stored_response(
     sha256: &str,
     outcome: CacheOutcome,
     content_type: &'static str,
+    range: Option<RangeRequest>,
 ) -> Result<HttpResponse, AppError> {
     let etag = format!("\"{sha256}\"");
     if not_modified(req, &etag) {
@@ -95,8 +97,28 @@ async fn stored_response(
                 .disable_content_disposition();
             file.into_response(req)
         }
+        BlobBody::Stream {
+            size,
+            range: Some(sent),
+            stream,
+        } => HttpResponse::PartialContent()
+            .insert_header((header::CONTENT_TYPE, content_type))
+            .insert_header((
+                header::CONTENT_RANGE,
+                format!("bytes {}-{}/{size}", sent.start, sent.end),
+            ))
+            .no_chunking(sent.end - sent.start + 1)
+            .streaming(stream),
+        BlobBody::Stream {
+            size, range: None, ..
+        } if range.is_some_and(|range| range.resolve(size).is_none()) => HttpResponse::RangeNotSatisfiable()
+            .insert_header((header::CONTENT_RANGE, format!("bytes */{size}")))
+            .finish(),
+        // No range asked, or the index gave no size to resolve it against: the whole file,
+        // which RFC 9110 allows as an answer to a Range request.
         BlobBody::Stream { size, stream, .. } => HttpResponse::Ok()
             .insert_header((header::CONTENT_TYPE, content_type))
+            .insert_header((header::ACCEPT_RANGES, "bytes"))
             .no_chunking(size)
             .streaming(stream),
     };
@@ -111,6 +133,14 @@ async fn stored_response(
         HeaderValue::from_static(outcome.as_str()),
     );
     Ok(response)
+}
+
+/// The single byte range a GET asks for, if any (HEAD answers never carry a body).
+fn requested_range(req: &HttpRequest) -> Option<RangeRequest> {
+    if req.method() != actix_web::http::Method::GET {
+        return None;
+    }
+    RangeRequest::parse(req.headers().get(header::RANGE)?.to_str().ok()?)
 }
 
 fn header_value(value: &str) -> HeaderValue {

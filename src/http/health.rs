@@ -27,8 +27,10 @@ pub async fn health(state: web::Data<AppState>) -> Result<HttpResponse, AppError
     let hit_ratio = (lookups > 0).then(|| counters.hits as f64 / lookups as f64);
     let last_eviction = state
         .evictor
-        .last_eviction()
+        .as_ref()
+        .and_then(|evictor| evictor.last_eviction())
         .map(|t| humantime::format_rfc3339_seconds(t).to_string());
+    let tier = state.files.tier_stats();
     Ok(HttpResponse::Ok()
         .insert_header(("Cache-Control", "no-store"))
         .json(json!({
@@ -43,6 +45,15 @@ pub async fn health(state: web::Data<AppState>) -> Result<HttpResponse, AppError
                 "backend": backend,
                 "state": if storage.is_ok() { "ok" } else { "failing" },
                 "error": storage.err(),
+                // The tiered store's local tier (S3 keeps everything it evicts).
+                "local_tier": tier.map(|t| json!({
+                    "blobs": t.blobs,
+                    "bytes": t.bytes,
+                    "max_bytes": t.max_bytes,
+                    "fills": t.fills,
+                    "fill_failures": t.fill_failures,
+                    "evicted": t.evicted,
+                })),
             },
             "cache": {
                 "projects": counts.catalogue.projects,
@@ -56,13 +67,15 @@ pub async fn health(state: web::Data<AppState>) -> Result<HttpResponse, AppError
                 "upstream_errors": counters.upstream_errors,
                 "blobs": counts.catalogue.blobs,
                 "blob_bytes": counts.catalogue.blob_bytes,
-                "max_bytes": state.evictor.max_bytes(),
+                // A local store's budget; S3 and tiered stores report theirs under `storage`.
+                "max_bytes": state.evictor.as_ref().map(|evictor| evictor.max_bytes()),
                 "hit_ratio": hit_ratio,
-                "evicted_blobs": state.evictor.evicted_blobs(),
+                "evicted_blobs": state.evictor.as_ref().map_or(0, |evictor| evictor.evicted_blobs()),
                 "last_eviction": last_eviction,
                 "downloads_in_progress": state.files.downloads_in_progress(),
                 "download_failures": counters.download_failures,
                 "hash_mismatches": counters.hash_mismatches,
+                "served_unstored": counters.unstored,
             },
         })))
 }

@@ -26,7 +26,8 @@ pub use middleware::{access_log, html_errors};
 pub struct AppState {
     pub pages: Arc<SimplePages>,
     pub files: FileCache,
-    pub evictor: Evictor,
+    /// Keeps a local store within `storage.max_size`; `None` for S3 and tiered stores.
+    pub evictor: Option<Evictor>,
     pub counters: Arc<CacheCounters>,
     pub admin_token: Secret,
     pub public_url: Option<Url>,

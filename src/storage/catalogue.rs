@@ -55,6 +55,16 @@ pub struct CatalogueCounts {
     pub blob_bytes: u64,
 }
 
+/// Reads of one blob since the last flush.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlobAccess {
+    pub sha256: String,
+    /// Unix seconds of the last read.
+    pub at: u64,
+    pub hits: u64,
+    pub size: u64,
+}
+
 /// A stored blob as eviction sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BlobUse {
@@ -292,20 +302,41 @@ impl Catalogue {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    /// Applies batched accesses: (sha256, last access, hits since the last batch).
-    pub fn touch_blobs(&self, accesses: &[(String, u64, u64)]) -> Result<(), StorageError> {
+    /// Applies batched accesses. A blob without a row gets one recorded as in `store` when that
+    /// is given (a blob this node found in a shared bucket); otherwise it is skipped.
+    pub fn touch_blobs(&self, accesses: &[BlobAccess], store: Option<&str>) -> Result<(), StorageError> {
         let mut conn = self.lock();
         let tx = conn.transaction()?;
         {
             let mut update = tx.prepare_cached(
                 "UPDATE blobs SET last_access = max(last_access, ?2), hits = hits + ?3 WHERE sha256 = ?1",
             )?;
-            for (sha256, at, hits) in accesses {
-                update.execute(params![sha256, *at as i64, *hits as i64])?;
+            let mut insert = tx.prepare_cached(
+                "INSERT OR IGNORE INTO blobs (sha256, size, store, created_at, last_access, hits)
+                 VALUES (?1, ?2, ?3, ?4, ?4, ?5)",
+            )?;
+            for access in accesses {
+                let (at, hits) = (access.at as i64, access.hits as i64);
+                let updated = update.execute(params![access.sha256, at, hits])?;
+                if updated == 0
+                    && let Some(store) = store
+                {
+                    insert.execute(params![access.sha256, access.size as i64, store, at, hits])?;
+                }
             }
         }
         tx.commit()?;
         Ok(())
+    }
+
+    /// Every recorded blob's last access (unix seconds), to order a local tier after a restart.
+    pub fn blob_last_access(&self) -> Result<HashMap<String, u64>, StorageError> {
+        let conn = self.lock();
+        let mut stmt = conn.prepare("SELECT sha256, last_access FROM blobs")?;
+        let rows = stmt.query_map([], |row| {
+            Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?.max(0) as u64))
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
     }
 
     /// The sha256 of every recorded blob.
@@ -556,7 +587,16 @@ mod tests {
         for (c, at) in [('c', 10), ('a', 20), ('b', 10), ('d', 5)] {
             cat.record_blob(&key(c), 100, "local", at).unwrap();
         }
-        cat.touch_blobs(&[(key('d'), 30, 2)]).unwrap();
+        cat.touch_blobs(
+            &[BlobAccess {
+                sha256: key('d'),
+                at: 30,
+                hits: 2,
+                size: 100,
+            }],
+            None,
+        )
+        .unwrap();
         assert_eq!(cat.blob_total_bytes().unwrap(), 400);
 
         let first = cat.blobs_by_last_access(None, 2).unwrap();
@@ -618,8 +658,24 @@ mod tests {
         for (key, size) in [(&wheel, 1000), (&metadata, 10), (&copy, 500), (&unlisted, 7)] {
             cat.record_blob(key, size, "local", 1).unwrap();
         }
-        cat.touch_blobs(&[(wheel.clone(), 2, 3), (unlisted.clone(), 2, 1)])
-            .unwrap();
+        cat.touch_blobs(
+            &[
+                BlobAccess {
+                    sha256: wheel.clone(),
+                    at: 2,
+                    hits: 3,
+                    size: 0,
+                },
+                BlobAccess {
+                    sha256: unlisted.clone(),
+                    at: 2,
+                    hits: 1,
+                    size: 0,
+                },
+            ],
+            None,
+        )
+        .unwrap();
 
         assert_eq!(
             cat.blob_stats().unwrap(),

@@ -88,7 +88,7 @@ async fn with_no_upstream_the_server_starts_and_says_so() {
     assert_eq!(health["version"], env!("CARGO_PKG_VERSION"));
     assert_eq!(
         health["storage"],
-        json!({"backend": "local", "state": "ok", "error": null})
+        json!({"backend": "local", "state": "ok", "error": null, "local_tier": null})
     );
     assert!(health["uptime_secs"].is_u64());
     assert!(

@@ -10,4 +10,7 @@ mod maintenance;
 mod packages;
 mod real_clients;
 mod resilience;
+mod s3_mirror;
+mod s3_server;
+mod s3_store;
 mod simple_api;

@@ -13,7 +13,7 @@ use crate::harness::*;
 const MIB: usize = 1024 * 1024;
 
 /// Lists `files` (name, bytes, the fake that serves them) on `demo`'s page on `index`.
-fn publish(index: &FakeIndex, files: &[(&str, &[u8], &FakeIndex)]) {
+pub fn publish(index: &FakeIndex, files: &[(&str, &[u8], &FakeIndex)]) {
     let mut listed = Vec::new();
     for (name, body, host) in files {
         host.file(

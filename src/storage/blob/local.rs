@@ -3,16 +3,14 @@
 
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
 
-use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 
+use super::staging::{StagedFile, unique_name};
 use super::{BlobBody, BlobEntry, BlobError, BlobStore, BlobWriter, ByteRange, validate_key};
 
 const BLOBS_DIR: &str = "sha256";
-const TMP_DIR: &str = "tmp";
+pub(super) const TMP_DIR: &str = "tmp";
 const QUARANTINE_DIR: &str = "quarantine";
 const HEALTH_PROBE: &[u8] = b"pkgmirror blob store health probe\n";
 
@@ -40,7 +38,7 @@ impl LocalBlobStore {
         for dir in [&store.blobs, &store.tmp, &store.quarantine] {
             std::fs::create_dir_all(dir).map_err(|e| BlobError::io("creating directory", dir, e))?;
         }
-        store.remove_leftover_spools()?;
+        remove_leftover_spools(&store.tmp)?;
         Ok(store)
     }
 
@@ -59,33 +57,6 @@ impl LocalBlobStore {
         Ok(blob_dir(&self.blobs, sha256).join(sha256))
     }
 
-    /// A process killed mid-download leaves its spool behind; its bytes were never verified, so
-    /// they are dropped rather than adopted.
-    fn remove_leftover_spools(&self) -> Result<(), BlobError> {
-        let entries = std::fs::read_dir(&self.tmp).map_err(|e| BlobError::io("listing", &self.tmp, e))?;
-        let mut removed = 0usize;
-        for entry in entries {
-            let path = entry.map_err(|e| BlobError::io("listing", &self.tmp, e))?.path();
-            match std::fs::remove_file(&path) {
-                Ok(()) => removed += 1,
-                // Whatever stays in tmp/ is never served, so it is no reason to refuse to start.
-                Err(e) => tracing::warn!(
-                    path = %path.display(),
-                    error = %e,
-                    "could not remove leftover temp file"
-                ),
-            }
-        }
-        if removed > 0 {
-            tracing::info!(
-                removed,
-                dir = %self.tmp.display(),
-                "removed temp files left by an earlier run"
-            );
-        }
-        Ok(())
-    }
-
     /// The blob's path and size, `None` if it is not stored.
     async fn stat(&self, sha256: &str) -> Result<Option<(PathBuf, u64)>, BlobError> {
         let path = self.blob_path(sha256)?;
@@ -102,27 +73,29 @@ impl LocalBlobStore {
     }
 }
 
+impl LocalBlobStore {
+    /// A new staged file in this store's `tmp/`, on the blobs' filesystem.
+    pub(super) async fn stage(&self) -> Result<StagedFile, BlobError> {
+        StagedFile::create(&self.tmp, "part").await
+    }
+
+    /// Moves a sealed staged file (see [`StagedFile::seal`]) into place under `sha256`.
+    pub(super) async fn adopt(&self, staged: &mut StagedFile, sha256: &str) -> Result<u64, BlobError> {
+        validate_key(sha256)?;
+        place(&self.blobs, staged, sha256).await
+    }
+}
+
 #[async_trait::async_trait]
 impl BlobStore for LocalBlobStore {
     fn name(&self) -> &'static str {
         "local"
     }
 
-    async fn put(&self) -> Result<Box<dyn BlobWriter>, BlobError> {
-        let spool = self.tmp.join(unique_name("part"));
-        let file = tokio::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&spool)
-            .await
-            .map_err(|e| BlobError::io("creating spool", &spool, e))?;
+    async fn put(&self, _expected_sha256: Option<&str>) -> Result<Box<dyn BlobWriter>, BlobError> {
         Ok(Box::new(LocalBlobWriter {
-            spool,
+            staged: self.stage().await?,
             blobs: self.blobs.clone(),
-            file: Some(file),
-            hasher: Sha256::new(),
-            written: 0,
-            finished: false,
         }))
     }
 
@@ -170,6 +143,10 @@ impl BlobStore for LocalBlobStore {
         }
     }
 
+    fn layers(&self) -> Vec<&dyn BlobStore> {
+        vec![self]
+    }
+
     async fn health(&self) -> Result<(), BlobError> {
         let probe = self.tmp.join(unique_name("probe"));
         let checked = write_and_read_probe(&probe).await;
@@ -185,137 +162,95 @@ impl BlobStore for LocalBlobStore {
 }
 
 struct LocalBlobWriter {
-    spool: PathBuf,
+    staged: StagedFile,
     blobs: PathBuf,
-    /// `None` once closed: after a failed write (see `BlobError::WriterFailed`) or a discard.
-    file: Option<tokio::fs::File>,
-    hasher: Sha256,
-    written: u64,
-    /// Set once the spool has been renamed into place or removed, so `Drop` leaves it alone.
-    finished: bool,
-}
-
-impl LocalBlobWriter {
-    fn failed(&self) -> BlobError {
-        BlobError::WriterFailed {
-            path: self.spool.clone(),
-        }
-    }
-
-    async fn discard(&mut self) {
-        self.file = None;
-        self.finished = true;
-        if let Err(e) = tokio::fs::remove_file(&self.spool).await
-            && e.kind() != io::ErrorKind::NotFound
-        {
-            tracing::warn!(path = %self.spool.display(), error = %e, "could not remove spool");
-        }
-    }
 }
 
 #[async_trait::async_trait]
 impl BlobWriter for LocalBlobWriter {
     fn spool_path(&self) -> &Path {
-        &self.spool
+        self.staged.path()
     }
 
     fn written(&self) -> u64 {
-        self.written
+        self.staged.written()
     }
 
     async fn write(&mut self, chunk: &[u8]) -> Result<(), BlobError> {
-        let Some(file) = self.file.as_mut() else {
-            return Err(self.failed());
-        };
-        // tokio's `write_all` hands the bytes to a blocking thread and returns; hashing meanwhile
-        // overlaps the two, and `flush` waits for the write(2) so that everything `written()`
-        // counts is visible to readers of the spool.
-        let outcome = match file.write_all(chunk).await {
-            Ok(()) => {
-                self.hasher.update(chunk);
-                file.flush().await
-            }
-            Err(e) => Err(e),
-        };
-        match outcome {
-            Ok(()) => {
-                self.written += chunk.len() as u64;
-                Ok(())
-            }
-            Err(e) => {
-                // Part of the chunk may be on disk: the spool and the hash have parted ways.
-                self.file = None;
-                Err(BlobError::io("writing", &self.spool, e))
-            }
-        }
+        self.staged.write(chunk).await
     }
 
     fn digest_so_far(&self) -> String {
-        hex::encode(self.hasher.clone().finalize())
+        self.staged.digest()
     }
 
-    // Every early return below drops `self`, and `Drop` removes the spool.
     async fn commit(mut self: Box<Self>, expected_sha256: &str) -> Result<u64, BlobError> {
         validate_key(expected_sha256)?;
-        let Some(file) = self.file.take() else {
-            return Err(self.failed());
-        };
-        let actual = self.digest_so_far();
-        if actual != expected_sha256 {
-            drop(file);
-            self.discard().await;
-            return Err(BlobError::HashMismatch {
-                expected: expected_sha256.to_owned(),
-                actual,
-            });
-        }
-        file.sync_all()
-            .await
-            .map_err(|e| BlobError::io("syncing", &self.spool, e))?;
-        drop(file);
-
-        let dir = blob_dir(&self.blobs, expected_sha256);
-        let target = dir.join(expected_sha256);
-        match tokio::fs::metadata(&target).await {
-            // Same key, same bytes: nothing to add.
-            Ok(existing) if existing.len() == self.written => {
-                self.discard().await;
-                return Ok(self.written);
-            }
-            // Same key but another size: the stored copy is damaged, the verified one replaces it.
-            Ok(existing) => tracing::warn!(
-                path = %target.display(),
-                stored = existing.len(),
-                verified = self.written,
-                "replacing a stored blob whose size does not match its hash"
-            ),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                create_blob_dir(&self.blobs, expected_sha256).await?
-            }
-            Err(e) => return Err(BlobError::io("reading metadata of", &target, e)),
-        }
-        tokio::fs::rename(&self.spool, &target)
-            .await
-            .map_err(|e| BlobError::io(&format!("moving {} to", self.spool.display()), &target, e))?;
-        self.finished = true;
-        sync_dir(&dir).await?;
-        Ok(self.written)
+        self.staged.seal(expected_sha256).await?;
+        place(&self.blobs, &mut self.staged, expected_sha256).await
     }
 
     async fn abort(mut self: Box<Self>) {
-        self.discard().await;
+        self.staged.discard().await;
     }
 }
 
-impl Drop for LocalBlobWriter {
-    fn drop(&mut self) {
-        if !self.finished
-            && let Err(e) = std::fs::remove_file(&self.spool)
-            && e.kind() != io::ErrorKind::NotFound
-        {
-            tracing::warn!(path = %self.spool.display(), error = %e, "could not remove spool");
+/// A process killed mid-download leaves its spools behind; their bytes were never verified, so
+/// they are dropped rather than adopted.
+pub(super) fn remove_leftover_spools(tmp: &Path) -> Result<(), BlobError> {
+    let entries = std::fs::read_dir(tmp).map_err(|e| BlobError::io("listing", tmp, e))?;
+    let mut removed = 0usize;
+    for entry in entries {
+        let path = entry.map_err(|e| BlobError::io("listing", tmp, e))?.path();
+        match std::fs::remove_file(&path) {
+            Ok(()) => removed += 1,
+            // Whatever stays in tmp/ is never served, so it is no reason to refuse to start.
+            Err(e) => tracing::warn!(
+                path = %path.display(),
+                error = %e,
+                "could not remove leftover temp file"
+            ),
         }
     }
+    if removed > 0 {
+        tracing::info!(
+            removed,
+            dir = %tmp.display(),
+            "removed temp files left by an earlier run"
+        );
+    }
+    Ok(())
+}
+
+/// Renames a sealed staged file to `blobs/ab/cd/<sha256>` and makes the rename durable.
+/// Committing a key that already exists is fine (content-addressed: same bytes): the staged
+/// file is just removed. Returns the size.
+async fn place(blobs: &Path, staged: &mut StagedFile, sha256: &str) -> Result<u64, BlobError> {
+    let written = staged.written();
+    let dir = blob_dir(blobs, sha256);
+    let target = dir.join(sha256);
+    match tokio::fs::metadata(&target).await {
+        // Same key, same bytes: nothing to add.
+        Ok(existing) if existing.len() == written => {
+            staged.discard().await;
+            return Ok(written);
+        }
+        // Same key but another size: the stored copy is damaged, the verified one replaces it.
+        Ok(existing) => tracing::warn!(
+            path = %target.display(),
+            stored = existing.len(),
+            verified = written,
+            "replacing a stored blob whose size does not match its hash"
+        ),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => create_blob_dir(blobs, sha256).await?,
+        Err(e) => return Err(BlobError::io("reading metadata of", &target, e)),
+    }
+    tokio::fs::rename(staged.path(), &target)
+        .await
+        .map_err(|e| BlobError::io(&format!("moving {} to", staged.path().display()), &target, e))?;
+    staged.moved();
+    sync_dir(&dir).await?;
+    Ok(written)
 }
 
 /// `blobs/ab/cd` for a key already validated.
@@ -369,19 +304,6 @@ async fn write_and_read_probe(probe: &Path) -> Result<(), BlobError> {
         ));
     }
     Ok(())
-}
-
-/// A name no other spool has. No `rand` in this crate: the pid separates processes, the counter
-/// separates names within one, the clock separates runs that reuse a pid; `create_new` turns any
-/// collision left into an error, never into two writers sharing a file.
-fn unique_name(extension: &str) -> String {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or_default();
-    format!("{}-{n}-{nanos}.{extension}", std::process::id())
 }
 
 /// Walks `blobs/ab/cd/<key>`, keeping only valid keys in the directory their name points to
@@ -445,6 +367,7 @@ fn hex_pair_dir(path: &Path) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sha2::{Digest, Sha256};
 
     fn sha(data: &[u8]) -> String {
         hex::encode(Sha256::digest(data))
@@ -477,7 +400,7 @@ mod tests {
     }
 
     async fn store_blob(store: &LocalBlobStore, data: &[u8]) -> String {
-        let mut writer = store.put().await.unwrap();
+        let mut writer = store.put(None).await.unwrap();
         writer.write(data).await.unwrap();
         let key = sha(data);
         assert_eq!(writer.commit(&key).await.unwrap(), data.len() as u64);
@@ -516,7 +439,7 @@ mod tests {
         let (_dir, store) = open_store();
         let data = b"not yet";
         let key = sha(data);
-        let mut writer = store.put().await.unwrap();
+        let mut writer = store.put(None).await.unwrap();
         writer.write(data).await.unwrap();
         assert_eq!(writer.written(), data.len() as u64);
         assert!(writer.spool_path().starts_with(store.root().join(TMP_DIR)));
@@ -532,7 +455,7 @@ mod tests {
         use tokio::io::AsyncReadExt;
 
         let (_dir, store) = open_store();
-        let mut writer = store.put().await.unwrap();
+        let mut writer = store.put(None).await.unwrap();
         writer.write(b"first half,").await.unwrap();
 
         let spool = writer.spool_path().to_path_buf();
@@ -554,7 +477,7 @@ mod tests {
     #[tokio::test]
     async fn hash_mismatch_stores_nothing_and_removes_spool() {
         let (_dir, store) = open_store();
-        let mut writer = store.put().await.unwrap();
+        let mut writer = store.put(None).await.unwrap();
         writer.write(b"tampered").await.unwrap();
         let spool = writer.spool_path().to_path_buf();
         let expected = sha(b"original");
@@ -575,14 +498,14 @@ mod tests {
     async fn abort_and_drop_remove_the_spool() {
         let (_dir, store) = open_store();
 
-        let mut aborted = store.put().await.unwrap();
+        let mut aborted = store.put(None).await.unwrap();
         aborted.write(b"abandoned").await.unwrap();
         let spool = aborted.spool_path().to_path_buf();
         assert!(spool.exists());
         aborted.abort().await;
         assert!(!spool.exists());
 
-        let mut dropped = store.put().await.unwrap();
+        let mut dropped = store.put(None).await.unwrap();
         dropped.write(b"abandoned too").await.unwrap();
         let spool = dropped.spool_path().to_path_buf();
         assert!(spool.exists());
@@ -665,7 +588,7 @@ mod tests {
     async fn commit_with_an_invalid_key_stores_nothing() {
         let (_dir, store) = open_store();
         let data = b"bytes";
-        let mut writer = store.put().await.unwrap();
+        let mut writer = store.put(None).await.unwrap();
         writer.write(data).await.unwrap();
         let spool = writer.spool_path().to_path_buf();
         let err = writer.commit(&sha(data).to_uppercase()).await.unwrap_err();
@@ -734,7 +657,7 @@ mod tests {
     #[tokio::test]
     async fn digest_so_far_is_the_hash_of_the_prefix() {
         let (_dir, store) = open_store();
-        let mut writer = store.put().await.unwrap();
+        let mut writer = store.put(None).await.unwrap();
         assert_eq!(writer.digest_so_far(), sha(b""));
         writer.write(b"abc").await.unwrap();
         assert_eq!(writer.digest_so_far(), sha(b"abc"));
@@ -748,7 +671,7 @@ mod tests {
     async fn three_mib_in_64_kib_chunks() {
         let (_dir, store) = open_store();
         let data = pseudo_random(3 * 1024 * 1024);
-        let mut writer = store.put().await.unwrap();
+        let mut writer = store.put(None).await.unwrap();
         for chunk in data.chunks(64 * 1024) {
             writer.write(chunk).await.unwrap();
         }
@@ -801,7 +724,7 @@ mod tests {
     async fn put_reports_where_it_failed() {
         let (_dir, store) = open_store();
         std::fs::remove_dir_all(store.root().join(TMP_DIR)).unwrap();
-        let err = store.put().await.err().expect("tmp/ is gone");
+        let err = store.put(None).await.err().expect("tmp/ is gone");
         let BlobError::Io { context, source } = &err else {
             panic!("expected Io, got {err:?}");
         };
@@ -823,12 +746,8 @@ mod tests {
             .await
             .unwrap();
         let mut writer: Box<dyn BlobWriter> = Box::new(LocalBlobWriter {
-            spool: spool.clone(),
+            staged: StagedFile::with_file(spool.clone(), file),
             blobs: dir.path().join(BLOBS_DIR),
-            file: Some(file),
-            hasher: Sha256::new(),
-            written: 0,
-            finished: false,
         });
 
         let err = writer.write(b"does not fit").await.unwrap_err();
@@ -846,14 +765,5 @@ mod tests {
         assert!(matches!(again, BlobError::WriterFailed { .. }), "{again:?}");
         let commit = writer.commit(&sha(b"")).await.unwrap_err();
         assert!(matches!(commit, BlobError::WriterFailed { .. }), "{commit:?}");
-    }
-
-    #[test]
-    fn unique_names_differ() {
-        let a = unique_name("part");
-        let b = unique_name("part");
-        assert_ne!(a, b);
-        assert!(a.starts_with(&format!("{}-", std::process::id())));
-        assert!(a.ends_with(".part"));
     }
 }
