@@ -34,19 +34,11 @@ impl StagedFile {
             .open(&path)
             .await
             .map_err(|e| BlobError::io("creating spool", &path, e))?;
-        Ok(Self {
-            path,
-            file: Some(file),
-            hasher: Sha256::new(),
-            written: 0,
-            broken: false,
-            settled: false,
-        })
+        Ok(Self::with_file(path, file))
     }
 
-    /// A staged file writing to an already open `file` (tests use /dev/full).
-    #[cfg(test)]
-    pub fn with_file(path: PathBuf, file: tokio::fs::File) -> Self {
+    /// A staged file at `path` writing to the already open `file` (tests pass /dev/full).
+    pub(super) fn with_file(path: PathBuf, file: tokio::fs::File) -> Self {
         Self {
             path,
             file: Some(file),
