@@ -8,6 +8,7 @@ use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer, web};
 
 use crate::cache::CacheCounters;
+use crate::cache::explorer::Explorer;
 use crate::cache::files::{ACCESS_FLUSH_INTERVAL, FileCache};
 use crate::cache::maintenance::{self, Evictor};
 use crate::cache::simple::{Index, SimplePages};
@@ -267,11 +268,14 @@ fn open(config: &Config, background: tokio::runtime::Handle) -> Result<Parts, Se
         Arc::clone(&counters),
         background,
     );
+    crate::web::check_templates().map_err(ServeError::Startup)?;
     let state = web::Data::new(AppState {
         pages,
         files,
         evictor,
         counters,
+        explorer: Explorer::new(catalogue.clone()),
+        ui: crate::web::Ui::default(),
         admin_token: config.server.admin_token.clone(),
         public_url: config.server.public_url.clone(),
         started: Instant::now(),

@@ -19,6 +19,9 @@ pub enum AppError {
     NotFound(String),
     #[error("{0}")]
     NotAcceptable(String),
+    /// Too many attempts; retry after this many seconds.
+    #[error("{0}")]
+    TooManyRequests(String, u64),
     #[error("{0}")]
     BadGateway(String),
     #[error("{0}")]
@@ -62,6 +65,7 @@ impl ResponseError for AppError {
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::NotAcceptable(_) => StatusCode::NOT_ACCEPTABLE,
+            Self::TooManyRequests(..) => StatusCode::TOO_MANY_REQUESTS,
             Self::BadGateway(_) => StatusCode::BAD_GATEWAY,
             Self::GatewayTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -80,6 +84,9 @@ impl ResponseError for AppError {
             // The answer depended on Accept (PEP 691 wants Vary on every negotiated answer).
             Self::NotAcceptable(_) => {
                 response.insert_header(("Vary", "Accept"));
+            }
+            Self::TooManyRequests(_, retry_after) => {
+                response.insert_header(("Retry-After", retry_after.to_string()));
             }
             _ => {}
         }

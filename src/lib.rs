@@ -1,7 +1,8 @@
 //! pkgmirror: a persistent package mirror for PyPI's Simple API (and, later, hex).
 //!
 //! See `docs/ARCHITECTURE.md` for the map: `http/` is thin and reaches upstreams and storage only
-//! through `cache/`; `pypi/` is protocol logic without I/O.
+//! through `cache/`; `pypi/` is protocol logic without I/O; `web/` renders the browser UI on top of
+//! the same flows.
 
 pub mod app;
 pub mod cache;
@@ -12,3 +13,4 @@ pub mod http;
 pub mod pypi;
 pub mod storage;
 pub mod upstream;
+pub mod web;

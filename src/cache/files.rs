@@ -15,6 +15,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use tokio::runtime::Handle;
 
+use super::maintenance::Evictor;
 use super::simple::{PageRef, SimplePages};
 use super::spool::{Spool, SpoolStream};
 use super::{CacheCounters, CacheError, CacheOutcome, blocking, unix_now};
@@ -346,6 +347,78 @@ impl FileCache {
             .cloned()
     }
 
+    /// Removes the stored bytes of one listed file (an admin evicting it); the next request
+    /// downloads it again. A file being downloaded is left alone.
+    pub async fn evict(&self, project: &str, filename: &str) -> Result<Eviction, CacheError> {
+        // Only what the catalogue lists: evicting never asks an upstream.
+        let entry = self.lookup(project, filename).await?.ok_or_else(|| {
+            CacheError::NotFound(format!(
+                "'{filename}' is not listed on the cached page of project '{project}'"
+            ))
+        })?;
+        let Some(sha256) = entry.sha256 else {
+            return Ok(Eviction::NotStored);
+        };
+        if self.downloading().contains(&sha256) {
+            return Ok(Eviction::Downloading);
+        }
+        // A batched read would give the row back at the next flush (S3 and tiered stores).
+        self.accesses
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&sha256);
+        let size = self
+            .store
+            .head(&sha256)
+            .await
+            .map_err(|e| CacheError::Storage(e.to_string()))?;
+        self.store
+            .delete(&sha256)
+            .await
+            .map_err(|e| CacheError::Storage(e.to_string()))?;
+        let catalogue = self.catalogue.clone();
+        let key = sha256.clone();
+        let had_row = blocking(move || catalogue.delete_blob_rows(&[key])).await? > 0;
+        tracing::info!(project, filename, %sha256, "evicted a file on request");
+        Ok(match size {
+            Some(size) => Eviction::Removed { size },
+            None if had_row => Eviction::Removed { size: 0 },
+            None => Eviction::NotStored,
+        })
+    }
+
+    /// A garbage collection the server can run while serving: records batched reads, drops
+    /// catalogue rows whose blob is gone, and (for a local store) evicts to `storage.max_size`.
+    pub async fn collect_garbage(&self, evictor: Option<&Evictor>) -> Result<GcReport, CacheError> {
+        self.flush_accesses().await?;
+        // Rows first, then the listing: a download commits its blob before its row, so every row
+        // read here whose blob is missing from the later listing really lost its blob.
+        let catalogue = self.catalogue.clone();
+        let rows = blocking(move || catalogue.blob_keys()).await?;
+        let listed = self
+            .store
+            .list()
+            .await
+            .map_err(|e| CacheError::Storage(e.to_string()))?;
+        let mut missing = rows;
+        for entry in &listed {
+            missing.remove(&entry.sha256);
+        }
+        let missing: Vec<String> = missing.into_iter().collect();
+        let catalogue = self.catalogue.clone();
+        let rows_dropped = blocking(move || catalogue.delete_blob_rows(&missing)).await? as u64;
+        let evicted = match evictor {
+            Some(evictor) => Some(evictor.run(&self.downloading()).await?),
+            None => None,
+        };
+        Ok(GcReport {
+            blobs: listed.len() as u64,
+            rows_dropped,
+            evicted: evicted.as_ref().map_or(0, |e| e.evicted.len() as u64),
+            evicted_bytes: evicted.as_ref().map_or(0, |e| e.evicted_bytes),
+        })
+    }
+
     /// Downloads under way (for `/health`).
     pub fn downloads_in_progress(&self) -> usize {
         self.downloads.lock().unwrap_or_else(|p| p.into_inner()).len()
@@ -375,6 +448,24 @@ impl FileCache {
             .cloned()
             .collect()
     }
+}
+
+/// What [`FileCache::evict`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Eviction {
+    Removed { size: u64 },
+    NotStored,
+    Downloading,
+}
+
+/// What [`FileCache::collect_garbage`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct GcReport {
+    /// Blobs the store holds.
+    pub blobs: u64,
+    pub rows_dropped: u64,
+    pub evicted: u64,
+    pub evicted_bytes: u64,
 }
 
 impl Source {

@@ -291,6 +291,23 @@ impl SimplePages {
         self.drop_page(page, true).await
     }
 
+    /// Forgets every page, the project list included; returns how many were stored.
+    pub async fn forget_all(&self) -> Result<u64, CacheError> {
+        self.inner.l1.invalidate_all();
+        let store = self.inner.pages.clone();
+        blocking(move || store.forget_all(ECOSYSTEM)).await
+    }
+
+    /// When the stored page of a project (by normalized name) was fetched and when it expires,
+    /// if one is stored.
+    pub async fn page_times(&self, name: &str) -> Result<Option<(u64, u64)>, CacheError> {
+        let page = self
+            .inner
+            .stored(&PageRef::Project(name.to_owned()), Format::Html)
+            .await?;
+        Ok(page.map(|p| (p.header.fetched_at, p.header.expires_at)))
+    }
+
     async fn drop_page(&self, page: PageRef, keep_snapshots: bool) -> Result<bool, CacheError> {
         for format in [Format::Html, Format::Json] {
             self.inner

@@ -39,10 +39,7 @@ fn success() -> HttpResponse {
 
 pub(crate) fn authorize(admin_token: &Secret, req: &HttpRequest) -> Result<(), AppError> {
     if admin_token.is_empty() {
-        let loopback = req
-            .peer_addr()
-            .is_some_and(|addr| addr.ip().to_canonical().is_loopback());
-        return if loopback {
+        return if from_loopback(req) {
             Ok(())
         } else {
             Err(AppError::Forbidden(
@@ -62,15 +59,26 @@ pub(crate) fn authorize(admin_token: &Secret, req: &HttpRequest) -> Result<(), A
             "this endpoint needs the header 'Authorization: Bearer <admin token>'".into(),
         ));
     };
-    // Comparing digests keeps the comparison constant-time even in the token's length.
-    let matches: bool = Sha256::digest(presented.as_bytes())
-        .ct_eq(&Sha256::digest(admin_token.expose().as_bytes()))
-        .into();
-    if matches {
+    if token_matches(admin_token, presented) {
         Ok(())
     } else {
         Err(AppError::Unauthorized("the admin token is not valid".into()))
     }
+}
+
+/// Whether `presented` is the configured admin token (never true when none is configured).
+pub(crate) fn token_matches(admin_token: &Secret, presented: &str) -> bool {
+    // Comparing digests keeps the comparison constant-time even in the token's length.
+    !admin_token.is_empty()
+        && bool::from(
+            Sha256::digest(presented.as_bytes()).ct_eq(&Sha256::digest(admin_token.expose().as_bytes())),
+        )
+}
+
+/// Whether the client connected from a loopback address.
+pub(crate) fn from_loopback(req: &HttpRequest) -> bool {
+    req.peer_addr()
+        .is_some_and(|addr| addr.ip().to_canonical().is_loopback())
 }
 
 #[cfg(test)]

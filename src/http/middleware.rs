@@ -10,7 +10,6 @@ use actix_web::middleware::Next;
 use actix_web::{Error, HttpResponse};
 
 use crate::error::AppError;
-use crate::pypi::render::push_escaped;
 
 /// Logs method, path, status, cache outcome and duration of every request.
 pub async fn access_log(
@@ -53,11 +52,7 @@ pub async fn html_errors(
         return Ok(response);
     };
     let status = response.status();
-    let page = error_page(
-        status.as_u16(),
-        status.canonical_reason().unwrap_or("Error"),
-        &app_error.to_string(),
-    );
+    let page = crate::web::error_html(status, &app_error.to_string(), None);
     let (req, old) = response.into_parts();
     let mut html = HttpResponse::build(status);
     for (name, value) in old.headers() {
@@ -65,12 +60,7 @@ pub async fn html_errors(
             html.append_header((name.clone(), value.clone()));
         }
     }
-    let html = html
-        .insert_header((
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("text/html; charset=utf-8"),
-        ))
-        .body(page);
+    let html = crate::web::secure_page(&mut html).body(page);
     Ok(ServiceResponse::new(req, html))
 }
 
@@ -85,18 +75,6 @@ fn prefers_html(accept: Option<&HeaderValue>) -> bool {
         (Some(_), None) => true,
         _ => false,
     }
-}
-
-fn error_page(status: u16, reason: &str, message: &str) -> String {
-    let mut escaped = String::with_capacity(message.len());
-    push_escaped(&mut escaped, message);
-    let message = escaped;
-    format!(
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
-         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-         <title>{status} {reason} · pkgmirror</title></head>\
-         <body><h1>{status} {reason}</h1><p>{message}</p><p><a href=\"/\">pkgmirror home</a></p></body></html>\n"
-    )
 }
 
 #[cfg(test)]
@@ -125,12 +103,5 @@ mod tests {
             );
         }
         assert!(!prefers_html(None));
-    }
-
-    #[test]
-    fn error_pages_escape_the_message() {
-        let page = error_page(404, "Not Found", "project '<script>' was not found");
-        assert!(page.contains("&lt;script&gt;"));
-        assert!(!page.contains("<script>"));
     }
 }

@@ -1,6 +1,6 @@
 //! Routes and handlers: thin. They parse the request, ask `cache/`, and shape the response.
 
-mod admin;
+pub(crate) mod admin;
 mod files;
 mod health;
 mod middleware;
@@ -14,6 +14,7 @@ use actix_web::{HttpRequest, web};
 use url::Url;
 
 use crate::cache::CacheCounters;
+use crate::cache::explorer::Explorer;
 use crate::cache::files::FileCache;
 use crate::cache::maintenance::Evictor;
 use crate::cache::simple::SimplePages;
@@ -29,6 +30,10 @@ pub struct AppState {
     /// Keeps a local store within `storage.max_size`; `None` for S3 and tiered stores.
     pub evictor: Option<Evictor>,
     pub counters: Arc<CacheCounters>,
+    /// The catalogue as the web UI browses it, and the admin log.
+    pub explorer: Explorer,
+    /// Admin sessions and the sign-in rate limit.
+    pub ui: crate::web::Ui,
     pub admin_token: Secret,
     pub public_url: Option<Url>,
     pub started: Instant,
@@ -56,6 +61,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/cache/{project}", web::delete().to(admin::forget_project))
         .route("/health", web::get().to(health::health))
         .route("/health", web::head().to(health::health))
+        .configure(crate::web::configure)
         .default_service(web::to(not_found));
 }
 

@@ -16,7 +16,16 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0001_catalogue.sql"),
     include_str!("../../migrations/0002_blobs.sql"),
     include_str!("../../migrations/0003_wheel_metadata.sql"),
+    include_str!("../../migrations/0004_web_ui.sql"),
 ];
+
+/// Recounts one project's cached files, bytes and last access (the triggers of migration 0004
+/// keep them current as blobs come and go; this covers a project whose file rows were replaced).
+const RECOUNT_PROJECT_USAGE: &str = "UPDATE projects SET (cached_files, cached_bytes, last_access) = (
+        SELECT count(b.sha256), coalesce(sum(b.size), 0), max(b.last_access)
+        FROM files f JOIN blobs b ON b.sha256 = f.sha256
+        WHERE f.project_id = projects.id)
+    WHERE id = ?1";
 
 /// One file row as the refresh flow records it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -121,7 +130,7 @@ impl Catalogue {
         })
     }
 
-    fn lock(&self) -> MutexGuard<'_, Connection> {
+    pub(super) fn lock(&self) -> MutexGuard<'_, Connection> {
         // A panic while holding the lock leaves SQLite itself consistent (transactions roll back),
         // so a poisoned mutex is safe to keep using.
         self.conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -189,6 +198,8 @@ impl Catalogue {
                 ])?;
             }
         }
+        // The new file rows may list blobs already stored (or stop listing some).
+        tx.execute(RECOUNT_PROJECT_USAGE, params![project_id])?;
         tx.commit()?;
         Ok(())
     }

@@ -2,6 +2,7 @@
 //! file cache). Nothing above `cache/` touches these types' databases directly.
 
 pub mod blob;
+pub mod browse;
 pub mod catalogue;
 pub mod data_dir;
 pub mod pages;

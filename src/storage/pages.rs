@@ -196,6 +196,28 @@ impl PageStore {
         Ok(removed)
     }
 
+    /// Forgets every page (renderings and snapshots) of an ecosystem; returns how many pages
+    /// had anything stored.
+    pub fn forget_all(&self, ecosystem: &str) -> Result<u64, StorageError> {
+        let tx = self.db.begin_write()?;
+        let mut forgotten = std::collections::HashSet::new();
+        {
+            let range = (ecosystem, "", "")..=(ecosystem, "\u{10FFFF}", "\u{10FFFF}");
+            let mut pages = tx.open_table(PAGES)?;
+            pages.retain_in(range.clone(), |(_, page, _), _| {
+                forgotten.insert(page.to_owned());
+                false
+            })?;
+            let mut snapshots = tx.open_table(SNAPSHOTS)?;
+            snapshots.retain_in(range, |(_, page, _), _| {
+                forgotten.insert(page.to_owned());
+                false
+            })?;
+        }
+        tx.commit()?;
+        Ok(forgotten.len() as u64)
+    }
+
     pub fn counts(&self) -> Result<PageCounts, StorageError> {
         let tx = self.db.begin_read()?;
         Ok(PageCounts {

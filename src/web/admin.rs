@@ -1,0 +1,426 @@
+//! `/admin`: sign in with the admin token, then act on the cache. Every action is a POST form
+//! carrying the session's CSRF token, is recorded in the admin log, and redirects back to the
+//! page (post/redirect/get), which shows the outcome once.
+
+use actix_web::http::StatusCode;
+use actix_web::http::header::LOCATION;
+use actix_web::{HttpRequest, HttpResponse, web};
+use governor::clock::{Clock, DefaultClock};
+use serde::{Deserialize, Serialize};
+
+use super::session::{self, Flash, SESSION_COOKIE, SIGNIN_COOKIE, SharedSession};
+use super::{UiError, html, render, secure_page, view};
+use crate::cache::files::Eviction;
+use crate::cache::simple::PageRef;
+use crate::cache::unix_now;
+use crate::error::AppError;
+use crate::http::AppState;
+use crate::http::admin::{from_loopback, token_matches};
+use crate::pypi::name::{normalize, validate_project_name};
+use crate::pypi::negotiate::Format;
+use crate::storage::browse::AdminLogEntry;
+
+/// Admin log entries shown on the page.
+const LOG_SHOWN: u64 = 50;
+
+#[derive(Deserialize)]
+pub struct AdminQuery {
+    /// Pre-fills the project fields (the project page links here).
+    project: Option<String>,
+}
+
+#[derive(Serialize)]
+struct LogRow {
+    at: String,
+    actor: String,
+    action: String,
+    target: String,
+    outcome: String,
+    ok: bool,
+}
+
+#[derive(Serialize)]
+struct AdminPage {
+    signed_in: bool,
+    csrf: String,
+    error: Option<String>,
+    actor: String,
+    flash: Option<Flash>,
+    project: String,
+    log: Vec<LogRow>,
+}
+
+/// Cookies get `Secure` when clients reach the server over https.
+fn secure(state: &AppState, req: &HttpRequest) -> bool {
+    req.connection_info().scheme() == "https"
+        || state
+            .public_url
+            .as_ref()
+            .is_some_and(|url| url.scheme() == "https")
+}
+
+fn client_address(req: &HttpRequest) -> String {
+    req.peer_addr().map_or_else(
+        || "unknown client".into(),
+        |addr| addr.ip().to_canonical().to_string(),
+    )
+}
+
+fn see_other(location: &str) -> actix_web::HttpResponseBuilder {
+    let mut response = HttpResponse::SeeOther();
+    response.insert_header((LOCATION, location.to_owned()));
+    response
+}
+
+fn internal(e: impl std::fmt::Display) -> UiError {
+    AppError::Internal(e.to_string()).into()
+}
+
+/// A project name from a form or query: validated, normalized.
+fn project_name(raw: Option<&str>) -> Result<String, String> {
+    let raw = raw.unwrap_or("").trim();
+    validate_project_name(raw).map_err(|e| format!("'{raw}' is not a project name: {e}"))?;
+    Ok(normalize(raw))
+}
+
+async fn record(state: &AppState, actor: &str, action: &str, target: Option<&str>, outcome: &str) {
+    let entry = AdminLogEntry {
+        at: unix_now(),
+        actor: actor.to_owned(),
+        action: action.to_owned(),
+        target: target.map(str::to_owned),
+        outcome: outcome.to_owned(),
+    };
+    tracing::info!(actor, action, target, outcome, "admin action");
+    if let Err(e) = state.explorer.record_admin_action(entry).await {
+        tracing::warn!(error = %e, action, "could not record an admin action in the admin log");
+    }
+}
+
+/// `GET /admin`: the actions and the log when signed in, else the sign-in form.
+pub async fn page(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    query: web::Query<AdminQuery>,
+) -> Result<HttpResponse, UiError> {
+    let prefill = project_name(query.project.as_deref()).unwrap_or_default();
+    if let Some((_, session)) = state.ui.sessions.current(&req).await {
+        return signed_in_page(&state, &session, prefill).await;
+    }
+    if state.admin_token.is_empty() {
+        // Without a token there is nothing to sign in with: loopback clients are admins.
+        if !from_loopback(&req) {
+            return Err(AppError::Forbidden(
+                "the admin pages answer only loopback clients while server.admin_token is not set".into(),
+            )
+            .into());
+        }
+        let actor = format!("{} (loopback; no admin token set)", client_address(&req));
+        let (id, session) = state.ui.sessions.start(actor.clone()).await.map_err(internal)?;
+        record(&state, &actor, "sign-in", None, "ok").await;
+        let mut response = signed_in_page(&state, &session, prefill).await?;
+        response
+            .add_cookie(&session::cookie(SESSION_COOKIE, id, secure(&state, &req)))
+            .map_err(internal)?;
+        return Ok(response);
+    }
+    signin_form(&state, &req, None, StatusCode::OK)
+}
+
+async fn signed_in_page(
+    state: &AppState,
+    session: &SharedSession,
+    project: String,
+) -> Result<HttpResponse, UiError> {
+    let (csrf, actor, flash) = {
+        let mut session = session::lock(session);
+        (session.csrf.clone(), session.actor.clone(), session.flash.take())
+    };
+    let log = state
+        .explorer
+        .admin_log(LOG_SHOWN)
+        .await?
+        .into_iter()
+        .map(|entry| LogRow {
+            at: view::timestamp(entry.at),
+            ok: entry.outcome.starts_with("ok"),
+            actor: entry.actor,
+            action: entry.action,
+            target: entry.target.unwrap_or_default(),
+            outcome: entry.outcome,
+        })
+        .collect();
+    let page = AdminPage {
+        signed_in: true,
+        csrf,
+        error: None,
+        actor,
+        flash,
+        project,
+        log,
+    };
+    Ok(html(StatusCode::OK, render("admin.html", "admin", "", &page)?))
+}
+
+/// The sign-in form, with a fresh double-submit CSRF token unless the browser holds one.
+fn signin_form(
+    state: &AppState,
+    req: &HttpRequest,
+    error: Option<String>,
+    status: StatusCode,
+) -> Result<HttpResponse, UiError> {
+    let csrf = match req.cookie(SIGNIN_COOKIE) {
+        Some(cookie)
+            if cookie.value().len() == 64 && cookie.value().bytes().all(|b| b.is_ascii_hexdigit()) =>
+        {
+            cookie.value().to_owned()
+        }
+        _ => session::random_token().map_err(internal)?,
+    };
+    let page = AdminPage {
+        signed_in: false,
+        csrf: csrf.clone(),
+        error,
+        actor: String::new(),
+        flash: None,
+        project: String::new(),
+        log: Vec::new(),
+    };
+    let body = render("admin.html", "admin", "", &page)?;
+    Ok(secure_page(&mut HttpResponse::build(status))
+        .cookie(session::cookie(SIGNIN_COOKIE, csrf, secure(state, req)))
+        .body(body))
+}
+
+#[derive(Deserialize)]
+pub struct SignInForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    token: String,
+}
+
+/// `POST /admin/sign-in`.
+pub async fn sign_in(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    form: web::Form<SignInForm>,
+) -> Result<HttpResponse, UiError> {
+    if state.admin_token.is_empty() {
+        return Ok(see_other("/admin").finish());
+    }
+    let expected = req
+        .cookie(SIGNIN_COOKIE)
+        .map(|c| c.value().to_owned())
+        .unwrap_or_default();
+    if !session::tokens_match(&expected, &form.csrf) {
+        return Err(AppError::Forbidden(
+            "the sign-in form has expired or did not come from this site: reload /admin and sign in again"
+                .into(),
+        )
+        .into());
+    }
+    let address = client_address(&req);
+    let ip = req.peer_addr().map(|addr| addr.ip().to_canonical());
+    if let Some(ip) = ip
+        && let Err(not_until) = state.ui.signin_limiter.check_key(&ip)
+    {
+        let wait = not_until
+            .wait_time_from(DefaultClock::default().now())
+            .as_secs()
+            .max(1);
+        record(&state, &address, "sign-in", None, "refused: too many attempts").await;
+        return Err(AppError::TooManyRequests(
+            format!("too many sign-in attempts from {address}: try again in {wait} s"),
+            wait,
+        )
+        .into());
+    }
+    state.ui.signin_limiter.retain_recent();
+    if !token_matches(&state.admin_token, &form.token) {
+        record(&state, &address, "sign-in", None, "failed: wrong token").await;
+        return signin_form(
+            &state,
+            &req,
+            Some("That is not the admin token.".into()),
+            StatusCode::FORBIDDEN,
+        );
+    }
+    let actor = format!("{address} (admin token)");
+    let (id, _) = state.ui.sessions.start(actor.clone()).await.map_err(internal)?;
+    record(&state, &actor, "sign-in", None, "ok").await;
+    let secure = secure(&state, &req);
+    Ok(see_other("/admin")
+        .cookie(session::cookie(SESSION_COOKIE, id, secure))
+        .cookie(session::removal(SIGNIN_COOKIE, secure))
+        .finish())
+}
+
+#[derive(Deserialize)]
+pub struct ActionForm {
+    #[serde(default)]
+    csrf: String,
+    project: Option<String>,
+    filename: Option<String>,
+}
+
+/// The signed-in session of a form post whose CSRF token matches it.
+async fn authorized(
+    state: &AppState,
+    req: &HttpRequest,
+    csrf: &str,
+) -> Result<(String, SharedSession), UiError> {
+    let Some((id, session)) = state.ui.sessions.current(req).await else {
+        return Err(AppError::Forbidden(
+            "you are not signed in (or your session expired): sign in at /admin".into(),
+        )
+        .into());
+    };
+    let expected = session::lock(&session).csrf.clone();
+    if !session::tokens_match(&expected, csrf) {
+        tracing::warn!(client = %client_address(req), "admin form refused: CSRF token mismatch");
+        return Err(AppError::Forbidden(
+            "the form's CSRF token does not match your session: reload /admin and try again".into(),
+        )
+        .into());
+    }
+    Ok((id, session))
+}
+
+/// `POST /admin/sign-out`.
+pub async fn sign_out(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    form: web::Form<ActionForm>,
+) -> Result<HttpResponse, UiError> {
+    let (id, session) = authorized(&state, &req, &form.csrf).await?;
+    let actor = session::lock(&session).actor.clone();
+    state.ui.sessions.end(&id).await;
+    record(&state, &actor, "sign-out", None, "ok").await;
+    Ok(see_other("/admin")
+        .cookie(session::removal(SESSION_COOKIE, secure(&state, &req)))
+        .finish())
+}
+
+/// `POST /admin/{action}`.
+pub async fn act(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    action: web::Path<String>,
+    form: web::Form<ActionForm>,
+) -> Result<HttpResponse, UiError> {
+    let action = action.into_inner();
+    let (_, session) = authorized(&state, &req, &form.csrf).await?;
+    let actor = session::lock(&session).actor.clone();
+    let project = project_name(form.project.as_deref());
+    let (target, outcome): (Option<String>, Result<String, String>) = match action.as_str() {
+        "refresh-project" => match project {
+            Ok(name) => {
+                let result = state
+                    .pages
+                    .revalidate(PageRef::Project(name.clone()), Format::Html)
+                    .await
+                    .map(|served| {
+                        format!(
+                            "ok: page refreshed from upstream (X-Cache: {})",
+                            served.outcome.as_str()
+                        )
+                    })
+                    .map_err(|e| format!("failed: {}", AppError::from(e)));
+                (Some(name), result)
+            }
+            Err(e) => (form.project.clone(), Err(format!("refused: {e}"))),
+        },
+        "forget-project" => match project {
+            Ok(name) => {
+                let result = state
+                    .pages
+                    .forget(PageRef::Project(name.clone()))
+                    .await
+                    .map(|was_cached| {
+                        if was_cached {
+                            "ok: page cache cleared".to_owned()
+                        } else {
+                            "ok: nothing was cached".to_owned()
+                        }
+                    })
+                    .map_err(|e| format!("failed: {}", AppError::from(e)));
+                (Some(name), result)
+            }
+            Err(e) => (form.project.clone(), Err(format!("refused: {e}"))),
+        },
+        "forget-list" => (
+            None,
+            state
+                .pages
+                .forget(PageRef::List)
+                .await
+                .map(|_| "ok: project list cache cleared".to_owned())
+                .map_err(|e| format!("failed: {}", AppError::from(e))),
+        ),
+        "forget-all" => (
+            None,
+            state
+                .pages
+                .forget_all()
+                .await
+                .map(|pages| format!("ok: cached pages cleared: {pages}"))
+                .map_err(|e| format!("failed: {}", AppError::from(e))),
+        ),
+        "evict-file" => {
+            let filename = form.filename.as_deref().unwrap_or("").trim().to_owned();
+            match project {
+                Ok(name) if !filename.is_empty() => {
+                    let result = match state.files.evict(&name, &filename).await {
+                        Ok(Eviction::Removed { size }) => Ok(format!("ok: evicted ({})", view::size(size))),
+                        Ok(Eviction::NotStored) => Ok("ok: the file was not cached".to_owned()),
+                        Ok(Eviction::Downloading) => {
+                            Err("refused: the file is being downloaded right now".to_owned())
+                        }
+                        Err(e) => Err(format!("failed: {}", AppError::from(e))),
+                    };
+                    (Some(format!("{name}/{filename}")), result)
+                }
+                Ok(name) => (Some(name), Err("refused: no file name given".to_owned())),
+                Err(e) => (form.project.clone(), Err(format!("refused: {e}"))),
+            }
+        }
+        "gc" => (
+            None,
+            state
+                .files
+                .collect_garbage(state.evictor.as_ref())
+                .await
+                .map(|report| {
+                    format!(
+                        "ok: {} blobs stored; dropped {} catalogue rows without a blob; evicted {} ({})",
+                        report.blobs,
+                        report.rows_dropped,
+                        report.evicted,
+                        view::size(report.evicted_bytes)
+                    )
+                })
+                .map_err(|e| format!("failed: {}", AppError::from(e))),
+        ),
+        other => {
+            return Err(AppError::NotFound(format!("there is no admin action '{other}'")).into());
+        }
+    };
+    let text = match &outcome {
+        Ok(text) | Err(text) => text.clone(),
+    };
+    record(&state, &actor, &action, target.as_deref(), &text).await;
+    let headline = match &target {
+        Some(target) => format!("{action} {target}: {text}"),
+        None => format!("{action}: {text}"),
+    };
+    session::lock(&session).flash = Some(Flash {
+        kind: if outcome.is_ok() { "ok" } else { "bad" },
+        text: headline,
+    });
+    let back = match form.project.as_deref().map(|p| project_name(Some(p))) {
+        Some(Ok(name)) => format!("/admin?project={name}"),
+        _ => "/admin".to_owned(),
+    };
+    Ok(see_other(&back).finish())
+}

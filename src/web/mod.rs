@@ -1,0 +1,244 @@
+//! The web UI: server-rendered pages (tera templates built into the binary) that show what the
+//! mirror holds and let admins manage its cache. Pages work without JavaScript; the one script
+//! only adds copy buttons.
+
+mod admin;
+mod assets;
+mod pages;
+mod session;
+mod view;
+
+use std::net::IpAddr;
+use std::num::NonZeroU32;
+use std::sync::LazyLock;
+
+use actix_web::http::StatusCode;
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::{HttpResponse, HttpResponseBuilder, ResponseError, web};
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use serde::Serialize;
+use tera::{Context, Tera};
+
+use crate::cache::CacheError;
+use crate::error::AppError;
+
+/// Sign-in attempts allowed per client address and minute.
+const SIGNIN_ATTEMPTS_PER_MINUTE: u32 = 5;
+
+const TEMPLATES: &[(&str, &str)] = &[
+    ("base.html", include_str!("../../templates/base.html")),
+    ("error.html", include_str!("../../templates/error.html")),
+    ("home.html", include_str!("../../templates/home.html")),
+    ("packages.html", include_str!("../../templates/packages.html")),
+    ("project.html", include_str!("../../templates/project.html")),
+    ("admin.html", include_str!("../../templates/admin.html")),
+];
+
+static TERA: LazyLock<Result<Tera, String>> = LazyLock::new(|| {
+    let mut tera = Tera::default();
+    tera.set_escape_fn(escape_html);
+    tera.add_raw_templates(TEMPLATES.iter().copied())
+        .map_err(|e| format!("the built-in templates do not compile: {e:?}"))?;
+    Ok(tera)
+});
+
+/// Tera's default escaper also escapes `/`; the Simple API's escaper leaves URLs readable.
+fn escape_html(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    crate::pypi::render::push_escaped(&mut out, text);
+    out
+}
+
+/// Compiles the templates; the server calls this at start so a broken build fails there.
+pub fn check_templates() -> Result<(), String> {
+    TERA.as_ref().map(|_| ()).map_err(Clone::clone)
+}
+
+/// The UI's own state: admin sessions and the sign-in rate limit.
+pub struct Ui {
+    sessions: session::Sessions,
+    signin_limiter: DefaultKeyedRateLimiter<IpAddr>,
+}
+
+impl Default for Ui {
+    fn default() -> Self {
+        let per_minute = NonZeroU32::new(SIGNIN_ATTEMPTS_PER_MINUTE).unwrap_or(NonZeroU32::MIN);
+        Self {
+            sessions: session::Sessions::default(),
+            signin_limiter: RateLimiter::keyed(Quota::per_minute(per_minute)),
+        }
+    }
+}
+
+/// The UI's routes.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/", web::get().to(pages::home))
+        .route("/packages", web::get().to(pages::packages))
+        .route("/packages/{ecosystem}/{project}", web::get().to(pages::project))
+        .route("/admin", web::get().to(admin::page))
+        .route("/admin/sign-in", web::post().to(admin::sign_in))
+        .route("/admin/sign-out", web::post().to(admin::sign_out))
+        .route("/admin/{action}", web::post().to(admin::act))
+        .route("/static/{file}", web::get().to(assets::serve))
+        .route("/static/{file}", web::head().to(assets::serve));
+}
+
+/// What every page's layout needs.
+#[derive(Serialize)]
+struct Layout {
+    version: &'static str,
+    assets: assets::AssetUrls,
+    /// The navigation entry to mark as current.
+    nav: &'static str,
+    /// The search box's text.
+    search: String,
+}
+
+/// Renders `template` with `data` (a struct whose fields become the template's variables).
+fn render(
+    template: &str,
+    nav: &'static str,
+    search: &str,
+    data: &impl Serialize,
+) -> Result<String, AppError> {
+    let tera = TERA.as_ref().map_err(|e| AppError::Internal(e.clone()))?;
+    let mut context = Context::from_serialize(data)
+        .map_err(|e| AppError::Internal(format!("cannot prepare the page {template}: {e}")))?;
+    context.insert(
+        "page",
+        &Layout {
+            version: env!("CARGO_PKG_VERSION"),
+            assets: assets::urls(),
+            nav,
+            search: search.to_owned(),
+        },
+    );
+    tera.render(template, &context)
+        .map_err(|e| AppError::Internal(format!("cannot render the page {template}: {e:?}")))
+}
+
+/// The headers every UI page carries: no inline script or style may run, no site may frame it,
+/// and no other site learns its URLs.
+pub fn secure_page(builder: &mut HttpResponseBuilder) -> &mut HttpResponseBuilder {
+    builder
+        .insert_header((
+            header::CONTENT_SECURITY_POLICY,
+            "default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self'; \
+             form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+        ))
+        .insert_header((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+        .insert_header((header::X_FRAME_OPTIONS, "DENY"))
+        .insert_header((header::REFERRER_POLICY, "same-origin"))
+        // Pages show live figures and admin state: never reuse a stored copy.
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .insert_header((
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/html; charset=utf-8"),
+        ))
+}
+
+fn html(status: StatusCode, body: String) -> HttpResponse {
+    secure_page(&mut HttpResponse::build(status)).body(body)
+}
+
+#[derive(Serialize)]
+struct SearchLink {
+    text: String,
+    href: String,
+}
+
+#[derive(Serialize)]
+struct ErrorPage<'a> {
+    status: u16,
+    reason: &'a str,
+    message: &'a str,
+    search: Option<SearchLink>,
+}
+
+/// An error page in the UI's style; `search` adds a link to search for that name.
+pub fn error_html(status: StatusCode, message: &str, search: Option<&str>) -> String {
+    let reason = status.canonical_reason().unwrap_or("Error");
+    let page = ErrorPage {
+        status: status.as_u16(),
+        reason,
+        message,
+        search: search.map(|text| SearchLink {
+            text: text.to_owned(),
+            href: view::packages_href(text, None, None),
+        }),
+    };
+    render("error.html", "", "", &page).unwrap_or_else(|e| {
+        tracing::error!(error = %e, "cannot render an error page");
+        format!("{} {reason}: {message}\n", status.as_u16())
+    })
+}
+
+/// A failure on a UI page: always answered as an HTML page, whatever the client accepts.
+#[derive(Debug, thiserror::Error)]
+#[error("{error}")]
+pub struct UiError {
+    error: AppError,
+    /// A name to offer a search link for (a project that is not in the catalogue).
+    search: Option<String>,
+}
+
+impl UiError {
+    fn with_search(error: AppError, name: &str) -> Self {
+        Self {
+            error,
+            search: Some(name.to_owned()),
+        }
+    }
+}
+
+impl From<AppError> for UiError {
+    fn from(error: AppError) -> Self {
+        Self { error, search: None }
+    }
+}
+
+impl From<CacheError> for UiError {
+    fn from(error: CacheError) -> Self {
+        AppError::from(error).into()
+    }
+}
+
+impl ResponseError for UiError {
+    fn status_code(&self) -> StatusCode {
+        self.error.status_code()
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let status = self.status_code();
+        let mut response = HttpResponse::build(status);
+        if let AppError::TooManyRequests(_, retry_after) = &self.error {
+            response.insert_header((header::RETRY_AFTER, retry_after.to_string()));
+        }
+        secure_page(&mut response).body(error_html(
+            status,
+            &self.error.to_string(),
+            self.search.as_deref(),
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn templates_compile_and_error_pages_escape() {
+        check_templates().unwrap();
+        let page = error_html(
+            StatusCode::NOT_FOUND,
+            "project '<b>x</b>' is unknown",
+            Some("<b>x"),
+        );
+        assert!(
+            page.contains("project &#39;&lt;b&gt;x&lt;/b&gt;&#39; is unknown"),
+            "{page}"
+        );
+        assert!(page.contains("href=\"/packages?q=%3Cb%3Ex\""), "{page}");
+        assert!(!page.contains("<b>"));
+    }
+}

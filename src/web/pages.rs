@@ -1,0 +1,472 @@
+//! The pages anyone may read: home, the package list and one project.
+
+use std::collections::BTreeMap;
+
+use actix_web::http::StatusCode;
+use actix_web::http::header::LOCATION;
+use actix_web::{HttpRequest, HttpResponse, web};
+use serde::{Deserialize, Serialize};
+
+use super::{UiError, html, render, view};
+use crate::cache::explorer::ListingRequest;
+use crate::cache::unix_now;
+use crate::error::AppError;
+use crate::http::{AppState, external_url};
+use crate::pypi::name::{normalize, validate_project_name};
+use crate::storage::browse::ProjectSort;
+
+/// Projects per page of the package list.
+const PAGE_SIZE: u64 = 50;
+/// Downloads listed on the home page.
+const RECENT_DOWNLOADS: u64 = 10;
+/// The longest search text taken; longer names do not exist.
+const MAX_SEARCH_LEN: usize = 200;
+
+#[derive(Serialize)]
+struct UpstreamView {
+    url: String,
+    role: &'static str,
+    state: &'static str,
+    last_success: Option<String>,
+    last_error: Option<String>,
+}
+
+#[derive(Serialize)]
+struct StorageView {
+    backend: &'static str,
+    state: &'static str,
+    error: Option<String>,
+}
+
+#[derive(Serialize)]
+struct BudgetView {
+    used_bytes: u64,
+    max_bytes: u64,
+    max: String,
+    percent: String,
+}
+
+#[derive(Serialize)]
+struct Totals {
+    projects: u64,
+    files: u64,
+    blobs: u64,
+    bytes: String,
+    budget: Option<BudgetView>,
+    hit_ratio: Option<String>,
+    hits: u64,
+    misses: u64,
+    stale: u64,
+}
+
+#[derive(Serialize)]
+struct DownloadView {
+    project: String,
+    project_href: String,
+    filename: String,
+    size: String,
+    stored: String,
+}
+
+#[derive(Serialize)]
+struct Snippet {
+    id: &'static str,
+    title: &'static str,
+    text: String,
+}
+
+#[derive(Serialize)]
+struct Home {
+    status: &'static str,
+    upstream_configured: bool,
+    upstreams: Vec<UpstreamView>,
+    storage: StorageView,
+    totals: Totals,
+    recent: Vec<DownloadView>,
+    index_url: String,
+    snippets: Vec<Snippet>,
+}
+
+/// `GET /`.
+pub async fn home(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, UiError> {
+    let now = unix_now();
+    let upstreams: Vec<UpstreamView> = state
+        .pages
+        .health_reports()
+        .into_iter()
+        .enumerate()
+        .map(|(i, (url, report))| UpstreamView {
+            url,
+            role: if i == 0 { "main" } else { "extra" },
+            state: report.state,
+            last_success: report.last_success,
+            last_error: report.last_error,
+        })
+        .collect();
+    let (backend, storage) = state.files.storage_health().await;
+    let status = if storage.is_err() || upstreams.iter().any(|u| u.state == "down") {
+        "degraded"
+    } else {
+        "ok"
+    };
+    let counts = state.pages.storage_counts().await?.catalogue;
+    let counters = state.counters.snapshot();
+    let lookups = counters.hits + counters.misses;
+    // A local store's budget covers every blob; a tiered store's covers its local tier.
+    let budget = match (&state.evictor, state.files.tier_stats()) {
+        (Some(evictor), _) => Some((counts.blob_bytes, evictor.max_bytes())),
+        (None, Some(tier)) => Some((tier.bytes, tier.max_bytes)),
+        (None, None) => None,
+    };
+    let recent = state
+        .explorer
+        .recent_downloads(RECENT_DOWNLOADS)
+        .await?
+        .into_iter()
+        .map(|d| DownloadView {
+            project_href: view::project_href(&d.ecosystem, &d.project),
+            project: d.project,
+            filename: d.filename,
+            size: view::size(d.size),
+            stored: view::relative(d.stored_at, now),
+        })
+        .collect();
+    let index_url = external_url(&state, &req, "/simple/");
+    let page = Home {
+        status,
+        upstream_configured: !upstreams.is_empty(),
+        upstreams,
+        storage: StorageView {
+            backend,
+            state: if storage.is_ok() { "ok" } else { "failing" },
+            error: storage.err(),
+        },
+        totals: Totals {
+            projects: counts.projects,
+            files: counts.files,
+            blobs: counts.blobs,
+            bytes: view::size(counts.blob_bytes),
+            budget: budget.map(|(used, max)| BudgetView {
+                used_bytes: used,
+                max_bytes: max,
+                max: view::size(max),
+                percent: view::percent(if max == 0 { 1.0 } else { used as f64 / max as f64 }),
+            }),
+            hit_ratio: (lookups > 0).then(|| view::percent(counters.hits as f64 / lookups as f64)),
+            hits: counters.hits,
+            misses: counters.misses,
+            stale: counters.stale,
+        },
+        recent,
+        snippets: setup_snippets(&index_url),
+        index_url,
+    };
+    Ok(html(StatusCode::OK, render("home.html", "home", "", &page)?))
+}
+
+/// How each client is pointed at `index_url` (this server's `/simple/`).
+fn setup_snippets(index_url: &str) -> Vec<Snippet> {
+    // pip refuses an index over plain http unless its host is trusted (localhost excepted).
+    let host = url::Url::parse(index_url)
+        .ok()
+        .filter(|url| url.scheme() == "http")
+        .and_then(|url| url.host_str().map(str::to_owned))
+        .filter(|host| host != "localhost" && host != "127.0.0.1" && host != "[::1]");
+    let (pip_conf_trust, pip_flag_trust) = match &host {
+        Some(host) => (
+            format!("\ntrusted-host = {host}"),
+            format!(" --trusted-host {host}"),
+        ),
+        None => (String::new(), String::new()),
+    };
+    vec![
+        Snippet {
+            id: "pip",
+            title: "pip (pip.conf)",
+            text: format!("[global]\nindex-url = {index_url}{pip_conf_trust}"),
+        },
+        Snippet {
+            id: "pip-flag",
+            title: "pip (one command)",
+            text: format!("pip install --index-url {index_url}{pip_flag_trust} <package>"),
+        },
+        Snippet {
+            id: "uv-env",
+            title: "uv (environment)",
+            text: format!("export UV_DEFAULT_INDEX={index_url}"),
+        },
+        Snippet {
+            id: "uv-toml",
+            title: "uv (uv.toml)",
+            text: format!("[[index]]\nurl = \"{index_url}\"\ndefault = true"),
+        },
+        Snippet {
+            id: "poetry",
+            title: "poetry",
+            text: format!("poetry source add --priority=primary pkgmirror {index_url}"),
+        },
+        Snippet {
+            id: "pdm",
+            title: "pdm",
+            text: format!("pdm config pypi.url {index_url}"),
+        },
+    ]
+}
+
+#[derive(Deserialize)]
+pub struct PackagesQuery {
+    q: Option<String>,
+    sort: Option<String>,
+    page: Option<u64>,
+}
+
+#[derive(Serialize)]
+struct ProjectRow {
+    display_name: String,
+    href: String,
+    files: u64,
+    cached_files: u64,
+    cached_size: String,
+    last_access: String,
+}
+
+#[derive(Serialize)]
+struct SortLink {
+    label: &'static str,
+    href: String,
+    current: bool,
+}
+
+#[derive(Serialize)]
+struct Pager {
+    first: u64,
+    last: u64,
+    prev_href: Option<String>,
+    next_href: Option<String>,
+}
+
+#[derive(Serialize)]
+struct Packages {
+    search: String,
+    total: u64,
+    projects: Vec<ProjectRow>,
+    sorts: Vec<SortLink>,
+    pager: Pager,
+}
+
+/// `GET /packages?q=&sort=&page=`.
+pub async fn packages(
+    state: web::Data<AppState>,
+    query: web::Query<PackagesQuery>,
+) -> Result<HttpResponse, UiError> {
+    let query = query.into_inner();
+    let search: String = query
+        .q
+        .unwrap_or_default()
+        .trim()
+        .chars()
+        .take(MAX_SEARCH_LEN)
+        .collect();
+    let sort = match query.sort.as_deref() {
+        None | Some("") => ProjectSort::Name,
+        Some(text) => ProjectSort::parse(text).ok_or_else(|| {
+            AppError::BadRequest(format!("cannot sort by '{text}': use name, last_access or size"))
+        })?,
+    };
+    let page = query.page.unwrap_or(1).max(1);
+    let offset = (page - 1).saturating_mul(PAGE_SIZE);
+    let listing = state
+        .explorer
+        .projects(ListingRequest {
+            ecosystem: "pypi",
+            contains: normalize(&search),
+            sort,
+            offset,
+            limit: PAGE_SIZE,
+        })
+        .await?;
+    let now = unix_now();
+    let shown = listing.projects.len() as u64;
+    let projects = listing
+        .projects
+        .into_iter()
+        .map(|p| ProjectRow {
+            href: view::project_href(&p.ecosystem, &p.name),
+            display_name: p.display_name,
+            files: p.files,
+            cached_files: p.cached_files,
+            cached_size: view::size(p.cached_bytes),
+            last_access: p
+                .last_access
+                .map_or_else(|| "—".into(), |at| view::relative(at, now)),
+        })
+        .collect();
+    let sorts = [
+        (ProjectSort::Name, "name"),
+        (ProjectSort::LastAccess, "last access"),
+        (ProjectSort::CachedSize, "cached size"),
+    ]
+    .into_iter()
+    .map(|(option, label)| SortLink {
+        label,
+        href: view::packages_href(&search, Some(option), None),
+        current: option == sort,
+    })
+    .collect();
+    let pager = Pager {
+        first: (offset + 1).min(listing.total),
+        last: offset + shown,
+        prev_href: (page > 1).then(|| view::packages_href(&search, Some(sort), Some(page - 1))),
+        next_href: (offset + shown < listing.total)
+            .then(|| view::packages_href(&search, Some(sort), Some(page + 1))),
+    };
+    let body = render(
+        "packages.html",
+        "packages",
+        &search,
+        &Packages {
+            search: search.clone(),
+            total: listing.total,
+            projects,
+            sorts,
+            pager,
+        },
+    )?;
+    Ok(html(StatusCode::OK, body))
+}
+
+#[derive(Serialize)]
+struct FileView {
+    filename: String,
+    href: String,
+    size: String,
+    sha256: Option<String>,
+    requires_python: String,
+    upload_time: String,
+    yanked: bool,
+    yanked_reason: Option<String>,
+    cached: bool,
+    hits: u64,
+}
+
+#[derive(Serialize)]
+struct VersionView {
+    version: String,
+    files: Vec<FileView>,
+}
+
+#[derive(Serialize)]
+struct ProjectView {
+    display_name: String,
+    status: Option<String>,
+    files: u64,
+    cached_files: u64,
+    cached_size: String,
+    fetched: String,
+    expires: String,
+    expired: bool,
+    index_href: String,
+    admin_href: String,
+}
+
+#[derive(Serialize)]
+struct ProjectPage {
+    project: ProjectView,
+    versions: Vec<VersionView>,
+}
+
+/// Files whose name gives no version are listed under this heading.
+const OTHER_FILES: &str = "Other files";
+
+/// `GET /packages/{ecosystem}/{project}`.
+pub async fn project(
+    state: web::Data<AppState>,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, UiError> {
+    let (ecosystem, raw) = path.into_inner();
+    if ecosystem != "pypi" {
+        return Err(AppError::NotFound(format!(
+            "pkgmirror has no '{ecosystem}' packages; it mirrors pypi"
+        ))
+        .into());
+    }
+    validate_project_name(&raw).map_err(|e| {
+        UiError::with_search(
+            AppError::BadRequest(format!("'{raw}' is not a project name: {e}")),
+            &raw,
+        )
+    })?;
+    let name = normalize(&raw);
+    if name != raw {
+        return Ok(HttpResponse::MovedPermanently()
+            .insert_header((LOCATION, view::project_href(&ecosystem, &name)))
+            .finish());
+    }
+    let Some(detail) = state.explorer.project("pypi", name.clone()).await? else {
+        return Err(UiError::with_search(
+            AppError::NotFound(format!(
+                "project '{name}' is not in pkgmirror's catalogue: no client has asked the mirror for it yet"
+            )),
+            &name,
+        ));
+    };
+    let times = state.pages.page_times(&name).await?;
+    let now = unix_now();
+    let mut by_version: BTreeMap<String, Vec<FileView>> = BTreeMap::new();
+    for file in detail.files {
+        let record = file.file;
+        by_version
+            .entry(record.version.clone().unwrap_or_else(|| OTHER_FILES.into()))
+            .or_default()
+            .push(FileView {
+                href: view::file_href(&name, &record.filename),
+                size: record
+                    .size
+                    .or(file.stored_size)
+                    .map_or_else(|| "—".into(), view::size),
+                sha256: record.sha256,
+                requires_python: record.requires_python.unwrap_or_default(),
+                upload_time: record.upload_time.unwrap_or_default(),
+                yanked: record.yanked.is_some(),
+                yanked_reason: record.yanked.filter(|r| !r.is_empty()),
+                cached: file.cached,
+                hits: file.hits,
+                filename: record.filename,
+            });
+    }
+    let mut versions: Vec<VersionView> = by_version
+        .into_iter()
+        .map(|(version, files)| VersionView { version, files })
+        .collect();
+    versions.sort_by(
+        |a, b| match (a.version == OTHER_FILES, b.version == OTHER_FILES) {
+            (false, false) => view::newest_first(&a.version, &b.version),
+            (a_other, b_other) => a_other.cmp(&b_other),
+        },
+    );
+    let summary = detail.summary;
+    let (fetched_at, expires_at) = times.unwrap_or((summary.fetched_at, summary.fetched_at));
+    let page = ProjectPage {
+        project: ProjectView {
+            display_name: summary.display_name,
+            status: detail.status,
+            files: summary.files,
+            cached_files: summary.cached_files,
+            cached_size: view::size(summary.cached_bytes),
+            fetched: view::relative(fetched_at, now),
+            expires: if expires_at <= now {
+                "expired".into()
+            } else {
+                view::relative(expires_at, now)
+            },
+            expired: expires_at <= now,
+            index_href: format!("/simple/{name}/"),
+            admin_href: format!("/admin?project={name}"),
+        },
+        versions,
+    };
+    Ok(html(
+        StatusCode::OK,
+        render("project.html", "packages", "", &page)?,
+    ))
+}
