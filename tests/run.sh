@@ -57,6 +57,40 @@ fi
 "$venv/bin/pdm" --version
 "$PKGMIRROR_TEST_PYTHON" -c 'import moto; print("moto", moto.__version__)'
 
+# The web UI is driven in a real browser (tests/it/browser.rs runs tests/browser/ui_flow.mjs):
+# Debian's Chromium, and playwright-core at the exact version pinned in tests/browser/package.json
+# and package-lock.json, installed outside the clone and only when missing or changed.
+step "browser"
+as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+apt_install() {
+    # Refresh the package lists only when they lack the package, or when installing from them
+    # fails (a stale list may name a version the archive no longer has).
+    if ! apt-cache policy "$@" 2>/dev/null | grep -q 'Candidate: [0-9]'; then
+        as_root apt-get update -qq
+    fi
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" ||
+        { as_root apt-get update -qq &&
+            as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@"; }
+}
+[ -x /usr/bin/chromium ] || apt_install chromium
+command -v npm >/dev/null 2>&1 || apt_install nodejs npm
+browser_dir="${PKGMIRROR_TEST_BROWSER_DIR:-$HOME/.cache/pkgmirror/browser}"
+export PKGMIRROR_TEST_NODE_MODULES="$browser_dir/node_modules"
+browser_stamp="$browser_dir/.pkgmirror-browser"
+browser_pins="$(cat tests/browser/package.json tests/browser/package-lock.json | sha256sum | cut -d' ' -f1)"
+if [ "$(cat "$browser_stamp" 2>/dev/null)" != "$browser_pins" ] ||
+    [ ! -f "$PKGMIRROR_TEST_NODE_MODULES/playwright-core/package.json" ]; then
+    rm -f "$browser_stamp"
+    mkdir -p "$browser_dir"
+    cp tests/browser/package.json tests/browser/package-lock.json "$browser_dir/"
+    npm ci --prefix "$browser_dir" --no-audit --no-fund --loglevel=error
+    echo "$browser_pins" >"$browser_stamp"
+fi
+/usr/bin/chromium --version
+echo "node $(node --version)"
+node -e 'console.log("playwright-core", require(process.argv[1]).version)' \
+    "$PKGMIRROR_TEST_NODE_MODULES/playwright-core/package.json"
+
 step "format"
 cargo fmt --all -- --check
 

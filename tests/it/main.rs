@@ -1,6 +1,7 @@
 //! The integration tests: one binary, the real server, fake upstreams on 127.0.0.1.
 
 mod admin_health;
+mod browser;
 mod cli;
 mod clients;
 mod files;
