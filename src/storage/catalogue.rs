@@ -717,4 +717,30 @@ mod tests {
         let err = Catalogue::open(&path).err().unwrap();
         assert!(err.to_string().contains("schema version 99"), "{err}");
     }
+
+    #[test]
+    fn upgrading_counts_what_older_versions_cached() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("catalogue.sqlite3");
+        let conn = Connection::open(&path).unwrap();
+        for sql in &MIGRATIONS[..3] {
+            conn.execute_batch(sql).unwrap();
+        }
+        conn.pragma_update(None, "user_version", 3).unwrap();
+        conn.execute_batch(
+            "INSERT INTO indexes (id, ecosystem, url, ttl_secs) VALUES (1, 'pypi', 'http://i.invalid/', 60);
+             INSERT INTO projects (id, ecosystem, name, display_name, fetched_at) VALUES (1, 'pypi', 'old', 'Old', 5);
+             INSERT INTO files (project_id, index_id, filename, url, sha256) VALUES
+                 (1, 1, 'old-1.tar.gz', 'http://i.invalid/a', 'aa'), (1, 1, 'old-2.tar.gz', 'http://i.invalid/b', 'bb');
+             INSERT INTO blobs (sha256, size, store, created_at, last_access) VALUES ('aa', 7, 'local', 1, 40);",
+        )
+        .unwrap();
+        drop(conn);
+        let catalogue = Catalogue::open(&path).unwrap();
+        let old = catalogue.project_detail("pypi", "old").unwrap().unwrap().summary;
+        assert_eq!(
+            (old.files, old.cached_files, old.cached_bytes, old.last_access),
+            (2, 1, 7, Some(40))
+        );
+    }
 }
