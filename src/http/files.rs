@@ -19,13 +19,19 @@ const IMMUTABLE: &str = "public, max-age=31536000, immutable";
 
 pub async fn file(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, AppError> {
     let project = project_name(&req)?;
-    let requested = req.match_info().get("filename").unwrap_or("");
+    let raw = req.match_info().get("filename").unwrap_or("");
+    // actix's router leaves `%2B`, `%2F` and `%25` encoded in path segments; our own pages
+    // encode a local version's `+` as `%2B`, so finish decoding here (and only once).
+    let requested = percent_encoding::percent_decode_str(raw)
+        .decode_utf8()
+        .map_err(|_| AppError::BadRequest(format!("invalid file name '{raw}': not UTF-8")))?;
+    let requested: &str = &requested;
     if !is_safe_filename(requested) {
         return Err(AppError::BadRequest(format!("invalid file name '{requested}'")));
     }
     let normalized = normalize(project);
     if normalized != project {
-        return Ok(redirect_path(&state, &req, &format!("{normalized}/{requested}")));
+        return Ok(redirect_path(&state, &req, &format!("{normalized}/{raw}")));
     }
     let (filename, kind) = match requested.strip_suffix(".metadata") {
         Some(dist) => (dist, FileKind::Metadata),

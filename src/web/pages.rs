@@ -21,6 +21,8 @@ const PAGE_SIZE: u64 = 50;
 const RECENT_DOWNLOADS: u64 = 10;
 /// The longest search text taken; longer names do not exist.
 const MAX_SEARCH_LEN: usize = 200;
+/// Page numbers beyond this are refused (50 million projects).
+const MAX_PAGE: u64 = 1_000_000;
 
 #[derive(Serialize)]
 struct UpstreamView {
@@ -217,7 +219,8 @@ fn setup_snippets(index_url: &str) -> Vec<Snippet> {
 pub struct PackagesQuery {
     q: Option<String>,
     sort: Option<String>,
-    page: Option<u64>,
+    /// Parsed by the handler, so a malformed number gets the UI's error page.
+    page: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -248,6 +251,8 @@ struct Pager {
 #[derive(Serialize)]
 struct Packages {
     search: String,
+    /// The page asked for lies beyond the last project.
+    past_end: bool,
     total: u64,
     projects: Vec<ProjectRow>,
     sorts: Vec<SortLink>,
@@ -273,8 +278,20 @@ pub async fn packages(
             AppError::BadRequest(format!("cannot sort by '{text}': use name, last_access or size"))
         })?,
     };
-    let page = query.page.unwrap_or(1).max(1);
-    let offset = (page - 1).saturating_mul(PAGE_SIZE);
+    let page = match query.page.as_deref().map(str::trim) {
+        None | Some("") => 1,
+        Some(text) => text
+            .parse::<u64>()
+            .ok()
+            .filter(|page| *page <= MAX_PAGE)
+            .ok_or_else(|| {
+                AppError::BadRequest(format!(
+                    "'{text}' is not a page number: use a whole number from 1 to {MAX_PAGE}"
+                ))
+            })?
+            .max(1),
+    };
+    let offset = (page - 1) * PAGE_SIZE;
     let listing = state
         .explorer
         .projects(ListingRequest {
@@ -313,10 +330,13 @@ pub async fn packages(
         current: option == sort,
     })
     .collect();
+    // A page past the end links back to the last page that has rows.
+    let last_page = listing.total.div_ceil(PAGE_SIZE).max(1);
     let pager = Pager {
-        first: (offset + 1).min(listing.total),
+        first: if shown == 0 { 0 } else { offset + 1 },
         last: offset + shown,
-        prev_href: (page > 1).then(|| view::packages_href(&search, Some(sort), Some(page - 1))),
+        prev_href: (page > 1)
+            .then(|| view::packages_href(&search, Some(sort), Some((page - 1).min(last_page)))),
         next_href: (offset + shown < listing.total)
             .then(|| view::packages_href(&search, Some(sort), Some(page + 1))),
     };
@@ -326,6 +346,7 @@ pub async fn packages(
         &search,
         &Packages {
             search: search.clone(),
+            past_end: shown == 0 && listing.total > 0,
             total: listing.total,
             projects,
             sorts,
