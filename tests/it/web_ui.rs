@@ -866,7 +866,11 @@ async fn an_absurd_page_number_gets_an_answer() {
         let response = b.get(&format!("/packages?page={page}")).await;
         assert_eq!(response.status, 400, "page={page}");
         assert_ui_page(&response, &format!("page={page}"));
-        assert!(response.body.contains("is not a page number"), "{}", response.body);
+        assert!(
+            response.body.contains("is not a page number"),
+            "{}",
+            response.body
+        );
     }
     assert_eq!(b.get("/packages?page=1000000").await.status, 200);
 }
