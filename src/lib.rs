@@ -9,6 +9,7 @@ pub mod cache;
 pub mod cli;
 pub mod config;
 pub mod error;
+pub mod hex;
 pub mod http;
 pub mod pypi;
 pub mod storage;
