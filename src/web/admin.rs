@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::session::{self, Flash, SESSION_COOKIE, SIGNIN_COOKIE, SharedSession};
 use super::{UiError, html, render, secure_page, view};
+use crate::cache::CacheError;
 use crate::cache::files::Eviction;
 use crate::cache::simple::PageRef;
 use crate::cache::unix_now;
@@ -302,6 +303,11 @@ pub async fn sign_out(
         .finish())
 }
 
+/// An action's outcome when the cache layer failed it.
+fn failed(error: CacheError) -> String {
+    format!("failed: {}", AppError::from(error))
+}
+
 /// `POST /admin/{action}`.
 pub async fn act(
     state: web::Data<AppState>,
@@ -326,7 +332,7 @@ pub async fn act(
                             served.outcome.as_str()
                         )
                     })
-                    .map_err(|e| format!("failed: {}", AppError::from(e)));
+                    .map_err(failed);
                 (Some(name), result)
             }
             Err(e) => (form.project.clone(), Err(format!("refused: {e}"))),
@@ -344,7 +350,7 @@ pub async fn act(
                             "ok: nothing was cached".to_owned()
                         }
                     })
-                    .map_err(|e| format!("failed: {}", AppError::from(e)));
+                    .map_err(failed);
                 (Some(name), result)
             }
             Err(e) => (form.project.clone(), Err(format!("refused: {e}"))),
@@ -356,7 +362,7 @@ pub async fn act(
                 .forget(PageRef::List)
                 .await
                 .map(|_| "ok: project list cache cleared".to_owned())
-                .map_err(|e| format!("failed: {}", AppError::from(e))),
+                .map_err(failed),
         ),
         "forget-all" => (
             None,
@@ -365,7 +371,7 @@ pub async fn act(
                 .forget_all()
                 .await
                 .map(|pages| format!("ok: cached pages cleared: {pages}"))
-                .map_err(|e| format!("failed: {}", AppError::from(e))),
+                .map_err(failed),
         ),
         "evict-file" => {
             let filename = form.filename.as_deref().unwrap_or("").trim().to_owned();
@@ -377,7 +383,7 @@ pub async fn act(
                         Ok(Eviction::Downloading) => {
                             Err("refused: the file is being downloaded right now".to_owned())
                         }
-                        Err(e) => Err(format!("failed: {}", AppError::from(e))),
+                        Err(e) => Err(failed(e)),
                     };
                     (Some(format!("{name}/{filename}")), result)
                 }
@@ -400,7 +406,7 @@ pub async fn act(
                         view::size(report.evicted_bytes)
                     )
                 })
-                .map_err(|e| format!("failed: {}", AppError::from(e))),
+                .map_err(failed),
         ),
         other => {
             return Err(AppError::NotFound(format!("there is no admin action '{other}'")).into());
