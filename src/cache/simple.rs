@@ -772,6 +772,7 @@ fn project_record(
                 upload_time: file.upload_time.clone(),
                 has_metadata: file.core_metadata.is_some(),
                 metadata_sha256: file.core_metadata.as_ref().and_then(|h| h.get("sha256").cloned()),
+                inner_checksum: None,
             })
         })
         .collect();

@@ -317,6 +317,7 @@ mod tests {
             upload_time: None,
             has_metadata: false,
             metadata_sha256: None,
+            inner_checksum: None,
         }
     }
 

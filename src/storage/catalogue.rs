@@ -17,6 +17,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0002_blobs.sql"),
     include_str!("../../migrations/0003_wheel_metadata.sql"),
     include_str!("../../migrations/0004_web_ui.sql"),
+    include_str!("../../migrations/0005_hex.sql"),
 ];
 
 /// Recounts one project's cached files, bytes and last access (the triggers of migration 0004
@@ -41,6 +42,8 @@ pub struct FileRecord {
     pub upload_time: Option<String>,
     pub has_metadata: bool,
     pub metadata_sha256: Option<String>,
+    /// hex only: the tarball's inner checksum (lower-case hex).
+    pub inner_checksum: Option<String>,
 }
 
 /// A project as the refresh flow records it, with all of its files (they replace the old rows).
@@ -177,8 +180,9 @@ impl Catalogue {
         {
             let mut insert = tx.prepare(
                 "INSERT INTO files (project_id, index_id, filename, version, url, sha256, size,
-                    requires_python, yanked, yanked_reason, upload_time, has_metadata, metadata_sha256)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+                    requires_python, yanked, yanked_reason, upload_time, has_metadata, metadata_sha256,
+                    inner_checksum)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
             )?;
             for file in &project.files {
                 insert.execute(params![
@@ -195,6 +199,7 @@ impl Catalogue {
                     file.upload_time,
                     file.has_metadata,
                     file.metadata_sha256,
+                    file.inner_checksum,
                 ])?;
             }
         }
@@ -218,7 +223,8 @@ impl Catalogue {
         let conn = self.lock();
         let mut stmt = conn.prepare_cached(
             "SELECT f.index_id, f.filename, f.version, f.url, f.sha256, f.size, f.requires_python,
-                    f.yanked, f.yanked_reason, f.upload_time, f.has_metadata, f.metadata_sha256
+                    f.yanked, f.yanked_reason, f.upload_time, f.has_metadata, f.metadata_sha256,
+                    f.inner_checksum
              FROM files f JOIN projects p ON p.id = f.project_id
              WHERE p.ecosystem = ?1 AND p.name = ?2 AND (?3 IS NULL OR f.filename = ?3)
              ORDER BY f.id",
@@ -238,6 +244,7 @@ impl Catalogue {
                 upload_time: row.get(9)?,
                 has_metadata: row.get(10)?,
                 metadata_sha256: row.get(11)?,
+                inner_checksum: row.get(12)?,
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
@@ -542,6 +549,7 @@ mod tests {
             upload_time: None,
             has_metadata: true,
             metadata_sha256: None,
+            inner_checksum: None,
         }
     }
 
