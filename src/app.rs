@@ -10,14 +10,16 @@ use actix_web::{App, HttpServer, web};
 use crate::cache::CacheCounters;
 use crate::cache::explorer::Explorer;
 use crate::cache::files::{ACCESS_FLUSH_INTERVAL, FileCache};
+use crate::cache::hex::{HexMirror, HexSettings};
 use crate::cache::maintenance::{self, Evictor};
 use crate::cache::simple::{Index, SimplePages};
 use crate::config::Config;
+use crate::hex::{HexPublicKey, RegistryVerifier};
 use crate::http::{self, AppState};
 use crate::storage::blob::ConfiguredStore;
 use crate::storage::data_dir::{self, DataDirLock, LockError};
 use crate::storage::{Catalogue, PageStore, StorageError};
-use crate::upstream::{FileClient, IndexHealth, SimpleClient};
+use crate::upstream::{FileClient, HexClient, IndexHealth, SimpleClient};
 
 /// How long in-flight requests get to finish after a shutdown signal.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
@@ -179,7 +181,7 @@ fn open(config: &Config, background: tokio::runtime::Handle) -> Result<Parts, Se
     };
     let catalogue = Catalogue::open(&data_dir.join(data_dir::CATALOGUE_FILE))
         .map_err(storage_error(data_dir::CATALOGUE_FILE))?;
-    let pages =
+    let page_store =
         PageStore::open(&data_dir.join(data_dir::PAGES_FILE)).map_err(storage_error(data_dir::PAGES_FILE))?;
 
     let mut indexes = Vec::new();
@@ -254,24 +256,51 @@ fn open(config: &Config, background: tokio::runtime::Handle) -> Result<Parts, Se
     let pages = Arc::new(SimplePages::new(
         indexes,
         client,
-        pages,
+        page_store.clone(),
         catalogue.clone(),
         config.storage.page_cache_size,
         Arc::clone(&counters),
         background.clone(),
     ));
-    let files = FileCache::new(
+    let files = Arc::new(FileCache::new(
         Arc::clone(&pages),
         catalogue.clone(),
         Arc::clone(&store),
         file_client,
         Arc::clone(&counters),
-        background,
-    );
+        background.clone(),
+    ));
+    let hex = if config.hex.enabled {
+        let key = HexPublicKey::from_config(&config.hex.public_key)
+            .map_err(|e| ServeError::Startup(format!("hex.public_key: {e}")))?;
+        let upstream = &config.hex.upstream_url;
+        let index_id = catalogue
+            .ensure_index("hex", &upstream.cache_key(), config.hex.ttl.as_secs())
+            .map_err(storage_error(data_dir::CATALOGUE_FILE))?;
+        tracing::info!(upstream = %upstream.redacted(), ttl = %humantime::format_duration(config.hex.ttl), "hex repository");
+        Some(HexMirror::new(
+            HexSettings {
+                client: HexClient::new(&config.pypi, upstream.clone()).map_err(http_error)?,
+                verifier: RegistryVerifier::new(key),
+                ttl: config.hex.ttl,
+                index_id,
+                l1_bytes: config.storage.page_cache_size,
+            },
+            page_store.clone(),
+            catalogue.clone(),
+            Arc::clone(&store),
+            Arc::clone(&files),
+            Arc::clone(&counters),
+            background,
+        ))
+    } else {
+        None
+    };
     crate::web::check_templates().map_err(ServeError::Startup)?;
     let state = web::Data::new(AppState {
         pages,
         files,
+        hex,
         evictor,
         counters,
         explorer: Explorer::new(catalogue.clone()),

@@ -24,11 +24,11 @@ use crate::pypi::wheel::extract_metadata;
 use crate::storage::Catalogue;
 use crate::storage::blob::{BlobBody, BlobError, BlobStore, BlobWriter, RangeRequest};
 use crate::storage::catalogue::{BlobAccess, FileRecord};
-use crate::upstream::{FileClient, redact};
+use crate::upstream::{FileClient, UrlOrigin, redact};
 
 const ECOSYSTEM: &str = "pypi";
 /// A file not on its project's page triggers at most one forced page refresh per this interval.
-const UNLISTED_REFRESH_INTERVAL: Duration = Duration::from_secs(30);
+pub(crate) const UNLISTED_REFRESH_INTERVAL: Duration = Duration::from_secs(30);
 /// How often batched blob access times are written to the catalogue.
 pub const ACCESS_FLUSH_INTERVAL: Duration = Duration::from_secs(5);
 
@@ -59,12 +59,14 @@ pub enum FileAnswer {
 type DownloadRegistry = Arc<Mutex<HashMap<String, Arc<Spool>>>>;
 
 /// Where a file comes from and what it must hash to.
-struct Source {
-    url: String,
+#[derive(Debug, Clone)]
+pub struct Source {
+    pub url: String,
+    pub origin: UrlOrigin,
     /// `None` only for metadata an index announced without a hash: then the bytes are trusted
     /// on first download and stored under their own hash.
-    sha256: Option<String>,
-    size: Option<u64>,
+    pub sha256: Option<String>,
+    pub size: Option<u64>,
 }
 
 pub struct FileCache {
@@ -123,6 +125,43 @@ impl FileCache {
             return self.extracted_metadata(project, &entry).await;
         }
         let source = source_of(&entry, kind);
+        // A wheel whose index offers no metadata gets it extracted once stored (PEP 658).
+        let extract_after =
+            (kind == FileKind::Dist && !entry.has_metadata && entry.filename.ends_with(".whl"))
+                .then(|| (project.to_owned(), entry.filename.clone()));
+        self.open_source(&source, extract_after, complete_first, range)
+            .await
+    }
+
+    /// Answers a file of another ecosystem (a hex tarball) whose source and sha256 its own flow
+    /// established: the same store, single-flight download and hash gate as PyPI files.
+    pub async fn open_verified(
+        &self,
+        source: &Source,
+        complete_first: bool,
+        range: Option<RangeRequest>,
+    ) -> Result<FileAnswer, CacheError> {
+        if source.sha256.is_none() {
+            return Err(CacheError::Internal(format!(
+                "{} has no sha256 to verify it against",
+                redact(&source.url)
+            )));
+        }
+        self.open_source(source, None, complete_first, range).await
+    }
+
+    /// The stored blob `sha256`, counted as a hit (a file another flow downloaded itself).
+    pub async fn stored_blob(&self, sha256: &str) -> Result<Option<BlobBody>, CacheError> {
+        self.stored(sha256, None).await
+    }
+
+    async fn open_source(
+        &self,
+        source: &Source,
+        extract_after: Option<(String, String)>,
+        complete_first: bool,
+        range: Option<RangeRequest>,
+    ) -> Result<FileAnswer, CacheError> {
         if let Some(sha256) = &source.sha256
             && let Some(body) = self.stored(sha256, range.zip(source.size)).await?
         {
@@ -133,12 +172,8 @@ impl FileCache {
                 outcome: CacheOutcome::Hit,
             });
         }
-        // A wheel whose index offers no metadata gets it extracted once stored (PEP 658).
-        let extract_after =
-            (kind == FileKind::Dist && !entry.has_metadata && entry.filename.ends_with(".whl"))
-                .then(|| (project.to_owned(), entry.filename.clone()));
         let download = self
-            .join_or_start(source.download_key(), &source, extract_after)
+            .join_or_start(source.download_key(), source, extract_after)
             .await?;
         self.counters.count(CacheOutcome::Miss);
         if complete_first {
@@ -148,8 +183,9 @@ impl FileCache {
                 .await?
                 .ok_or_else(|| {
                     CacheError::StorageUnavailable(format!(
-                        "'{filename}' was downloaded but the blob store could not keep it (see /health), \
-                     so this HEAD or Range request cannot be answered now; a plain GET streams the file"
+                        "{} was downloaded but the blob store could not keep it (see /health), \
+                     so this HEAD or Range request cannot be answered now; a plain GET streams the file",
+                        redact(&source.url)
                     ))
                 })?;
             return Ok(FileAnswer::Stored {
@@ -164,7 +200,7 @@ impl FileCache {
         Ok(FileAnswer::Streaming {
             stream: Spool::reader(&download),
             size: source.size,
-            sha256: source.sha256,
+            sha256: source.sha256.clone(),
         })
     }
 
@@ -329,6 +365,7 @@ impl FileCache {
             catalogue: self.catalogue.clone(),
             counters: Arc::clone(&self.counters),
             url: source.url.clone(),
+            origin: source.origin,
             sha256: source.sha256.clone(),
             size: source.size,
             extract_after: extract_after.map(|target| (self.extractor(), target)),
@@ -480,12 +517,14 @@ fn source_of(entry: &FileRecord, kind: FileKind) -> Source {
     match kind {
         FileKind::Dist => Source {
             url: entry.url.clone(),
+            origin: UrlOrigin::IndexPage,
             sha256: entry.sha256.clone(),
             size: entry.size,
         },
         // PEP 658: the metadata file lives next to the distribution, at `{url}.metadata`.
         FileKind::Metadata => Source {
             url: format!("{}.metadata", entry.url),
+            origin: UrlOrigin::IndexPage,
             sha256: entry.metadata_sha256.clone(),
             size: None,
         },
@@ -568,6 +607,7 @@ struct Transfer {
     catalogue: Catalogue,
     counters: Arc<CacheCounters>,
     url: String,
+    origin: UrlOrigin,
     sha256: Option<String>,
     size: Option<u64>,
     /// (project, filename) of a wheel whose metadata to extract once it is stored.
@@ -644,7 +684,11 @@ impl Transfer {
 
     /// Streams the upstream body into the writer, publishing all but the newest chunk.
     async fn receive(&self, writer: &mut dyn BlobWriter) -> Result<(), String> {
-        let response = self.client.fetch(&self.url).await.map_err(|e| e.to_string())?;
+        let response = self
+            .client
+            .fetch(&self.url, self.origin)
+            .await
+            .map_err(|e| e.to_string())?;
         if let (Some(expected), Some(announced)) = (self.size, response.content_length())
             && expected != announced
         {

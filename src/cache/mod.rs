@@ -3,6 +3,7 @@
 
 pub mod explorer;
 pub mod files;
+pub mod hex;
 pub mod maintenance;
 pub mod simple;
 pub mod singleflight;

@@ -429,6 +429,7 @@ impl Inner {
             fetched_at: now,
             expires_at,
             sources: self.sources.clone(),
+            upstream_etag: None,
         };
         let (rendered, project_record) = match previous {
             Some((html, json)) => (

@@ -5,7 +5,7 @@ use std::borrow::Cow;
 
 use thiserror::Error;
 
-use super::name::{NameError, split_docs_name, split_tarball_name, validate_package_name};
+use super::name::{NameError, split_docs_name, split_tarball_name, tarball_name, validate_package_name};
 
 /// A path normalized: every run of `/` becomes one, and it starts with `/`. rebar3 keeps the
 /// trailing slash of `HEX_CDN` and asks for `//packages/x`; other clients may do the same.
@@ -45,6 +45,22 @@ pub enum RepoPath {
     Installs { path: String },
     /// `/repos/{org}/...`: a private organisation's repository, never cached on a shared mirror.
     Organization { org: String },
+}
+
+impl RepoPath {
+    /// The path under the repository root, as the upstream serves it.
+    pub fn path(&self) -> String {
+        match self {
+            Self::Names => "/names".into(),
+            Self::Versions => "/versions".into(),
+            Self::Package { name } => format!("/packages/{name}"),
+            Self::Tarball { name, version } => format!("/tarballs/{}", tarball_name(name, version)),
+            Self::Docs { name, version } => format!("/docs/{name}-{version}.tar.gz"),
+            Self::PublicKey => "/public_key".into(),
+            Self::Installs { path } => format!("/installs/{path}"),
+            Self::Organization { org } => format!("/repos/{org}/"),
+        }
+    }
 }
 
 /// Why a path names nothing the mirror serves.
@@ -184,7 +200,11 @@ mod tests {
                 RepoPath::Organization { org: "acme".into() },
             ),
         ] {
-            assert_eq!(parse_path(path), Ok(expected), "{path}");
+            assert_eq!(parse_path(path), Ok(expected.clone()), "{path}");
+            // The upstream path is the request's, normalized.
+            if !matches!(expected, RepoPath::Organization { .. }) {
+                assert_eq!(expected.path(), normalize_path(path), "{path}");
+            }
         }
     }
 

@@ -13,6 +13,7 @@ use super::AppState;
 use crate::cache::simple::PageRef;
 use crate::config::Secret;
 use crate::error::AppError;
+use crate::hex::validate_package_name;
 use crate::pypi::name::{normalize, validate_project_name};
 
 pub async fn forget_list(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, AppError> {
@@ -29,6 +30,20 @@ pub async fn forget_project(state: web::Data<AppState>, req: HttpRequest) -> Res
     let name = normalize(raw);
     let was_cached = state.pages.forget(PageRef::Project(name.clone())).await?;
     tracing::info!(project = %name, was_cached, "admin: project page cache cleared");
+    Ok(success())
+}
+
+/// `DELETE /cache/hex/{name}`: forgets a hex package's registry file.
+pub async fn forget_hex_package(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+) -> Result<HttpResponse, AppError> {
+    authorize(&state.admin_token, &req)?;
+    let hex = super::hex::mirror(&state)?;
+    let name = req.match_info().get("name").unwrap_or("");
+    validate_package_name(name).map_err(|e| AppError::BadRequest(format!("invalid package name: {e}")))?;
+    let was_cached = hex.forget_package(name).await?;
+    tracing::info!(package = %name, was_cached, "admin: hex registry file cleared");
     Ok(success())
 }
 

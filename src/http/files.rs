@@ -37,22 +37,28 @@ pub async fn file(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpRe
         Some(dist) => (dist, FileKind::Metadata),
         None => (requested, FileKind::Dist),
     };
-    // A range (or a HEAD, which must announce the final length) is answered from the stored blob,
-    // so a first request of that kind waits for the download to finish.
-    let complete_first =
-        req.method() == actix_web::http::Method::HEAD || req.headers().contains_key(header::RANGE);
     let range = requested_range(&req);
     let answer = state
         .files
-        .open(&normalized, filename, kind, complete_first, range)
+        .open(&normalized, filename, kind, complete_first(&req), range)
         .await?;
-    let content_type = content_type(requested);
+    answer_response(&req, answer, content_type(requested), range).await
+}
+
+/// The response for a file the cache answered: the stored blob (zero-copy for a local file,
+/// with Range and If-None-Match), or the download as it arrives. The ETag is the sha256.
+pub(super) async fn answer_response(
+    req: &HttpRequest,
+    answer: FileAnswer,
+    content_type: &'static str,
+    range: Option<RangeRequest>,
+) -> Result<HttpResponse, AppError> {
     Ok(match answer {
         FileAnswer::Stored {
             body,
             sha256,
             outcome,
-        } => stored_response(&req, body, &sha256, outcome, content_type, range).await?,
+        } => stored_response(req, body, &sha256, outcome, content_type, range).await?,
         FileAnswer::Streaming { stream, size, sha256 } => {
             let mut response = HttpResponse::Ok();
             response
@@ -141,8 +147,14 @@ async fn stored_response(
     Ok(response)
 }
 
+/// A range (or a HEAD, which must announce the final length) is answered from the stored blob,
+/// so a first request of that kind waits for the download to finish.
+pub(super) fn complete_first(req: &HttpRequest) -> bool {
+    req.method() == actix_web::http::Method::HEAD || req.headers().contains_key(header::RANGE)
+}
+
 /// The single byte range a GET asks for, if any (HEAD answers never carry a body).
-fn requested_range(req: &HttpRequest) -> Option<RangeRequest> {
+pub(super) fn requested_range(req: &HttpRequest) -> Option<RangeRequest> {
     if req.method() != actix_web::http::Method::GET {
         return None;
     }

@@ -10,18 +10,20 @@ pub async fn health(state: web::Data<AppState>) -> Result<HttpResponse, AppError
     let counts = state.pages.storage_counts().await?;
     let reports = state.pages.health_reports();
     let (backend, storage) = state.files.storage_health().await;
-    let degraded = storage.is_err() || reports.iter().any(|(_, r)| r.state == "down");
-    let upstreams: Vec<_> = reports
+    let configured = !reports.is_empty();
+    let roles = (0..reports.len()).map(|i| if i == 0 { "main" } else { "extra" });
+    let hex = state.hex.as_ref().map(|hex| (hex.health_report(), "hex"));
+    let all: Vec<_> = reports.into_iter().zip(roles).chain(hex).collect();
+    let degraded = storage.is_err() || all.iter().any(|((_, r), _)| r.state == "down");
+    let upstreams: Vec<_> = all
         .into_iter()
-        .enumerate()
-        .map(|(i, (url, report))| {
+        .map(|((url, report), role)| {
             let mut entry = json!(report);
             entry["url"] = json!(url);
-            entry["role"] = json!(if i == 0 { "main" } else { "extra" });
+            entry["role"] = json!(role);
             entry
         })
         .collect();
-    let configured = !upstreams.is_empty();
     let counters = state.counters.snapshot();
     let lookups = counters.hits + counters.misses;
     let hit_ratio = (lookups > 0).then(|| counters.hits as f64 / lookups as f64);

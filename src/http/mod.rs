@@ -3,6 +3,7 @@
 pub(crate) mod admin;
 mod files;
 mod health;
+mod hex;
 mod middleware;
 mod representation;
 mod simple;
@@ -16,6 +17,7 @@ use url::Url;
 use crate::cache::CacheCounters;
 use crate::cache::explorer::Explorer;
 use crate::cache::files::FileCache;
+use crate::cache::hex::HexMirror;
 use crate::cache::maintenance::Evictor;
 use crate::cache::simple::SimplePages;
 use crate::config::Secret;
@@ -26,7 +28,9 @@ pub use middleware::{access_log, html_errors};
 /// What every handler can reach.
 pub struct AppState {
     pub pages: Arc<SimplePages>,
-    pub files: FileCache,
+    pub files: Arc<FileCache>,
+    /// `None` when `hex.enabled` is false.
+    pub hex: Option<HexMirror>,
     /// Keeps a local store within `storage.max_size`; `None` for S3 and tiered stores.
     pub evictor: Option<Evictor>,
     pub counters: Arc<CacheCounters>,
@@ -57,7 +61,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .route("/{project}/{filename}", web::head().to(files::file)),
         );
     }
-    cfg.route("/cache/list", web::delete().to(admin::forget_list))
+    // `//packages/x` (rebar3 keeps HEX_CDN's trailing slash) lands here with the path `/packages/x`.
+    cfg.route("/hex/{path:.*}", web::get().to(hex::repository))
+        .route("/hex/{path:.*}", web::head().to(hex::repository))
+        .route("/cache/hex/{name}", web::delete().to(admin::forget_hex_package))
+        .route("/cache/list", web::delete().to(admin::forget_list))
         .route("/cache/{project}", web::delete().to(admin::forget_project))
         .route("/health", web::get().to(health::health))
         .route("/health", web::head().to(health::health))

@@ -41,6 +41,10 @@ pub struct PageHeader {
     /// Identifies the set of upstream indexes the page was built from; a config change makes it
     /// differ, so the page is rebuilt rather than served from the old set.
     pub sources: String,
+    /// The upstream's own ETag, for a page stored as the upstream sent it (a hex registry
+    /// file): revalidation sends it back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstream_etag: Option<String>,
 }
 
 impl StoredPage {
@@ -238,6 +242,7 @@ mod tests {
                 fetched_at: 1,
                 expires_at: 2,
                 sources: "s".into(),
+                upstream_etag: None,
             },
             identity: Bytes::from(body.to_owned()),
             gzip: Bytes::from_static(b"gz"),

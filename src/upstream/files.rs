@@ -13,23 +13,39 @@ use url::Url;
 use super::UpstreamError;
 use crate::config::PypiConfig;
 
+/// Where a file URL came from, which decides whether it may point at an internal address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UrlOrigin {
+    /// Read from an upstream's index page: input, checked as the module doc says.
+    IndexPage,
+    /// Built from the mirror's own configuration (a hex tarball under `hex.upstream_url`):
+    /// trusted as much as the configured upstream itself.
+    Configured,
+}
+
 /// A client for distribution files; archives are fetched byte for byte (no transparent
 /// decompression: clients hash the exact bytes).
 #[derive(Clone)]
 pub struct FileClient {
     http: reqwest::Client,
+    /// For [`UrlOrigin::Configured`] URLs: no address checks.
+    configured: reqwest::Client,
     allow_private: bool,
 }
 
 impl FileClient {
     pub fn new(config: &PypiConfig) -> Result<Self, reqwest::Error> {
         let allow_private = config.allow_private_upstreams;
-        let http = reqwest::Client::builder()
-            .user_agent(concat!("pkgmirror/", env!("CARGO_PKG_VERSION")))
-            .no_gzip()
-            .connect_timeout(config.connect_timeout)
-            .read_timeout(config.read_timeout)
-            .danger_accept_invalid_certs(!config.verify_tls)
+        let builder = || {
+            reqwest::Client::builder()
+                .user_agent(concat!("pkgmirror/", env!("CARGO_PKG_VERSION")))
+                .no_gzip()
+                .connect_timeout(config.connect_timeout)
+                .read_timeout(config.read_timeout)
+                .danger_accept_invalid_certs(!config.verify_tls)
+        };
+        let configured = builder().build()?;
+        let http = builder()
             .dns_resolver(PublicOnlyResolver { allow_private })
             .redirect(reqwest::redirect::Policy::custom(move |attempt| {
                 if attempt.previous().len() >= 10 {
@@ -41,16 +57,25 @@ impl FileClient {
                 }
             }))
             .build()?;
-        Ok(Self { http, allow_private })
+        Ok(Self {
+            http,
+            configured,
+            allow_private,
+        })
     }
 
     /// Starts fetching `url`; the body is left to the caller to stream.
-    pub async fn fetch(&self, url: &str) -> Result<Response, UpstreamError> {
+    pub async fn fetch(&self, url: &str, origin: UrlOrigin) -> Result<Response, UpstreamError> {
         let shown = redact(url);
         let parsed = Url::parse(url).map_err(|e| refused(&shown, &format!("not a URL: {e}")))?;
-        check_url(&parsed, self.allow_private).map_err(|reason| refused(&shown, &reason))?;
-        let response = self
-            .http
+        let client = match origin {
+            UrlOrigin::IndexPage => {
+                check_url(&parsed, self.allow_private).map_err(|reason| refused(&shown, &reason))?;
+                &self.http
+            }
+            UrlOrigin::Configured => &self.configured,
+        };
+        let response = client
             .get(parsed)
             .send()
             .await

@@ -6,6 +6,7 @@
 
 mod files;
 mod health;
+mod hex;
 
 use std::time::Duration;
 
@@ -15,8 +16,9 @@ use reqwest::header::{ACCEPT, ETAG, HeaderMap, IF_NONE_MATCH};
 use reqwest::{Response, StatusCode};
 use url::Url;
 
-pub use files::{FileClient, redact};
+pub use files::{FileClient, UrlOrigin, redact};
 pub use health::{IndexHealth, IndexHealthReport};
+pub use hex::{HexClient, HexFetched};
 
 use crate::config::{IndexConfig, PypiConfig};
 

@@ -54,7 +54,7 @@ fn launch(fake: &FakeIndex) -> Launch {
     launch
 }
 
-fn blob_files(dir: &tempfile::TempDir, sub: &str) -> usize {
+pub fn blob_files(dir: &tempfile::TempDir, sub: &str) -> usize {
     fn count(path: &std::path::Path) -> usize {
         std::fs::read_dir(path).map_or(0, |entries| {
             entries

@@ -8,6 +8,7 @@ mod files;
 mod fixtures;
 mod harness;
 mod hex_fixtures;
+mod hex_mirror;
 mod maintenance;
 mod packages;
 mod real_clients;

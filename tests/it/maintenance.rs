@@ -96,7 +96,7 @@ fn pkgmirror(dir: &Path) -> Command {
 }
 
 /// Runs `pkgmirror cache ARGS --data-dir DIR` and returns (exit code, stdout, stderr).
-fn cache_command(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
+pub fn cache_command(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
     let Output {
         status,
         stdout,

@@ -1,0 +1,107 @@
+//! The hex repository client: conditional GETs against the configured repository, bodies taken
+//! byte for byte. Registry files are gzip inside the body and clients verify those exact bytes,
+//! so nothing is ever decompressed on the way (no `Accept-Encoding`, no transparent gunzip).
+
+use bytes::Bytes;
+use reqwest::header::{ETAG, IF_NONE_MATCH};
+use reqwest::{Response, StatusCode};
+use url::Url;
+
+use super::{UpstreamError, header_str, read_capped, transport_error};
+use crate::config::{PypiConfig, UpstreamUrl};
+
+/// The answer to a conditional fetch of a repository path.
+#[derive(Debug)]
+pub enum HexFetched {
+    /// 304: the stored copy is still current.
+    NotModified,
+    /// 404, 403 or 410: the repository has no such file (hex.pm's store answers 403 for a
+    /// package that does not exist).
+    Missing { status: u16 },
+    /// 200: the body is left to the caller, to read whole or to stream.
+    Found {
+        response: Response,
+        etag: Option<String>,
+    },
+}
+
+#[derive(Clone)]
+pub struct HexClient {
+    http: reqwest::Client,
+    upstream: UpstreamUrl,
+}
+
+impl HexClient {
+    /// Timeouts and TLS verification follow the `[pypi]` settings: one set of upstream HTTP
+    /// settings for the whole mirror.
+    pub fn new(http_settings: &PypiConfig, upstream: UpstreamUrl) -> Result<Self, reqwest::Error> {
+        let http = reqwest::Client::builder()
+            .user_agent(concat!("pkgmirror/", env!("CARGO_PKG_VERSION")))
+            .no_gzip()
+            .connect_timeout(http_settings.connect_timeout)
+            .read_timeout(http_settings.read_timeout)
+            .danger_accept_invalid_certs(!http_settings.verify_tls)
+            .build()?;
+        Ok(Self { http, upstream })
+    }
+
+    pub fn upstream(&self) -> &UpstreamUrl {
+        &self.upstream
+    }
+
+    /// The upstream URL of a repository path (`/packages/x`), credentials included.
+    pub fn url(&self, path: &str) -> Result<Url, UpstreamError> {
+        self.upstream
+            .url()
+            .join(path.trim_start_matches('/'))
+            .map_err(|e| UpstreamError::Body {
+                index: self.upstream.redacted(),
+                path: path.to_owned(),
+                detail: format!("cannot build a URL: {e}"),
+            })
+    }
+
+    /// Fetches `path`, conditionally on `etag`.
+    pub async fn fetch(&self, path: &str, etag: Option<&str>) -> Result<HexFetched, UpstreamError> {
+        let name = self.upstream.redacted();
+        let mut request = self.http.get(self.url(path)?);
+        if let Some(etag) = etag {
+            request = request.header(IF_NONE_MATCH, etag);
+        }
+        let response = request.send().await.map_err(|e| transport_error(&name, e))?;
+        match response.status() {
+            StatusCode::NOT_MODIFIED => Ok(HexFetched::NotModified),
+            status @ (StatusCode::NOT_FOUND | StatusCode::FORBIDDEN | StatusCode::GONE) => {
+                Ok(HexFetched::Missing {
+                    status: status.as_u16(),
+                })
+            }
+            status if status.is_success() => {
+                let etag = header_str(response.headers(), ETAG).map(str::to_owned);
+                Ok(HexFetched::Found { response, etag })
+            }
+            status => Err(UpstreamError::Status {
+                index: name,
+                status: status.as_u16(),
+                path: path.to_owned(),
+            }),
+        }
+    }
+
+    /// Reads a fetched body whole (registry files), refusing more than `limit` bytes or a body
+    /// cut short.
+    pub async fn read_body(
+        &self,
+        path: &str,
+        response: Response,
+        limit: usize,
+    ) -> Result<Bytes, UpstreamError> {
+        read_capped(response, limit)
+            .await
+            .map_err(|detail| UpstreamError::Body {
+                index: self.upstream.redacted(),
+                path: path.to_owned(),
+                detail,
+            })
+    }
+}
