@@ -4,6 +4,7 @@
 
 mod admin;
 mod assets;
+mod hex_page;
 mod pages;
 mod session;
 mod view;
@@ -31,6 +32,10 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("home.html", include_str!("../../templates/home.html")),
     ("packages.html", include_str!("../../templates/packages.html")),
     ("project.html", include_str!("../../templates/project.html")),
+    (
+        "hex_package.html",
+        include_str!("../../templates/hex_package.html"),
+    ),
     ("admin.html", include_str!("../../templates/admin.html")),
 ];
 
@@ -92,6 +97,8 @@ struct Layout {
     nav: &'static str,
     /// The search box's text.
     search: String,
+    /// The ecosystem the search box searches, when not the default (PyPI).
+    ecosystem: Option<&'static str>,
 }
 
 /// Renders `template` with `data` (a struct whose fields become the template's variables).
@@ -99,6 +106,17 @@ fn render(
     template: &str,
     nav: &'static str,
     search: &str,
+    data: &impl Serialize,
+) -> Result<String, AppError> {
+    render_in(template, nav, search, view::Ecosystem::Pypi, data)
+}
+
+/// [`render`] for a page of `ecosystem`, whose search box searches that ecosystem.
+fn render_in(
+    template: &str,
+    nav: &'static str,
+    search: &str,
+    ecosystem: view::Ecosystem,
     data: &impl Serialize,
 ) -> Result<String, AppError> {
     let tera = TERA.as_ref().map_err(|e| AppError::Internal(e.clone()))?;
@@ -111,6 +129,7 @@ fn render(
             assets: assets::urls(),
             nav,
             search: search.to_owned(),
+            ecosystem: (ecosystem != view::Ecosystem::Pypi).then(|| ecosystem.as_str()),
         },
     );
     tera.render(template, &context)
@@ -155,16 +174,22 @@ struct ErrorPage<'a> {
     search: Option<SearchLink>,
 }
 
-/// An error page in the UI's style; `search` adds a link to search for that name.
+/// An error page in the UI's style; `search` adds a link to search the PyPI projects for that
+/// name.
 pub fn error_html(status: StatusCode, message: &str, search: Option<&str>) -> String {
+    error_page(status, message, search.map(|text| (view::Ecosystem::Pypi, text)))
+}
+
+/// An error page in the UI's style; `search` adds a link to search that ecosystem for a name.
+fn error_page(status: StatusCode, message: &str, search: Option<(view::Ecosystem, &str)>) -> String {
     let reason = status.canonical_reason().unwrap_or("Error");
     let page = ErrorPage {
         status: status.as_u16(),
         reason,
         message,
-        search: search.map(|text| SearchLink {
+        search: search.map(|(ecosystem, text)| SearchLink {
             text: text.to_owned(),
-            href: view::packages_href(text, None, None),
+            href: view::packages_href(ecosystem, text, None, None),
         }),
     };
     render("error.html", "", "", &page).unwrap_or_else(|e| {
@@ -178,15 +203,22 @@ pub fn error_html(status: StatusCode, message: &str, search: Option<&str>) -> St
 #[error("{error}")]
 pub struct UiError {
     error: AppError,
-    /// A name to offer a search link for (a project that is not in the catalogue).
-    search: Option<String>,
+    /// A name to offer a search link for (a project that is not in the catalogue), and the
+    /// ecosystem to search.
+    search: Option<(view::Ecosystem, String)>,
 }
 
 impl UiError {
+    /// `error`, offering a search of the PyPI projects for `name`.
     fn with_search(error: AppError, name: &str) -> Self {
+        Self::with_search_in(error, view::Ecosystem::Pypi, name)
+    }
+
+    /// `error`, offering a search of `ecosystem` for `name`.
+    fn with_search_in(error: AppError, ecosystem: view::Ecosystem, name: &str) -> Self {
         Self {
             error,
-            search: Some(name.to_owned()),
+            search: Some((ecosystem, name.to_owned())),
         }
     }
 }
@@ -214,10 +246,12 @@ impl ResponseError for UiError {
         if let AppError::TooManyRequests(_, retry_after) = &self.error {
             response.insert_header((header::RETRY_AFTER, retry_after.to_string()));
         }
-        secure_page(&mut response).body(error_html(
+        secure_page(&mut response).body(error_page(
             status,
             &self.error.to_string(),
-            self.search.as_deref(),
+            self.search
+                .as_ref()
+                .map(|(ecosystem, name)| (*ecosystem, name.as_str())),
         ))
     }
 }
@@ -240,5 +274,14 @@ mod tests {
         );
         assert!(page.contains("href=\"/packages?q=%3Cb%3Ex\""), "{page}");
         assert!(!page.contains("<b>"));
+        let hex = error_page(
+            StatusCode::NOT_FOUND,
+            "package 'nope' is unknown",
+            Some((view::Ecosystem::Hex, "nope")),
+        );
+        assert!(
+            hex.contains("href=\"/packages?ecosystem=hex&amp;q=nope\""),
+            "{hex}"
+        );
     }
 }

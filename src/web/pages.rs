@@ -1,4 +1,5 @@
-//! The pages anyone may read: home, the package list and one project.
+//! The pages anyone may read: home, the package list and one PyPI project (a hex package's page
+//! is in `hex_page.rs`).
 
 use std::collections::BTreeMap;
 
@@ -7,7 +8,8 @@ use actix_web::http::header::LOCATION;
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::{Deserialize, Serialize};
 
-use super::{UiError, html, render, view};
+use super::view::Ecosystem;
+use super::{UiError, hex_page, html, render, render_in, view};
 use crate::cache::explorer::ListingRequest;
 use crate::cache::unix_now;
 use crate::error::AppError;
@@ -87,6 +89,9 @@ struct Home {
     recent: Vec<DownloadView>,
     index_url: String,
     snippets: Vec<Snippet>,
+    /// This server's hex repository, when the hex mirror is enabled.
+    hex_url: Option<String>,
+    hex_snippets: Vec<Snippet>,
 }
 
 /// `GET /`.
@@ -134,6 +139,7 @@ pub async fn home(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpRe
         })
         .collect();
     let index_url = external_url(&state, &req, "/simple/");
+    let hex_url = state.hex.is_some().then(|| external_url(&state, &req, "/hex"));
     let page = Home {
         status,
         upstream_configured: !upstreams.is_empty(),
@@ -162,6 +168,8 @@ pub async fn home(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpRe
         recent,
         snippets: setup_snippets(&index_url),
         index_url,
+        hex_snippets: hex_url.as_deref().map(hex_snippets).unwrap_or_default(),
+        hex_url,
     };
     Ok(html(StatusCode::OK, render("home.html", "home", "", &page)?))
 }
@@ -215,8 +223,35 @@ fn setup_snippets(index_url: &str) -> Vec<Snippet> {
     ]
 }
 
+/// How mix and rebar3 are pointed at `hex_url` (this server's `/hex`, without a trailing slash).
+fn hex_snippets(hex_url: &str) -> Vec<Snippet> {
+    vec![
+        Snippet {
+            id: "mix",
+            title: "mix (one command)",
+            text: format!("HEX_MIRROR={hex_url} mix deps.get"),
+        },
+        Snippet {
+            id: "mix-config",
+            title: "mix (hex config, every project)",
+            text: format!("mix hex.config mirror_url {hex_url}"),
+        },
+        Snippet {
+            id: "rebar3",
+            title: "rebar3 (one command)",
+            text: format!("HEX_CDN={hex_url} rebar3 get-deps"),
+        },
+        Snippet {
+            id: "rebar3-config",
+            title: "rebar3 (~/.config/rebar3/rebar.config)",
+            text: format!("{{rebar_packages_cdn, \"{hex_url}\"}}."),
+        },
+    ]
+}
+
 #[derive(Deserialize)]
 pub struct PackagesQuery {
+    ecosystem: Option<String>,
     q: Option<String>,
     sort: Option<String>,
     /// Parsed by the handler, so a malformed number gets the UI's error page.
@@ -241,6 +276,13 @@ struct SortLink {
 }
 
 #[derive(Serialize)]
+struct EcosystemTab {
+    label: &'static str,
+    href: String,
+    current: bool,
+}
+
+#[derive(Serialize)]
 struct Pager {
     first: u64,
     last: u64,
@@ -250,6 +292,11 @@ struct Pager {
 
 #[derive(Serialize)]
 struct Packages {
+    /// What the listed ecosystem calls its entries: "project" or "package".
+    noun: &'static str,
+    /// What its file count counts: "Files" (PyPI) or "Releases" (hex, one tarball each).
+    listed_label: &'static str,
+    ecosystems: Vec<EcosystemTab>,
     search: String,
     /// The page asked for lies beyond the last project.
     past_end: bool,
@@ -259,12 +306,17 @@ struct Packages {
     pager: Pager,
 }
 
-/// `GET /packages?q=&sort=&page=`.
+/// `GET /packages?ecosystem=&q=&sort=&page=`.
 pub async fn packages(
     state: web::Data<AppState>,
     query: web::Query<PackagesQuery>,
 ) -> Result<HttpResponse, UiError> {
     let query = query.into_inner();
+    let ecosystem = match query.ecosystem.as_deref().map(str::trim) {
+        None | Some("") => Ecosystem::Pypi,
+        Some(text) => Ecosystem::parse(text)
+            .ok_or_else(|| AppError::BadRequest(format!("'{text}' is not an ecosystem: use pypi or hex")))?,
+    };
     let search: String = query
         .q
         .unwrap_or_default()
@@ -295,8 +347,8 @@ pub async fn packages(
     let listing = state
         .explorer
         .projects(ListingRequest {
-            ecosystem: "pypi",
-            contains: normalize(&search),
+            ecosystem: ecosystem.as_str(),
+            contains: ecosystem.search_fragment(&search),
             sort,
             offset,
             limit: PAGE_SIZE,
@@ -326,25 +378,41 @@ pub async fn packages(
     .into_iter()
     .map(|(option, label)| SortLink {
         label,
-        href: view::packages_href(&search, Some(option), None),
+        href: view::packages_href(ecosystem, &search, Some(option), None),
         current: option == sort,
     })
     .collect();
+    // Another ecosystem keeps the search and the order, from its first page.
+    let ecosystems = Ecosystem::ALL
+        .into_iter()
+        .map(|option| EcosystemTab {
+            label: option.label(),
+            href: view::packages_href(option, &search, Some(sort), None),
+            current: option == ecosystem,
+        })
+        .collect();
     // A page past the end links back to the last page that has rows.
     let last_page = listing.total.div_ceil(PAGE_SIZE).max(1);
     let pager = Pager {
         first: if shown == 0 { 0 } else { offset + 1 },
         last: offset + shown,
         prev_href: (page > 1)
-            .then(|| view::packages_href(&search, Some(sort), Some((page - 1).min(last_page)))),
+            .then(|| view::packages_href(ecosystem, &search, Some(sort), Some((page - 1).min(last_page)))),
         next_href: (offset + shown < listing.total)
-            .then(|| view::packages_href(&search, Some(sort), Some(page + 1))),
+            .then(|| view::packages_href(ecosystem, &search, Some(sort), Some(page + 1))),
     };
-    let body = render(
+    let body = render_in(
         "packages.html",
         "packages",
         &search,
+        ecosystem,
         &Packages {
+            noun: ecosystem.noun(),
+            listed_label: match ecosystem {
+                Ecosystem::Pypi => "Files",
+                Ecosystem::Hex => "Releases",
+            },
+            ecosystems,
             search: search.clone(),
             past_end: shown == 0 && listing.total > 0,
             total: listing.total,
@@ -405,11 +473,15 @@ pub async fn project(
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, UiError> {
     let (ecosystem, raw) = path.into_inner();
-    if ecosystem != "pypi" {
-        return Err(AppError::NotFound(format!(
-            "pkgmirror has no '{ecosystem}' packages; it mirrors pypi"
-        ))
-        .into());
+    match Ecosystem::parse(&ecosystem) {
+        Some(Ecosystem::Pypi) => {}
+        Some(Ecosystem::Hex) => return hex_page::package(state, raw).await,
+        None => {
+            return Err(AppError::NotFound(format!(
+                "pkgmirror has no '{ecosystem}' packages; it mirrors pypi and hex"
+            ))
+            .into());
+        }
     }
     validate_project_name(&raw).map_err(|e| {
         UiError::with_search(

@@ -1,4 +1,5 @@
-//! How figures read on a page: sizes, times, links.
+//! How figures read on a page: sizes, times, links, version orders, and the ecosystems the UI
+//! lists.
 
 use std::cmp::Ordering;
 use std::str::FromStr;
@@ -59,9 +60,73 @@ fn encode(text: &str) -> String {
     utf8_percent_encode(text, COMPONENT).to_string()
 }
 
-/// `/packages` with a search, a sort and a page (1-based); defaults are left out.
-pub fn packages_href(search: &str, sort: Option<ProjectSort>, page: Option<u64>) -> String {
+/// The ecosystems whose packages the UI lists, as the catalogue names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Ecosystem {
+    #[default]
+    Pypi,
+    Hex,
+}
+
+impl Ecosystem {
+    /// In the order the package list's tabs show them.
+    pub const ALL: [Self; 2] = [Self::Pypi, Self::Hex];
+
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "pypi" => Some(Self::Pypi),
+            "hex" => Some(Self::Hex),
+            _ => None,
+        }
+    }
+
+    /// The catalogue's (and the URLs') name of the ecosystem.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pypi => "pypi",
+            Self::Hex => "hex",
+        }
+    }
+
+    /// How a page names the ecosystem.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Pypi => "PyPI",
+            Self::Hex => "Hex",
+        }
+    }
+
+    /// What the ecosystem calls the things it lists.
+    pub fn noun(self) -> &'static str {
+        match self {
+            Self::Pypi => "project",
+            Self::Hex => "package",
+        }
+    }
+
+    /// A search as typed, in the form the catalogue's names are stored: PyPI names are
+    /// normalized (`Foo_Bar` finds `foo-bar`); hex names are only lower-cased (`_` is part of a
+    /// hex name, and `-` or `.` never are, so normalizing would find nothing).
+    pub fn search_fragment(self, search: &str) -> String {
+        match self {
+            Self::Pypi => crate::pypi::name::normalize(search),
+            Self::Hex => search.to_lowercase(),
+        }
+    }
+}
+
+/// `/packages` for an ecosystem, with a search, a sort and a page (1-based); defaults are left
+/// out.
+pub fn packages_href(
+    ecosystem: Ecosystem,
+    search: &str,
+    sort: Option<ProjectSort>,
+    page: Option<u64>,
+) -> String {
     let mut query = Vec::new();
+    if ecosystem != Ecosystem::Pypi {
+        query.push(format!("ecosystem={}", ecosystem.as_str()));
+    }
     if !search.is_empty() {
         query.push(format!("q={}", encode(search)));
     }
@@ -85,6 +150,42 @@ pub fn project_href(ecosystem: &str, name: &str) -> String {
 /// A file through the mirror's Simple API.
 pub fn file_href(project: &str, filename: &str) -> String {
     format!("/simple/{}/{}", encode(project), encode(filename))
+}
+
+/// RFC 3986's unreserved characters and `+`, which SemVer build metadata uses
+/// (`1.0.0+build.5`).
+const TARBALL_FILE: &AsciiSet = &COMPONENT.remove(b'+');
+
+/// A hex release's tarball through the mirror's hex repository. `+` stays as it is: it is valid
+/// in a path, hex clients send it so, and the hex routes read the path without decoding it.
+pub fn hex_tarball_href(filename: &str) -> String {
+    format!("/hex/tarballs/{}", utf8_percent_encode(filename, TARBALL_FILE))
+}
+
+/// An RFC 3339 time (`2024-01-01T00:00:00Z`) as [`timestamp`] shows times; text that does not
+/// parse is shown as it is.
+pub fn rfc3339_timestamp(text: &str) -> String {
+    humantime::parse_rfc3339_weak(text)
+        .ok()
+        .and_then(|at| at.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or_else(|| text.to_owned(), |since| timestamp(since.as_secs()))
+}
+
+/// Orders hex versions newest first by SemVer 2.0 precedence (a pre-release sorts below its
+/// release, numeric identifiers compare as numbers; build metadata only breaks ties); strings
+/// that are not SemVer versions come after every version, in reverse text order.
+pub fn semver_newest_first(a: &str, b: &str) -> Ordering {
+    match (semver::Version::parse(a), semver::Version::parse(b)) {
+        (Ok(a), Ok(b)) => b.cmp(&a),
+        (Ok(_), Err(_)) => Ordering::Less,
+        (Err(_), Ok(_)) => Ordering::Greater,
+        (Err(_), Err(_)) => b.cmp(a),
+    }
+}
+
+/// Whether a hex version is a SemVer pre-release (`2.0.0-rc.1`).
+pub fn is_prerelease(version: &str) -> bool {
+    semver::Version::parse(version).is_ok_and(|v| !v.pre.is_empty())
 }
 
 /// Orders version strings newest first by PEP 440; strings that are not PEP 440 versions come
@@ -143,12 +244,84 @@ mod tests {
     }
 
     #[test]
-    fn links_encode_what_they_carry() {
-        assert_eq!(packages_href("", None, None), "/packages");
+    fn hex_versions_sort_by_semver_newest_first() {
+        let mut versions = vec![
+            "1.0.0",
+            "1.10.0",
+            "1.2.0",
+            "2.0.0-rc.1",
+            "2.0.0",
+            "2.0.0-rc.1+build.5",
+            "2.0.0-alpha",
+            "2.0.0-alpha.1",
+            "2.0.0-rc.10",
+            "2.0.0-rc.2",
+            "0.9.0",
+            "not-semver",
+            "1.0",
+        ];
+        versions.sort_by(|a, b| semver_newest_first(a, b));
         assert_eq!(
-            packages_href("a b&c", Some(ProjectSort::CachedSize), Some(3)),
+            versions,
+            [
+                "2.0.0",
+                "2.0.0-rc.10",
+                "2.0.0-rc.2",
+                // Same precedence; build metadata only breaks the tie.
+                "2.0.0-rc.1+build.5",
+                "2.0.0-rc.1",
+                "2.0.0-alpha.1",
+                "2.0.0-alpha",
+                "1.10.0",
+                "1.2.0",
+                "1.0.0",
+                "0.9.0",
+                // Not SemVer: last, in reverse text order.
+                "not-semver",
+                "1.0",
+            ]
+        );
+        assert!(is_prerelease("2.0.0-rc.1+build.5"));
+        assert!(!is_prerelease("2.0.0+build.5"));
+        assert!(!is_prerelease("weird"));
+    }
+
+    #[test]
+    fn published_times_read_like_other_times() {
+        assert_eq!(rfc3339_timestamp("2024-01-01T00:00:00Z"), "2024-01-01 00:00 UTC");
+        assert_eq!(rfc3339_timestamp("2024-03-05T17:45:59Z"), "2024-03-05 17:45 UTC");
+        assert_eq!(rfc3339_timestamp("yesterday"), "yesterday");
+    }
+
+    #[test]
+    fn ecosystems_parse_and_search_their_own_way() {
+        assert_eq!(Ecosystem::parse("hex"), Some(Ecosystem::Hex));
+        assert_eq!(Ecosystem::parse("pypi"), Some(Ecosystem::Pypi));
+        assert_eq!(Ecosystem::parse("PyPI"), None);
+        assert_eq!(Ecosystem::Pypi.search_fragment("Foo_Bar.x"), "foo-bar-x");
+        assert_eq!(Ecosystem::Hex.search_fragment("Phoenix_Live"), "phoenix_live");
+    }
+
+    #[test]
+    fn links_encode_what_they_carry() {
+        assert_eq!(packages_href(Ecosystem::Pypi, "", None, None), "/packages");
+        assert_eq!(
+            packages_href(Ecosystem::Pypi, "a b&c", Some(ProjectSort::CachedSize), Some(3)),
             "/packages?q=a%20b%26c&sort=size&page=3"
         );
+        assert_eq!(
+            packages_href(Ecosystem::Hex, "", None, None),
+            "/packages?ecosystem=hex"
+        );
+        assert_eq!(
+            packages_href(Ecosystem::Hex, "my_app", Some(ProjectSort::LastAccess), Some(2)),
+            "/packages?ecosystem=hex&q=my_app&sort=last_access&page=2"
+        );
         assert_eq!(project_href("pypi", "my-pkg"), "/packages/pypi/my-pkg");
+        assert_eq!(project_href("hex", "my_app"), "/packages/hex/my_app");
+        assert_eq!(
+            hex_tarball_href("my_app-2.0.0-rc.1+build.5.tar"),
+            "/hex/tarballs/my_app-2.0.0-rc.1+build.5.tar"
+        );
     }
 }

@@ -195,7 +195,7 @@ pub fn row_linking<'a>(body: &'a str, text: &str) -> &'a str {
 }
 
 /// The text of one setup snippet on the home page.
-fn snippet(body: &str, id: &str) -> String {
+pub fn snippet(body: &str, id: &str) -> String {
     let start = body
         .find(&format!("id=\"setup-{id}\""))
         .unwrap_or_else(|| panic!("no snippet {id}:\n{body}"));
@@ -243,7 +243,7 @@ pub fn assert_ui_page(page: &Page, what: &str) {
 }
 
 /// An error page of the UI: its status, the headers of every page, and its message.
-fn assert_error_page(page: &Page, status: u16, message: &str, what: &str) {
+pub fn assert_error_page(page: &Page, status: u16, message: &str, what: &str) {
     assert_eq!(page.status, status, "{what}:\n{}", page.body);
     assert_ui_page(page, what);
     let shown = text_of(&page.body, "<p class=\"error\" id=\"error-message\"");
