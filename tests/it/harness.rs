@@ -50,6 +50,21 @@ impl Launch {
         launch
     }
 
+    /// A server whose hex mirror reads the repository at `upstream` (a fake's root URL) and
+    /// verifies it with the fixture's test key.
+    pub fn with_hex(upstream: &str, ttl: &str) -> Self {
+        let mut launch = Self::default();
+        launch
+            .arg("--hex-upstream")
+            .arg(upstream)
+            .env("PKGMIRROR__HEX__ENABLED", "true")
+            .env("PKGMIRROR__HEX__TTL", ttl)
+            .env("PKGMIRROR__HEX__PUBLIC_KEY", crate::hex_fixtures::TEST_PUBLIC_KEY)
+            .env("PKGMIRROR__PYPI__READ_TIMEOUT", "2s")
+            .env("PKGMIRROR__PYPI__CONNECT_TIMEOUT", "2s");
+        launch
+    }
+
     pub fn env(&mut self, key: &str, value: &str) -> &mut Self {
         self.env.push((key.into(), value.into()));
         self
@@ -76,6 +91,8 @@ impl Server {
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("RUST_LOG", "info")
+            // The hex mirror's default upstream is the public one: tests turn it on with a fake.
+            .env("PKGMIRROR__HEX__ENABLED", "false")
             .current_dir(data_dir)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -263,6 +280,11 @@ impl FakeIndex {
         }
     }
 
+    /// The root URL, for upstreams served at the root (a hex repository).
+    pub fn root_url(&self) -> String {
+        format!("http://{}/", self.addr)
+    }
+
     /// The index URL to configure: `http://127.0.0.1:PORT/simple/`.
     pub fn url(&self) -> String {
         format!("http://{}/simple/", self.addr)
@@ -302,6 +324,11 @@ impl FakeIndex {
         self.page(path, "text/html; charset=utf-8", body)
     }
 
+    /// Every request so far, in order: its path as sent and its headers (names in lower case).
+    pub fn requests(&self) -> Vec<(String, HashMap<String, String>)> {
+        self.state.requests.lock().unwrap().clone()
+    }
+
     pub fn set(&self, behaviour: Behaviour) {
         *self.state.behaviour.lock().unwrap() = Some(behaviour);
     }
@@ -318,7 +345,11 @@ impl FakeIndex {
 
     /// A header of the most recent request for `/simple/{path}`.
     pub fn last_header(&self, path: &str, name: &str) -> Option<String> {
-        let full = format!("/simple/{path}");
+        self.last_header_of(&format!("/simple/{path}"), name)
+    }
+
+    /// A header of the most recent request for the absolute `path`.
+    pub fn last_header_of(&self, full: &str, name: &str) -> Option<String> {
         self.state
             .requests
             .lock()
