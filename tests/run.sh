@@ -91,6 +91,30 @@ echo "node $(node --version)"
 node -e 'console.log("playwright-core", require(process.argv[1]).version)' \
     "$PKGMIRROR_TEST_NODE_MODULES/playwright-core/package.json"
 
+# rebar3 resolves and compiles hex packages through the mirror (tests/it/hex_client.rs): a minimal
+# Erlang from Debian, and Debian's rebar3 escript unpacked outside the clone (installing the rebar3
+# package itself would pull in a GUI toolkit through its dependencies), each only when missing.
+step "rebar3"
+erlang=(erlang-base erlang-crypto erlang-public-key erlang-ssl erlang-inets erlang-asn1
+    erlang-syntax-tools erlang-tools erlang-parsetools erlang-eunit)
+erlang_installed="$(dpkg-query -W -f='${db:Status-Status}\n' "${erlang[@]}" 2>/dev/null | grep -cx installed || true)"
+[ "$erlang_installed" -eq "${#erlang[@]}" ] || apt_install "${erlang[@]}"
+rebar3_dir="${PKGMIRROR_TEST_REBAR3_DIR:-$HOME/.cache/pkgmirror/rebar3}"
+export PKGMIRROR_TEST_REBAR3="$rebar3_dir/usr/bin/rebar3"
+if [ ! -x "$PKGMIRROR_TEST_REBAR3" ]; then
+    rebar3_deb="$(mktemp -d)"
+    # The package lists may be stale or missing the package; refresh them once, as above.
+    (cd "$rebar3_deb" && apt-get download rebar3) ||
+        { as_root apt-get update -qq && (cd "$rebar3_deb" && apt-get download rebar3); }
+    # Unpacked beside, then moved into place: an interrupted run leaves no half-written escript.
+    dpkg -x "$rebar3_deb"/rebar3_*.deb "$rebar3_deb/root"
+    rm -rf "$rebar3_dir"
+    mkdir -p "$(dirname "$rebar3_dir")"
+    mv "$rebar3_deb/root" "$rebar3_dir"
+    rm -rf "$rebar3_deb"
+fi
+"$PKGMIRROR_TEST_REBAR3" version
+
 step "format"
 cargo fmt --all -- --check
 

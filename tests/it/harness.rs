@@ -324,6 +324,11 @@ impl FakeIndex {
         self.page(path, "text/html; charset=utf-8", body)
     }
 
+    /// Every request so far, in order: its path as sent and its headers (names in lower case).
+    pub fn requests(&self) -> Vec<(String, HashMap<String, String>)> {
+        self.state.requests.lock().unwrap().clone()
+    }
+
     pub fn set(&self, behaviour: Behaviour) {
         *self.state.behaviour.lock().unwrap() = Some(behaviour);
     }

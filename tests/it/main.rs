@@ -7,6 +7,7 @@ mod clients;
 mod files;
 mod fixtures;
 mod harness;
+mod hex_client;
 mod hex_fixtures;
 mod hex_mirror;
 mod maintenance;

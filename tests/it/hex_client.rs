@@ -1,0 +1,590 @@
+//! rebar3 resolves, fetches and compiles the fixture hex repository (`hex_fixtures::standard`):
+//! first straight from a fake upstream (proving the fixtures are a repository the real client
+//! accepts, and that its faults are faults to it), then through the mirror, again from the
+//! mirror's cache with the upstream gone, and failing on a tampered tarball and on registry files
+//! the mirror cannot verify.
+//!
+//! rebar3 comes from `tests/run.sh`, which unpacks Debian's escript and names it in
+//! `PKGMIRROR_TEST_REBAR3`; without that variable `rebar3` on `PATH` is used, and without either
+//! the tests fail (they are never skipped).
+//!
+//! rebar3 runs with an emptied environment: `HOME`, `TMPDIR` and `REBAR_CACHE_DIR` in a temp dir,
+//! the repository at `HEX_CDN`, the test key pinned in the project's `rebar.config`, no proxy.
+//!
+//! What rebar3 3.19 does on the wire, seen with the fake: `GET /packages/{name}` (never
+//! `/names`, `/versions` or `/public_key`, and never with `If-None-Match`), then
+//! `GET /tarballs/{name}-{version}.tar` with an *empty* `If-None-Match` header when it has no copy.
+//! A second project on the same `REBAR_CACHE_DIR` asks for no registry file at all (its package
+//! index is cached) and sends `If-None-Match` with the stored ETag for each tarball; on a 304 it
+//! logs "Version cached at ... is up to date, reusing it". On any error it logs "Download error,
+//! using cached file" and carries on with its own copy, so a second run's success alone proves
+//! nothing about the mirror: the tests check the mirror's access log and rebar3's own report.
+//! `rebar3 update` asks for `/packages/{name}` of every package it knows and exits 0 even when
+//! all of them fail. A `HEX_CDN` ending in `/` makes it ask for `//packages/...`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::harness::*;
+use crate::hex_fixtures::{HexRepo, HexRepoBuilder, SignWith, TEST_PUBLIC_KEY, release, standard};
+
+/// The longest one rebar3 command may run before it is killed.
+const REBAR3_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// The packages `{deps, [{fixbar, "0.1.0"}]}` resolves to.
+const RESOLVED: [(&str, &str); 2] = [("fixbar", "0.1.0"), ("fixfoo", "1.1.0")];
+
+/// The repository files a first `rebar3 compile` of the project needs.
+const FETCHED: [&str; 4] = [
+    "/packages/fixbar",
+    "/packages/fixfoo",
+    "/tarballs/fixbar-0.1.0.tar",
+    "/tarballs/fixfoo-1.1.0.tar",
+];
+
+const TAMPERED: &str = "/tarballs/fixfoo-1.1.0.tar";
+
+// ---------------------------------------------------------------------------------------------
+// rebar3
+
+/// The rebar3 escript to run, or a failure saying how to get one.
+fn rebar3() -> PathBuf {
+    if let Some(path) = std::env::var_os("PKGMIRROR_TEST_REBAR3").filter(|p| !p.is_empty()) {
+        let path = PathBuf::from(path);
+        assert!(
+            path.is_file(),
+            "PKGMIRROR_TEST_REBAR3 names {}, which does not exist: run `bash tests/run.sh`, which \
+             installs Erlang and rebar3",
+            path.display()
+        );
+        return path;
+    }
+    std::env::var_os("PATH")
+        .iter()
+        .flat_map(std::env::split_paths)
+        .map(|dir| dir.join("rebar3"))
+        .find(|path| path.is_file())
+        .unwrap_or_else(|| {
+            panic!(
+                "rebar3 is not installed (PKGMIRROR_TEST_REBAR3 is unset and there is no rebar3 \
+                 on PATH): run `bash tests/run.sh`, which installs Erlang and Debian's rebar3 \
+                 escript and points PKGMIRROR_TEST_REBAR3 at it"
+            )
+        })
+}
+
+struct Run {
+    what: String,
+    /// `None`: killed at the timeout.
+    status: Option<ExitStatus>,
+    stdout: String,
+    stderr: String,
+}
+
+impl Run {
+    fn ok(&self) -> bool {
+        self.status.is_some_and(|s| s.success())
+    }
+
+    fn report(&self) -> String {
+        let status = match self.status {
+            Some(status) => status.to_string(),
+            None => format!("killed after {REBAR3_TIMEOUT:?}"),
+        };
+        format!(
+            "$ {}\n[{status}]\n--- stdout\n{}\n--- stderr\n{}",
+            self.what, self.stdout, self.stderr
+        )
+    }
+}
+
+/// Runs `cmd` off the async runtime, killing it (and whatever it started) after
+/// [`REBAR3_TIMEOUT`].
+async fn run(mut cmd: Command, what: String) -> Run {
+    use std::os::unix::process::CommandExt;
+    tokio::task::spawn_blocking(move || {
+        // Its own process group, so a timeout also ends the Erlang VM and anything it started.
+        cmd.process_group(0)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().unwrap_or_else(|e| {
+            panic!("cannot run {what}: {e}: run `bash tests/run.sh`, which installs Erlang and rebar3")
+        });
+        let read = |mut stream: Box<dyn std::io::Read + Send>| {
+            std::thread::spawn(move || {
+                let mut bytes = Vec::new();
+                let _ = stream.read_to_end(&mut bytes);
+                String::from_utf8_lossy(&bytes).into_owned()
+            })
+        };
+        let stdout = read(Box::new(child.stdout.take().unwrap()));
+        let stderr = read(Box::new(child.stderr.take().unwrap()));
+        let deadline = Instant::now() + REBAR3_TIMEOUT;
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break Some(status);
+            }
+            if Instant::now() >= deadline {
+                let _ = Command::new("kill")
+                    .args(["-KILL", "--", &format!("-{}", child.id())])
+                    .status();
+                let _ = child.kill();
+                let _ = child.wait();
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        Run {
+            what,
+            status,
+            stdout: stdout.join().unwrap(),
+            stderr: stderr.join().unwrap(),
+        }
+    })
+    .await
+    .unwrap()
+}
+
+/// A rebar3 user: `HOME` and `REBAR_CACHE_DIR` kept across projects, as on a developer's machine,
+/// and a fresh project directory for each [`Rebar3User::compile`].
+struct Rebar3User {
+    dir: tempfile::TempDir,
+    projects: usize,
+    /// Every command run, with its output, for failure messages.
+    transcript: Vec<String>,
+}
+
+impl Rebar3User {
+    fn new() -> Rebar3User {
+        let user = Rebar3User {
+            dir: temp_dir(),
+            projects: 0,
+            transcript: Vec::new(),
+        };
+        for sub in ["home", "cache", "tmp"] {
+            std::fs::create_dir(user.dir.path().join(sub)).unwrap();
+        }
+        user
+    }
+
+    /// `rebar3 {arg}` in `project` against the repository at `cdn`, with nothing of the
+    /// developer's environment (no proxy, no `ERL_*` or `REBAR_*` settings); `PATH` only so the
+    /// escript finds `escript` and `erl`. `DIAGNOSTIC=1` makes rebar3 report every request.
+    async fn rebar3(&mut self, arg: &str, project: &Path, cdn: &str) -> Run {
+        let mut cmd = Command::new(rebar3());
+        cmd.arg(arg)
+            .current_dir(project)
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("LANG", "C.UTF-8")
+            .env("HOME", self.dir.path().join("home"))
+            .env("TMPDIR", self.dir.path().join("tmp"))
+            .env("REBAR_CACHE_DIR", self.dir.path().join("cache"))
+            .env("HEX_CDN", cdn)
+            .env("DIAGNOSTIC", "1");
+        let what = format!("cd {} && HEX_CDN={cdn} rebar3 {arg}", project.display());
+        let run = run(cmd, what).await;
+        self.transcript.push(run.report());
+        run
+    }
+
+    /// Runs `rebar3 compile` in a new project that depends on `fixbar` 0.1.0, with the
+    /// repository at `cdn`; returns the run and the project directory.
+    async fn compile(&mut self, cdn: &str) -> (Run, PathBuf) {
+        self.projects += 1;
+        let project = self.dir.path().join(format!("project{}", self.projects));
+        std::fs::create_dir_all(project.join("src")).unwrap();
+        std::fs::write(project.join("rebar.config"), rebar_config()).unwrap();
+        // The project is an application of its own, as `rebar3 new app` makes one.
+        std::fs::write(
+            project.join("src/fixapp.app.src"),
+            "{application, fixapp, [{description, \"uses the hex fixtures\"}, {vsn, \"0.1.0\"}, \
+             {registered, []}, {applications, [kernel, stdlib, fixbar]}, {env, []}, \
+             {modules, []}]}.\n",
+        )
+        .unwrap();
+        std::fs::write(
+            project.join("src/fixapp.erl"),
+            "-module(fixapp).\n-export([bar/0]).\n\nbar() -> fixbar:version().\n",
+        )
+        .unwrap();
+        let run = self.rebar3("compile", &project, cdn).await;
+        (run, project)
+    }
+
+    /// `rebar3 update`: fetches `/packages/{name}` again for every package rebar3 knows.
+    async fn update(&mut self, cdn: &str) -> Run {
+        let dir = self.dir.path().join("update");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("rebar.config"), rebar_config()).unwrap();
+        self.rebar3("update", &dir, cdn).await
+    }
+
+    fn transcript(&self) -> String {
+        self.transcript.join("\n\n")
+    }
+}
+
+/// `{deps, [{fixbar, "0.1.0"}]}` and the hexpm repository pinned to the fixtures' test key.
+fn rebar_config() -> String {
+    format!(
+        "{{erl_opts, [debug_info]}}.\n\
+         {{deps, [{{fixbar, \"0.1.0\"}}]}}.\n\
+         {{hex, [{{repos, [#{{name => <<\"hexpm\">>, repo_public_key => <<\"{}\">>}}]}}]}}.\n",
+        TEST_PUBLIC_KEY.trim_end()
+    )
+}
+
+/// The compiled applications (the resolved dependencies and the project's own) that are missing.
+fn missing_beams(project: &Path) -> Vec<PathBuf> {
+    let lib = project.join("_build/default/lib");
+    RESOLVED
+        .iter()
+        .map(|(app, _)| *app)
+        .chain(["fixapp"])
+        .flat_map(|app| {
+            [
+                lib.join(format!("{app}/ebin/{app}.beam")),
+                lib.join(format!("{app}/ebin/{app}.app")),
+            ]
+        })
+        .filter(|path| !path.is_file())
+        .collect()
+}
+
+/// Asserts that `run` succeeded, built every application and locked the expected versions.
+fn assert_compiled(user: &Rebar3User, run: &Run, project: &Path, context: &dyn Fn() -> String) {
+    assert!(run.ok(), "rebar3 failed\n{}\n{}", user.transcript(), context());
+    let missing = missing_beams(project);
+    assert!(
+        missing.is_empty(),
+        "rebar3 succeeded but did not build {missing:?}\n{}\n{}",
+        user.transcript(),
+        context()
+    );
+    let lock = std::fs::read_to_string(project.join("rebar.lock")).unwrap_or_default();
+    for (app, version) in RESOLVED {
+        assert!(
+            lock.contains(&format!(
+                "{{<<\"{app}\">>,{{pkg,<<\"{app}\">>,<<\"{version}\">>}}"
+            )),
+            "rebar.lock does not pin {app} {version}:\n{lock}\n{}",
+            user.transcript()
+        );
+    }
+}
+
+/// Asserts that `run` failed and built neither dependency.
+fn assert_refused(user: &Rebar3User, run: &Run, project: &Path, fault: &str, context: &dyn Fn() -> String) {
+    let lib = project.join("_build/default/lib");
+    let built: Vec<PathBuf> = ["fixbar", "fixfoo"]
+        .iter()
+        .map(|app| lib.join(format!("{app}/ebin/{app}.beam")))
+        .filter(|path| path.is_file())
+        .collect();
+    assert!(
+        !run.ok() && run.status.is_some() && built.is_empty(),
+        "rebar3 should have failed on {fault} (built: {built:?})\n{}\n{}",
+        user.transcript(),
+        context()
+    );
+}
+
+/// `HEX_CDN` for rebar3 straight at `fake`: its root URL without the trailing slash, which rebar3
+/// would keep (asking for `//packages/...`, which the fake does not serve).
+fn straight(fake: &FakeIndex) -> String {
+    fake.root_url().trim_end_matches('/').to_owned()
+}
+
+/// Serves every file of `repo` at its path.
+fn serve(fake: &FakeIndex, repo: &HexRepo) {
+    for (path, bytes) in &repo.files {
+        fake.file(path, "application/octet-stream", bytes.clone());
+    }
+}
+
+/// The standard repository with one bit flipped in the last data byte of `TAMPERED`.
+fn tampered() -> HexRepo {
+    let mut repo = standard();
+    let tarball = repo.files.get_mut(TAMPERED).unwrap();
+    let last_data = tarball.len() - 1024 - 1;
+    tarball[last_data] ^= 1;
+    repo
+}
+
+/// The standard repository's packages, with registry files signed by another key or naming
+/// another repository.
+fn unverifiable() -> [(&'static str, HexRepo); 2] {
+    let packages = || {
+        HexRepoBuilder::new()
+            .package("fixfoo", vec![release("1.1.0", &[])])
+            .package("fixbar", vec![release("0.1.0", &[("fixfoo", "~> 1.0")])])
+    };
+    [
+        (
+            "registry files signed by another key",
+            packages().sign_with(SignWith::OtherKey).build(),
+        ),
+        (
+            "registry files of the repository 'evil'",
+            packages().repository("evil").build(),
+        ),
+    ]
+}
+
+// ---------------------------------------------------------------------------------------------
+// The mirror
+
+/// A mirror whose hex upstream is `fake` (its root URL), with registry TTL `ttl` and JSON logs.
+fn mirror(dir: &Path, fake: &FakeIndex, ttl: &str) -> Server {
+    let mut launch = Launch::with_hex(&fake.root_url(), ttl);
+    launch.arg("--log-format").arg("json");
+    Server::start(dir, &launch)
+}
+
+/// Every request in the mirror's access log, in order: (path, status).
+async fn access_log(server: &Server) -> Vec<(String, u64)> {
+    // The access line is written after the response: give it a moment.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    server
+        .logs()
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter_map(|entry| {
+            let fields = &entry["fields"];
+            Some((fields["path"].as_str()?.to_owned(), fields["status"].as_u64()?))
+        })
+        .collect()
+}
+
+/// The statuses the mirror answered for `path`, in order.
+fn statuses(log: &[(String, u64)], path: &str) -> Vec<u64> {
+    log.iter().filter(|(p, _)| p == path).map(|(_, s)| *s).collect()
+}
+
+/// Asserts that the fake was asked only by the mirror, never by rebar3 itself.
+fn assert_only_the_mirror_asked(fake: &FakeIndex) {
+    for (path, headers) in fake.requests() {
+        let agent = headers.get("user-agent").map_or("", String::as_str);
+        assert!(
+            !agent.contains("rebar3") && !agent.contains("hex_core"),
+            "rebar3 went to the upstream itself for {path} ({agent})"
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Straight from the fake upstream: the fixtures are a repository rebar3 accepts
+
+#[tokio::test]
+async fn rebar3_compiles_the_hex_fixtures_straight_from_a_fake_upstream() {
+    let fake = FakeIndex::start();
+    let repo = standard();
+    serve(&fake, &repo);
+    let mut user = Rebar3User::new();
+    let requests = || format!("requests: {:#?}", fake.requests());
+
+    let (first, project) = user.compile(&straight(&fake)).await;
+    assert_compiled(&user, &first, &project, &requests);
+    let paths: Vec<String> = fake.requests().into_iter().map(|(path, _)| path).collect();
+    let mut sorted = paths.clone();
+    sorted.sort();
+    assert_eq!(sorted, FETCHED, "{}", requests());
+
+    // A second project, same cache: no registry file, each tarball revalidated with its ETag.
+    let before = paths.len();
+    let (second, project) = user.compile(&straight(&fake)).await;
+    assert_compiled(&user, &second, &project, &requests);
+    let again = fake.requests().split_off(before);
+    let mut revalidated: Vec<(String, Option<String>)> = again
+        .into_iter()
+        .map(|(path, headers)| (path, headers.get("if-none-match").cloned()))
+        .collect();
+    revalidated.sort();
+    let expected: Vec<(String, Option<String>)> = ["/tarballs/fixbar-0.1.0.tar", TAMPERED]
+        .iter()
+        .map(|path| ((*path).to_owned(), Some(etag_of(repo.file(path)))))
+        .collect();
+    assert_eq!(revalidated, expected, "{}", requests());
+    for path in ["fixbar-0.1.0.tar", "fixfoo-1.1.0.tar"] {
+        assert!(
+            second
+                .stdout
+                .contains(&format!("{path} is up to date, reusing it")),
+            "rebar3 did not take the 304 for {path}\n{}",
+            user.transcript()
+        );
+    }
+}
+
+#[tokio::test]
+async fn rebar3_refuses_faulty_hex_fixtures_straight_from_a_fake_upstream() {
+    let [by_other_key, of_evil] = unverifiable();
+    for (fault, repo) in [("a tampered tarball", tampered()), by_other_key, of_evil] {
+        let fake = FakeIndex::start();
+        serve(&fake, &repo);
+        let mut user = Rebar3User::new();
+        let (run, project) = user.compile(&straight(&fake)).await;
+        assert_refused(&user, &run, &project, fault, &|| String::new());
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Through the mirror
+
+#[tokio::test]
+async fn rebar3_compiles_through_the_hex_mirror_then_from_its_cache_with_the_upstream_gone() {
+    let fake = FakeIndex::start();
+    serve(&fake, &standard());
+    let dir = temp_dir();
+    // A registry TTL of one second: after the outage every registry file is stale.
+    let server = mirror(dir.path(), &fake, "1s");
+    let cdn = server.url("/hex");
+    let mut user = Rebar3User::new();
+
+    let (first, project) = user.compile(&cdn).await;
+    let logs = || format!("=== pkgmirror log\n{}", server.logs());
+    assert_compiled(&user, &first, &project, &logs);
+    for path in FETCHED {
+        assert!(
+            fake.hits_of(path) >= 1,
+            "the mirror never fetched {path}\n{}",
+            logs()
+        );
+    }
+    assert_only_the_mirror_asked(&fake);
+    let log = access_log(&server).await;
+    for path in FETCHED {
+        assert_eq!(statuses(&log, &format!("/hex{path}")), [200], "{}", logs());
+    }
+
+    // The upstream goes away and the registry TTL runs out.
+    fake.stop();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+
+    // A fresh project, the same rebar3 cache: rebar3 revalidates each tarball and the mirror,
+    // from its own cache, answers 304. (rebar3 would fall back to its cached copy on an error
+    // too, so its success alone proves nothing: the 304s and its report of them do.)
+    let before = access_log(&server).await.len();
+    let (second, project) = user.compile(&cdn).await;
+    assert_compiled(&user, &second, &project, &logs);
+    let log = access_log(&server).await.split_off(before);
+    for tarball in ["fixbar-0.1.0.tar", "fixfoo-1.1.0.tar"] {
+        assert_eq!(
+            statuses(&log, &format!("/hex/tarballs/{tarball}")),
+            [304],
+            "the mirror did not answer rebar3's If-None-Match with 304\n{}\n{}",
+            user.transcript(),
+            logs()
+        );
+        assert!(
+            second
+                .stdout
+                .contains(&format!("{tarball} is up to date, reusing it")),
+            "rebar3 did not take a 304 for {tarball}\n{}\n{}",
+            user.transcript(),
+            logs()
+        );
+    }
+    assert!(
+        !second.stdout.contains("Download error"),
+        "rebar3 fell back to its own cache\n{}\n{}",
+        user.transcript(),
+        logs()
+    );
+
+    // rebar3 asks for the registry files again: the mirror serves its stale copies.
+    let before = access_log(&server).await.len();
+    let update = user.update(&cdn).await;
+    let log = access_log(&server).await.split_off(before);
+    assert!(
+        update.ok() && !update.stdout.contains("Failed to"),
+        "rebar3 update failed\n{}\n{}",
+        user.transcript(),
+        logs()
+    );
+    for name in ["fixbar", "fixfoo"] {
+        assert_eq!(
+            statuses(&log, &format!("/hex/packages/{name}")),
+            [200],
+            "the mirror did not serve its stale /packages/{name}\n{}\n{}",
+            user.transcript(),
+            logs()
+        );
+    }
+}
+
+#[tokio::test]
+async fn rebar3_compiles_through_the_hex_mirror_with_a_trailing_slash_in_hex_cdn() {
+    // rebar3 keeps the slash: it asks for `/hex//packages/fixbar` and so on.
+    let fake = FakeIndex::start();
+    serve(&fake, &standard());
+    let dir = temp_dir();
+    let server = mirror(dir.path(), &fake, "10m");
+    let mut user = Rebar3User::new();
+    let (run, project) = user.compile(&server.url("/hex/")).await;
+    assert_compiled(&user, &run, &project, &|| {
+        format!("=== pkgmirror log\n{}", server.logs())
+    });
+    for path in FETCHED {
+        assert!(fake.hits_of(path) >= 1, "the mirror never fetched {path}");
+    }
+}
+
+#[tokio::test]
+async fn rebar3_fails_on_a_tampered_tarball_through_the_hex_mirror() {
+    let fake = FakeIndex::start();
+    let repo = tampered();
+    serve(&fake, &repo);
+    let dir = temp_dir();
+    let server = mirror(dir.path(), &fake, "10m");
+    let mut user = Rebar3User::new();
+    let (run, project) = user.compile(&server.url("/hex")).await;
+    let logs = || format!("=== pkgmirror log\n{}", server.logs());
+    assert_refused(&user, &run, &project, "a tampered tarball", &logs);
+    assert!(fake.hits_of(TAMPERED) >= 1, "{}", logs());
+    assert_only_the_mirror_asked(&fake);
+
+    // The mirror never hands out the tampered tarball whole: a 502, or a cut connection.
+    let response = client().get(server.url(&format!("/hex{TAMPERED}"))).send().await;
+    if let Ok(response) = response {
+        let status = response.status().as_u16();
+        let body = response.bytes().await;
+        assert!(
+            !(status == 200 && body.as_ref().is_ok_and(|b| **b == *repo.file(TAMPERED))),
+            "the mirror served the tampered tarball complete\n{}",
+            logs()
+        );
+    }
+}
+
+#[tokio::test]
+async fn rebar3_fails_on_registry_files_the_hex_mirror_cannot_verify() {
+    for (fault, repo) in unverifiable() {
+        let fake = FakeIndex::start();
+        serve(&fake, &repo);
+        let dir = temp_dir();
+        let server = mirror(dir.path(), &fake, "10m");
+        let mut user = Rebar3User::new();
+        let (run, project) = user.compile(&server.url("/hex")).await;
+        let logs = || format!("=== {fault}\n=== pkgmirror log\n{}", server.logs());
+        assert_refused(&user, &run, &project, fault, &logs);
+        assert!(fake.hits_of("/packages/fixbar") >= 1, "{}", logs());
+        assert_only_the_mirror_asked(&fake);
+        let log = access_log(&server).await;
+        let answered = statuses(&log, "/hex/packages/fixbar");
+        assert!(
+            !answered.is_empty() && answered.iter().all(|&s| s == 502),
+            "the mirror answered {answered:?} for /hex/packages/fixbar, not 502\n{}",
+            logs()
+        );
+        let response = client()
+            .get(server.url("/hex/packages/fixbar"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 502, "{}", logs());
+    }
+}
