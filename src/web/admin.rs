@@ -15,6 +15,7 @@ use crate::cache::files::Eviction;
 use crate::cache::simple::PageRef;
 use crate::cache::unix_now;
 use crate::error::AppError;
+use crate::hex::validate_package_name;
 use crate::http::AppState;
 use crate::http::admin::{from_loopback, token_matches};
 use crate::pypi::name::{normalize, validate_project_name};
@@ -48,6 +49,8 @@ struct AdminPage {
     actor: String,
     flash: Option<Flash>,
     project: String,
+    /// Whether the hex actions are offered (the hex mirror is on).
+    hex_enabled: bool,
     log: Vec<LogRow>,
 }
 
@@ -158,6 +161,7 @@ async fn signed_in_page(
         actor,
         flash,
         project,
+        hex_enabled: state.hex.is_some(),
         log,
     };
     Ok(html(StatusCode::OK, render("admin.html", "admin", "", &page)?))
@@ -185,6 +189,7 @@ fn signin_form(
         actor: String::new(),
         flash: None,
         project: String::new(),
+        hex_enabled: false,
         log: Vec::new(),
     };
     let body = render("admin.html", "admin", "", &page)?;
@@ -355,6 +360,33 @@ pub async fn act(
             }
             Err(e) => (form.project.clone(), Err(format!("refused: {e}"))),
         },
+        "forget-hex-package" => {
+            let raw = form.project.as_deref().unwrap_or("").trim();
+            match (&state.hex, validate_package_name(raw)) {
+                (None, _) => (
+                    Some(raw.to_owned()),
+                    Err("refused: the hex mirror is turned off (hex.enabled = false)".to_owned()),
+                ),
+                (Some(_), Err(e)) => (
+                    Some(raw.to_owned()),
+                    Err(format!("refused: '{raw}' is not a hex package name: {e}")),
+                ),
+                (Some(hex), Ok(())) => {
+                    let result = hex
+                        .forget_package(raw)
+                        .await
+                        .map(|was_cached| {
+                            if was_cached {
+                                "ok: registry file cleared".to_owned()
+                            } else {
+                                "ok: nothing was cached".to_owned()
+                            }
+                        })
+                        .map_err(failed);
+                    (Some(format!("hex/{raw}")), result)
+                }
+            }
+        }
         "forget-list" => (
             None,
             state
@@ -424,8 +456,9 @@ pub async fn act(
         kind: if outcome.is_ok() { "ok" } else { "bad" },
         text: headline,
     });
+    // The PyPI forms are filled in again with the project acted on.
     let back = match form.project.as_deref().map(|p| project_name(Some(p))) {
-        Some(Ok(name)) => format!("/admin?project={name}"),
+        Some(Ok(name)) if action != "forget-hex-package" => format!("/admin?project={name}"),
         _ => "/admin".to_owned(),
     };
     Ok(see_other(&back).finish())

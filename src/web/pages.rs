@@ -97,14 +97,17 @@ struct Home {
 /// `GET /`.
 pub async fn home(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, UiError> {
     let now = unix_now();
-    let upstreams: Vec<UpstreamView> = state
-        .pages
-        .health_reports()
+    let pypi = state.pages.health_reports();
+    let upstream_configured = !pypi.is_empty();
+    let roles = (0..pypi.len()).map(|i| if i == 0 { "main" } else { "extra" });
+    let hex = state.hex.as_ref().map(|hex| (hex.health_report(), "hex"));
+    let upstreams: Vec<UpstreamView> = pypi
         .into_iter()
-        .enumerate()
-        .map(|(i, (url, report))| UpstreamView {
+        .zip(roles)
+        .chain(hex)
+        .map(|((url, report), role)| UpstreamView {
             url,
-            role: if i == 0 { "main" } else { "extra" },
+            role,
             state: report.state,
             last_success: report.last_success,
             last_error: report.last_error,
@@ -142,7 +145,7 @@ pub async fn home(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpRe
     let hex_url = state.hex.is_some().then(|| external_url(&state, &req, "/hex"));
     let page = Home {
         status,
-        upstream_configured: !upstreams.is_empty(),
+        upstream_configured,
         upstreams,
         storage: StorageView {
             backend,

@@ -535,3 +535,91 @@ async fn home_page_shows_mix_and_rebar3_setup_only_when_the_hex_mirror_is_on() {
         page.body
     );
 }
+
+#[tokio::test]
+async fn an_admin_clears_a_hex_registry_file_and_home_shows_the_hex_upstream() {
+    let fake = FakeIndex::start();
+    for (path, bytes) in &crate::hex_fixtures::standard().files {
+        fake.file(path, "application/octet-stream", bytes.clone());
+    }
+    let dir = temp_dir();
+    let mut launch = Launch::with_hex(&fake.root_url(), "10m");
+    launch.env("PKGMIRROR__SERVER__ADMIN_TOKEN", crate::web_ui::TOKEN);
+    let server = Server::start(dir.path(), &launch);
+    let fetch = || async {
+        let response = client()
+            .get(server.url("/hex/packages/fixbar"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+    };
+    fetch().await;
+    assert_eq!(fake.hits_of("/packages/fixbar"), 1);
+
+    let mut b = Browser::new(&server);
+    let home = b.get("/").await;
+    assert!(
+        home.body.contains(&format!(
+            "Upstream (hex)<br><span class=\"mono muted\">{}</span>",
+            fake.root_url()
+        )),
+        "{}",
+        home.body
+    );
+    let csrf = crate::web_ui::sign_in(&mut b).await;
+    let admin = b.get("/admin").await;
+    assert!(
+        admin.body.contains("<form id=\"forget-hex-package\""),
+        "{}",
+        admin.body
+    );
+
+    let (_, refused) = crate::web_ui::act(
+        &mut b,
+        &csrf,
+        "forget-hex-package",
+        &[("project", "Bad-Name")],
+        "/admin",
+    )
+    .await;
+    assert!(
+        refused
+            .2
+            .starts_with("refused: 'Bad-Name' is not a hex package name"),
+        "{refused:?}"
+    );
+    let (_, row) = crate::web_ui::act(
+        &mut b,
+        &csrf,
+        "forget-hex-package",
+        &[("project", "fixbar")],
+        "/admin",
+    )
+    .await;
+    assert_eq!(
+        row,
+        (
+            "forget-hex-package".into(),
+            "hex/fixbar".into(),
+            "ok: registry file cleared".into()
+        )
+    );
+    assert_eq!(fake.hits_of("/packages/fixbar"), 1, "clearing fetches nothing");
+    fetch().await;
+    assert_eq!(
+        fake.hits_of("/packages/fixbar"),
+        2,
+        "the next request goes upstream"
+    );
+    // A forged form (wrong CSRF token) changes nothing.
+    let forged = b
+        .post(
+            "/admin/forget-hex-package",
+            &[("csrf", "0".repeat(64).as_str()), ("project", "fixbar")],
+        )
+        .await;
+    assert_eq!(forged.status, 403);
+    fetch().await;
+    assert_eq!(fake.hits_of("/packages/fixbar"), 2);
+}

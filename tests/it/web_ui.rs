@@ -13,7 +13,7 @@ use crate::files::{payload, sha256_hex};
 use crate::fixtures::json_list;
 use crate::harness::*;
 
-const TOKEN: &str = "web-ui-admin-token";
+pub const TOKEN: &str = "web-ui-admin-token";
 /// What a browser sends for a page.
 const BROWSER_ACCEPT: &str = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8";
 /// The home page's setup snippets, by id.
@@ -75,7 +75,7 @@ impl Browser {
     }
 
     /// Posts a form, `application/x-www-form-urlencoded` as browsers do.
-    async fn post(&mut self, path: &str, fields: &[(&str, &str)]) -> Page {
+    pub async fn post(&mut self, path: &str, fields: &[(&str, &str)]) -> Page {
         let body = url::form_urlencoded::Serializer::new(String::new())
             .extend_pairs(fields)
             .finish();
@@ -355,7 +355,7 @@ fn csrf_of(body: &str) -> String {
 }
 
 /// Signs in with the admin token; returns the session's CSRF token.
-async fn sign_in(b: &mut Browser) -> String {
+pub async fn sign_in(b: &mut Browser) -> String {
     let form = b.get("/admin").await;
     assert!(form.body.contains("<form id=\"signin\""), "{}", form.body);
     let signin_csrf = csrf_of(&form.body);
@@ -394,7 +394,7 @@ fn admin_log(body: &str) -> Vec<(String, String, String)> {
 
 /// Posts an admin action form; asserts the 303 back to `back`, then returns the admin page the
 /// browser lands on and the newest log row.
-async fn act(
+pub async fn act(
     b: &mut Browser,
     csrf: &str,
     action: &str,
