@@ -12,8 +12,8 @@
 //! the command line or in the project, and any other host goes through a proxy that is not there.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 use crate::harness::*;
 use crate::packages::{self, BACKEND_GENERATOR, TREE_INSTALLED, WHEEL_GENERATOR};
@@ -77,31 +77,6 @@ fn python_with_pip() -> PathBuf {
 // ---------------------------------------------------------------------------------------------
 // Running a tool
 
-struct Run {
-    what: String,
-    /// `None`: killed at the timeout.
-    status: Option<ExitStatus>,
-    stdout: String,
-    stderr: String,
-}
-
-impl Run {
-    fn ok(&self) -> bool {
-        self.status.is_some_and(|s| s.success())
-    }
-
-    fn report(&self) -> String {
-        let status = match self.status {
-            Some(status) => status.to_string(),
-            None => format!("killed after {TOOL_TIMEOUT:?}"),
-        };
-        format!(
-            "$ {}\n[{status}]\n--- stdout\n{}\n--- stderr\n{}",
-            self.what, self.stdout, self.stderr
-        )
-    }
-}
-
 /// `cmd` as a shell line: its directory, the variables set for it alone (not the sandbox's
 /// common ones), the program and its arguments.
 fn shown(cmd: &Command) -> String {
@@ -130,50 +105,10 @@ fn shown(cmd: &Command) -> String {
 /// Variables that single commands set, shown with them.
 const OWN_ENV: [&str; 3] = ["PYTHONPATH", "PDM_PYTHON", "PDM_PYPI_URL"];
 
-/// Runs `cmd` off the async runtime, killing it (and whatever it started) after [`TOOL_TIMEOUT`].
-async fn run(mut cmd: Command) -> Run {
-    use std::os::unix::process::CommandExt;
+/// Runs `cmd`, killed after [`TOOL_TIMEOUT`].
+async fn run(cmd: Command) -> Run {
     let what = shown(&cmd);
-    tokio::task::spawn_blocking(move || {
-        // Its own process group, so a timeout also ends the builds and resolvers it started.
-        cmd.process_group(0)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("cannot run {what}: {e}"));
-        let read = |mut stream: Box<dyn std::io::Read + Send>| {
-            std::thread::spawn(move || {
-                let mut bytes = Vec::new();
-                let _ = stream.read_to_end(&mut bytes);
-                String::from_utf8_lossy(&bytes).into_owned()
-            })
-        };
-        let stdout = read(Box::new(child.stdout.take().unwrap()));
-        let stderr = read(Box::new(child.stderr.take().unwrap()));
-        let deadline = Instant::now() + TOOL_TIMEOUT;
-        let status = loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                break Some(status);
-            }
-            if Instant::now() >= deadline {
-                let _ = Command::new("kill")
-                    .args(["-KILL", "--", &format!("-{}", child.id())])
-                    .status();
-                let _ = child.kill();
-                let _ = child.wait();
-                break None;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        };
-        Run {
-            what,
-            status,
-            stdout: stdout.join().unwrap(),
-            stderr: stderr.join().unwrap(),
-        }
-    })
-    .await
-    .unwrap()
+    run_tool(cmd, what, TOOL_TIMEOUT, "").await
 }
 
 /// A fresh, empty world for one install: home, XDG dirs, caches and the target, all in a temp

@@ -509,3 +509,83 @@ pub fn raw_get(base: &str, path: &str, accept: &str) -> (u16, String) {
         .unwrap_or_default();
     (status, body)
 }
+
+// ---------------------------------------------------------------------------------------------
+// Running a real client tool
+
+/// A finished (or killed) run of a client tool.
+pub struct Run {
+    pub what: String,
+    /// `None`: killed at the timeout.
+    pub status: Option<ExitStatus>,
+    pub timeout: Duration,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    pub fn ok(&self) -> bool {
+        self.status.is_some_and(|s| s.success())
+    }
+
+    pub fn report(&self) -> String {
+        let status = match self.status {
+            Some(status) => status.to_string(),
+            None => format!("killed after {:?}", self.timeout),
+        };
+        format!(
+            "$ {}\n[{status}]\n--- stdout\n{}\n--- stderr\n{}",
+            self.what, self.stdout, self.stderr
+        )
+    }
+}
+
+/// Runs `cmd` (shown as `what`) off the async runtime, killing it and whatever it started after
+/// `timeout`. `install_hint` says how to get the tool when it cannot be started.
+pub async fn run_tool(mut cmd: Command, what: String, timeout: Duration, install_hint: &'static str) -> Run {
+    use std::io::Read;
+    use std::os::unix::process::CommandExt;
+    tokio::task::spawn_blocking(move || {
+        // Its own process group, so a timeout also ends the builds, resolvers or VMs it started.
+        cmd.process_group(0)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run {what}: {e}{install_hint}"));
+        let read = |mut stream: Box<dyn Read + Send>| {
+            std::thread::spawn(move || {
+                let mut bytes = Vec::new();
+                let _ = stream.read_to_end(&mut bytes);
+                String::from_utf8_lossy(&bytes).into_owned()
+            })
+        };
+        let stdout = read(Box::new(child.stdout.take().unwrap()));
+        let stderr = read(Box::new(child.stderr.take().unwrap()));
+        let deadline = Instant::now() + timeout;
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break Some(status);
+            }
+            if Instant::now() >= deadline {
+                let _ = Command::new("kill")
+                    .args(["-KILL", "--", &format!("-{}", child.id())])
+                    .status();
+                let _ = child.kill();
+                let _ = child.wait();
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        Run {
+            what,
+            status,
+            timeout,
+            stdout: stdout.join().unwrap(),
+            stderr: stderr.join().unwrap(),
+        }
+    })
+    .await
+    .unwrap()
+}

@@ -23,8 +23,8 @@
 //! all of them fail. A `HEX_CDN` ending in `/` makes it ask for `//packages/...`.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 use crate::harness::*;
 use crate::hex_fixtures::{HexRepo, HexRepoBuilder, SignWith, TEST_PUBLIC_KEY, release, standard};
@@ -74,77 +74,15 @@ fn rebar3() -> PathBuf {
         })
 }
 
-struct Run {
-    what: String,
-    /// `None`: killed at the timeout.
-    status: Option<ExitStatus>,
-    stdout: String,
-    stderr: String,
-}
-
-impl Run {
-    fn ok(&self) -> bool {
-        self.status.is_some_and(|s| s.success())
-    }
-
-    fn report(&self) -> String {
-        let status = match self.status {
-            Some(status) => status.to_string(),
-            None => format!("killed after {REBAR3_TIMEOUT:?}"),
-        };
-        format!(
-            "$ {}\n[{status}]\n--- stdout\n{}\n--- stderr\n{}",
-            self.what, self.stdout, self.stderr
-        )
-    }
-}
-
-/// Runs `cmd` off the async runtime, killing it (and whatever it started) after
-/// [`REBAR3_TIMEOUT`].
-async fn run(mut cmd: Command, what: String) -> Run {
-    use std::os::unix::process::CommandExt;
-    tokio::task::spawn_blocking(move || {
-        // Its own process group, so a timeout also ends the Erlang VM and anything it started.
-        cmd.process_group(0)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = cmd.spawn().unwrap_or_else(|e| {
-            panic!("cannot run {what}: {e}: run `bash tests/run.sh`, which installs Erlang and rebar3")
-        });
-        let read = |mut stream: Box<dyn std::io::Read + Send>| {
-            std::thread::spawn(move || {
-                let mut bytes = Vec::new();
-                let _ = stream.read_to_end(&mut bytes);
-                String::from_utf8_lossy(&bytes).into_owned()
-            })
-        };
-        let stdout = read(Box::new(child.stdout.take().unwrap()));
-        let stderr = read(Box::new(child.stderr.take().unwrap()));
-        let deadline = Instant::now() + REBAR3_TIMEOUT;
-        let status = loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                break Some(status);
-            }
-            if Instant::now() >= deadline {
-                let _ = Command::new("kill")
-                    .args(["-KILL", "--", &format!("-{}", child.id())])
-                    .status();
-                let _ = child.kill();
-                let _ = child.wait();
-                break None;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        };
-        Run {
-            what,
-            status,
-            stdout: stdout.join().unwrap(),
-            stderr: stderr.join().unwrap(),
-        }
-    })
+/// Runs `cmd` (shown as `what`), killed after [`REBAR3_TIMEOUT`].
+async fn run(cmd: Command, what: String) -> Run {
+    run_tool(
+        cmd,
+        what,
+        REBAR3_TIMEOUT,
+        ": run `bash tests/run.sh`, which installs Erlang and rebar3",
+    )
     .await
-    .unwrap()
 }
 
 /// A rebar3 user: `HOME` and `REBAR_CACHE_DIR` kept across projects, as on a developer's machine,
