@@ -14,6 +14,7 @@
 //! Upstream answers of "no such file" (404, 403, 410) are remembered for a minute, so a missing
 //! package does not cost an upstream request per client request.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -69,6 +70,9 @@ struct ObjectEntry {
     sources: String,
 }
 
+/// A package's release rows by tarball name.
+type Releases = HashMap<String, FileRecord>;
+
 /// The hex mirror's settings, from `[hex]`.
 pub struct HexSettings {
     pub client: HexClient,
@@ -101,6 +105,10 @@ struct Inner {
     l1: Cache<String, Arc<StoredPage>>,
     /// Paths the upstream said it does not have: path → message.
     missing: Cache<String, String>,
+    /// The catalogue's release rows of recently asked packages (package → tarball name → row),
+    /// so serving a cached tarball does not wait on SQLite. Replaced whenever a package's
+    /// registry file is recorded.
+    releases: Cache<String, Arc<Releases>>,
     /// Packages whose registry file was refreshed for an unknown release lately.
     forced_refreshes: Cache<String, ()>,
     health: IndexHealth,
@@ -142,6 +150,7 @@ impl HexMirror {
                     .max_capacity(10_000)
                     .time_to_live(MISSING_TTL)
                     .build(),
+                releases: Cache::builder().max_capacity(10_000).build(),
                 forced_refreshes: Cache::builder()
                     .max_capacity(10_000)
                     .time_to_live(UNLISTED_REFRESH_INTERVAL)
@@ -501,6 +510,9 @@ impl Inner {
     async fn keep_page(&self, path: &str, page: &Arc<StoredPage>, record: Option<ProjectRecord>) {
         let (pages, catalogue) = (self.pages.clone(), self.catalogue.clone());
         let (key, stored) = (path.to_owned(), Arc::clone(page));
+        let releases = record
+            .as_ref()
+            .map(|r| (r.name.clone(), Arc::new(by_filename(r.files.clone()))));
         let written = blocking(move || {
             if let Some(record) = &record {
                 catalogue.record_project(record)?;
@@ -513,6 +525,11 @@ impl Inner {
         .await;
         if let Err(e) = written {
             tracing::error!(path, error = %e, "could not store a hex registry file; serving it anyway");
+        }
+        // What the verified file lists is what tarballs are checked against from now on, even
+        // when the catalogue could not record it.
+        if let Some((name, releases)) = releases {
+            self.releases.insert(name, releases).await;
         }
         self.l1.insert(path.to_owned(), Arc::clone(page)).await;
     }
@@ -566,9 +583,16 @@ impl Inner {
     }
 
     async fn release_row(&self, name: &str, filename: &str) -> Result<Option<FileRecord>, CacheError> {
+        if let Some(releases) = self.releases.get(name).await {
+            return Ok(releases.get(filename).cloned());
+        }
         let catalogue = self.catalogue.clone();
-        let (name, filename) = (name.to_owned(), filename.to_owned());
-        blocking(move || catalogue.project_file(ECOSYSTEM, &name, &filename)).await
+        let package = name.to_owned();
+        let rows = blocking(move || catalogue.project_files(ECOSYSTEM, &package)).await?;
+        let releases = Arc::new(by_filename(rows));
+        let found = releases.get(filename).cloned();
+        self.releases.insert(name.to_owned(), releases).await;
+        Ok(found)
     }
 
     async fn object_entry(&self, path: &str) -> Result<Option<ObjectEntry>, CacheError> {
@@ -727,6 +751,10 @@ enum StoreBodyError {
     /// The upstream's fault: a stale copy may stand in.
     Upstream(UpstreamError),
     Cache(CacheError),
+}
+
+fn by_filename(rows: Vec<FileRecord>) -> Releases {
+    rows.into_iter().map(|row| (row.filename.clone(), row)).collect()
 }
 
 /// A strong ETag for bytes served as they are.
