@@ -87,11 +87,20 @@ struct Home {
     storage: StorageView,
     totals: Totals,
     recent: Vec<DownloadView>,
-    index_url: String,
+    /// How to point each family of tools at this server: PyPI's, then hex's while it is on.
+    setups: Vec<Setup>,
+}
+
+/// One family of tools, the URL they use and how each is configured.
+#[derive(Serialize)]
+struct Setup {
+    /// The id of its introduction, if tests or links need one.
+    id: Option<&'static str>,
+    tools: &'static str,
+    url: String,
+    /// Said after the URL.
+    note: &'static str,
     snippets: Vec<Snippet>,
-    /// This server's hex repository, when the hex mirror is enabled.
-    hex_url: Option<String>,
-    hex_snippets: Vec<Snippet>,
 }
 
 /// `GET /`.
@@ -169,10 +178,21 @@ pub async fn home(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpRe
             stale: counters.stale,
         },
         recent,
-        snippets: setup_snippets(&index_url),
-        index_url,
-        hex_snippets: hex_url.as_deref().map(hex_snippets).unwrap_or_default(),
-        hex_url,
+        setups: std::iter::once(Setup {
+            id: None,
+            tools: "your Python tools",
+            snippets: setup_snippets(&index_url),
+            url: index_url,
+            note: "",
+        })
+        .chain(hex_url.map(|url| Setup {
+            id: Some("hex-setup"),
+            tools: "mix and rebar3",
+            snippets: hex_snippets(&url),
+            url,
+            note: ", the mirror of the hex repository",
+        }))
+        .collect(),
     };
     Ok(html(StatusCode::OK, render("home.html", "home", "", &page)?))
 }
