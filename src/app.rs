@@ -15,7 +15,8 @@ use crate::cache::maintenance::{self, Evictor};
 use crate::cache::simple::{Index, SimplePages};
 use crate::config::Config;
 use crate::hex::{HexPublicKey, RegistryVerifier};
-use crate::http::{self, AppState};
+use crate::http;
+use crate::state::AppState;
 use crate::storage::blob::ConfiguredStore;
 use crate::storage::data_dir::{self, DataDirLock, LockError};
 use crate::storage::{Catalogue, PageStore, StorageError};
@@ -131,7 +132,7 @@ pub fn serve(config: Config) -> Result<(), ServeError> {
                 .app_data(state.clone())
                 .wrap(from_fn(http::html_errors))
                 .wrap(from_fn(http::access_log))
-                .configure(http::configure)
+                .configure(crate::routes::configure)
         })
         .shutdown_timeout(SHUTDOWN_GRACE.as_secs())
         // A stored file goes out as headers, then body chunks: with Nagle on, a keep-alive

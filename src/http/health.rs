@@ -3,8 +3,8 @@
 use actix_web::{HttpResponse, web};
 use serde_json::json;
 
-use super::AppState;
 use crate::error::AppError;
+use crate::state::AppState;
 
 pub async fn health(state: web::Data<AppState>) -> Result<HttpResponse, AppError> {
     let counts = state.pages.storage_counts().await?;

@@ -11,7 +11,7 @@ use super::{UiError, html, render_in};
 use crate::cache::unix_now;
 use crate::error::AppError;
 use crate::hex::{split_tarball_name, validate_package_name};
-use crate::http::AppState;
+use crate::state::AppState;
 
 #[derive(Serialize)]
 struct ReleaseView {

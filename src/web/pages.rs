@@ -13,8 +13,8 @@ use super::{UiError, hex_page, html, render, render_in, view};
 use crate::cache::explorer::ListingRequest;
 use crate::cache::unix_now;
 use crate::error::AppError;
-use crate::http::{AppState, external_url};
 use crate::pypi::name::{normalize, validate_project_name};
+use crate::state::{AppState, external_url};
 use crate::storage::browse::ProjectSort;
 
 /// Projects per page of the package list.
