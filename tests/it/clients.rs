@@ -245,7 +245,7 @@ print(json.dumps(out))
 // The four clients
 
 #[derive(Clone, Copy, Debug)]
-enum Client {
+pub(crate) enum Client {
     Pip,
     Uv,
     Poetry,
@@ -265,7 +265,7 @@ fn write_project(dir: &Path, source: &str) {
 
 /// Installs `app` (and so the tree) with `client` from the mirror at `index` into a fresh
 /// sandbox, then checks what got installed.
-async fn install(client: Client, index: &str, server: &Server) {
+pub(crate) async fn install(client: Client, index: &str, server: &Server) {
     let mut sandbox = Sandbox::new();
     install_in(&mut sandbox, client, index, server).await;
     // Shown by `cargo test -- --nocapture`, and for a test that fails later.
