@@ -19,6 +19,7 @@ mod s3_mirror;
 mod s3_server;
 mod s3_store;
 mod simple_api;
+mod unreadable_pages;
 mod web_hex;
 mod web_search;
 mod web_ui;
