@@ -272,7 +272,7 @@ fn write_project(dir: &Path, requirements: &[&str], source: &str) {
 
 /// Installs `app` (and so the tree) with `client` from the mirror at `index` into a fresh
 /// sandbox, then checks what got installed.
-async fn install(client: Client, index: &str, server: &Server) {
+pub(crate) async fn install(client: Client, index: &str, server: &Server) {
     let mut sandbox = Sandbox::new();
     let installed = install_in(&mut sandbox, client, index, &["app"], server).await;
     let (python, pythonpath) = (installed.python, installed.pythonpath);

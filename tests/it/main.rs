@@ -10,6 +10,7 @@ mod harness;
 mod hex_client;
 mod hex_fixtures;
 mod hex_mirror;
+mod index_servers;
 mod live;
 mod maintenance;
 mod packages;
