@@ -13,6 +13,7 @@ use crate::cache::hex::HexMirror;
 use crate::cache::maintenance::Evictor;
 use crate::cache::simple::SimplePages;
 use crate::config::Secret;
+use crate::upstream::IndexHealthReport;
 
 /// What every handler can reach.
 pub struct AppState {
@@ -30,6 +31,59 @@ pub struct AppState {
     pub admin_token: Secret,
     pub public_url: Option<Url>,
     pub started: Instant,
+}
+
+/// One upstream as `/health` and the home page show it.
+pub struct UpstreamStatus {
+    /// Redacted URL.
+    pub url: String,
+    /// `main` or `extra` (PyPI indexes, in configured order), or `hex`.
+    pub role: &'static str,
+    pub report: IndexHealthReport,
+}
+
+/// The server's health at one moment: what `/health` and the home page both show.
+pub struct StatusSnapshot {
+    /// Whether a PyPI upstream is configured at all.
+    pub upstream_configured: bool,
+    pub upstreams: Vec<UpstreamStatus>,
+    /// The blob store's kind and whether it works.
+    pub storage_backend: &'static str,
+    pub storage: Result<(), String>,
+}
+
+impl StatusSnapshot {
+    /// Degraded still serves (cached pages go out, stale if need be): an upstream or the blob
+    /// store is failing.
+    pub fn degraded(&self) -> bool {
+        self.storage.is_err() || self.upstreams.iter().any(|u| u.report.state.is_failing())
+    }
+
+    pub fn status(&self) -> &'static str {
+        if self.degraded() { "degraded" } else { "ok" }
+    }
+}
+
+impl AppState {
+    pub async fn status(&self) -> StatusSnapshot {
+        let pypi = self.pages.health_reports();
+        let upstream_configured = !pypi.is_empty();
+        let roles = (0..pypi.len()).map(|i| if i == 0 { "main" } else { "extra" });
+        let hex = self.hex.as_ref().map(|hex| (hex.health_report(), "hex"));
+        let upstreams = pypi
+            .into_iter()
+            .zip(roles)
+            .chain(hex)
+            .map(|((url, report), role)| UpstreamStatus { url, role, report })
+            .collect();
+        let (storage_backend, storage) = self.files.storage_health().await;
+        StatusSnapshot {
+            upstream_configured,
+            upstreams,
+            storage_backend,
+            storage,
+        }
+    }
 }
 
 /// An absolute URL for `path` (which starts with `/`) as clients outside see it: under
