@@ -25,7 +25,7 @@ const TOOL_TIMEOUT: Duration = Duration::from_secs(180);
 // The tools
 
 /// The python of the test venv.
-fn python() -> PathBuf {
+pub(crate) fn python() -> PathBuf {
     if let Some(path) = std::env::var_os("PKGMIRROR_TEST_PYTHON").filter(|p| !p.is_empty()) {
         return path.into();
     }
@@ -44,7 +44,7 @@ fn python() -> PathBuf {
 }
 
 /// A tool installed next to [`python`], or a failure saying how to get it.
-fn tool(name: &str) -> PathBuf {
+pub(crate) fn tool(name: &str) -> PathBuf {
     let python = python();
     let path = python.parent().unwrap_or(Path::new(".")).join(name);
     assert!(
@@ -58,7 +58,7 @@ fn tool(name: &str) -> PathBuf {
 }
 
 /// [`python`], after checking that it has pip.
-fn python_with_pip() -> PathBuf {
+pub(crate) fn python_with_pip() -> PathBuf {
     let python = python();
     let ok = Command::new(&python)
         .args(["-m", "pip", "--version"])
@@ -113,14 +113,14 @@ async fn run(cmd: Command) -> Run {
 
 /// A fresh, empty world for one install: home, XDG dirs, caches and the target, all in a temp
 /// dir, and nothing of the developer's environment.
-struct Sandbox {
+pub(crate) struct Sandbox {
     dir: tempfile::TempDir,
     /// Every command run in it, with its output, for failure messages.
-    transcript: Vec<String>,
+    pub(crate) transcript: Vec<String>,
 }
 
 impl Sandbox {
-    fn new() -> Sandbox {
+    pub(crate) fn new() -> Sandbox {
         let sandbox = Sandbox {
             dir: temp_dir(),
             transcript: Vec::new(),
@@ -131,12 +131,12 @@ impl Sandbox {
         sandbox
     }
 
-    fn path(&self, sub: &str) -> PathBuf {
+    pub(crate) fn path(&self, sub: &str) -> PathBuf {
         self.dir.path().join(sub)
     }
 
     /// `program` with an emptied environment in which only the mirror can be reached.
-    fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+    pub(crate) fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
         let bin = python().parent().unwrap().to_owned();
         let mut path = std::ffi::OsString::from(bin);
         path.push(":/usr/local/bin:/usr/bin:/bin");
@@ -184,7 +184,7 @@ impl Sandbox {
     }
 
     /// Runs `cmd`; a failure or timeout panics with everything seen so far.
-    async fn must(&mut self, cmd: Command, server: &Server) -> Run {
+    pub(crate) async fn must(&mut self, cmd: Command, server: &Server) -> Run {
         let run = run(cmd).await;
         self.transcript.push(run.report());
         assert!(
@@ -245,20 +245,22 @@ print(json.dumps(out))
 // The four clients
 
 #[derive(Clone, Copy, Debug)]
-enum Client {
+pub(crate) enum Client {
     Pip,
     Uv,
     Poetry,
     Pdm,
 }
 
-/// A consumer project depending on `app`, for poetry and pdm; `source` is the tool's table that
-/// makes the mirror its only index.
-fn write_project(dir: &Path, source: &str) {
+/// A consumer project depending on `requirements`, for poetry and pdm; `source` is the tool's
+/// table that makes the mirror its only index.
+fn write_project(dir: &Path, requirements: &[&str], source: &str) {
     std::fs::create_dir_all(dir).unwrap();
+    let dependencies: Vec<String> = requirements.iter().map(|r| format!("{r:?}")).collect();
     let pyproject = format!(
         "[project]\nname = \"consumer\"\nversion = \"0.0.0\"\nrequires-python = \">=3.11\"\n\
-         dependencies = [\"app\"]\n\n{source}"
+         dependencies = [{}]\n\n{source}",
+        dependencies.join(", ")
     );
     std::fs::write(dir.join("pyproject.toml"), pyproject).unwrap();
 }
@@ -273,6 +275,28 @@ async fn install(client: Client, index: &str, server: &Server) {
 }
 
 async fn install_in(sandbox: &mut Sandbox, client: Client, index: &str, server: &Server) {
+    let installed = install_requirements(sandbox, client, index, &["app"], server).await;
+    sandbox
+        .check_installed(&installed.python, installed.pythonpath.as_deref(), server)
+        .await;
+}
+
+/// Where an install put its packages: the interpreter that sees them, with the `PYTHONPATH` it
+/// needs for that (pip installs into a plain `--target` directory).
+pub(crate) struct Installed {
+    pub(crate) python: PathBuf,
+    pub(crate) pythonpath: Option<PathBuf>,
+}
+
+/// Installs `requirements` with `client` from the mirror at `index` (its only index) into
+/// `sandbox`; a failing command fails the test.
+pub(crate) async fn install_requirements(
+    sandbox: &mut Sandbox,
+    client: Client,
+    index: &str,
+    requirements: &[&str],
+    server: &Server,
+) -> Installed {
     match client {
         Client::Pip => {
             let target = sandbox.path("target");
@@ -281,9 +305,13 @@ async fn install_in(sandbox: &mut Sandbox, client: Client, index: &str, server: 
                 .arg(&target)
                 .arg("--cache-dir")
                 .arg(sandbox.path("cache/pip"))
-                .args(["--progress-bar", "off", "app"]);
+                .args(["--progress-bar", "off"])
+                .args(requirements);
             sandbox.must(pip, server).await;
-            sandbox.check_installed(&python(), Some(&target), server).await;
+            Installed {
+                python: python(),
+                pythonpath: Some(target),
+            }
         }
         Client::Uv => {
             let venv = sandbox.path("venv");
@@ -293,16 +321,19 @@ async fn install_in(sandbox: &mut Sandbox, client: Client, index: &str, server: 
             let mut uv = sandbox.command(tool("uv"));
             uv.args(["pip", "install", "--python"])
                 .arg(venv.join("bin/python"))
-                .args(["--default-index", index, "app"]);
+                .args(["--default-index", index])
+                .args(requirements);
             sandbox.must(uv, server).await;
-            sandbox
-                .check_installed(&venv.join("bin/python"), None, server)
-                .await;
+            Installed {
+                python: venv.join("bin/python"),
+                pythonpath: None,
+            }
         }
         Client::Poetry => {
             let project = sandbox.path("project");
             write_project(
                 &project,
+                requirements,
                 &format!(
                     "[tool.poetry]\npackage-mode = false\n\n[[tool.poetry.source]]\n\
                      name = \"mirror\"\nurl = \"{index}\"\npriority = \"primary\"\n"
@@ -313,14 +344,16 @@ async fn install_in(sandbox: &mut Sandbox, client: Client, index: &str, server: 
                 .args(["install", "--no-root", "--no-interaction", "-v"])
                 .current_dir(&project);
             sandbox.must(poetry, server).await;
-            sandbox
-                .check_installed(&project.join(".venv/bin/python"), None, server)
-                .await;
+            Installed {
+                python: project.join(".venv/bin/python"),
+                pythonpath: None,
+            }
         }
         Client::Pdm => {
             let project = sandbox.path("project");
             write_project(
                 &project,
+                requirements,
                 &format!(
                     "[tool.pdm]\ndistribution = false\n\n[[tool.pdm.source]]\n\
                      name = \"pypi\"\nurl = \"{index}\"\n"
@@ -337,7 +370,10 @@ async fn install_in(sandbox: &mut Sandbox, client: Client, index: &str, server: 
                 .env("PDM_PYPI_URL", index)
                 .current_dir(&project);
             sandbox.must(pdm, server).await;
-            sandbox.check_installed(&venv_python, None, server).await;
+            Installed {
+                python: venv_python,
+                pythonpath: None,
+            }
         }
     }
 }
