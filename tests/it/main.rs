@@ -13,6 +13,7 @@ mod hex_mirror;
 mod maintenance;
 mod packages;
 mod real_clients;
+mod real_corpus;
 mod resilience;
 mod s3_mirror;
 mod s3_server;
