@@ -40,6 +40,18 @@ fn corpus_page(project: &str) -> Value {
     serde_json::from_slice(&read(&format!("{project}.json"))).unwrap()
 }
 
+/// A corpus page with its placeholder hosts (in file URLs, and in yanked reasons) made `own`.
+fn served_page(file: &str, own: &str) -> String {
+    String::from_utf8(read(file))
+        .unwrap()
+        .replace("https://index.example", own)
+        .replace("https://files.example", own)
+}
+
+fn fake_origin(fake: &FakeIndex) -> String {
+    format!("http://{}", fake.addr)
+}
+
 /// PEP 592 `yanked` as a reason (`""` when yanked without one), `None` when not yanked.
 fn yanked(value: &Value) -> Option<String> {
     match value {
@@ -78,17 +90,14 @@ enum Format {
 /// real paths.
 fn corpus_upstream(format: Format) -> FakeIndex {
     let fake = FakeIndex::start();
-    let own = format!("http://{}", fake.addr);
+    let own = fake_origin(&fake);
     let manifest = manifest();
     let (extension, content_type) = match format {
         Format::Json => ("json", "json_content_type"),
         Format::Html => ("html", "html_content_type"),
     };
     for (project, entry) in manifest["projects"].as_object().unwrap() {
-        let body = String::from_utf8(read(&format!("{project}.{extension}")))
-            .unwrap()
-            .replace("https://index.example", &own)
-            .replace("https://files.example", &own);
+        let body = served_page(&format!("{project}.{extension}"), &own);
         let content_type = entry[content_type].as_str().unwrap();
         fake.file(&format!("/simple/{project}/"), content_type, body.into_bytes());
     }
@@ -135,7 +144,9 @@ async fn the_mirror_serves_every_real_file(format: Format) {
     let mut problems = Vec::new();
     let projects = projects();
     for project in &projects {
-        let expected = listing_of_json(&corpus_page(project));
+        let corpus: Value =
+            serde_json::from_str(&served_page(&format!("{project}.json"), &fake_origin(&fake))).unwrap();
+        let expected = listing_of_json(&corpus);
         let url = server.url(&format!("/simple/{project}/"));
 
         let response = get(&url, JSON).await;
