@@ -206,6 +206,10 @@ fn check_json_against_raw(project: &str, page: &ProjectPage, problems: &mut Vec<
     }
 }
 
+fn by_name(page: &ProjectPage) -> BTreeMap<&str, &DistFile> {
+    page.files.iter().map(|f| (f.filename.as_str(), f)).collect()
+}
+
 /// The two formats of one project: the same files, each with the same fields.
 fn check_formats_agree(project: &str, json: &ProjectPage, html: &ProjectPage, problems: &mut Vec<String>) {
     differ(
@@ -220,9 +224,6 @@ fn check_formats_agree(project: &str, json: &ProjectPage, html: &ProjectPage, pr
         normalize(&json.name),
         project.to_owned(),
     );
-    let by_name = |page: &ProjectPage| -> BTreeMap<String, &DistFile> {
-        page.files.iter().map(|f| (f.filename.clone(), f)).collect()
-    };
     let (json_files, html_files) = (by_name(json), by_name(html));
     differ(
         problems,
