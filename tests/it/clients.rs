@@ -11,6 +11,7 @@
 //! directories, caches and tool configuration all live in a fresh temp dir, the index is set on
 //! the command line or in the project, and any other host goes through a proxy that is not there.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -44,7 +45,7 @@ pub(crate) fn python() -> PathBuf {
 }
 
 /// A tool installed next to [`python`], or a failure saying how to get it.
-pub(crate) fn tool(name: &str) -> PathBuf {
+fn tool(name: &str) -> PathBuf {
     let python = python();
     let path = python.parent().unwrap_or(Path::new(".")).join(name);
     assert!(
@@ -252,6 +253,10 @@ pub(crate) enum Client {
     Pdm,
 }
 
+impl Client {
+    pub(crate) const ALL: [Client; 4] = [Client::Pip, Client::Uv, Client::Poetry, Client::Pdm];
+}
+
 /// A consumer project depending on `requirements`, for poetry and pdm; `source` is the tool's
 /// table that makes the mirror its only index.
 fn write_project(dir: &Path, requirements: &[&str], source: &str) {
@@ -269,28 +274,49 @@ fn write_project(dir: &Path, requirements: &[&str], source: &str) {
 /// sandbox, then checks what got installed.
 async fn install(client: Client, index: &str, server: &Server) {
     let mut sandbox = Sandbox::new();
-    install_in(&mut sandbox, client, index, server).await;
+    let installed = install_in(&mut sandbox, client, index, &["app"], server).await;
+    let (python, pythonpath) = (installed.python, installed.pythonpath);
+    sandbox
+        .check_installed(&python, pythonpath.as_deref(), server)
+        .await;
     // Shown by `cargo test -- --nocapture`, and for a test that fails later.
     println!("{}", sandbox.transcript.join("\n\n"));
 }
 
-async fn install_in(sandbox: &mut Sandbox, client: Client, index: &str, server: &Server) {
-    let installed = install_requirements(sandbox, client, index, &["app"], server).await;
-    sandbox
-        .check_installed(&installed.python, installed.pythonpath.as_deref(), server)
-        .await;
-}
-
-/// Where an install put its packages: the interpreter that sees them, with the `PYTHONPATH` it
-/// needs for that (pip installs into a plain `--target` directory).
+/// Where an install put things: the python to import them with, and the directory to put on
+/// `PYTHONPATH` (pip's `--target`).
 pub(crate) struct Installed {
     pub(crate) python: PathBuf,
     pub(crate) pythonpath: Option<PathBuf>,
 }
 
-/// Installs `requirements` with `client` from the mirror at `index` (its only index) into
-/// `sandbox`; a failing command fails the test.
-pub(crate) async fn install_requirements(
+impl Installed {
+    /// Every distribution installed in the sandbox (not the interpreter's own, nor the
+    /// installers that seed a venv), by normalized name, read by the installed python itself.
+    pub(crate) async fn versions(&self, sandbox: &mut Sandbox, server: &Server) -> BTreeMap<String, String> {
+        const SCRIPT: &str = r#"
+import importlib.metadata as md, json, os, re, sys
+root = os.path.realpath(sys.argv[1])
+found = {}
+for d in md.distributions():
+    where = os.path.realpath(str(d.locate_file("")))
+    name = re.sub(r"[-_.]+", "-", d.metadata["Name"]).lower()
+    if where.startswith(root) and name not in ("pip", "setuptools", "wheel"):
+        found[name] = d.version
+print(json.dumps(found))
+"#;
+        let mut cmd = sandbox.command(&self.python);
+        cmd.args(["-c", SCRIPT]).arg(sandbox.dir.path());
+        if let Some(dir) = &self.pythonpath {
+            cmd.env("PYTHONPATH", dir);
+        }
+        let run = sandbox.must(cmd, server).await;
+        serde_json::from_str(run.stdout.trim()).unwrap_or_else(|e| panic!("{e}: {}", run.report()))
+    }
+}
+
+/// Installs `requirements` with `client` from the mirror at `index` inside `sandbox`.
+pub(crate) async fn install_in(
     sandbox: &mut Sandbox,
     client: Client,
     index: &str,
