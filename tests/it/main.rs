@@ -15,6 +15,7 @@ mod live;
 mod maintenance;
 mod packages;
 mod real_clients;
+mod real_corpus;
 mod resilience;
 mod s3_mirror;
 mod s3_server;
