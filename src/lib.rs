@@ -9,6 +9,7 @@ pub mod auth;
 pub mod cache;
 pub mod cli;
 pub mod config;
+pub mod ecosystem;
 pub mod error;
 pub mod hex;
 pub mod http;

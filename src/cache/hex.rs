@@ -29,6 +29,7 @@ use super::files::{FileAnswer, FileCache, Source, UNLISTED_REFRESH_INTERVAL};
 use super::simple::Served;
 use super::singleflight::SingleFlight;
 use super::{CacheCounters, CacheError, CacheOutcome, blocking, unix_now};
+use crate::ecosystem::Ecosystem;
 use crate::hex::{Package, RegistryFile, RegistryVerifier, RepoPath, Verified, tarball_name};
 use crate::storage::blob::{BlobStore, RangeRequest};
 use crate::storage::catalogue::{FileRecord, ProjectRecord};
@@ -38,7 +39,7 @@ use crate::upstream::{
     FailureKind, HexClient, HexFetched, IndexHealth, IndexHealthReport, UpstreamError, UrlOrigin,
 };
 
-const ECOSYSTEM: &str = "hex";
+const ECOSYSTEM: &str = Ecosystem::Hex.as_str();
 /// The page-store format key of a registry file (stored as sent, one form only).
 const REGISTRY_FORMAT: &str = "raw";
 /// The page-store snapshot key of a blob-backed file's [`ObjectEntry`].

@@ -19,6 +19,7 @@ use tokio::runtime::Handle;
 use super::singleflight::SingleFlight;
 use super::{CacheCounters, CacheError, CacheOutcome, blocking, unix_now};
 use crate::config::IndexConfig;
+use crate::ecosystem::Ecosystem;
 use crate::pypi::model::{ProjectList, ProjectPage};
 use crate::pypi::negotiate::Format;
 use crate::pypi::{
@@ -32,7 +33,7 @@ use crate::upstream::{
     UpstreamError,
 };
 
-const ECOSYSTEM: &str = "pypi";
+const ECOSYSTEM: &str = Ecosystem::Pypi.as_str();
 /// The page-store key of the project list; no normalized project name contains a `/`.
 const LIST_KEY: &str = "/";
 

@@ -8,10 +8,10 @@ use actix_web::http::header::LOCATION;
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::{Deserialize, Serialize};
 
-use super::view::Ecosystem;
 use super::{UiError, hex_page, html, render, render_in, view};
 use crate::cache::explorer::ListingRequest;
 use crate::cache::unix_now;
+use crate::ecosystem::Ecosystem;
 use crate::error::AppError;
 use crate::pypi::name::{normalize, validate_project_name};
 use crate::state::{AppState, external_url};
@@ -511,7 +511,11 @@ pub async fn project(
             .insert_header((LOCATION, view::project_href(&ecosystem, &name)))
             .finish());
     }
-    let Some(detail) = state.explorer.project("pypi", name.clone()).await? else {
+    let Some(detail) = state
+        .explorer
+        .project(Ecosystem::Pypi.as_str(), name.clone())
+        .await?
+    else {
         return Err(UiError::with_search(
             AppError::NotFound(format!(
                 "project '{name}' is not in pkgmirror's catalogue: no client has asked the mirror for it yet"
