@@ -1943,7 +1943,7 @@ mod tests {
 
     #[test]
     fn example_file_sets_every_key_to_its_default() {
-        let (_dir, path) = toml_file(include_str!("../pkgmirror.example.toml"));
+        let (_dir, path) = toml_file(include_str!("../../pkgmirror.example.toml"));
         let loaded = load_ok(&[], &with_file(&path));
         assert_eq!(render_toml(&loaded.config), render_toml(&Config::default()));
         for (key, source) in &loaded.sources {
