@@ -1,0 +1,97 @@
+//! Reading objects: a blob's bytes as a stream, whole or a range of them, and an object's size.
+
+use aws_sdk_s3::error::SdkError;
+use aws_sdk_s3::primitives::ByteStream as S3Body;
+
+use super::Inner;
+use crate::storage::blob::{BlobBody, BlobError, ByteRange, ByteStream};
+
+impl Inner {
+    /// The object at `key`, whole or the `range` of it, with the whole object's size; `None` if
+    /// there is no such object.
+    pub(super) async fn read(
+        &self,
+        key: String,
+        range: Option<ByteRange>,
+    ) -> Result<Option<BlobBody>, BlobError> {
+        self.check()?;
+        let mut request = self.client.get_object().bucket(&self.bucket).key(&key);
+        if let Some(range) = range {
+            request = request.range(range_header(range));
+        }
+        let out = match request.send().await {
+            Ok(out) => out,
+            Err(SdkError::ServiceError(e)) if e.err().is_no_such_key() => {
+                self.succeeded();
+                return Ok(None);
+            }
+            Err(e) => return Err(self.failed("reading", &key, e)),
+        };
+        self.succeeded();
+        let length = out.content_length().unwrap_or(0).max(0) as u64;
+        let size = match (range, out.content_range()) {
+            (Some(_), Some(content_range)) => total_of(content_range).ok_or_else(|| {
+                BlobError::Remote(format!(
+                    "reading {key}: unexpected Content-Range {content_range:?}"
+                ))
+            })?,
+            _ => length,
+        };
+        Ok(Some(BlobBody::Stream {
+            size,
+            range,
+            stream: body_stream(out.body, key),
+        }))
+    }
+
+    /// The size of the object at `key`, if there is one.
+    pub(super) async fn head_key(&self, key: &str) -> Result<Option<u64>, BlobError> {
+        self.check()?;
+        match self
+            .client
+            .head_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+        {
+            Ok(out) => {
+                self.succeeded();
+                Ok(Some(out.content_length().unwrap_or(0).max(0) as u64))
+            }
+            Err(SdkError::ServiceError(e)) if e.err().is_not_found() => {
+                self.succeeded();
+                Ok(None)
+            }
+            Err(e) => Err(self.failed("reading", key, e)),
+        }
+    }
+}
+
+/// The `Range` header that asks for `range`.
+fn range_header(range: ByteRange) -> String {
+    format!("bytes={}-{}", range.start, range.end)
+}
+
+/// `bytes 0-99/1234` → 1234.
+fn total_of(content_range: &str) -> Option<u64> {
+    content_range.rsplit('/').next()?.trim().parse().ok()
+}
+
+fn body_stream(body: S3Body, key: String) -> ByteStream {
+    Box::pin(futures::stream::unfold(
+        (body, key),
+        |(mut body, key)| async move {
+            match body.next().await {
+                Some(Ok(bytes)) => Some((Ok(bytes), (body, key))),
+                Some(Err(e)) => Some((
+                    Err(BlobError::Unavailable(format!(
+                        "reading {key}: the S3 connection broke: {e}"
+                    ))),
+                    (body, key),
+                )),
+                None => None,
+            }
+        },
+    ))
+}
