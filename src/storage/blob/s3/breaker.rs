@@ -108,3 +108,86 @@ impl Inner {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use aws_sdk_s3::config::http::HttpResponse;
+    use aws_sdk_s3::error::{ConnectorError, ErrorMetadata};
+    use aws_sdk_s3::operation::get_object::GetObjectError;
+    use aws_sdk_s3::primitives::SdkBody;
+
+    use super::*;
+
+    type GetError = SdkError<GetObjectError, HttpResponse>;
+
+    const LOCATION: &str = "bucket 'b' (prefix '') at http://127.0.0.1:1";
+
+    fn response(status: u16) -> HttpResponse {
+        HttpResponse::new(status.try_into().unwrap(), SdkBody::empty())
+    }
+
+    /// An error S3 answered with: `status`, and `code` in the body.
+    fn refused(status: u16, code: &str) -> GetError {
+        let meta = ErrorMetadata::builder().code(code).message("said so").build();
+        SdkError::service_error(GetObjectError::generic(meta), response(status))
+    }
+
+    fn refused_connection() -> GetError {
+        SdkError::dispatch_failure(ConnectorError::io("connection refused".into()))
+    }
+
+    #[test]
+    fn an_open_breaker_fails_at_once_until_retry_after_has_passed() {
+        let breaker = Breaker::default();
+        breaker.check(LOCATION).unwrap();
+        breaker.open(LOCATION, "no connection".to_owned());
+        let Err(BlobError::Unavailable(message)) = breaker.check(LOCATION) else {
+            panic!("the open breaker let a call through");
+        };
+        assert_eq!(
+            message,
+            format!("{LOCATION} is unavailable (retrying 10s after the last failure): no connection")
+        );
+        // Another failure while open restarts the wait and says why.
+        breaker.open(LOCATION, "timed out".to_owned());
+        let err = breaker.check(LOCATION).unwrap_err().to_string();
+        assert!(err.ends_with(": timed out"), "{err}");
+
+        // Once RETRY_AFTER has passed, a call goes through to try the bucket again, though the
+        // breaker stays open until something succeeds.
+        let long_ago = Instant::now().checked_sub(RETRY_AFTER).unwrap();
+        breaker.0.lock().unwrap().as_mut().unwrap().0 = long_ago;
+        breaker.check(LOCATION).unwrap();
+        assert!(breaker.0.lock().unwrap().is_some());
+        breaker.close(LOCATION);
+        assert!(breaker.0.lock().unwrap().is_none());
+        breaker.check(LOCATION).unwrap();
+    }
+
+    #[test]
+    fn no_connection_a_timeout_or_a_5xx_is_unreachable_a_refusal_is_not() {
+        assert!(unreachable(&refused_connection()));
+        assert!(unreachable(&GetError::timeout_error("read timed out")));
+        assert!(unreachable(&GetError::response_error(
+            "truncated answer",
+            response(200)
+        )));
+        for status in [500, 503] {
+            assert!(unreachable(&refused(status, "InternalError")), "{status}");
+        }
+        for status in [400, 403, 404, 499] {
+            assert!(!unreachable(&refused(status, "AccessDenied")), "{status}");
+        }
+        assert!(!unreachable(&GetError::construction_failure("bad request")));
+    }
+
+    #[test]
+    fn detail_is_s3s_code_and_message_or_the_whole_cause() {
+        assert_eq!(detail(&refused(403, "AccessDenied")), "AccessDenied: said so");
+        let meta = ErrorMetadata::builder().code("SlowDown").build();
+        let no_message = SdkError::service_error(GetObjectError::generic(meta), response(503));
+        assert_eq!(detail(&no_message), "SlowDown: no message");
+        let cause = detail(&refused_connection());
+        assert!(cause.contains("connection refused"), "{cause}");
+    }
+}

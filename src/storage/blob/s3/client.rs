@@ -53,3 +53,39 @@ pub(super) fn build(shared: &SdkConfig, config: &S3Config) -> Client {
         .build();
     Client::from_conf(s3_config)
 }
+
+#[cfg(test)]
+mod tests {
+    use aws_sdk_s3::config::Credentials;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn the_client_fails_fast_and_leaves_checksums_to_pkgmirror() {
+        let config = S3Config {
+            endpoint: "http://127.0.0.1:9".to_owned(),
+            region: "eu-west-3".to_owned(),
+            ..S3Config::default()
+        };
+        let credentials = Credentials::new("test", "test", None, None, "pkgmirror-unit-tests");
+        let shared = loader(&config).credentials_provider(credentials).load().await;
+        assert_eq!(shared.endpoint_url(), Some("http://127.0.0.1:9"));
+        let client = build(&shared, &config);
+        let built = client.config();
+        assert_eq!(built.region().map(Region::as_ref), Some("eu-west-3"));
+        assert_eq!(built.retry_config().map(RetryConfig::max_attempts), Some(2));
+        let timeouts = built.timeout_config().unwrap();
+        assert_eq!(timeouts.connect_timeout(), Some(CONNECT_TIMEOUT));
+        assert_eq!(timeouts.read_timeout(), Some(READ_TIMEOUT));
+        assert_eq!(
+            built.request_checksum_calculation(),
+            Some(&RequestChecksumCalculation::WhenRequired)
+        );
+        assert_eq!(
+            built.response_checksum_validation(),
+            Some(&ResponseChecksumValidation::WhenRequired)
+        );
+        let stalls = built.stalled_stream_protection().unwrap();
+        assert!(stalls.upload_enabled() && !stalls.download_enabled());
+    }
+}

@@ -73,3 +73,73 @@ pub(super) fn copy_source(bucket: &str, key: &str) -> String {
         .remove(b'~');
     utf8_percent_encode(&format!("{bucket}/{key}"), KEEP).to_string()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SHA: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
+    #[test]
+    fn prefix_is_empty_or_ends_in_one_slash() {
+        for (configured, prefix) in [
+            ("", ""),
+            ("/", ""),
+            ("//", ""),
+            ("mirror", "mirror/"),
+            ("/mirror/blobs/", "mirror/blobs/"),
+            ("mirror//", "mirror/"),
+        ] {
+            assert_eq!(Keys::new(configured).prefix(), prefix, "{configured:?}");
+        }
+    }
+
+    #[test]
+    fn blobs_use_the_local_layout_under_the_prefix() {
+        let keys = Keys::new("/mirror/blobs/");
+        assert_eq!(
+            keys.blob(SHA).unwrap(),
+            format!("mirror/blobs/sha256/01/23/{SHA}")
+        );
+        assert_eq!(keys.blobs(), "mirror/blobs/sha256/");
+        assert_eq!(keys.quarantine(SHA), format!("mirror/blobs/quarantine/{SHA}"));
+        assert_eq!(keys.temporary(), "mirror/blobs/tmp/");
+        assert_eq!(Keys::new("").blob(SHA).unwrap(), format!("sha256/01/23/{SHA}"));
+        for bad in ["../../etc/passwd", "", &SHA.to_uppercase(), &SHA[1..]] {
+            assert!(
+                matches!(keys.blob(bad), Err(BlobError::InvalidKey(_))),
+                "{bad:?} named a key"
+            );
+        }
+    }
+
+    #[test]
+    fn only_a_blobs_own_key_names_a_blob() {
+        let keys = Keys::new("mirror");
+        let key = keys.blob(SHA).unwrap();
+        assert_eq!(keys.sha256_of(&key), Some(SHA));
+        for other in [
+            // The wrong directories for this sha256.
+            format!("mirror/sha256/ff/23/{SHA}"),
+            format!("mirror/sha256/{SHA}"),
+            format!("mirror/sha256/x/01/23/{SHA}"),
+            // Not a sha256, or not under this prefix.
+            format!("mirror/sha256/01/23/{SHA}.part"),
+            "mirror/sha256/readme.txt".to_owned(),
+            "mirror/sha256/".to_owned(),
+            format!("sha256/01/23/{SHA}"),
+            format!("other/sha256/01/23/{SHA}"),
+            keys.quarantine(SHA),
+        ] {
+            assert_eq!(keys.sha256_of(&other), None, "{other}");
+        }
+    }
+
+    #[test]
+    fn copy_source_encodes_all_but_unreserved_characters_and_slashes() {
+        assert_eq!(
+            copy_source("bucket.name", "pypi cache+%41é/sha256/ab/cd/x-y_z.~"),
+            "bucket.name/pypi%20cache%2B%2541%C3%A9/sha256/ab/cd/x-y_z.~"
+        );
+    }
+}

@@ -95,3 +95,24 @@ fn body_stream(body: S3Body, key: String) -> ByteStream {
         },
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_range_is_asked_for_inclusively() {
+        assert_eq!(range_header(ByteRange { start: 0, end: 0 }), "bytes=0-0");
+        assert_eq!(range_header(ByteRange { start: 10, end: 1999 }), "bytes=10-1999");
+    }
+
+    #[test]
+    fn the_whole_size_comes_from_content_range() {
+        assert_eq!(total_of("bytes 0-99/1234"), Some(1234));
+        assert_eq!(total_of("bytes 5-5/6"), Some(6));
+        assert_eq!(total_of("bytes */1234"), Some(1234));
+        for unknown in ["bytes 0-99/*", "bytes 0-99", "", "bytes 0-99/-1"] {
+            assert_eq!(total_of(unknown), None, "{unknown:?}");
+        }
+    }
+}
