@@ -116,7 +116,9 @@ mod tests {
     use aws_sdk_s3::operation::get_object::GetObjectError;
     use aws_sdk_s3::primitives::SdkBody;
 
+    use super::super::testing;
     use super::*;
+    use crate::storage::blob::BlobStore;
 
     type GetError = SdkError<GetObjectError, HttpResponse>;
 
@@ -189,5 +191,80 @@ mod tests {
         assert_eq!(detail(&no_message), "SlowDown: no message");
         let cause = detail(&refused_connection());
         assert!(cause.contains("connection refused"), "{cause}");
+    }
+
+    #[tokio::test]
+    async fn only_unreachable_errors_open_the_stores_breaker() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = testing::unreachable_store(dir.path()).await;
+        let inner = &store.inner;
+
+        let err = inner.failed("reading", "some/key", refused(403, "AccessDenied"));
+        let BlobError::Remote(message) = err else {
+            panic!("a refusal is {err:?}");
+        };
+        assert_eq!(
+            message,
+            format!("reading some/key in {}: AccessDenied: said so", inner.location)
+        );
+        inner.check().unwrap();
+
+        let err = inner.failed("reading", "some/key", refused(503, "ServiceUnavailable"));
+        assert!(matches!(err, BlobError::Unavailable(_)), "{err:?}");
+        assert!(matches!(inner.check(), Err(BlobError::Unavailable(_))));
+        inner.succeeded();
+        inner.check().unwrap();
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_endpoint_opens_the_breaker_and_calls_fail_fast_while_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = testing::unreachable_store(dir.path()).await;
+        let sha = testing::sha256(b"some blob");
+        let key = store.inner.keys.blob(&sha).unwrap();
+        let fail_fast = format!(
+            "{} is unavailable (retrying 10s after the last failure): ",
+            store.location()
+        );
+
+        // The first call tries, cannot connect, and opens the breaker.
+        let Err(BlobError::Unavailable(tried)) = store.head(&sha).await else {
+            panic!("no connection is not Unavailable");
+        };
+        assert!(
+            tried.starts_with(&format!("reading {key} in {}: ", store.location())),
+            "{tried}"
+        );
+        // While open, every call fails at once with the breaker's message: no request was made.
+        let failures = [
+            store.get(&sha, None).await.err(),
+            store.head(&sha).await.err(),
+            store.delete(&sha).await.err(),
+            store.list().await.err(),
+            store.quarantine(&sha).await.err(),
+        ];
+        for err in failures {
+            let Some(BlobError::Unavailable(message)) = err else {
+                panic!("{err:?} while the breaker is open");
+            };
+            assert!(message.starts_with(&fail_fast), "{message}");
+            assert!(message.ends_with(tried.rsplit_once(": ").unwrap().1), "{message}");
+        }
+        // health() tries even while open (it is how /health sees the bucket come back).
+        let Err(BlobError::Unavailable(probed)) = store.health().await else {
+            panic!("the health probe of an unreachable bucket passed");
+        };
+        assert!(probed.starts_with("writing the health probe "), "{probed}");
+
+        // Once RETRY_AFTER has passed, the next call tries the bucket again.
+        let long_ago = Instant::now().checked_sub(RETRY_AFTER).unwrap();
+        store.inner.breaker.0.lock().unwrap().as_mut().unwrap().0 = long_ago;
+        let Err(BlobError::Unavailable(retried)) = store.get(&sha, None).await else {
+            panic!("no connection is not Unavailable");
+        };
+        assert!(retried.starts_with(&format!("reading {key} in ")), "{retried}");
+        // And that failure opened it again.
+        let err = store.head(&sha).await.unwrap_err().to_string();
+        assert!(err.starts_with(&fail_fast), "{err}");
     }
 }

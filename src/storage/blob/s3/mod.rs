@@ -22,6 +22,8 @@ mod keys;
 mod multipart;
 mod orphans;
 mod read;
+#[cfg(test)]
+mod testing;
 mod writer;
 
 pub use orphans::{ABANDONED_AFTER, OpenUpload};
@@ -30,6 +32,7 @@ pub(super) use writer::S3BlobWriter;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use aws_config::ConfigLoader;
 use aws_sdk_s3::Client;
 use aws_sdk_s3::primitives::ByteStream as S3Body;
 
@@ -63,9 +66,19 @@ impl S3BlobStore {
     /// profiles, instance roles) and prepares `staging`, removing spools an earlier run left.
     /// Does not touch the bucket: [`BlobStore::health`] is the start-up check.
     pub async fn connect(config: &S3Config, staging: &Path) -> Result<Self, BlobError> {
+        Self::connect_with(client::loader(config), config, staging).await
+    }
+
+    /// [`S3BlobStore::connect`] with the SDK's shared settings from `loader` (tests give it
+    /// their own credentials).
+    async fn connect_with(
+        loader: ConfigLoader,
+        config: &S3Config,
+        staging: &Path,
+    ) -> Result<Self, BlobError> {
         std::fs::create_dir_all(staging).map_err(|e| BlobError::io("creating directory", staging, e))?;
         super::local::remove_leftover_spools(staging)?;
-        let client = client::build(&client::loader(config).load().await, config);
+        let client = client::build(&loader.load().await, config);
         let keys = Keys::new(&config.prefix);
         let endpoint = if config.endpoint.is_empty() {
             "the default AWS endpoint".to_owned()
@@ -241,5 +254,43 @@ impl BlobStore for S3BlobStore {
         }
         inner.succeeded();
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testing::{Fixture, read_body, sha256, some_bytes};
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn list_finds_blobs_only_where_get_looks() {
+        let Some(f) = Fixture::start("mirror").await else {
+            return;
+        };
+        let data = some_bytes(1234, 3);
+        let sha = f.put_blob(&data).await;
+        let other = sha256(b"not stored as a blob");
+        let pairs = format!("{}/{}", &other[..2], &other[2..4]);
+        for key in [
+            format!("mirror/sha256/ff/ff/{other}"),
+            format!("mirror/sha256/{pairs}/{other}.part"),
+            "mirror/sha256/readme.txt".to_owned(),
+            format!("elsewhere/sha256/{pairs}/{other}"),
+            format!("mirror/quarantine/{other}"),
+            "mirror/tmp/probe".to_owned(),
+        ] {
+            f.put_object(&key, b"not a blob").await;
+        }
+        assert_eq!(
+            f.store.list().await.unwrap(),
+            [BlobEntry {
+                sha256: sha.clone(),
+                size: 1234
+            }]
+        );
+        assert!(f.store.get(&other, None).await.unwrap().is_none());
+        let (size, _, bytes) = read_body(f.store.get(&sha, None).await.unwrap().unwrap()).await;
+        assert_eq!(size, 1234);
+        assert!(bytes == data, "the listed blob reads back other bytes");
     }
 }

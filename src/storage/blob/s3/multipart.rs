@@ -183,3 +183,95 @@ async fn abort_quietly(inner: &Inner, key: &str, upload_id: &str) {
         tracing::warn!(key, error = %DisplayErrorContext(&e), "could not abort a multipart upload; cache gc --s3-orphans removes it");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use super::super::testing::{Fixture, PART_SIZE, some_bytes};
+    use super::*;
+
+    fn append(path: &Path, data: &[u8]) {
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .unwrap();
+        file.write_all(data).unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn each_full_part_goes_up_once_staged_and_complete_joins_them() {
+        let Some(f) = Fixture::start("").await else {
+            return;
+        };
+        let data = some_bytes(2 * PART_SIZE as usize + 3, 1);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("grows.part");
+        let first = PART_SIZE as usize + 100;
+        append(&path, &data[..first]);
+        let uploader = PartUploader::start(
+            Arc::clone(&f.store.inner),
+            "grows".to_owned(),
+            path.clone(),
+            first as u64,
+        );
+        // One full part staged: it goes up while the file is still growing.
+        assert_eq!(f.wait_for_parts("grows", 1).await, [1]);
+        append(&path, &data[first..]);
+        uploader.staged(data.len() as u64);
+        assert_eq!(f.wait_for_parts("grows", 2).await, [1, 2]);
+        assert!(f.object("grows").await.is_none(), "visible before complete");
+
+        uploader.complete(data.len() as u64).await.unwrap();
+        let (bytes, etag) = f.object("grows").await.unwrap();
+        assert!(bytes == data, "the parts were joined into other bytes");
+        assert!(etag.ends_with("-3"), "not a 3-part upload: ETag {etag}");
+        assert!(f.open_uploads().await.is_empty());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn cancel_aborts_the_open_upload() {
+        let Some(f) = Fixture::start("").await else {
+            return;
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cancelled.part");
+        append(&path, &some_bytes(PART_SIZE as usize + 1, 2));
+        let uploader = PartUploader::start(
+            Arc::clone(&f.store.inner),
+            "cancelled".to_owned(),
+            path,
+            PART_SIZE + 1,
+        );
+        assert_eq!(f.wait_for_parts("cancelled", 1).await, [1]);
+        uploader.cancel().await;
+        assert!(f.open_uploads().await.is_empty(), "the upload is still open");
+        assert!(f.keys().await.is_empty(), "objects left: {:?}", f.keys().await);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_refused_upload_is_a_remote_error_and_keeps_the_breaker_closed() {
+        let Some(f) = Fixture::start("").await else {
+            return;
+        };
+        let store = f.store_for("no-such-bucket").await;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("refused.part");
+        append(&path, b"ten bytes!");
+        let uploader = PartUploader::start(Arc::clone(&store.inner), "refused".to_owned(), path, 10);
+        let err = uploader.complete(10).await.unwrap_err();
+        let BlobError::Remote(message) = &err else {
+            panic!("a missing bucket is {err:?}");
+        };
+        assert!(
+            message.starts_with(&format!(
+                "starting the upload of refused in {}: NoSuchBucket",
+                store.location()
+            )),
+            "{message}"
+        );
+        // S3 answered: the bucket's server is reachable, only this bucket is not there.
+        store.inner.check().unwrap();
+    }
+}

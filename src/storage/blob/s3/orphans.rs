@@ -103,3 +103,82 @@ impl S3BlobStore {
         self.inner.delete_key(key).await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::{Fixture, unreachable_store};
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn open_uploads_are_those_under_the_prefix_and_abort_ends_them() {
+        let Some(f) = Fixture::start("mirror").await else {
+            return;
+        };
+        let client = f.moto.client();
+        for key in ["mirror/sha256/ab/cd/left-behind", "elsewhere/sha256/ab/cd/other"] {
+            client
+                .create_multipart_upload()
+                .bucket(&f.bucket)
+                .key(key)
+                .send()
+                .await
+                .unwrap();
+        }
+        let open = f.store.open_uploads().await.unwrap();
+        let [upload] = open.as_slice() else {
+            panic!("open uploads under the prefix: {open:?}");
+        };
+        assert_eq!(upload.key, "mirror/sha256/ab/cd/left-behind");
+        // moto answers one fixed date for every upload, so only that there is one is checked.
+        assert!(upload.initiated.is_some());
+
+        f.store.abort_upload(upload).await.unwrap();
+        assert!(f.store.open_uploads().await.unwrap().is_empty());
+        let left: Vec<String> = f.open_uploads().await.into_iter().map(|(key, _)| key).collect();
+        assert_eq!(left, ["elsewhere/sha256/ab/cd/other"]);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn only_temporary_objects_are_listed_and_deleted_as_such() {
+        let Some(f) = Fixture::start("mirror").await else {
+            return;
+        };
+        let blob = f.put_blob(b"a blob").await;
+        let blob_key = f.store.inner.keys.blob(&blob).unwrap();
+        f.put_object("mirror/tmp/probe-1", b"probe").await;
+        f.put_object("elsewhere/tmp/probe-2", b"probe").await;
+
+        let found = f.store.temporary_objects().await.unwrap();
+        let [(key, modified)] = found.as_slice() else {
+            panic!("temporary objects: {found:?}");
+        };
+        assert_eq!(key, "mirror/tmp/probe-1");
+        assert!(modified.is_some());
+
+        let err = f.store.delete_temporary(&blob_key).await.unwrap_err();
+        assert!(matches!(err, BlobError::Remote(_)), "{err:?}");
+        f.store.delete_temporary(key).await.unwrap();
+        assert_eq!(f.keys().await, ["elsewhere/tmp/probe-2".to_owned(), blob_key]);
+    }
+
+    #[tokio::test]
+    async fn a_blob_is_never_deleted_as_temporary() {
+        // Refused before any request: the bucket need not even be reachable.
+        let dir = tempfile::tempdir().unwrap();
+        let store = unreachable_store(dir.path()).await;
+        let blob_key = store.inner.keys.blob(&"ab".repeat(32)).unwrap();
+        for key in [
+            blob_key.as_str(),
+            "tmp/x",
+            "mirror/tmpx",
+            "elsewhere/mirror/tmp/x",
+        ] {
+            let err = store.delete_temporary(key).await.unwrap_err();
+            assert_eq!(
+                err.to_string(),
+                format!("refusing to delete {key}: not a temporary object")
+            );
+        }
+        store.inner.check().unwrap();
+    }
+}

@@ -98,6 +98,7 @@ fn body_stream(body: S3Body, key: String) -> ByteStream {
 
 #[cfg(test)]
 mod tests {
+    use super::super::testing::{Fixture, read_body, some_bytes};
     use super::*;
 
     #[test]
@@ -114,5 +115,45 @@ mod tests {
         for unknown in ["bytes 0-99/*", "bytes 0-99", "", "bytes 0-99/-1"] {
             assert_eq!(total_of(unknown), None, "{unknown:?}");
         }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn ranges_read_the_bytes_asked_for_and_report_the_whole_size() {
+        let Some(f) = Fixture::start("mirror").await else {
+            return;
+        };
+        let data = some_bytes(100_000, 1);
+        let key = f.store.inner.keys.blob(&f.put_blob(&data).await).unwrap();
+        let inner = &f.store.inner;
+
+        let (size, range, bytes) = read_body(inner.read(key.clone(), None).await.unwrap().unwrap()).await;
+        assert_eq!((size, range), (100_000, None));
+        assert!(bytes == data, "the whole body differs");
+        for (start, end) in [(0, 0), (10, 1999), (99_999, 99_999), (0, 99_999)] {
+            let wanted = Some(ByteRange { start, end });
+            let body = inner.read(key.clone(), wanted).await.unwrap().unwrap();
+            let (size, range, bytes) = read_body(body).await;
+            assert_eq!((size, range), (100_000, wanted));
+            assert!(
+                bytes == data[start as usize..=end as usize],
+                "{start}-{end} differs"
+            );
+        }
+        assert_eq!(inner.head_key(&key).await.unwrap(), Some(100_000));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_missing_key_is_none_not_an_error() {
+        let Some(f) = Fixture::start("mirror").await else {
+            return;
+        };
+        let inner = &f.store.inner;
+        let key = inner.keys.blob(&"ab".repeat(32)).unwrap();
+        assert!(inner.read(key.clone(), None).await.unwrap().is_none());
+        let range = Some(ByteRange { start: 0, end: 9 });
+        assert!(inner.read(key.clone(), range).await.unwrap().is_none());
+        assert_eq!(inner.head_key(&key).await.unwrap(), None);
+        // S3 answered: the bucket is reachable.
+        inner.check().unwrap();
     }
 }

@@ -208,3 +208,111 @@ impl BlobWriter for S3BlobWriter {
         self.staged.discard().await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::{Fixture, PART_SIZE, read_body, sha256, some_bytes, unreachable_store};
+    use super::*;
+    use crate::storage::blob::BlobStore;
+
+    const CHUNK: usize = 256 * 1024;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_blob_written_in_chunks_reads_back_whole() {
+        let Some(f) = Fixture::start("mirror").await else {
+            return;
+        };
+        // Two full parts and a bit, announced: the upload starts once a full part is staged.
+        let data = some_bytes(2 * PART_SIZE as usize + 1000, 1);
+        let sha = sha256(&data);
+        let key = f.store.inner.keys.blob(&sha).unwrap();
+        let mut writer = f.store.put_keeping_in(Some(&sha), None).await.unwrap();
+        for chunk in data.chunks(CHUNK) {
+            writer.write(chunk).await.unwrap();
+            let running = matches!(writer.upload, Upload::Running(_));
+            assert_eq!(running, writer.written() >= PART_SIZE, "at {}", writer.written());
+        }
+        assert_eq!(writer.digest_so_far(), sha);
+        assert!(f.object(&key).await.is_none(), "visible before commit");
+        assert_eq!(Box::new(writer).commit(&sha).await.unwrap(), data.len() as u64);
+
+        let (bytes, etag) = f.object(&key).await.unwrap();
+        assert!(bytes == data, "the object differs");
+        assert!(etag.ends_with("-3"), "not a 3-part upload: ETag {etag}");
+        let (size, _, bytes) = read_body(f.store.get(&sha, None).await.unwrap().unwrap()).await;
+        assert_eq!(size, data.len() as u64);
+        assert!(bytes == data, "the blob reads back other bytes");
+        assert!(f.open_uploads().await.is_empty());
+        assert!(f.staged().is_empty(), "staged files left: {:?}", f.staged());
+
+        // Small and not announced: staged, then one PutObject at commit.
+        let data = some_bytes(3 * 1000, 2);
+        let sha = sha256(&data);
+        let mut writer = f.store.put_keeping_in(None, None).await.unwrap();
+        for chunk in data.chunks(1000) {
+            writer.write(chunk).await.unwrap();
+        }
+        assert!(matches!(writer.upload, Upload::NotStarted));
+        assert_eq!(Box::new(writer).commit(&sha).await.unwrap(), 3000);
+        let (bytes, etag) = f.object(&f.store.inner.keys.blob(&sha).unwrap()).await.unwrap();
+        assert!(bytes == data, "the object differs");
+        assert!(!etag.contains('-'), "not a single PutObject: ETag {etag}");
+        assert!(f.staged().is_empty(), "staged files left: {:?}", f.staged());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_writer_aborted_midway_leaves_nothing_under_its_key() {
+        let Some(f) = Fixture::start("mirror").await else {
+            return;
+        };
+        let data = some_bytes(2 * PART_SIZE as usize, 3);
+        let sha = sha256(&data);
+        let key = f.store.inner.keys.blob(&sha).unwrap();
+        let mut writer = f.store.put_keeping_in(Some(&sha), None).await.unwrap();
+        // Half the blob: a full part, already in the bucket under an upload to the final key.
+        for chunk in data[..PART_SIZE as usize].chunks(CHUNK) {
+            writer.write(chunk).await.unwrap();
+        }
+        assert_eq!(f.wait_for_parts(&key, 1).await, [1]);
+        let open: Vec<String> = f.open_uploads().await.into_iter().map(|(key, _)| key).collect();
+        assert_eq!(open, std::slice::from_ref(&key));
+        let spool = writer.spool_path().to_owned();
+        assert!(spool.is_file());
+
+        Box::new(writer).abort().await;
+        assert!(f.object(&key).await.is_none(), "an object under the final key");
+        assert!(f.open_uploads().await.is_empty(), "abort left the upload open");
+        assert!(f.keys().await.is_empty(), "objects left: {:?}", f.keys().await);
+        assert!(!spool.exists());
+        assert!(f.staged().is_empty(), "staged files left: {:?}", f.staged());
+        assert_eq!(f.store.head(&sha).await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn while_the_bucket_is_unreachable_bytes_stage_but_do_not_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = unreachable_store(dir.path()).await;
+        let data = b"bytes the waiting client still gets";
+        let sha = sha256(data);
+        // Any call that cannot connect opens the breaker.
+        assert!(matches!(store.head(&sha).await, Err(BlobError::Unavailable(_))));
+
+        let mut writer = store.put_keeping_in(Some(&sha), None).await.unwrap();
+        assert!(matches!(writer.upload, Upload::Failed(_)));
+        writer.write(&data[..10]).await.unwrap();
+        writer.write(&data[10..]).await.unwrap();
+        let spool = writer.spool_path().to_owned();
+        assert_eq!(std::fs::read(&spool).unwrap(), data);
+        assert_eq!(writer.digest_so_far(), sha);
+
+        let err = Box::new(writer).commit(&sha).await.unwrap_err();
+        let BlobError::Unavailable(message) = &err else {
+            panic!("{err:?}");
+        };
+        assert!(
+            message.contains(" is unavailable (retrying 10s after the last failure): "),
+            "{message}"
+        );
+        assert!(!spool.exists(), "the failed commit left its spool");
+    }
+}
