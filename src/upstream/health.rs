@@ -11,6 +11,7 @@ use std::time::{Duration, Instant, SystemTime};
 use serde::Serialize;
 
 use super::FAILURE_BACKOFF;
+use crate::breaker::Breaker;
 
 /// How long an index's JSON is not asked for again after one of its JSON pages could not be read
 /// (its HTML is asked for instead). Long enough not to pay a failed parse per page, short enough
@@ -59,7 +60,6 @@ pub enum FailureKind {
 #[derive(Debug)]
 struct Failure {
     at: SystemTime,
-    since: Instant,
     kind: FailureKind,
     error: String,
 }
@@ -74,9 +74,20 @@ struct State {
     last_dropped: Option<String>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct IndexHealth {
     state: Mutex<State>,
+    /// Open for [`FAILURE_BACKOFF`] after a failure.
+    breaker: Breaker,
+}
+
+impl Default for IndexHealth {
+    fn default() -> Self {
+        Self {
+            state: Mutex::default(),
+            breaker: Breaker::new(FAILURE_BACKOFF),
+        }
+    }
 }
 
 /// The health of one index as `/health` reports it.
@@ -100,15 +111,16 @@ impl IndexHealth {
 
     pub fn record_success(&self) {
         self.lock().last_success = Some(SystemTime::now());
+        self.breaker.close();
     }
 
     pub fn record_failure(&self, kind: FailureKind, error: &str) {
         self.lock().last_failure = Some(Failure {
             at: SystemTime::now(),
-            since: Instant::now(),
             kind,
             error: error.to_owned(),
         });
+        self.breaker.open(error.to_owned());
     }
 
     /// Counts entries left out of one page; `first` names the first of them.
@@ -133,13 +145,7 @@ impl IndexHealth {
 
     /// True while the index failed more recently than it succeeded and the back-off has not run out.
     pub fn backing_off(&self) -> bool {
-        let state = self.lock();
-        match (&state.last_failure, state.last_success) {
-            (Some(failure), success) => {
-                success.is_none_or(|s| s < failure.at) && failure.since.elapsed() < FAILURE_BACKOFF
-            }
-            (None, _) => false,
-        }
+        self.breaker.is_open()
     }
 
     pub fn report(&self) -> IndexHealthReport {

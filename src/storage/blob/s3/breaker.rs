@@ -3,49 +3,50 @@
 //! [`BlobError::Unavailable`] instead of each waiting for a timeout; the first one after that
 //! tries the bucket again, so recovery needs nobody.
 
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 
 use super::Inner;
+use crate::breaker::Breaker;
 use crate::storage::blob::BlobError;
 
 /// How long a bucket that could not be reached is left alone before it is tried again.
 pub const RETRY_AFTER: Duration = Duration::from_secs(10);
 
-/// When the bucket was last found unreachable, and why; `None` while it answers.
-#[derive(Default)]
-pub(super) struct Breaker(Mutex<Option<(Instant, String)>>);
+/// The bucket's breaker, and what it says when it opens, closes or refuses.
+pub(super) struct BucketBreaker(Breaker);
 
-impl Breaker {
+impl Default for BucketBreaker {
+    fn default() -> Self {
+        Self(Breaker::new(RETRY_AFTER))
+    }
+}
+
+impl BucketBreaker {
     /// Fails at once while open.
     fn check(&self, location: &str) -> Result<(), BlobError> {
-        let breaker = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        match &*breaker {
-            Some((since, why)) if since.elapsed() < RETRY_AFTER => Err(BlobError::Unavailable(format!(
+        match self.0.open_because() {
+            Some(why) => Err(BlobError::Unavailable(format!(
                 "{location} is unavailable (retrying {}s after the last failure): {why}",
                 RETRY_AFTER.as_secs()
             ))),
-            _ => Ok(()),
+            None => Ok(()),
         }
     }
 
     /// The bucket answered.
     fn close(&self, location: &str) {
-        let mut breaker = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        if breaker.take().is_some() {
+        if self.0.close() {
             tracing::info!(location = %location, "S3 is reachable again");
         }
     }
 
     /// The bucket could not be reached: open, or keep open, from now.
     fn open(&self, location: &str, detail: String) {
-        let mut breaker = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        if breaker.is_none() {
+        if self.0.open(detail.clone()) {
             tracing::warn!(location = %location, error = %detail, "S3 cannot be reached; serving without it");
         }
-        *breaker = Some((Instant::now(), detail));
     }
 }
 
@@ -140,7 +141,7 @@ mod tests {
 
     #[test]
     fn an_open_breaker_fails_at_once_until_retry_after_has_passed() {
-        let breaker = Breaker::default();
+        let breaker = BucketBreaker::default();
         breaker.check(LOCATION).unwrap();
         breaker.open(LOCATION, "no connection".to_owned());
         let Err(BlobError::Unavailable(message)) = breaker.check(LOCATION) else {
@@ -157,12 +158,11 @@ mod tests {
 
         // Once RETRY_AFTER has passed, a call goes through to try the bucket again, though the
         // breaker stays open until something succeeds.
-        let long_ago = Instant::now().checked_sub(RETRY_AFTER).unwrap();
-        breaker.0.lock().unwrap().as_mut().unwrap().0 = long_ago;
+        breaker.0.backdate(RETRY_AFTER);
         breaker.check(LOCATION).unwrap();
-        assert!(breaker.0.lock().unwrap().is_some());
+        assert!(breaker.0.failed_since_success());
         breaker.close(LOCATION);
-        assert!(breaker.0.lock().unwrap().is_none());
+        assert!(!breaker.0.failed_since_success());
         breaker.check(LOCATION).unwrap();
     }
 
@@ -257,8 +257,7 @@ mod tests {
         assert!(probed.starts_with("writing the health probe "), "{probed}");
 
         // Once RETRY_AFTER has passed, the next call tries the bucket again.
-        let long_ago = Instant::now().checked_sub(RETRY_AFTER).unwrap();
-        store.inner.breaker.0.lock().unwrap().as_mut().unwrap().0 = long_ago;
+        store.inner.breaker.0.backdate(RETRY_AFTER);
         let Err(BlobError::Unavailable(retried)) = store.get(&sha, None).await else {
             panic!("no connection is not Unavailable");
         };

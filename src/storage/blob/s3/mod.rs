@@ -36,7 +36,7 @@ use aws_config::ConfigLoader;
 use aws_sdk_s3::Client;
 use aws_sdk_s3::primitives::ByteStream as S3Body;
 
-use self::breaker::Breaker;
+use self::breaker::BucketBreaker;
 use self::keys::{Keys, copy_source};
 use super::staging::unique_name;
 use super::{BlobBody, BlobEntry, BlobError, BlobStore, BlobWriter, ByteRange};
@@ -58,7 +58,7 @@ struct Inner {
     staging: PathBuf,
     /// "s3://bucket/prefix at endpoint", for messages.
     location: String,
-    breaker: Breaker,
+    breaker: BucketBreaker,
 }
 
 impl S3BlobStore {
@@ -97,7 +97,7 @@ impl S3BlobStore {
                 keys,
                 part_size: config.part_size,
                 staging: std::path::absolute(staging).unwrap_or_else(|_| staging.to_path_buf()),
-                breaker: Breaker::default(),
+                breaker: BucketBreaker::default(),
             }),
         })
     }
