@@ -9,6 +9,8 @@ pub mod cache;
 pub mod cli;
 pub mod config;
 pub mod error;
+#[cfg(test)]
+mod fuzz_support;
 pub mod hex;
 pub mod http;
 pub mod pypi;
