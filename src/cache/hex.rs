@@ -34,7 +34,9 @@ use crate::storage::blob::{BlobStore, RangeRequest};
 use crate::storage::catalogue::{FileRecord, ProjectRecord};
 use crate::storage::pages::{PageHeader, PageWrite, StoredPage};
 use crate::storage::{Catalogue, PageStore};
-use crate::upstream::{HexClient, HexFetched, IndexHealth, IndexHealthReport, UpstreamError, UrlOrigin};
+use crate::upstream::{
+    FailureKind, HexClient, HexFetched, IndexHealth, IndexHealthReport, UpstreamError, UrlOrigin,
+};
 
 const ECOSYSTEM: &str = "hex";
 /// The page-store format key of a registry file (stored as sent, one form only).
@@ -491,7 +493,8 @@ impl Inner {
         error: UpstreamError,
         stored: Option<Arc<StoredPage>>,
     ) -> Result<Served, CacheError> {
-        self.health.record_failure(&error.to_string());
+        self.health
+            .record_failure(FailureKind::Unreachable, &error.to_string());
         self.counters.count_upstream_error();
         match stored {
             Some(page) => {
@@ -645,7 +648,8 @@ impl Inner {
             .filter(|_| !refetch)
             .and_then(|e| e.upstream_etag.clone());
         let failed = |error: UpstreamError, entry: Option<ObjectEntry>| {
-            self.health.record_failure(&error.to_string());
+            self.health
+                .record_failure(FailureKind::Unreachable, &error.to_string());
             self.counters.count_upstream_error();
             match entry {
                 Some(entry) if !refetch => Ok(StoredObject {

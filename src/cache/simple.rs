@@ -22,12 +22,15 @@ use crate::config::IndexConfig;
 use crate::pypi::model::{ProjectList, ProjectPage};
 use crate::pypi::negotiate::Format;
 use crate::pypi::{
-    merge, name, parse_list_html, parse_list_json, parse_project_html, parse_project_json, render,
+    Parsed, merge, name, parse_list_html, parse_list_json, parse_project_html, parse_project_json, render,
 };
 use crate::storage::catalogue::{CatalogueCounts, FileRecord, ProjectRecord};
 use crate::storage::pages::{PageCounts, PageHeader, PageWrite, StoredPage};
 use crate::storage::{Catalogue, PageStore};
-use crate::upstream::{Fetched, IndexHealth, IndexHealthReport, PageFormat, SimpleClient, UpstreamError};
+use crate::upstream::{
+    FailureKind, Fetched, IndexHealth, IndexHealthReport, PageFormat, PageRequest, SimpleClient,
+    UpstreamError,
+};
 
 const ECOSYSTEM: &str = "pypi";
 /// The page-store key of the project list; no normalized project name contains a `/`.
@@ -121,8 +124,43 @@ enum IndexAnswer {
 }
 
 enum UpstreamErrorKind {
+    /// No usable answer came back.
     Transport(UpstreamError),
+    /// The index answered with something pkgmirror cannot read.
     Data(String),
+}
+
+impl UpstreamErrorKind {
+    fn message(&self) -> String {
+        match self {
+            Self::Transport(e) => e.to_string(),
+            Self::Data(e) => e.clone(),
+        }
+    }
+
+    fn health_kind(&self) -> FailureKind {
+        match self {
+            Self::Transport(_) => FailureKind::Unreachable,
+            Self::Data(_) => FailureKind::Unreadable,
+        }
+    }
+}
+
+/// What one fetch from an index brought.
+enum FetchedPage {
+    /// 304: the stored snapshot stands.
+    NotModified,
+    /// A new snapshot, with the malformed entries its page left out.
+    New {
+        snapshot: Box<Snapshot>,
+        dropped: Vec<String>,
+    },
+}
+
+/// A fetch that failed, and whether it failed on a JSON page the index could be asked for in HTML.
+struct FetchFailure {
+    error: UpstreamErrorKind,
+    unreadable_json: bool,
 }
 
 /// Both renderings of a page, produced together so they always agree.
@@ -496,82 +534,144 @@ impl Inner {
         self.fetch(index, page, None, now).await
     }
 
-    async fn fetch(&self, index: &Index, page: &PageRef, mut old: Option<Snapshot>, now: u64) -> IndexAnswer {
+    /// Fetches a page from one index. When its JSON cannot be read, the same index is asked for
+    /// HTML before giving up, and its JSON is left alone for a while.
+    async fn fetch(&self, index: &Index, page: &PageRef, old: Option<Snapshot>, now: u64) -> IndexAnswer {
+        let redacted = index.config.url.redacted();
         let etag = old.as_ref().and_then(|s| s.etag.as_deref());
-        let fetched = self
-            .client
-            .fetch_page(&index.config, &page.upstream_path(), etag)
-            .await;
-        let result = match fetched {
-            Ok(Fetched::NotModified) => {
-                if let Some(old) = old.take() {
-                    index.health.record_success();
-                    let snapshot = Snapshot {
-                        fetched_at: now,
-                        ..old
-                    };
-                    return IndexAnswer::Updated {
-                        snapshot,
-                        changed: false,
-                    };
-                }
-                Err(UpstreamErrorKind::Data(format!(
-                    "{} answered 304 Not Modified to an unconditional request",
-                    index.config.url.redacted()
-                )))
-            }
-            Ok(Fetched::NotFound) => Ok((
-                Snapshot {
-                    fetched_at: now,
-                    etag: None,
-                    content: SnapshotContent::Missing,
-                },
-                true,
-            )),
-            Ok(Fetched::Page {
-                body,
-                format,
-                etag,
-                last_serial,
-                url,
-            }) => parse_in_background(page.clone(), body, format, url, last_serial)
-                .await
-                .map(|content| {
-                    (
-                        Snapshot {
-                            fetched_at: now,
-                            etag,
-                            content,
-                        },
-                        true,
-                    )
-                })
-                .map_err(|e| {
-                    UpstreamErrorKind::Data(format!(
-                        "{} sent a page pkgmirror cannot read: {e}",
-                        index.config.url.redacted()
-                    ))
-                }),
-            Err(e) => Err(UpstreamErrorKind::Transport(e)),
+        let request = if index.health.json_unusable() {
+            PageRequest::HtmlOnly
+        } else {
+            PageRequest::JsonOrHtml
         };
+        let mut result = self.fetch_as(index, page, etag, request, now).await;
+        if let Err(FetchFailure {
+            error: UpstreamErrorKind::Data(json_error),
+            unreadable_json: true,
+        }) = &result
+        {
+            let json_error = json_error.clone();
+            tracing::warn!(index = %redacted, page = page.key(), error = %json_error, "unreadable JSON page; asking the index for HTML");
+            index.health.mark_json_unusable(&json_error);
+            result = self
+                .fetch_as(index, page, None, PageRequest::HtmlOnly, now)
+                .await
+                .map_err(|html| FetchFailure {
+                    error: UpstreamErrorKind::Data(format!(
+                        "{json_error}; asked for HTML instead, and that failed too: {}",
+                        html.error.message()
+                    )),
+                    unreadable_json: false,
+                });
+        }
         match result {
-            Ok((snapshot, changed)) => {
+            Ok(FetchedPage::NotModified) => {
                 index.health.record_success();
-                IndexAnswer::Updated { snapshot, changed }
+                match old {
+                    Some(old) => IndexAnswer::Updated {
+                        snapshot: Snapshot {
+                            fetched_at: now,
+                            ..old
+                        },
+                        changed: false,
+                    },
+                    // Checked in `fetch_as`: a 304 comes only to a conditional request.
+                    None => IndexAnswer::Failed(UpstreamErrorKind::Data(format!(
+                        "{redacted} answered 304 Not Modified to an unconditional request"
+                    ))),
+                }
             }
-            Err(error) => {
-                let message = match &error {
-                    UpstreamErrorKind::Transport(e) => e.to_string(),
-                    UpstreamErrorKind::Data(e) => e.clone(),
-                };
-                tracing::warn!(index = %index.config.url.redacted(), page = page.key(), error = %message, "upstream failed");
-                index.health.record_failure(&message);
+            Ok(FetchedPage::New { snapshot, dropped }) => {
+                index.health.record_success();
+                if let Some(first) = dropped.first() {
+                    tracing::warn!(index = %redacted, page = page.key(), dropped = dropped.len(), first = %first, "left malformed entries out of an upstream page");
+                    index
+                        .health
+                        .record_dropped(dropped.len(), format!("page {}: {first}", page.key()));
+                }
+                IndexAnswer::Updated {
+                    snapshot: *snapshot,
+                    changed: true,
+                }
+            }
+            Err(FetchFailure { error, .. }) => {
+                let message = error.message();
+                tracing::warn!(index = %redacted, page = page.key(), error = %message, "upstream failed");
+                index.health.record_failure(error.health_kind(), &message);
                 self.counters.count_upstream_error();
                 match old {
                     Some(old) => IndexAnswer::Stale(old),
                     None => IndexAnswer::Failed(error),
                 }
             }
+        }
+    }
+
+    /// One request for a page in the formats `request` names, parsed into a snapshot.
+    async fn fetch_as(
+        &self,
+        index: &Index,
+        page: &PageRef,
+        etag: Option<&str>,
+        request: PageRequest,
+        now: u64,
+    ) -> Result<FetchedPage, FetchFailure> {
+        let fetched = self
+            .client
+            .fetch_page(&index.config, &page.upstream_path(), etag, request)
+            .await;
+        let data_error = |message: String, unreadable_json: bool| FetchFailure {
+            error: UpstreamErrorKind::Data(message),
+            unreadable_json,
+        };
+        match fetched {
+            Ok(Fetched::NotModified) if etag.is_some() => Ok(FetchedPage::NotModified),
+            Ok(Fetched::NotModified) => Err(data_error(
+                format!(
+                    "{} answered 304 Not Modified to an unconditional request",
+                    index.config.url.redacted()
+                ),
+                false,
+            )),
+            Ok(Fetched::NotFound) => Ok(FetchedPage::New {
+                snapshot: Box::new(Snapshot {
+                    fetched_at: now,
+                    etag: None,
+                    content: SnapshotContent::Missing,
+                }),
+                dropped: Vec::new(),
+            }),
+            Ok(Fetched::Page {
+                body,
+                format,
+                etag,
+                last_serial,
+                url,
+            }) => match parse_in_background(page.clone(), body, format, url, last_serial).await {
+                Ok((content, dropped)) => Ok(FetchedPage::New {
+                    snapshot: Box::new(Snapshot {
+                        fetched_at: now,
+                        etag,
+                        content,
+                    }),
+                    dropped,
+                }),
+                Err(e) => Err(data_error(
+                    format!(
+                        "{} sent a{} page pkgmirror cannot read: {e}",
+                        index.config.url.redacted(),
+                        match format {
+                            PageFormat::Json => " JSON",
+                            PageFormat::Html => "n HTML",
+                        }
+                    ),
+                    format == PageFormat::Json && request == PageRequest::JsonOrHtml,
+                )),
+            },
+            Err(e) => Err(FetchFailure {
+                error: UpstreamErrorKind::Transport(e),
+                unreadable_json: false,
+            }),
         }
     }
 
@@ -650,31 +750,38 @@ impl Inner {
     }
 }
 
-/// Parses an upstream page on the blocking pool: a big project list takes long enough to stall
-/// other requests if parsed inline.
+/// Parses an upstream page on the blocking pool (a big project list takes long enough to stall
+/// other requests if parsed inline); also returns why malformed entries were left out.
 async fn parse_in_background(
     page: PageRef,
     body: Bytes,
     format: PageFormat,
     url: url::Url,
     last_serial: Option<u64>,
-) -> Result<SnapshotContent, String> {
-    let parsed = tokio::task::spawn_blocking(move || -> Result<SnapshotContent, String> {
-        let err = |e: crate::pypi::ParseError| e.to_string();
-        Ok(match (&page, format) {
-            (PageRef::List, PageFormat::Json) => SnapshotContent::List(parse_list_json(&body).map_err(err)?),
-            (PageRef::List, PageFormat::Html) => SnapshotContent::List(parse_list_html(&body).map_err(err)?),
+) -> Result<(SnapshotContent, Vec<String>), String> {
+    let (content, dropped) = tokio::task::spawn_blocking(move || {
+        fn split<T>(parsed: Parsed<T>, wrap: fn(T) -> SnapshotContent) -> (SnapshotContent, Vec<String>) {
+            (wrap(parsed.page), parsed.dropped)
+        }
+        match (&page, format) {
+            (PageRef::List, PageFormat::Json) => {
+                parse_list_json(&body).map(|p| split(p, SnapshotContent::List))
+            }
+            (PageRef::List, PageFormat::Html) => {
+                parse_list_html(&body).map(|p| split(p, SnapshotContent::List))
+            }
             (PageRef::Project(_), PageFormat::Json) => {
-                SnapshotContent::Project(parse_project_json(&body, &url).map_err(err)?)
+                parse_project_json(&body, &url).map(|p| split(p, SnapshotContent::Project))
             }
             (PageRef::Project(name), PageFormat::Html) => {
-                SnapshotContent::Project(parse_project_html(&body, &url, name).map_err(err)?)
+                parse_project_html(&body, &url, name).map(|p| split(p, SnapshotContent::Project))
             }
-        })
+        }
+        .map_err(|e| e.to_string())
     })
     .await
     .map_err(|e| format!("the parser failed: {e}"))??;
-    Ok(with_serial(parsed, last_serial))
+    Ok((with_serial(content, last_serial), dropped))
 }
 
 /// The `X-PyPI-Last-Serial` header fills in a serial the body did not carry.

@@ -14,7 +14,7 @@ pub async fn health(state: web::Data<AppState>) -> Result<HttpResponse, AppError
     let roles = (0..reports.len()).map(|i| if i == 0 { "main" } else { "extra" });
     let hex = state.hex.as_ref().map(|hex| (hex.health_report(), "hex"));
     let all: Vec<_> = reports.into_iter().zip(roles).chain(hex).collect();
-    let degraded = storage.is_err() || all.iter().any(|((_, r), _)| r.state == "down");
+    let degraded = storage.is_err() || all.iter().any(|((_, r), _)| r.state.is_failing());
     let upstreams: Vec<_> = all
         .into_iter()
         .map(|((url, report), role)| {

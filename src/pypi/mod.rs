@@ -16,7 +16,7 @@ pub use merge::{merge_lists, merge_projects};
 pub use model::{DistFile, PageMeta, ProjectList, ProjectPage, ProjectStatus};
 pub use name::{NameError, is_safe_filename, normalize, validate_project_name, version_from_filename};
 pub use negotiate::{Format, Negotiated, NotAcceptable, negotiate};
-pub use parse::ParseError;
+pub use parse::{ParseError, Parsed};
 pub use parse_html::{parse_list_html, parse_project_html};
 pub use parse_json::{parse_list_json, parse_project_json};
 pub use render::{

@@ -7,6 +7,15 @@ use url::Url;
 
 use super::parse_api_version;
 
+/// A page as read, with the entries that were left out because they were malformed: one bad entry
+/// costs that entry, never the page (real indexes send odd entries; the rest is still good).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Parsed<T> {
+    pub page: T,
+    /// Why each left-out entry was dropped, naming it (`files[3]: no \`url\``).
+    pub dropped: Vec<String>,
+}
+
 /// Why an upstream page could not be read.
 #[derive(Debug, Error)]
 pub enum ParseError {
@@ -20,16 +29,10 @@ pub enum ParseError {
     MissingFiles,
     #[error("the project list has no `projects` array")]
     MissingProjects,
-    #[error("`files[{index}]` has no `{field}`")]
-    FileWithout { index: usize, field: &'static str },
-    #[error("`files[{index}].url` ({url:?}) cannot be resolved: {source}")]
-    BadFileUrl {
-        index: usize,
-        url: String,
-        source: url::ParseError,
-    },
-    #[error("`projects[{index}]` has no `name`")]
-    ProjectWithoutName { index: usize },
+    #[error("`files` is not an array")]
+    FilesNotArray,
+    #[error("`projects` is not an array")]
+    ProjectsNotArray,
     #[error("unsupported api-version {0:?}: only major version 1 is understood (PEP 629)")]
     UnsupportedApiVersion(String),
 }

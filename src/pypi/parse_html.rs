@@ -17,7 +17,7 @@ use url::Url;
 use super::model::{DistFile, PageMeta, ProjectList, ProjectPage, ProjectStatus};
 use super::name::{is_safe_filename, normalize, validate_project_name};
 use super::parse::{
-    ParseError, body_str, check_api_version, https_url, is_fetchable, non_empty, normalize_hash,
+    ParseError, Parsed, body_str, check_api_version, https_url, is_fetchable, non_empty, normalize_hash,
     take_fragment_hash,
 };
 
@@ -213,23 +213,33 @@ fn display_name(heading: Option<&str>, normalized_project: &str) -> Option<Strin
     (normalize(name) == normalized_project).then(|| name.to_owned())
 }
 
-fn file_from_link(link: RawLink, base: &Url) -> Option<DistFile> {
-    let mut url = base.join(link.href.as_deref()?).ok()?;
+/// One link into the model, or why it was left out.
+fn file_from_link(link: RawLink, base: &Url) -> Result<DistFile, String> {
+    let href = link.href.as_deref().unwrap_or_default();
+    let mut url = base
+        .join(href)
+        .map_err(|e| format!("href {href:?} cannot be resolved: {e}"))?;
     if !is_fetchable(&url) {
-        return None;
+        return Err(format!("href {href:?} is not HTTP(S)"));
     }
     let hash = take_fragment_hash(&mut url);
     let text = link.text.trim();
     let filename = if text.is_empty() {
-        let segment = url.path_segments()?.next_back()?;
-        percent_decode_str(segment).decode_utf8().ok()?.into_owned()
+        let segment = url
+            .path_segments()
+            .and_then(|mut s| s.next_back())
+            .unwrap_or_default();
+        percent_decode_str(segment)
+            .decode_utf8()
+            .map_err(|_| format!("href {href:?} names no UTF-8 file"))?
+            .into_owned()
     } else {
         text.to_owned()
     };
     if !is_safe_filename(&filename) {
-        return None;
+        return Err(format!("unsafe filename {filename:?}"));
     }
-    Some(DistFile {
+    Ok(DistFile {
         filename,
         url: url.into(),
         hashes: hash.into_iter().collect(),
@@ -248,13 +258,14 @@ fn file_from_link(link: RawLink, base: &Url) -> Option<DistFile> {
 }
 
 /// Reads a PEP 503 project page. Links are resolved against `<base href>` if the page has one, else
-/// `page_url`; links that do not make a servable file (no href, unsafe name, non-HTTP(S)) are left
-/// out. `versions` stays `None`: HTML does not carry them.
+/// `page_url`. An `<a>` without href is not a file; a link that does not make a servable file
+/// (unsafe name, non-HTTP(S)) is left out and reported. `versions` stays `None`: HTML does not
+/// carry them.
 pub fn parse_project_html(
     body: &[u8],
     page_url: &Url,
     normalized_project: &str,
-) -> Result<ProjectPage, ParseError> {
+) -> Result<Parsed<ProjectPage>, ParseError> {
     let mut doc = tokenize(body_str(body)?);
     if let Some(version) = &doc.api_version {
         check_api_version(version)?;
@@ -264,52 +275,67 @@ pub fn parse_project_html(
         .as_deref()
         .and_then(|href| page_url.join(href).ok())
         .unwrap_or_else(|| page_url.clone());
-    let files = std::mem::take(&mut doc.links)
+    let mut files = Vec::with_capacity(doc.links.len());
+    let mut dropped = Vec::new();
+    let links = std::mem::take(&mut doc.links)
         .into_iter()
-        .filter_map(|link| file_from_link(link, &base))
-        .collect();
+        .filter(|link| link.href.is_some());
+    for (index, link) in links.enumerate() {
+        match file_from_link(link, &base) {
+            Ok(file) => files.push(file),
+            Err(why) => dropped.push(format!("link {}: {why}", index + 1)),
+        }
+    }
     let name = display_name(doc.title.as_deref(), normalized_project)
         .or_else(|| display_name(doc.h1.as_deref(), normalized_project))
         .unwrap_or_else(|| normalized_project.to_owned());
-    Ok(ProjectPage {
-        name,
-        files,
-        versions: None,
-        project_status: doc.status.map(|status| ProjectStatus {
-            status,
-            reason: doc.status_reason,
-        }),
-        meta: PageMeta {
-            api_version: doc.api_version,
-            last_serial: None,
-            tracks: doc.tracks,
-            alternate_locations: doc.alternate_locations,
+    Ok(Parsed {
+        page: ProjectPage {
+            name,
+            files,
+            versions: None,
+            project_status: doc.status.map(|status| ProjectStatus {
+                status,
+                reason: doc.status_reason,
+            }),
+            meta: PageMeta {
+                api_version: doc.api_version,
+                last_serial: None,
+                tracks: doc.tracks,
+                alternate_locations: doc.alternate_locations,
+            },
         },
+        dropped,
     })
 }
 
-/// Reads a PEP 503 project list: one project per `<a>`, named by its text. Invalid names and
-/// second spellings of a listed name are left out.
-pub fn parse_list_html(body: &[u8]) -> Result<ProjectList, ParseError> {
+/// Reads a PEP 503 project list: one project per `<a>`, named by its text. Invalid names are left
+/// out and reported; second spellings of a listed name are left out.
+pub fn parse_list_html(body: &[u8]) -> Result<Parsed<ProjectList>, ParseError> {
     let doc = tokenize(body_str(body)?);
     if let Some(version) = &doc.api_version {
         check_api_version(version)?;
     }
     let mut seen = HashSet::with_capacity(doc.links.len());
-    let projects = doc
-        .links
-        .into_iter()
-        .filter_map(|link| {
-            let name = link.text.trim();
-            (validate_project_name(name).is_ok() && seen.insert(normalize(name))).then(|| name.to_owned())
-        })
-        .collect();
-    Ok(ProjectList {
-        projects,
-        meta: PageMeta {
-            api_version: doc.api_version,
-            ..PageMeta::default()
+    let mut projects = Vec::with_capacity(doc.links.len());
+    let mut dropped = Vec::new();
+    for (index, link) in doc.links.into_iter().enumerate() {
+        let name = link.text.trim();
+        if validate_project_name(name).is_err() {
+            dropped.push(format!("link {}: invalid project name {name:?}", index + 1));
+        } else if seen.insert(normalize(name)) {
+            projects.push(name.to_owned());
+        }
+    }
+    Ok(Parsed {
+        page: ProjectList {
+            projects,
+            meta: PageMeta {
+                api_version: doc.api_version,
+                ..PageMeta::default()
+            },
         },
+        dropped,
     })
 }
 
@@ -362,7 +388,16 @@ mod tests {
 
     #[test]
     fn every_standard_field_is_read() {
-        let page = parse_project_html(fixture().as_bytes(), &page_url(), "foo-bar").unwrap();
+        let parsed = parse_project_html(fixture().as_bytes(), &page_url(), "foo-bar").unwrap();
+        assert_eq!(
+            parsed.dropped,
+            [
+                "link 5: unsafe filename \"../evil.tar.gz\"",
+                "link 6: href \"file:///etc/passwd\" is not HTTP(S)"
+            ],
+            "the anchor without href is not a file"
+        );
+        let page = parsed.page;
         assert_eq!(page.name, "Foo.Bar");
         assert_eq!(page.versions, None);
         assert_eq!(page.meta.api_version.as_deref(), Some("1.4"));
@@ -442,14 +477,14 @@ mod tests {
     fn base_href_and_name_fallbacks() {
         let body = br#"<html><head><base href="https://files.example/root/"><base href="https://ignored.example/"></head>
             <body><h1>Links for foo_bar</h1><a href="foo_bar-1.0.tar.gz">foo_bar-1.0.tar.gz</a></body></html>"#;
-        let page = parse_project_html(body, &page_url(), "foo-bar").unwrap();
+        let page = parse_project_html(body, &page_url(), "foo-bar").unwrap().page;
         assert_eq!(page.name, "foo_bar", "from <h1> when there is no title");
         assert_eq!(page.files[0].url, "https://files.example/root/foo_bar-1.0.tar.gz");
         assert_eq!(page.meta, PageMeta::default());
         assert_eq!(page.project_status, None);
 
         let body = b"<title>Simple index</title><a href=\"x-1.tar.gz\">x-1.tar.gz</a>";
-        let page = parse_project_html(body, &page_url(), "foo-bar").unwrap();
+        let page = parse_project_html(body, &page_url(), "foo-bar").unwrap().page;
         assert_eq!(page.name, "foo-bar", "a title naming nothing is not a name");
     }
 
@@ -474,16 +509,81 @@ mod tests {
             <a href="/simple/x/">../x</a>
             <a href="/simple/q/">q&amp;a</a>
             </body></html>"#;
-        let list = parse_list_html(body).unwrap();
+        let parsed = parse_list_html(body).unwrap();
+        assert_eq!(
+            parsed.dropped,
+            [
+                "link 4: invalid project name \"\"",
+                "link 5: invalid project name \"../x\"",
+                "link 6: invalid project name \"q&a\""
+            ]
+        );
+        let list = parsed.page;
         assert_eq!(list.projects, ["Foo.Bar", "baz"]);
         assert_eq!(list.meta.api_version.as_deref(), Some("1.1"));
+    }
+
+    /// HTML as real servers write it: upper-case tags and attribute names, unquoted and
+    /// entity-laden attributes, hash fragments of several algorithms, absolute, root-relative and
+    /// `../` relative URLs (devpi's `../../+f/...`), a `<base>` that is itself relative.
+    #[test]
+    fn what_real_servers_send_is_read() {
+        let body = format!(
+            r#"<!DOCTYPE HTML PUBLIC "-//W3C//DTD HTML 4.01//EN"><HTML><HEAD><TITLE>Links for Foo-Bar</TITLE>
+            <BASE HREF="../../+simple/foo-bar/"></HEAD><BODY>
+            <A HREF=../../+f/aaa/foo_bar-1.0.tar.gz#sha256={SHA} DATA-REQUIRES-PYTHON=&gt;=3.7>foo_bar-1.0.tar.gz</A><BR>
+            <a href="/packages/foo_bar-1.1.zip#md5=0123456789ABCDEF0123456789abcdef" data-requires-python="&gt;=3.8,&lt;4&#x2E;0">foo_bar-1.1.zip</a>
+            <a href="https://files.example/foo_bar-1.2.tar.gz#sha512=ab12">foo_bar-1.2.tar.gz</a>
+            <a href="foo_bar-1.3.tar.gz#blake2b_256=cd34" data-yanked="">foo_bar-1.3.tar.gz</a>
+            <a href="foo_bar-1.4.tar.gz#sha256=not-hex" data-core-metadata="sha256={META_SHA}">foo_bar-1.4.tar.gz</a>
+            <a href="foo_bar-1.5.tar.gz?a=1&amp;b=2#sha256={SHA}" data-requires-python='&gt;=3'>  foo_bar-1.5.tar.gz  </a>
+            <a href="http://[bad/foo_bar-1.6.tar.gz">foo_bar-1.6.tar.gz</a>
+            </BODY></HTML>"#
+        );
+        let parsed = parse_project_html(body.as_bytes(), &page_url(), "foo-bar").unwrap();
+        assert_eq!(parsed.dropped.len(), 1, "{:?}", parsed.dropped);
+        assert!(
+            parsed.dropped[0]
+                .starts_with("link 7: href \"http://[bad/foo_bar-1.6.tar.gz\" cannot be resolved"),
+            "{:?}",
+            parsed.dropped
+        );
+        let page = parsed.page;
+        assert_eq!(page.name, "Foo-Bar");
+        let f = &page.files;
+        assert_eq!(f.len(), 6);
+        assert_eq!(f[0].url, "https://index.example/+f/aaa/foo_bar-1.0.tar.gz");
+        assert_eq!(f[0].hashes["sha256"], SHA);
+        assert_eq!(f[0].requires_python.as_deref(), Some(">=3.7"));
+        assert_eq!(f[1].url, "https://index.example/packages/foo_bar-1.1.zip");
+        assert_eq!(f[1].hashes["md5"], "0123456789abcdef0123456789abcdef");
+        assert_eq!(f[1].requires_python.as_deref(), Some(">=3.8,<4.0"));
+        assert_eq!(f[2].hashes, BTreeMap::from([("sha512".into(), "ab12".into())]));
+        assert_eq!(
+            f[3].url,
+            "https://index.example/+simple/foo-bar/foo_bar-1.3.tar.gz"
+        );
+        assert_eq!(f[3].hashes["blake2b_256"], "cd34");
+        assert_eq!(f[3].yanked.as_deref(), Some(""));
+        assert!(
+            f[4].hashes.is_empty(),
+            "a fragment that is no hex digest is no hash"
+        );
+        assert_eq!(f[4].core_metadata.as_ref().unwrap()["sha256"], META_SHA);
+        assert_eq!(f[5].filename, "foo_bar-1.5.tar.gz");
+        assert_eq!(
+            f[5].url,
+            "https://index.example/+simple/foo-bar/foo_bar-1.5.tar.gz?a=1&b=2"
+        );
     }
 
     #[test]
     fn long_bodies_are_fed_in_chunks() {
         let link = "<a href=\"f\u{e9}-1.0.tar.gz\">f\u{e9}-1.0.tar.gz</a>\n";
         let body = link.repeat(FEED_CHUNK / link.len() * 2 + 7);
-        let page = parse_project_html(body.as_bytes(), &page_url(), "fé").unwrap();
+        let page = parse_project_html(body.as_bytes(), &page_url(), "fé")
+            .unwrap()
+            .page;
         assert_eq!(page.files.len(), FEED_CHUNK / link.len() * 2 + 7);
         assert!(page.files.iter().all(|f| f.filename == "f\u{e9}-1.0.tar.gz"));
     }

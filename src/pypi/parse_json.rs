@@ -1,140 +1,225 @@
 //! PEP 691 JSON pages from an upstream into the model.
+//!
+//! Read the way PEP 691 asks clients to read: unknown keys (and private `_` keys) are ignored, and
+//! so is a known key whose value has a type that cannot mean anything (real servers send numbers
+//! as strings, `null` for absent values, `1` for `true`). Only the page's shape (an object with a
+//! `name` and a `files` array) is required; a malformed file entry is dropped and reported, never
+//! the whole page.
 
 use std::collections::{BTreeMap, HashSet};
-use std::fmt;
 
-use serde::de::{Deserializer, MapAccess, Visitor};
-use serde::{Deserialize, de};
+use serde::Deserialize;
+use serde_json::Value;
 use url::Url;
 
 use super::model::{DistFile, PageMeta, ProjectList, ProjectPage, ProjectStatus};
 use super::name::{is_safe_filename, normalize, validate_project_name};
 use super::parse::{
-    ParseError, body_str, check_api_version, https_url, is_fetchable, non_empty, normalize_hash,
-    normalize_hashes, take_fragment_hash,
+    ParseError, Parsed, body_str, check_api_version, https_url, is_fetchable, non_empty, take_fragment_hash,
 };
 
-// Every field is optional so that a missing one gets a message naming it, and unknown keys are
-// ignored (serde's default) as PEP 691 requires.
+/// Readers for a single value: each takes whatever JSON is there and keeps what it can mean.
+/// They never fail, so a value of an unexpected type costs that value alone.
+mod lenient {
+    use std::collections::BTreeMap;
+
+    use serde::{Deserialize, Deserializer};
+    use serde_json::Value;
+
+    use super::super::model::ProjectStatus;
+    use super::super::parse::normalize_hashes;
+
+    /// No real distribution file is larger than this: a bigger `size` is a broken value.
+    const MAX_PLAUSIBLE_SIZE: u64 = 1 << 40;
+
+    fn value<'de, D: Deserializer<'de>>(d: D) -> Result<Value, D::Error> {
+        Value::deserialize(d)
+    }
+
+    fn string_of(value: Value) -> Option<String> {
+        match value {
+            Value::String(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// A whole number, also written as a string (`"26356948"`) or as `12.0`; `None` for a negative
+    /// or fractional one.
+    fn whole_number(value: &Value) -> Option<u64> {
+        match value {
+            Value::Number(n) => n.as_u64().or_else(|| {
+                n.as_f64()
+                    .filter(|f| *f >= 0.0 && f.fract() == 0.0 && *f < 2f64.powi(53))
+                    .map(|f| f as u64)
+            }),
+            Value::String(s) => s.trim().parse().ok(),
+            _ => None,
+        }
+    }
+
+    /// `true`/`false`, also as `1`/`0` or `"true"`/`"false"`.
+    fn truth(value: &Value) -> Option<bool> {
+        match value {
+            Value::Bool(b) => Some(*b),
+            Value::Number(n) => n.as_f64().map(|f| f != 0.0),
+            Value::String(s) if s.eq_ignore_ascii_case("true") => Some(true),
+            Value::String(s) if s.eq_ignore_ascii_case("false") => Some(false),
+            _ => None,
+        }
+    }
+
+    /// A map's string values; any other value is left out.
+    fn hash_map(value: Value) -> Option<BTreeMap<String, String>> {
+        let Value::Object(map) = value else {
+            return None;
+        };
+        let hashes = map
+            .into_iter()
+            .filter_map(|(name, digest)| Some((name, string_of(digest)?)))
+            .collect();
+        Some(normalize_hashes(hashes))
+    }
+
+    pub fn text<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+        Ok(string_of(value(d)?))
+    }
+
+    /// `"api-version": 1.1` means the string it looks like.
+    pub fn version<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+        Ok(match value(d)? {
+            Value::Number(n) => Some(n.to_string()),
+            other => string_of(other),
+        })
+    }
+
+    pub fn texts<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Error> {
+        Ok(match value(d)? {
+            Value::Array(items) => Some(items.into_iter().filter_map(string_of).collect()),
+            _ => None,
+        })
+    }
+
+    pub fn serial<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+        Ok(whole_number(&value(d)?))
+    }
+
+    pub fn size<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+        Ok(whole_number(&value(d)?).filter(|size| *size <= MAX_PLAUSIBLE_SIZE))
+    }
+
+    pub fn flag<'de, D: Deserializer<'de>>(d: D) -> Result<Option<bool>, D::Error> {
+        Ok(truth(&value(d)?))
+    }
+
+    pub fn hashes<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, String>, D::Error> {
+        Ok(hash_map(value(d)?).unwrap_or_default())
+    }
+
+    /// PEP 592 `yanked`: `false`, `true` or a reason (`""` is yanked without one).
+    pub fn yanked<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+        Ok(match value(d)? {
+            Value::String(reason) => Some(reason),
+            other => truth(&other).and_then(|yanked| yanked.then(String::new)),
+        })
+    }
+
+    /// PEP 658/714 `core-metadata`: `false`, `true` (hash unknown) or a map of hashes. `None` when
+    /// absent or unreadable, so that the other key of the pair can stand in.
+    pub fn core_metadata<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<Option<BTreeMap<String, String>>>, D::Error> {
+        Ok(match value(d)? {
+            map @ Value::Object(_) => hash_map(map).map(Some),
+            other => truth(&other).map(|available| available.then(BTreeMap::new)),
+        })
+    }
+
+    /// PEP 792 `project-status`: an object with a string `status`.
+    pub fn status<'de, D: Deserializer<'de>>(d: D) -> Result<Option<ProjectStatus>, D::Error> {
+        let Value::Object(mut map) = value(d)? else {
+            return Ok(None);
+        };
+        let status = map.remove("status").and_then(string_of);
+        let reason = map.remove("reason").and_then(string_of);
+        Ok(status.map(|status| ProjectStatus { status, reason }))
+    }
+
+    /// A nested object read with the same leniency; anything else counts as absent.
+    pub fn object<'de, D: Deserializer<'de>, T: serde::de::DeserializeOwned + Default>(
+        d: D,
+    ) -> Result<T, D::Error> {
+        Ok(T::deserialize(value(d)?).unwrap_or_default())
+    }
+}
 
 #[derive(Deserialize, Default)]
+#[serde(default)]
 struct RawMeta {
-    #[serde(rename = "api-version")]
+    #[serde(rename = "api-version", deserialize_with = "lenient::version")]
     api_version: Option<String>,
-    #[serde(rename = "_last-serial")]
+    #[serde(rename = "_last-serial", deserialize_with = "lenient::serial")]
     last_serial: Option<u64>,
+    #[serde(deserialize_with = "lenient::texts")]
     tracks: Option<Vec<String>>,
     /// Some servers put PEP 792's status here rather than at the top level.
-    #[serde(rename = "project-status")]
-    project_status: Option<RawStatus>,
+    #[serde(rename = "project-status", deserialize_with = "lenient::status")]
+    project_status: Option<ProjectStatus>,
 }
 
-#[derive(Deserialize)]
-struct RawStatus {
-    status: String,
-    reason: Option<String>,
-}
-
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
+#[serde(default)]
 struct RawProject {
-    meta: Option<RawMeta>,
+    #[serde(deserialize_with = "lenient::object")]
+    meta: RawMeta,
+    #[serde(deserialize_with = "lenient::text")]
     name: Option<String>,
-    files: Option<Vec<RawFile>>,
+    /// Each entry is read on its own, so that a malformed one costs only itself.
+    files: Option<Value>,
+    #[serde(deserialize_with = "lenient::texts")]
     versions: Option<Vec<String>>,
-    #[serde(rename = "project-status")]
-    project_status: Option<RawStatus>,
-    #[serde(rename = "alternate-locations")]
+    #[serde(rename = "project-status", deserialize_with = "lenient::status")]
+    project_status: Option<ProjectStatus>,
+    #[serde(rename = "alternate-locations", deserialize_with = "lenient::texts")]
     alternate_locations: Option<Vec<String>>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
+#[serde(default)]
 struct RawFile {
+    #[serde(deserialize_with = "lenient::text")]
     filename: Option<String>,
+    #[serde(deserialize_with = "lenient::text")]
     url: Option<String>,
-    hashes: Option<BTreeMap<String, String>>,
-    #[serde(rename = "requires-python")]
+    #[serde(deserialize_with = "lenient::hashes")]
+    hashes: BTreeMap<String, String>,
+    #[serde(rename = "requires-python", deserialize_with = "lenient::text")]
     requires_python: Option<String>,
-    yanked: Option<Yanked>,
-    #[serde(rename = "core-metadata")]
-    core_metadata: Option<CoreMetadata>,
+    #[serde(deserialize_with = "lenient::yanked")]
+    yanked: Option<String>,
+    #[serde(rename = "core-metadata", deserialize_with = "lenient::core_metadata")]
+    core_metadata: Option<Option<BTreeMap<String, String>>>,
     /// The name PEP 658 first used; PEP 714 renamed it, but older servers still send it.
-    #[serde(rename = "data-dist-info-metadata")]
-    dist_info_metadata: Option<CoreMetadata>,
-    #[serde(rename = "gpg-sig")]
+    #[serde(
+        rename = "data-dist-info-metadata",
+        deserialize_with = "lenient::core_metadata"
+    )]
+    dist_info_metadata: Option<Option<BTreeMap<String, String>>>,
+    #[serde(rename = "gpg-sig", deserialize_with = "lenient::flag")]
     gpg_sig: Option<bool>,
+    #[serde(deserialize_with = "lenient::size")]
     size: Option<u64>,
-    #[serde(rename = "upload-time")]
+    #[serde(rename = "upload-time", deserialize_with = "lenient::text")]
     upload_time: Option<String>,
+    #[serde(deserialize_with = "lenient::text")]
     provenance: Option<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
+#[serde(default)]
 struct RawList {
-    meta: Option<RawMeta>,
-    projects: Option<Vec<RawListEntry>>,
-}
-
-#[derive(Deserialize)]
-struct RawListEntry {
-    name: Option<String>,
-}
-
-/// PEP 592 `yanked`: `false`, `true` or a reason (`""` is yanked without one).
-struct Yanked(Option<String>);
-
-impl<'de> Deserialize<'de> for Yanked {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct YankedVisitor;
-        impl Visitor<'_> for YankedVisitor {
-            type Value = Yanked;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a boolean or a string")
-            }
-            fn visit_bool<E: de::Error>(self, v: bool) -> Result<Yanked, E> {
-                Ok(Yanked(v.then(String::new)))
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<Yanked, E> {
-                Ok(Yanked(Some(v.to_owned())))
-            }
-            fn visit_string<E: de::Error>(self, v: String) -> Result<Yanked, E> {
-                Ok(Yanked(Some(v)))
-            }
-        }
-        deserializer.deserialize_any(YankedVisitor)
-    }
-}
-
-/// PEP 658/714 `core-metadata`: `false`, `true` or a map of hashes.
-struct CoreMetadata(Option<BTreeMap<String, String>>);
-
-impl<'de> Deserialize<'de> for CoreMetadata {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct CoreMetadataVisitor;
-        impl<'de> Visitor<'de> for CoreMetadataVisitor {
-            type Value = CoreMetadata;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a boolean or a map of hashes")
-            }
-            fn visit_bool<E: de::Error>(self, v: bool) -> Result<CoreMetadata, E> {
-                Ok(CoreMetadata(v.then(BTreeMap::new)))
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<CoreMetadata, A::Error> {
-                let mut hashes = BTreeMap::new();
-                while let Some((name, digest)) = map.next_entry::<String, String>()? {
-                    hashes.extend(normalize_hash(name, digest));
-                }
-                Ok(CoreMetadata(Some(hashes)))
-            }
-        }
-        deserializer.deserialize_any(CoreMetadataVisitor)
-    }
-}
-
-fn status(raw: RawStatus) -> ProjectStatus {
-    ProjectStatus {
-        status: raw.status,
-        reason: raw.reason,
-    }
+    #[serde(deserialize_with = "lenient::object")]
+    meta: RawMeta,
+    projects: Option<Value>,
 }
 
 /// The page-level fields of `meta`, after refusing an api-version we do not understand.
@@ -150,74 +235,112 @@ fn page_meta(meta: &mut RawMeta) -> Result<PageMeta, ParseError> {
     })
 }
 
-/// Reads a PEP 691 project page. File URLs (and provenance) are resolved against `page_url`.
-/// Files with a name unsafe to serve or a non-HTTP(S) URL are left out.
-pub fn parse_project_json(body: &[u8], page_url: &Url) -> Result<ProjectPage, ParseError> {
-    let raw: RawProject = serde_json::from_str(body_str(body)?)?;
-    let mut raw_meta = raw.meta.unwrap_or_default();
-    let mut meta = page_meta(&mut raw_meta)?;
-    meta.alternate_locations = raw.alternate_locations.unwrap_or_default();
-    let name = raw.name.ok_or(ParseError::MissingName)?;
-    let raw_files = raw.files.ok_or(ParseError::MissingFiles)?;
-
-    let mut files = Vec::with_capacity(raw_files.len());
-    for (index, raw) in raw_files.into_iter().enumerate() {
-        let missing = |field| ParseError::FileWithout { index, field };
-        let filename = raw.filename.ok_or_else(|| missing("filename"))?;
-        let href = raw.url.ok_or_else(|| missing("url"))?;
-        if !is_safe_filename(&filename) {
-            continue;
-        }
-        let mut url = page_url.join(&href).map_err(|source| ParseError::BadFileUrl {
-            index,
-            url: href,
-            source,
-        })?;
-        if !is_fetchable(&url) {
-            continue;
-        }
-        let mut hashes = normalize_hashes(raw.hashes.unwrap_or_default());
-        if let Some((name, digest)) = take_fragment_hash(&mut url) {
-            hashes.entry(name).or_insert(digest);
-        }
-        files.push(DistFile {
-            filename,
-            url: url.into(),
-            hashes,
-            requires_python: raw.requires_python.and_then(non_empty),
-            yanked: raw.yanked.and_then(|y| y.0),
-            core_metadata: raw.core_metadata.or(raw.dist_info_metadata).and_then(|c| c.0),
-            gpg_sig: raw.gpg_sig,
-            size: raw.size,
-            upload_time: raw.upload_time,
-            provenance: raw.provenance.and_then(|p| https_url(page_url, &p)),
-        });
+/// The entries of a JSON array, or `error` when the value is something else.
+fn entries(value: Option<Value>, missing: ParseError, error: ParseError) -> Result<Vec<Value>, ParseError> {
+    match value {
+        Some(Value::Array(entries)) => Ok(entries),
+        Some(_) => Err(error),
+        None => Err(missing),
     }
+}
 
-    Ok(ProjectPage {
-        name,
-        files,
-        versions: raw.versions,
-        project_status: raw.project_status.or(raw_meta.project_status).map(status),
-        meta,
+/// One file entry into the model, or why it was left out.
+fn dist_file(entry: Value, page_url: &Url) -> Result<DistFile, String> {
+    let raw = RawFile::deserialize(entry).map_err(|e| format!("not a file object ({e})"))?;
+    let filename = raw.filename.ok_or("no string `filename`")?;
+    let href = raw.url.ok_or("no string `url`")?;
+    if !is_safe_filename(&filename) {
+        return Err(format!("unsafe filename {filename:?}"));
+    }
+    let mut url = page_url
+        .join(&href)
+        .map_err(|e| format!("`url` {href:?} cannot be resolved: {e}"))?;
+    if !is_fetchable(&url) {
+        return Err(format!("`url` {href:?} is not HTTP(S)"));
+    }
+    let mut hashes = raw.hashes;
+    if let Some((name, digest)) = take_fragment_hash(&mut url) {
+        hashes.entry(name).or_insert(digest);
+    }
+    Ok(DistFile {
+        filename,
+        url: url.into(),
+        hashes,
+        requires_python: raw.requires_python.and_then(non_empty),
+        yanked: raw.yanked,
+        core_metadata: raw.core_metadata.or(raw.dist_info_metadata).flatten(),
+        gpg_sig: raw.gpg_sig,
+        size: raw.size,
+        upload_time: raw.upload_time,
+        provenance: raw.provenance.and_then(|p| https_url(page_url, &p)),
     })
 }
 
-/// Reads a PEP 691 project list. Names that are not valid project names are left out (they could
-/// not be requested anyway), and so is a name already listed under another spelling.
-pub fn parse_list_json(body: &[u8]) -> Result<ProjectList, ParseError> {
-    let raw: RawList = serde_json::from_str(body_str(body)?)?;
-    let meta = page_meta(&mut raw.meta.unwrap_or_default())?;
-    let entries = raw.projects.ok_or(ParseError::MissingProjects)?;
-    let mut seen = HashSet::with_capacity(entries.len());
-    let mut projects = Vec::with_capacity(entries.len());
-    for (index, entry) in entries.into_iter().enumerate() {
-        let name = entry.name.ok_or(ParseError::ProjectWithoutName { index })?;
-        if validate_project_name(&name).is_ok() && seen.insert(normalize(&name)) {
-            projects.push(name);
+/// Reads a PEP 691 project page. File URLs (and provenance) are resolved against `page_url`.
+/// Files that are malformed, have a name unsafe to serve or a non-HTTP(S) URL are left out.
+pub fn parse_project_json(body: &[u8], page_url: &Url) -> Result<Parsed<ProjectPage>, ParseError> {
+    let mut raw: RawProject = serde_json::from_str(body_str(body)?)?;
+    let mut meta = page_meta(&mut raw.meta)?;
+    meta.alternate_locations = raw.alternate_locations.unwrap_or_default();
+    let name = raw.name.ok_or(ParseError::MissingName)?;
+    let raw_files = entries(raw.files, ParseError::MissingFiles, ParseError::FilesNotArray)?;
+
+    let mut files = Vec::with_capacity(raw_files.len());
+    let mut dropped = Vec::new();
+    for (index, entry) in raw_files.into_iter().enumerate() {
+        match dist_file(entry, page_url) {
+            Ok(file) => files.push(file),
+            Err(why) => dropped.push(format!("files[{index}]: {why}")),
         }
     }
-    Ok(ProjectList { projects, meta })
+
+    Ok(Parsed {
+        page: ProjectPage {
+            name,
+            files,
+            versions: raw.versions,
+            project_status: raw.project_status.or(raw.meta.project_status),
+            meta,
+        },
+        dropped,
+    })
+}
+
+/// Reads a PEP 691 project list. Entries without a valid project name are left out (they could
+/// not be requested anyway), and so is a name already listed under another spelling.
+pub fn parse_list_json(body: &[u8]) -> Result<Parsed<ProjectList>, ParseError> {
+    let mut raw: RawList = serde_json::from_str(body_str(body)?)?;
+    let meta = page_meta(&mut raw.meta)?;
+    let entries = entries(
+        raw.projects,
+        ParseError::MissingProjects,
+        ParseError::ProjectsNotArray,
+    )?;
+    let mut seen = HashSet::with_capacity(entries.len());
+    let mut projects = Vec::with_capacity(entries.len());
+    let mut dropped = Vec::new();
+    for (index, entry) in entries.into_iter().enumerate() {
+        let name = match entry {
+            Value::Object(mut fields) => fields.remove("name").and_then(|n| match n {
+                Value::String(name) => Some(name),
+                _ => None,
+            }),
+            _ => None,
+        };
+        match name {
+            Some(name) if validate_project_name(&name).is_ok() => {
+                if seen.insert(normalize(&name)) {
+                    projects.push(name);
+                }
+            }
+            Some(name) => dropped.push(format!("projects[{index}]: invalid project name {name:?}")),
+            None => dropped.push(format!("projects[{index}]: no string `name`")),
+        }
+    }
+    Ok(Parsed {
+        page: ProjectList { projects, meta },
+        dropped,
+    })
 }
 
 #[cfg(test)]
@@ -282,7 +405,15 @@ mod tests {
 
     #[test]
     fn every_standard_field_is_read() {
-        let page = parse_project_json(fixture().as_bytes(), &page_url()).unwrap();
+        let parsed = parse_project_json(fixture().as_bytes(), &page_url()).unwrap();
+        assert_eq!(
+            parsed.dropped,
+            [
+                "files[3]: unsafe filename \"../evil.tar.gz\"",
+                "files[4]: `url` \"file:///etc/passwd\" is not HTTP(S)"
+            ]
+        );
+        let page = parsed.page;
         assert_eq!(page.name, "Foo.Bar");
         assert_eq!(page.meta.api_version.as_deref(), Some("1.4"));
         assert_eq!(page.meta.last_serial, Some(12345));
@@ -349,7 +480,7 @@ mod tests {
                 "name": "foo", "files": [{{"filename": "foo-1.0.tar.gz", "url": "foo-1.0.tar.gz",
                 "hashes": {{}}, "data-dist-info-metadata": {{"SHA256": "{META_SHA}"}}, "yanked": true}}]}}"#
         );
-        let page = parse_project_json(body.as_bytes(), &page_url()).unwrap();
+        let page = parse_project_json(body.as_bytes(), &page_url()).unwrap().page;
         assert_eq!(
             page.project_status,
             Some(ProjectStatus {
@@ -365,7 +496,9 @@ mod tests {
 
     #[test]
     fn minimal_page_without_meta() {
-        let page = parse_project_json(br#"{"name": "foo", "files": []}"#, &page_url()).unwrap();
+        let page = parse_project_json(br#"{"name": "foo", "files": []}"#, &page_url())
+            .unwrap()
+            .page;
         assert_eq!(page.meta, PageMeta::default());
         assert!(page.files.is_empty());
     }
@@ -386,27 +519,94 @@ mod tests {
         );
         assert_eq!(err(r#"{"name": "foo"}"#), "the project page has no `files` array");
         assert_eq!(err(r#"{"files": []}"#), "the project page has no `name`");
+        assert_eq!(err(r#"{"name": "foo", "files": {}}"#), "`files` is not an array");
         assert_eq!(
-            err(
-                r#"{"name": "foo", "files": [{"filename": "foo-1.0.tar.gz", "url": "a", "hashes": {}}, {"filename": "foo-2.0.tar.gz", "hashes": {}}]}"#
-            ),
-            "`files[1]` has no `url`"
+            err(r#"{"name": null, "files": []}"#),
+            "the project page has no `name`"
         );
-        assert_eq!(
-            err(r#"{"name": "foo", "files": [{"url": "a"}]}"#),
-            "`files[0]` has no `filename`"
-        );
-        assert!(
-            err(r#"{"name": "foo", "files": [{"filename": "a", "url": "https://x:99999/a"}]}"#)
-                .starts_with("`files[0].url` (\"https://x:99999/a\") cannot be resolved")
-        );
-        let wrong_type = err(r#"{"name": "foo", "files": [{"filename": "a", "url": "a", "yanked": 3}]}"#);
-        assert!(
-            wrong_type.contains("expected a boolean or a string"),
-            "{wrong_type}"
-        );
+        assert!(err("\"x\"").starts_with("invalid Simple API JSON: invalid type: string"));
         let not_utf8 = parse_project_json(b"{\"name\": \"\xFF\"}", &page_url()).unwrap_err();
         assert!(matches!(not_utf8, ParseError::NotUtf8 { valid_up_to: 10 }));
+    }
+
+    /// What real servers send that a strict reader refuses: private keys with string values, numbers
+    /// as strings, `null` everywhere, `1`/`0` for booleans, sizes no file can have.
+    #[test]
+    fn what_real_servers_send_is_read() {
+        let body = format!(
+            r#"{{"meta": {{"api-version": 1.1, "_last-serial": "26356948", "_private": {{"x": [1]}}, "tracks": null}},
+                "name": "six", "versions": ["1.0", 2, null], "project-status": null, "alternate-locations": null,
+                "files": [
+                  {{"filename": "six-1.0.tar.gz", "url": "six-1.0.tar.gz", "hashes": {{"sha256": "{SHA}", "md5": null}},
+                    "requires-python": null, "yanked": 0, "core-metadata": null, "data-dist-info-metadata": null,
+                    "gpg-sig": null, "size": "13292", "upload-time": null, "provenance": null, "_x": 1}},
+                  {{"filename": "six-1.1.tar.gz", "url": "six-1.1.tar.gz", "hashes": {{}}, "yanked": 1,
+                    "size": -5, "core-metadata": "true", "gpg-sig": "false"}},
+                  {{"filename": "six-1.2.tar.gz", "url": "six-1.2.tar.gz", "hashes": null, "yanked": null,
+                    "size": 12.5, "core-metadata": {{"sha256": "{META_SHA}", "blake2b": 7}}}},
+                  {{"filename": "six-1.3.tar.gz", "url": "six-1.3.tar.gz", "hashes": [], "yanked": "false",
+                    "size": 1e300, "core-metadata": false, "data-dist-info-metadata": true}},
+                  {{"filename": "six-1.4.tar.gz", "url": "six-1.4.tar.gz", "size": "99999999999999999999",
+                    "core-metadata": [], "data-dist-info-metadata": {{"sha256": "{META_SHA}"}}}},
+                  {{"filename": "six-1.5.tar.gz", "url": "six-1.5.tar.gz", "size": 40.0}},
+                  null, "six-1.6.tar.gz", {{"url": "x"}}, {{"filename": "six-1.7.tar.gz", "url": 7}}
+                ]}}"#
+        );
+        let parsed = parse_project_json(body.as_bytes(), &page_url()).unwrap();
+        assert_eq!(
+            parsed.dropped,
+            [
+                "files[6]: not a file object (invalid type: null, expected struct RawFile)",
+                "files[7]: not a file object (invalid type: string \"six-1.6.tar.gz\", expected struct RawFile)",
+                "files[8]: no string `filename`",
+                "files[9]: no string `url`",
+            ]
+        );
+        let page = parsed.page;
+        assert_eq!(page.meta.api_version.as_deref(), Some("1.1"));
+        assert_eq!(page.meta.last_serial, Some(26356948));
+        assert!(page.meta.tracks.is_empty());
+        assert_eq!(page.versions.as_deref(), Some(&["1.0".to_owned()][..]));
+        assert_eq!(page.project_status, None);
+        let f = &page.files;
+        assert_eq!(f.len(), 6, "{f:#?}");
+        assert_eq!(f[0].hashes, BTreeMap::from([("sha256".into(), SHA.into())]));
+        assert_eq!(f[0].size, Some(13292), "a size sent as a string");
+        assert_eq!(
+            (
+                &f[0].yanked,
+                &f[0].core_metadata,
+                f[0].gpg_sig,
+                &f[0].upload_time,
+                &f[0].requires_python
+            ),
+            (&None, &None, None, &None, &None)
+        );
+        assert_eq!(f[1].yanked.as_deref(), Some(""), "`1` is yanked");
+        assert_eq!(f[1].size, None, "negative size dropped, file kept");
+        assert_eq!(f[1].core_metadata, Some(BTreeMap::new()));
+        assert_eq!(f[1].gpg_sig, Some(false));
+        assert!(f[2].hashes.is_empty());
+        assert_eq!(f[2].size, None, "fractional size dropped");
+        assert_eq!(
+            f[2].core_metadata,
+            Some(BTreeMap::from([("sha256".into(), META_SHA.into())])),
+            "a non-string hash value is left out of the map"
+        );
+        assert_eq!(
+            f[3].yanked.as_deref(),
+            Some("false"),
+            "any string is a reason (PEP 592), as pip reads it"
+        );
+        assert_eq!(f[3].size, None, "absurd size dropped");
+        assert_eq!(f[3].core_metadata, None, "core-metadata: false wins");
+        assert_eq!(f[4].size, None, "a size past u64 dropped");
+        assert_eq!(
+            f[4].core_metadata,
+            Some(BTreeMap::from([("sha256".into(), META_SHA.into())])),
+            "an unreadable core-metadata lets the legacy key stand in"
+        );
+        assert_eq!(f[5].size, Some(40));
     }
 
     #[test]
@@ -414,7 +614,9 @@ mod tests {
         let body = br#"{"meta": {"api-version": "1.1", "_last-serial": 7},
             "projects": [{"name": "Foo.Bar", "_last-serial": 3}, {"name": "foo-bar"}, {"name": "baz"},
                          {"name": "../etc"}]}"#;
-        let list = parse_list_json(body).unwrap();
+        let parsed = parse_list_json(body).unwrap();
+        assert_eq!(parsed.dropped, ["projects[3]: invalid project name \"../etc\""]);
+        let list = parsed.page;
         assert_eq!(list.projects, ["Foo.Bar", "baz"]);
         assert_eq!(list.meta.api_version.as_deref(), Some("1.1"));
         assert_eq!(list.meta.last_serial, Some(7));
@@ -422,11 +624,11 @@ mod tests {
             parse_list_json(br#"{"meta": {}}"#).unwrap_err().to_string(),
             "the project list has no `projects` array"
         );
+        let parsed = parse_list_json(br#"{"projects": [{"name": "a"}, {}, 3]}"#).unwrap();
+        assert_eq!(parsed.page.projects, ["a"]);
         assert_eq!(
-            parse_list_json(br#"{"projects": [{"name": "a"}, {}]}"#)
-                .unwrap_err()
-                .to_string(),
-            "`projects[1]` has no `name`"
+            parsed.dropped,
+            ["projects[1]: no string `name`", "projects[2]: no string `name`"]
         );
         assert!(parse_list_json(br#"{"meta": {"api-version": "3.0"}, "projects": []}"#).is_err());
     }

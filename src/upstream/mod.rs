@@ -17,14 +17,30 @@ use reqwest::{Response, StatusCode};
 use url::Url;
 
 pub use files::{FileClient, UrlOrigin, redact};
-pub use health::{IndexHealth, IndexHealthReport};
+pub use health::{FailureKind, IndexHealth, IndexHealthReport, IndexState};
 pub use hex::{HexClient, HexFetched};
 
 use crate::config::{IndexConfig, PypiConfig};
 
-/// What pkgmirror asks a Simple API upstream for: JSON first, HTML as a fallback (PEP 691).
-const SIMPLE_ACCEPT: &str =
-    "application/vnd.pypi.simple.v1+json, application/vnd.pypi.simple.v1+html;q=0.1, text/html;q=0.01";
+/// Which formats a page is asked for in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PageRequest {
+    /// JSON first, HTML as a fallback (PEP 691): what pkgmirror asks for by default.
+    JsonOrHtml,
+    /// HTML alone: for an index whose JSON could not be read.
+    HtmlOnly,
+}
+
+impl PageRequest {
+    fn accept(self) -> &'static str {
+        match self {
+            Self::JsonOrHtml => {
+                "application/vnd.pypi.simple.v1+json, application/vnd.pypi.simple.v1+html;q=0.1, text/html;q=0.01"
+            }
+            Self::HtmlOnly => "application/vnd.pypi.simple.v1+html, text/html;q=0.01",
+        }
+    }
+}
 
 /// The largest index page pkgmirror reads from an upstream. The full project list of a big index
 /// is tens of MB; anything past this is a misbehaving upstream, not a page.
@@ -100,13 +116,14 @@ impl SimpleClient {
         Ok(Self { http })
     }
 
-    /// Fetches `path` (empty for the project list, `{project}/` for a project) from `index`,
-    /// conditionally on `etag`.
+    /// Fetches `path` (empty for the project list, `{project}/` for a project) from `index` in the
+    /// formats `request` names, conditionally on `etag`.
     pub async fn fetch_page(
         &self,
         index: &IndexConfig,
         path: &str,
         etag: Option<&str>,
+        request: PageRequest,
     ) -> Result<Fetched, UpstreamError> {
         let name = index.url.redacted();
         let url = index.url.url().join(path).map_err(|e| UpstreamError::Body {
@@ -114,11 +131,11 @@ impl SimpleClient {
             path: path.to_owned(),
             detail: format!("cannot build a URL: {e}"),
         })?;
-        let mut request = self.http.get(url).header(ACCEPT, SIMPLE_ACCEPT);
+        let mut get = self.http.get(url).header(ACCEPT, request.accept());
         if let Some(etag) = etag {
-            request = request.header(IF_NONE_MATCH, etag);
+            get = get.header(IF_NONE_MATCH, etag);
         }
-        let response = request.send().await.map_err(|e| transport_error(&name, e))?;
+        let response = get.send().await.map_err(|e| transport_error(&name, e))?;
         match response.status() {
             StatusCode::NOT_MODIFIED => return Ok(Fetched::NotModified),
             StatusCode::NOT_FOUND | StatusCode::GONE => return Ok(Fetched::NotFound),

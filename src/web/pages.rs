@@ -31,6 +31,8 @@ struct UpstreamView {
     url: String,
     role: &'static str,
     state: &'static str,
+    /// Down or unreadable: the server is degraded.
+    failing: bool,
     last_success: Option<String>,
     last_error: Option<String>,
 }
@@ -117,13 +119,14 @@ pub async fn home(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpRe
         .map(|((url, report), role)| UpstreamView {
             url,
             role,
-            state: report.state,
+            state: report.state.as_str(),
+            failing: report.state.is_failing(),
             last_success: report.last_success,
             last_error: report.last_error,
         })
         .collect();
     let (backend, storage) = state.files.storage_health().await;
-    let status = if storage.is_err() || upstreams.iter().any(|u| u.state == "down") {
+    let status = if storage.is_err() || upstreams.iter().any(|u| u.failing) {
         "degraded"
     } else {
         "ok"

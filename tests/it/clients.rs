@@ -11,6 +11,7 @@
 //! directories, caches and tool configuration all live in a fresh temp dir, the index is set on
 //! the command line or in the project, and any other host goes through a proxy that is not there.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -113,14 +114,14 @@ async fn run(cmd: Command) -> Run {
 
 /// A fresh, empty world for one install: home, XDG dirs, caches and the target, all in a temp
 /// dir, and nothing of the developer's environment.
-struct Sandbox {
+pub(crate) struct Sandbox {
     dir: tempfile::TempDir,
     /// Every command run in it, with its output, for failure messages.
-    transcript: Vec<String>,
+    pub(crate) transcript: Vec<String>,
 }
 
 impl Sandbox {
-    fn new() -> Sandbox {
+    pub(crate) fn new() -> Sandbox {
         let sandbox = Sandbox {
             dir: temp_dir(),
             transcript: Vec::new(),
@@ -131,12 +132,12 @@ impl Sandbox {
         sandbox
     }
 
-    fn path(&self, sub: &str) -> PathBuf {
+    pub(crate) fn path(&self, sub: &str) -> PathBuf {
         self.dir.path().join(sub)
     }
 
     /// `program` with an emptied environment in which only the mirror can be reached.
-    fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+    pub(crate) fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
         let bin = python().parent().unwrap().to_owned();
         let mut path = std::ffi::OsString::from(bin);
         path.push(":/usr/local/bin:/usr/bin:/bin");
@@ -184,7 +185,7 @@ impl Sandbox {
     }
 
     /// Runs `cmd`; a failure or timeout panics with everything seen so far.
-    async fn must(&mut self, cmd: Command, server: &Server) -> Run {
+    pub(crate) async fn must(&mut self, cmd: Command, server: &Server) -> Run {
         let run = run(cmd).await;
         self.transcript.push(run.report());
         assert!(
@@ -245,20 +246,26 @@ print(json.dumps(out))
 // The four clients
 
 #[derive(Clone, Copy, Debug)]
-enum Client {
+pub(crate) enum Client {
     Pip,
     Uv,
     Poetry,
     Pdm,
 }
 
-/// A consumer project depending on `app`, for poetry and pdm; `source` is the tool's table that
-/// makes the mirror its only index.
-fn write_project(dir: &Path, source: &str) {
+impl Client {
+    pub(crate) const ALL: [Client; 4] = [Client::Pip, Client::Uv, Client::Poetry, Client::Pdm];
+}
+
+/// A consumer project depending on `requirements`, for poetry and pdm; `source` is the tool's
+/// table that makes the mirror its only index.
+fn write_project(dir: &Path, requirements: &[&str], source: &str) {
     std::fs::create_dir_all(dir).unwrap();
+    let dependencies: Vec<String> = requirements.iter().map(|r| format!("{r:?}")).collect();
     let pyproject = format!(
         "[project]\nname = \"consumer\"\nversion = \"0.0.0\"\nrequires-python = \">=3.11\"\n\
-         dependencies = [\"app\"]\n\n{source}"
+         dependencies = [{}]\n\n{source}",
+        dependencies.join(", ")
     );
     std::fs::write(dir.join("pyproject.toml"), pyproject).unwrap();
 }
@@ -267,12 +274,55 @@ fn write_project(dir: &Path, source: &str) {
 /// sandbox, then checks what got installed.
 async fn install(client: Client, index: &str, server: &Server) {
     let mut sandbox = Sandbox::new();
-    install_in(&mut sandbox, client, index, server).await;
+    let installed = install_in(&mut sandbox, client, index, &["app"], server).await;
+    let (python, pythonpath) = (installed.python, installed.pythonpath);
+    sandbox
+        .check_installed(&python, pythonpath.as_deref(), server)
+        .await;
     // Shown by `cargo test -- --nocapture`, and for a test that fails later.
     println!("{}", sandbox.transcript.join("\n\n"));
 }
 
-async fn install_in(sandbox: &mut Sandbox, client: Client, index: &str, server: &Server) {
+/// Where an install put things: the python to import them with, and the directory to put on
+/// `PYTHONPATH` (pip's `--target`).
+pub(crate) struct Installed {
+    pub(crate) python: PathBuf,
+    pub(crate) pythonpath: Option<PathBuf>,
+}
+
+impl Installed {
+    /// Every distribution installed in the sandbox (not the interpreter's own, nor the
+    /// installers that seed a venv), by normalized name, read by the installed python itself.
+    pub(crate) async fn versions(&self, sandbox: &mut Sandbox, server: &Server) -> BTreeMap<String, String> {
+        const SCRIPT: &str = r#"
+import importlib.metadata as md, json, os, re, sys
+root = os.path.realpath(sys.argv[1])
+found = {}
+for d in md.distributions():
+    where = os.path.realpath(str(d.locate_file("")))
+    name = re.sub(r"[-_.]+", "-", d.metadata["Name"]).lower()
+    if where.startswith(root) and name not in ("pip", "setuptools", "wheel"):
+        found[name] = d.version
+print(json.dumps(found))
+"#;
+        let mut cmd = sandbox.command(&self.python);
+        cmd.args(["-c", SCRIPT]).arg(sandbox.dir.path());
+        if let Some(dir) = &self.pythonpath {
+            cmd.env("PYTHONPATH", dir);
+        }
+        let run = sandbox.must(cmd, server).await;
+        serde_json::from_str(run.stdout.trim()).unwrap_or_else(|e| panic!("{e}: {}", run.report()))
+    }
+}
+
+/// Installs `requirements` with `client` from the mirror at `index` inside `sandbox`.
+pub(crate) async fn install_in(
+    sandbox: &mut Sandbox,
+    client: Client,
+    index: &str,
+    requirements: &[&str],
+    server: &Server,
+) -> Installed {
     match client {
         Client::Pip => {
             let target = sandbox.path("target");
@@ -281,9 +331,13 @@ async fn install_in(sandbox: &mut Sandbox, client: Client, index: &str, server: 
                 .arg(&target)
                 .arg("--cache-dir")
                 .arg(sandbox.path("cache/pip"))
-                .args(["--progress-bar", "off", "app"]);
+                .args(["--progress-bar", "off"])
+                .args(requirements);
             sandbox.must(pip, server).await;
-            sandbox.check_installed(&python(), Some(&target), server).await;
+            Installed {
+                python: python(),
+                pythonpath: Some(target),
+            }
         }
         Client::Uv => {
             let venv = sandbox.path("venv");
@@ -293,16 +347,19 @@ async fn install_in(sandbox: &mut Sandbox, client: Client, index: &str, server: 
             let mut uv = sandbox.command(tool("uv"));
             uv.args(["pip", "install", "--python"])
                 .arg(venv.join("bin/python"))
-                .args(["--default-index", index, "app"]);
+                .args(["--default-index", index])
+                .args(requirements);
             sandbox.must(uv, server).await;
-            sandbox
-                .check_installed(&venv.join("bin/python"), None, server)
-                .await;
+            Installed {
+                python: venv.join("bin/python"),
+                pythonpath: None,
+            }
         }
         Client::Poetry => {
             let project = sandbox.path("project");
             write_project(
                 &project,
+                requirements,
                 &format!(
                     "[tool.poetry]\npackage-mode = false\n\n[[tool.poetry.source]]\n\
                      name = \"mirror\"\nurl = \"{index}\"\npriority = \"primary\"\n"
@@ -313,14 +370,16 @@ async fn install_in(sandbox: &mut Sandbox, client: Client, index: &str, server: 
                 .args(["install", "--no-root", "--no-interaction", "-v"])
                 .current_dir(&project);
             sandbox.must(poetry, server).await;
-            sandbox
-                .check_installed(&project.join(".venv/bin/python"), None, server)
-                .await;
+            Installed {
+                python: project.join(".venv/bin/python"),
+                pythonpath: None,
+            }
         }
         Client::Pdm => {
             let project = sandbox.path("project");
             write_project(
                 &project,
+                requirements,
                 &format!(
                     "[tool.pdm]\ndistribution = false\n\n[[tool.pdm.source]]\n\
                      name = \"pypi\"\nurl = \"{index}\"\n"
@@ -337,7 +396,10 @@ async fn install_in(sandbox: &mut Sandbox, client: Client, index: &str, server: 
                 .env("PDM_PYPI_URL", index)
                 .current_dir(&project);
             sandbox.must(pdm, server).await;
-            sandbox.check_installed(&venv_python, None, server).await;
+            Installed {
+                python: venv_python,
+                pythonpath: None,
+            }
         }
     }
 }

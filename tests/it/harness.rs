@@ -237,6 +237,8 @@ struct Page {
 #[derive(Default)]
 struct FakeState {
     pages: Mutex<HashMap<String, Page>>,
+    /// Served instead of `pages` to requests whose Accept names no JSON type.
+    html_variants: Mutex<HashMap<String, Page>>,
     hits: Mutex<HashMap<String, usize>>,
     /// The request headers of every request, in order: (path, lower-case header map).
     requests: Mutex<Vec<(String, HashMap<String, String>)>>,
@@ -311,6 +313,20 @@ impl FakeIndex {
             Page {
                 content_type: content_type.into(),
                 body,
+            },
+        );
+        self
+    }
+
+    /// Serves `json` at `/simple/{path}` to requests that accept JSON, and `html` to the others,
+    /// as a content-negotiating index does.
+    pub fn negotiated(&self, path: &str, json: &str, html: &str) -> &Self {
+        self.page(path, JSON, json);
+        self.state.html_variants.lock().unwrap().insert(
+            format!("/simple/{path}"),
+            Page {
+                content_type: "text/html; charset=utf-8".into(),
+                body: html.as_bytes().to_vec(),
             },
         );
         self
@@ -435,9 +451,15 @@ async fn serve_connection(mut stream: TcpStream, state: Arc<FakeState>) {
         }
         Behaviour::Normal | Behaviour::Truncate | Behaviour::StallMidBody => {}
     }
+    let wants_json = headers.get("accept").is_some_and(|a| a.contains("json"));
     let page = {
+        let variants = state.html_variants.lock().unwrap();
         let pages = state.pages.lock().unwrap();
-        pages.get(&path).map(|p| (p.content_type.clone(), p.body.clone()))
+        variants
+            .get(&path)
+            .filter(|_| !wants_json)
+            .or_else(|| pages.get(&path))
+            .map(|p| (p.content_type.clone(), p.body.clone()))
     };
     let Some((content_type, body)) = page else {
         return respond(&mut stream, 404, "text/plain", b"not found", &[]).await;
