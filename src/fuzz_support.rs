@@ -8,6 +8,7 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::fmt;
+use std::path::Path;
 use std::sync::Arc;
 
 use proptest::prelude::*;
@@ -124,6 +125,9 @@ pub fn config(default_cases: u32) -> Config {
 pub struct Dictionary {
     pub fragments: &'static [&'static [u8]],
     pub openers: &'static [&'static [u8]],
+    /// A text format: most inputs are made valid UTF-8 (invalid sequences become U+FFFD), else
+    /// most would stop at the UTF-8 check and never reach the parser.
+    pub text: bool,
 }
 
 /// The deepest nesting a mutation builds: past every recursion limit the parsers have (128 for
@@ -277,12 +281,43 @@ pub fn arbitrary() -> BoxedStrategy<Input> {
 
 /// The three kinds of input, weighted towards mutated seeds (which get past the first checks).
 pub fn inputs(seeds: Arc<Vec<Vec<u8>>>, dict: &'static Dictionary) -> BoxedStrategy<Input> {
-    prop_oneof![
+    let inputs = prop_oneof![
         1 => arbitrary(),
         2 => soup(dict),
         6 => mutated(seeds, dict),
-    ]
-    .boxed()
+    ];
+    if !dict.text {
+        return inputs.boxed();
+    }
+    // One in eight keeps its bytes as they are, invalid UTF-8 included.
+    (inputs, 0..8u8)
+        .prop_map(|(input, keep)| match keep {
+            0 => input,
+            _ => Input(String::from_utf8_lossy(&input.0).into_owned().into_bytes()),
+        })
+        .boxed()
+}
+
+/// The files in `tests/fixtures/<dir>` whose names end in `.<ext>`, sorted by name; none when the
+/// directory does not exist. Read at run time, so the tests pick up a corpus added later.
+pub fn fixture_files(dir: &str, ext: &str) -> Vec<(String, Vec<u8>)> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(dir);
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return Vec::new();
+    };
+    let mut files: Vec<(String, Vec<u8>)> = entries
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.extension().is_some_and(|e| e == ext))
+        .map(|path| {
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            let bytes = std::fs::read(&path).unwrap();
+            (name, bytes)
+        })
+        .collect();
+    files.sort();
+    files
 }
 
 #[cfg(test)]

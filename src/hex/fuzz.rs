@@ -259,6 +259,7 @@ static PROTO: Dictionary = Dictionary {
         b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\x03",
     ],
     openers: &[b"\x4b", b"\x0b", b"\x0a\x7f", b"\x22\x80\x01"],
+    text: false,
 };
 
 /// Tar pieces: header fields (names, sizes in octal, magic), huge and non-octal sizes, and the
@@ -283,6 +284,7 @@ static TAR: Dictionary = Dictionary {
         &[0; 512],
     ],
     openers: &[b"\0", b" "],
+    text: false,
 };
 
 /// Member contents worth trying besides random bytes: the format version, others, none, and
