@@ -1,5 +1,6 @@
 //! Rendering and parsing a large project page (5,000 files, every field filled in), the size of
-//! the biggest real projects' pages.
+//! the biggest real projects' pages; and parsing the largest page of the real corpus
+//! (`tests/fixtures/real/numpy.*`, 4,415 files) as the index sent it.
 
 use std::collections::BTreeMap;
 use std::hint::black_box;
@@ -83,6 +84,21 @@ fn benches(c: &mut Criterion) {
     });
     group.bench_function("parse_project_json", |b| {
         b.iter(|| parse_project_json(black_box(json.as_bytes()), &page_url))
+    });
+    group.finish();
+
+    let corpus = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/real");
+    let real_json = std::fs::read(format!("{corpus}/numpy.json")).expect("the real corpus");
+    let real_html = std::fs::read(format!("{corpus}/numpy.html")).expect("the real corpus");
+    let numpy_url = Url::parse("https://index.example/simple/numpy/").expect("valid URL");
+    let mut group = c.benchmark_group("real_numpy_page");
+    group.throughput(Throughput::Bytes(real_json.len() as u64));
+    group.bench_function("parse_project_json", |b| {
+        b.iter(|| parse_project_json(black_box(&real_json), &numpy_url))
+    });
+    group.throughput(Throughput::Bytes(real_html.len() as u64));
+    group.bench_function("parse_project_html", |b| {
+        b.iter(|| parse_project_html(black_box(&real_html), &numpy_url, "numpy"))
     });
     group.finish();
 }

@@ -14,8 +14,10 @@ use crate::cache::hex::{HexMirror, HexSettings};
 use crate::cache::maintenance::{self, Evictor};
 use crate::cache::simple::{Index, SimplePages};
 use crate::config::Config;
+use crate::ecosystem::Ecosystem;
 use crate::hex::{HexPublicKey, RegistryVerifier};
-use crate::http::{self, AppState};
+use crate::http;
+use crate::state::AppState;
 use crate::storage::blob::ConfiguredStore;
 use crate::storage::data_dir::{self, DataDirLock, LockError};
 use crate::storage::{Catalogue, PageStore, StorageError};
@@ -131,7 +133,7 @@ pub fn serve(config: Config) -> Result<(), ServeError> {
                 .app_data(state.clone())
                 .wrap(from_fn(http::html_errors))
                 .wrap(from_fn(http::access_log))
-                .configure(http::configure)
+                .configure(crate::routes::configure)
         })
         .shutdown_timeout(SHUTDOWN_GRACE.as_secs())
         // A stored file goes out as headers, then body chunks: with Nagle on, a keep-alive
@@ -190,7 +192,11 @@ fn open(config: &Config, background: tokio::runtime::Handle) -> Result<Parts, Se
     let mut indexes = Vec::new();
     for index in config.pypi.indexes() {
         let id = catalogue
-            .ensure_index("pypi", &index.url.cache_key(), index.ttl.as_secs())
+            .ensure_index(
+                Ecosystem::Pypi.as_str(),
+                &index.url.cache_key(),
+                index.ttl.as_secs(),
+            )
             .map_err(storage_error(data_dir::CATALOGUE_FILE))?;
         tracing::info!(index = %index.url.redacted(), ttl = %humantime::format_duration(index.ttl), "upstream index");
         indexes.push(Index {
@@ -278,7 +284,11 @@ fn open(config: &Config, background: tokio::runtime::Handle) -> Result<Parts, Se
             .map_err(|e| ServeError::Startup(format!("hex.public_key: {e}")))?;
         let upstream = &config.hex.upstream_url;
         let index_id = catalogue
-            .ensure_index("hex", &upstream.cache_key(), config.hex.ttl.as_secs())
+            .ensure_index(
+                Ecosystem::Hex.as_str(),
+                &upstream.cache_key(),
+                config.hex.ttl.as_secs(),
+            )
             .map_err(storage_error(data_dir::CATALOGUE_FILE))?;
         tracing::info!(upstream = %upstream.redacted(), ttl = %humantime::format_duration(config.hex.ttl), "hex repository");
         Some(HexMirror::new(

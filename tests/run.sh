@@ -57,6 +57,33 @@ fi
 "$venv/bin/pdm" --version
 "$PKGMIRROR_TEST_PYTHON" -c 'import moto; print("moto", moto.__version__)'
 
+# Other index servers stand upstream of the mirror (tests/it/index_servers.rs): pypiserver,
+# devpi-server and proxpi at exact versions, in a venv of their own so their dependencies cannot
+# move the clients' ones, installed only when missing or at another version. The tests find them
+# through PKGMIRROR_TEST_SERVERS_BIN.
+step "index servers"
+servers_venv="${PKGMIRROR_TEST_SERVERS_VENV:-$HOME/.cache/pkgmirror/servers-venv}"
+export PKGMIRROR_TEST_SERVERS_BIN="$servers_venv/bin"
+servers=(pypiserver==2.4.2 devpi-server==6.20.3 proxpi==1.3.1)
+servers_stamp="$servers_venv/.pkgmirror-servers"
+servers_present() {
+    local installed pin
+    installed="$("$servers_venv/bin/python" -m pip freeze --disable-pip-version-check 2>/dev/null)" || return 1
+    for pin in "${servers[@]}"; do
+        grep -qixF "$pin" <<<"$installed" || { echo "$pin is not installed in $servers_venv" >&2; return 1; }
+    done
+}
+if [ "$(cat "$servers_stamp" 2>/dev/null)" != "${servers[*]}" ] || ! servers_present 2>/dev/null; then
+    rm -f "$servers_stamp"
+    "$servers_venv/bin/python" -m pip --version >/dev/null 2>&1 || python3 -m venv --clear "$servers_venv"
+    "$servers_venv/bin/python" -m pip install --quiet --disable-pip-version-check "${servers[@]}"
+    servers_present
+    echo "${servers[*]}" >"$servers_stamp"
+fi
+echo "pypiserver $("$PKGMIRROR_TEST_SERVERS_BIN/pypi-server" --version)"
+echo "devpi-server $("$PKGMIRROR_TEST_SERVERS_BIN/devpi-server" --version)"
+"$servers_venv/bin/python" -c 'from importlib.metadata import version; print("proxpi", version("proxpi"))'
+
 # The web UI is driven in a real browser (tests/it/browser.rs runs tests/browser/ui_flow.mjs):
 # Debian's Chromium, and playwright-core at the exact version pinned in tests/browser/package.json
 # and package-lock.json, installed outside the clone and only when missing or changed.

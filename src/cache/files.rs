@@ -19,6 +19,7 @@ use super::maintenance::Evictor;
 use super::simple::{PageRef, SimplePages};
 use super::spool::{Spool, SpoolStream};
 use super::{CacheCounters, CacheError, CacheOutcome, blocking, unix_now};
+use crate::ecosystem::Ecosystem;
 use crate::pypi::negotiate::Format;
 use crate::pypi::wheel::extract_metadata;
 use crate::storage::Catalogue;
@@ -26,7 +27,9 @@ use crate::storage::blob::{BlobBody, BlobError, BlobStore, BlobWriter, RangeRequ
 use crate::storage::catalogue::{BlobAccess, FileRecord};
 use crate::upstream::{FileClient, UrlOrigin, redact};
 
-const ECOSYSTEM: &str = "pypi";
+/// The ecosystem of the files looked up by project and filename (`/simple/{project}/{filename}`);
+/// hex tarballs come in through `open_verified` with their checksum instead.
+const LOOKUP_ECOSYSTEM: &str = Ecosystem::Pypi.as_str();
 /// A file not on its project's page triggers at most one forced page refresh per this interval.
 pub(crate) const UNLISTED_REFRESH_INTERVAL: Duration = Duration::from_secs(30);
 /// How often batched blob access times are written to the catalogue.
@@ -228,7 +231,7 @@ impl FileCache {
     async fn lookup(&self, project: &str, filename: &str) -> Result<Option<FileRecord>, CacheError> {
         let catalogue = self.catalogue.clone();
         let (project, filename) = (project.to_owned(), filename.to_owned());
-        blocking(move || catalogue.project_file(ECOSYSTEM, &project, &filename)).await
+        blocking(move || catalogue.project_file(LOOKUP_ECOSYSTEM, &project, &filename)).await
     }
 
     /// The stored blob, counting the access; `range` (with the blob's size from the index)

@@ -29,16 +29,17 @@ use super::files::{FileAnswer, FileCache, Source, UNLISTED_REFRESH_INTERVAL};
 use super::simple::Served;
 use super::singleflight::SingleFlight;
 use super::{CacheCounters, CacheError, CacheOutcome, blocking, unix_now};
+use crate::ecosystem::Ecosystem;
 use crate::hex::{Package, RegistryFile, RegistryVerifier, RepoPath, Verified, tarball_name};
 use crate::storage::blob::{BlobStore, RangeRequest};
 use crate::storage::catalogue::{FileRecord, ProjectRecord};
-use crate::storage::pages::{PageHeader, PageWrite, StoredPage};
+use crate::storage::pages::{PageHeader, PageKey, PageWrite, StoredPage};
 use crate::storage::{Catalogue, PageStore};
 use crate::upstream::{
     FailureKind, HexClient, HexFetched, IndexHealth, IndexHealthReport, UpstreamError, UrlOrigin,
 };
 
-const ECOSYSTEM: &str = "hex";
+const ECOSYSTEM: Ecosystem = Ecosystem::Hex;
 /// The page-store format key of a registry file (stored as sent, one form only).
 const REGISTRY_FORMAT: &str = "raw";
 /// The page-store snapshot key of a blob-backed file's [`ObjectEntry`].
@@ -380,7 +381,8 @@ impl Inner {
         }
         let pages = self.pages.clone();
         let key = path.to_owned();
-        let Some(page) = blocking(move || pages.page(ECOSYSTEM, &key, REGISTRY_FORMAT)).await? else {
+        let Some(page) = blocking(move || pages.page(PageKey::new(ECOSYSTEM, &key, REGISTRY_FORMAT))).await?
+        else {
             return Ok(None);
         };
         let page = Arc::new(page);
@@ -522,7 +524,7 @@ impl Inner {
             }
             pages.write(&PageWrite {
                 snapshots: Vec::new(),
-                pages: vec![(ECOSYSTEM, &key, REGISTRY_FORMAT, stored)],
+                pages: vec![(PageKey::new(ECOSYSTEM, &key, REGISTRY_FORMAT), stored)],
             })
         })
         .await;
@@ -575,7 +577,7 @@ impl Inner {
             })
             .collect();
         ProjectRecord {
-            ecosystem: ECOSYSTEM,
+            ecosystem: ECOSYSTEM.as_str(),
             name: package.name.clone(),
             display_name: package.name.clone(),
             last_serial: None,
@@ -591,7 +593,7 @@ impl Inner {
         }
         let catalogue = self.catalogue.clone();
         let package = name.to_owned();
-        let rows = blocking(move || catalogue.project_files(ECOSYSTEM, &package)).await?;
+        let rows = blocking(move || catalogue.project_files(ECOSYSTEM.as_str(), &package)).await?;
         let releases = Arc::new(by_filename(rows));
         let found = releases.get(filename).cloned();
         self.releases.insert(name.to_owned(), releases).await;
@@ -615,7 +617,7 @@ impl Inner {
         let key = path.to_owned();
         blocking(move || {
             pages.write(&PageWrite {
-                snapshots: vec![(ECOSYSTEM, &key, OBJECT_KEY, &bytes)],
+                snapshots: vec![(PageKey::new(ECOSYSTEM, &key, OBJECT_KEY), &bytes)],
                 pages: Vec::new(),
             })
         })

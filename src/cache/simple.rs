@@ -19,20 +19,21 @@ use tokio::runtime::Handle;
 use super::singleflight::SingleFlight;
 use super::{CacheCounters, CacheError, CacheOutcome, blocking, unix_now};
 use crate::config::IndexConfig;
+use crate::ecosystem::Ecosystem;
 use crate::pypi::model::{ProjectList, ProjectPage};
 use crate::pypi::negotiate::Format;
 use crate::pypi::{
     Parsed, merge, name, parse_list_html, parse_list_json, parse_project_html, parse_project_json, render,
 };
 use crate::storage::catalogue::{CatalogueCounts, FileRecord, ProjectRecord};
-use crate::storage::pages::{PageCounts, PageHeader, PageWrite, StoredPage};
+use crate::storage::pages::{PageCounts, PageHeader, PageKey, PageWrite, StoredPage};
 use crate::storage::{Catalogue, PageStore};
 use crate::upstream::{
     FailureKind, Fetched, IndexHealth, IndexHealthReport, PageFormat, PageRequest, SimpleClient,
     UpstreamError,
 };
 
-const ECOSYSTEM: &str = "pypi";
+const ECOSYSTEM: Ecosystem = Ecosystem::Pypi;
 /// The page-store key of the project list; no normalized project name contains a `/`.
 const LIST_KEY: &str = "/";
 
@@ -372,7 +373,8 @@ impl Inner {
         }
         let store = self.pages.clone();
         let key = page.key().to_owned();
-        let from_disk = blocking(move || store.page(ECOSYSTEM, &key, format_key(format))).await?;
+        let from_disk =
+            blocking(move || store.page(PageKey::new(ECOSYSTEM, &key, format_key(format)))).await?;
         let Some(from_disk) = from_disk else {
             return Ok(None);
         };
@@ -682,7 +684,7 @@ impl Inner {
         };
         let catalogue = self.catalogue.clone();
         let name = name.clone();
-        blocking(move || catalogue.project_wheel_metadata(ECOSYSTEM, &name)).await
+        blocking(move || catalogue.project_wheel_metadata(ECOSYSTEM.as_str(), &name)).await
     }
 
     async fn previous_rendering(
@@ -693,8 +695,8 @@ impl Inner {
         let key = page.key().to_owned();
         let sources = self.sources.clone();
         blocking(move || {
-            let html = store.page(ECOSYSTEM, &key, "html")?;
-            let json = store.page(ECOSYSTEM, &key, "json")?;
+            let html = store.page(PageKey::new(ECOSYSTEM, &key, "html"))?;
+            let json = store.page(PageKey::new(ECOSYSTEM, &key, "json"))?;
             Ok(match (html, json) {
                 (Some(h), Some(j)) if h.header.sources == sources && j.header.sources == sources => {
                     Some((h, j))
@@ -735,14 +737,14 @@ impl Inner {
             let mut write = PageWrite {
                 snapshots: encoded
                     .iter()
-                    .map(|(index, bytes)| (ECOSYSTEM, key.as_str(), index.as_str(), bytes.as_slice()))
+                    .map(|(index, bytes)| (PageKey::new(ECOSYSTEM, &key, index), bytes.as_slice()))
                     .collect(),
                 pages: Vec::new(),
             };
             // A partial (stale) rendering never replaces a complete one on disk.
             if !stale {
-                write.pages.push((ECOSYSTEM, key.as_str(), "html", html));
-                write.pages.push((ECOSYSTEM, key.as_str(), "json", json));
+                write.pages.push((PageKey::new(ECOSYSTEM, &key, "html"), html));
+                write.pages.push((PageKey::new(ECOSYSTEM, &key, "json"), json));
             }
             store.write(&write)
         })
@@ -885,7 +887,7 @@ fn project_record(
         })
         .collect();
     ProjectRecord {
-        ecosystem: ECOSYSTEM,
+        ecosystem: ECOSYSTEM.as_str(),
         name: normalized.to_owned(),
         display_name: page.name.clone(),
         last_serial: page.meta.last_serial,

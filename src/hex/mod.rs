@@ -2,8 +2,8 @@
 //! verifying a registry file as fetched (gzip, signature, origin), hex.pm's public key, package
 //! names and request paths, and tarball checksums. Nothing here does I/O: callers hand in bytes.
 //!
-//! The facts this follows (formats, field numbers, what clients check) are in the design note on
-//! the hex registry; hex_core (`hex_registry.erl`, `hex_tarball.erl`) is the reference client.
+//! The facts this follows (formats, field numbers, what clients check) are hex's repository
+//! specification; hex_core (`hex_registry.erl`, `hex_tarball.erl`) is the reference client.
 
 pub mod key;
 pub mod name;

@@ -5,13 +5,13 @@ use actix_files::NamedFile;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse, web};
 
-use super::AppState;
 use super::representation::not_modified;
 use super::simple::{project_name, redirect_path};
 use crate::cache::CacheOutcome;
 use crate::cache::files::{FileAnswer, FileKind};
 use crate::error::AppError;
 use crate::pypi::name::{is_safe_filename, normalize};
+use crate::state::AppState;
 use crate::storage::blob::{BlobBody, RangeRequest};
 
 /// Files never change under their name (a new upload is a new file), so clients may keep them.

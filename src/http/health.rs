@@ -3,24 +3,20 @@
 use actix_web::{HttpResponse, web};
 use serde_json::json;
 
-use super::AppState;
 use crate::error::AppError;
+use crate::state::AppState;
 
 pub async fn health(state: web::Data<AppState>) -> Result<HttpResponse, AppError> {
     let counts = state.pages.storage_counts().await?;
-    let reports = state.pages.health_reports();
-    let (backend, storage) = state.files.storage_health().await;
-    let configured = !reports.is_empty();
-    let roles = (0..reports.len()).map(|i| if i == 0 { "main" } else { "extra" });
-    let hex = state.hex.as_ref().map(|hex| (hex.health_report(), "hex"));
-    let all: Vec<_> = reports.into_iter().zip(roles).chain(hex).collect();
-    let degraded = storage.is_err() || all.iter().any(|((_, r), _)| r.state.is_failing());
-    let upstreams: Vec<_> = all
-        .into_iter()
-        .map(|((url, report), role)| {
-            let mut entry = json!(report);
-            entry["url"] = json!(url);
-            entry["role"] = json!(role);
+    let status = state.status().await;
+    let configured = status.upstream_configured;
+    let upstreams: Vec<_> = status
+        .upstreams
+        .iter()
+        .map(|upstream| {
+            let mut entry = json!(upstream.report);
+            entry["url"] = json!(upstream.url);
+            entry["role"] = json!(upstream.role);
             entry
         })
         .collect();
@@ -36,17 +32,16 @@ pub async fn health(state: web::Data<AppState>) -> Result<HttpResponse, AppError
     Ok(HttpResponse::Ok()
         .insert_header(("Cache-Control", "no-store"))
         .json(json!({
-            // Degraded still serves: cached pages go out (stale if need be) while upstreams are down.
-            "status": if degraded { "degraded" } else { "ok" },
+            "status": status.status(),
             "version": env!("CARGO_PKG_VERSION"),
             "uptime_secs": state.started.elapsed().as_secs(),
             "upstream_configured": configured,
             "message": if configured { serde_json::Value::Null } else { json!("no upstream configured") },
             "upstreams": upstreams,
             "storage": {
-                "backend": backend,
-                "state": if storage.is_ok() { "ok" } else { "failing" },
-                "error": storage.err(),
+                "backend": status.storage_backend,
+                "state": if status.storage.is_ok() { "ok" } else { "failing" },
+                "error": status.storage.as_ref().err(),
                 // The tiered store's local tier (S3 keeps everything it evicts).
                 "local_tier": tier.map(|t| json!({
                     "blobs": t.blobs,

@@ -8,13 +8,13 @@
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 
-use super::AppState;
 use super::files::{answer_response, complete_first, requested_range};
 use super::representation::not_modified;
 use crate::cache::hex::HexMirror;
 use crate::cache::simple::Served;
 use crate::error::AppError;
 use crate::hex::{PathError, RegistryFile, RepoPath, parse_path};
+use crate::state::AppState;
 
 /// Registry files change: clients may store them but must revalidate (a 304 is cheap).
 const REGISTRY_CACHE_CONTROL: &str = "public, max-age=0, must-revalidate";

@@ -1,6 +1,6 @@
 //! Routes and handlers: thin. They parse the request, ask `cache/`, and shape the response.
 
-pub(crate) mod admin;
+mod admin;
 mod files;
 mod health;
 mod hex;
@@ -8,42 +8,13 @@ mod middleware;
 mod representation;
 mod simple;
 
-use std::sync::Arc;
-use std::time::Instant;
-
 use actix_web::{HttpRequest, web};
-use url::Url;
 
-use crate::cache::CacheCounters;
-use crate::cache::explorer::Explorer;
-use crate::cache::files::FileCache;
-use crate::cache::hex::HexMirror;
-use crate::cache::maintenance::Evictor;
-use crate::cache::simple::SimplePages;
-use crate::config::Secret;
 use crate::error::AppError;
 
 pub use middleware::{access_log, html_errors};
 
-/// What every handler can reach.
-pub struct AppState {
-    pub pages: Arc<SimplePages>,
-    pub files: Arc<FileCache>,
-    /// `None` when `hex.enabled` is false.
-    pub hex: Option<HexMirror>,
-    /// Keeps a local store within `storage.max_size`; `None` for S3 and tiered stores.
-    pub evictor: Option<Evictor>,
-    pub counters: Arc<CacheCounters>,
-    /// The catalogue as the web UI browses it, and the admin log.
-    pub explorer: Explorer,
-    /// Admin sessions and the sign-in rate limit.
-    pub ui: crate::web::Ui,
-    pub admin_token: Secret,
-    pub public_url: Option<Url>,
-    pub started: Instant,
-}
-
-/// The route table.
+/// The tool-facing routes (the browser UI's are `web::configure`; `routes` assembles both).
 pub fn configure(cfg: &mut web::ServiceConfig) {
     // `/index/...` is proxpi's spelling of `/simple/...`.
     for prefix in ["/simple", "/index"] {
@@ -68,23 +39,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/cache/list", web::delete().to(admin::forget_list))
         .route("/cache/{project}", web::delete().to(admin::forget_project))
         .route("/health", web::get().to(health::health))
-        .route("/health", web::head().to(health::health))
-        .configure(crate::web::configure)
-        .default_service(web::to(not_found));
+        .route("/health", web::head().to(health::health));
 }
 
-async fn not_found(req: HttpRequest) -> Result<actix_web::HttpResponse, AppError> {
+/// What answers a path no route takes.
+pub async fn not_found(req: HttpRequest) -> Result<actix_web::HttpResponse, AppError> {
     Err(AppError::NotFound(format!("nothing is served at {}", req.path())))
-}
-
-/// An absolute URL for `path` (which starts with `/`) as clients outside see it: under
-/// `server.public_url` when set, else the request's own host.
-pub(crate) fn external_url(state: &AppState, req: &HttpRequest, path: &str) -> String {
-    match &state.public_url {
-        Some(base) => format!("{}{}", base.as_str().trim_end_matches('/'), path),
-        None => {
-            let info = req.connection_info();
-            format!("{}://{}{}", info.scheme(), info.host(), path)
-        }
-    }
 }

@@ -5,11 +5,11 @@ use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse, web};
 
 use super::representation::{Encoding, accept_encoding, choose_encoding, not_modified};
-use super::{AppState, external_url};
 use crate::cache::simple::{PageRef, Served};
 use crate::error::AppError;
 use crate::pypi::name::{normalize, validate_project_name};
 use crate::pypi::negotiate::{Negotiated, negotiate};
+use crate::state::{AppState, external_url};
 
 /// Clients may keep a page this long before asking again; short, so a cleared or updated project
 /// shows up quickly, but long enough to spare a resolver's repeated look-ups.

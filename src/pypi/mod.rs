@@ -9,6 +9,8 @@ pub mod negotiate;
 pub mod parse;
 pub mod parse_html;
 pub mod parse_json;
+#[cfg(test)]
+mod real_pages;
 pub mod render;
 pub mod wheel;
 

@@ -6,6 +6,7 @@
 //! Losing this file costs a refetch, never data. Every method is blocking (redb commits fsync):
 //! call them from `spawn_blocking`.
 
+use crate::ecosystem::Ecosystem;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -98,13 +99,36 @@ impl StoredPage {
     }
 }
 
+/// Where an entry lives in the store: an ecosystem's page (a project, a registry path), and which
+/// variant of it (a rendering's format, or the index a snapshot came from).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PageKey<'a> {
+    pub ecosystem: Ecosystem,
+    pub page: &'a str,
+    pub variant: &'a str,
+}
+
+impl<'a> PageKey<'a> {
+    pub fn new(ecosystem: Ecosystem, page: &'a str, variant: &'a str) -> Self {
+        Self {
+            ecosystem,
+            page,
+            variant,
+        }
+    }
+
+    fn tuple(self) -> (&'static str, &'a str, &'a str) {
+        (self.ecosystem.as_str(), self.page, self.variant)
+    }
+}
+
 /// One write to the page store: snapshots and rendered pages land together or not at all.
 #[derive(Debug, Default)]
 pub struct PageWrite<'a> {
-    /// (ecosystem, page, index key, snapshot bytes)
-    pub snapshots: Vec<(&'a str, &'a str, &'a str, &'a [u8])>,
-    /// (ecosystem, page, format, page)
-    pub pages: Vec<(&'a str, &'a str, &'a str, Arc<StoredPage>)>,
+    /// Snapshots, keyed by the index they came from.
+    pub snapshots: Vec<(PageKey<'a>, &'a [u8])>,
+    /// Rendered pages, keyed by their format.
+    pub pages: Vec<(PageKey<'a>, Arc<StoredPage>)>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
@@ -130,22 +154,22 @@ impl PageStore {
         Ok(Self { db: Arc::new(db) })
     }
 
-    pub fn page(
-        &self,
-        ecosystem: &str,
-        page: &str,
-        format: &str,
-    ) -> Result<Option<StoredPage>, StorageError> {
+    pub fn page(&self, key: PageKey<'_>) -> Result<Option<StoredPage>, StorageError> {
         let tx = self.db.begin_read()?;
         let table = tx.open_table(PAGES)?;
         table
-            .get((ecosystem, page, format))?
+            .get(key.tuple())?
             .map(|value| StoredPage::decode(value.value()))
             .transpose()
     }
 
     /// Every index's snapshot of a page, keyed by index key.
-    pub fn snapshots(&self, ecosystem: &str, page: &str) -> Result<Vec<(String, Vec<u8>)>, StorageError> {
+    pub fn snapshots(
+        &self,
+        ecosystem: Ecosystem,
+        page: &str,
+    ) -> Result<Vec<(String, Vec<u8>)>, StorageError> {
+        let ecosystem = ecosystem.as_str();
         let tx = self.db.begin_read()?;
         let table = tx.open_table(SNAPSHOTS)?;
         let mut out = Vec::new();
@@ -164,12 +188,12 @@ impl PageStore {
         let tx = self.db.begin_write()?;
         {
             let mut snapshots = tx.open_table(SNAPSHOTS)?;
-            for (eco, page, index, bytes) in &write.snapshots {
-                snapshots.insert((*eco, *page, *index), *bytes)?;
+            for (key, bytes) in &write.snapshots {
+                snapshots.insert(key.tuple(), *bytes)?;
             }
             let mut pages = tx.open_table(PAGES)?;
-            for (eco, page, format, stored) in &write.pages {
-                pages.insert((*eco, *page, *format), stored.encode()?.as_slice())?;
+            for (key, stored) in &write.pages {
+                pages.insert(key.tuple(), stored.encode()?.as_slice())?;
             }
         }
         tx.commit()?;
@@ -179,7 +203,13 @@ impl PageStore {
     /// Forgets a page's rendered forms and, unless `keep_snapshots`, every index's snapshot (then
     /// the next request refetches; with the snapshots kept it only re-renders). Returns whether
     /// anything was stored.
-    pub fn forget(&self, ecosystem: &str, page: &str, keep_snapshots: bool) -> Result<bool, StorageError> {
+    pub fn forget(
+        &self,
+        ecosystem: Ecosystem,
+        page: &str,
+        keep_snapshots: bool,
+    ) -> Result<bool, StorageError> {
+        let ecosystem = ecosystem.as_str();
         let tx = self.db.begin_write()?;
         let mut removed = false;
         {
@@ -202,7 +232,8 @@ impl PageStore {
 
     /// Forgets every page (renderings and snapshots) of an ecosystem; returns how many pages
     /// had anything stored.
-    pub fn forget_all(&self, ecosystem: &str) -> Result<u64, StorageError> {
+    pub fn forget_all(&self, ecosystem: Ecosystem) -> Result<u64, StorageError> {
+        let ecosystem = ecosystem.as_str();
         let tx = self.db.begin_write()?;
         let mut forgotten = std::collections::HashSet::new();
         {
@@ -259,38 +290,58 @@ mod tests {
             store
                 .write(&PageWrite {
                     snapshots: vec![
-                        ("pypi", "demo", "https://a.example/", b"A".as_slice()),
-                        ("pypi", "demo", "https://b.example/", b"B".as_slice()),
-                        ("pypi", "demo2", "https://a.example/", b"C".as_slice()),
+                        (
+                            PageKey::new(Ecosystem::Pypi, "demo", "https://a.example/"),
+                            b"A".as_slice(),
+                        ),
+                        (
+                            PageKey::new(Ecosystem::Pypi, "demo", "https://b.example/"),
+                            b"B".as_slice(),
+                        ),
+                        (
+                            PageKey::new(Ecosystem::Pypi, "demo2", "https://a.example/"),
+                            b"C".as_slice(),
+                        ),
                     ],
                     pages: vec![
-                        ("pypi", "demo", "json", page("{}")),
-                        ("pypi", "demo2", "json", page("[]")),
+                        (PageKey::new(Ecosystem::Pypi, "demo", "json"), page("{}")),
+                        (PageKey::new(Ecosystem::Pypi, "demo2", "json"), page("[]")),
                     ],
                 })
                 .unwrap();
         }
         let store = PageStore::open(&path).unwrap();
         assert_eq!(
-            store.page("pypi", "demo", "json").unwrap(),
+            store.page(PageKey::new(Ecosystem::Pypi, "demo", "json")).unwrap(),
             Some((*page("{}")).clone())
         );
-        assert_eq!(store.page("pypi", "demo", "html").unwrap(), None);
-        let snaps = store.snapshots("pypi", "demo").unwrap();
+        assert_eq!(
+            store.page(PageKey::new(Ecosystem::Pypi, "demo", "html")).unwrap(),
+            None
+        );
+        let snaps = store.snapshots(Ecosystem::Pypi, "demo").unwrap();
         assert_eq!(snaps.len(), 2);
         assert_eq!(snaps[1], ("https://b.example/".to_owned(), b"B".to_vec()));
-        assert!(store.forget("pypi", "demo2", true).unwrap());
-        assert_eq!(store.page("pypi", "demo2", "json").unwrap(), None);
+        assert!(store.forget(Ecosystem::Pypi, "demo2", true).unwrap());
         assert_eq!(
-            store.snapshots("pypi", "demo2").unwrap().len(),
+            store
+                .page(PageKey::new(Ecosystem::Pypi, "demo2", "json"))
+                .unwrap(),
+            None
+        );
+        assert_eq!(
+            store.snapshots(Ecosystem::Pypi, "demo2").unwrap().len(),
             1,
             "snapshots kept"
         );
-        assert!(store.forget("pypi", "demo", false).unwrap());
-        assert!(!store.forget("pypi", "demo", false).unwrap());
-        assert_eq!(store.page("pypi", "demo", "json").unwrap(), None);
-        assert!(store.snapshots("pypi", "demo").unwrap().is_empty());
-        assert_eq!(store.snapshots("pypi", "demo2").unwrap().len(), 1);
+        assert!(store.forget(Ecosystem::Pypi, "demo", false).unwrap());
+        assert!(!store.forget(Ecosystem::Pypi, "demo", false).unwrap());
+        assert_eq!(
+            store.page(PageKey::new(Ecosystem::Pypi, "demo", "json")).unwrap(),
+            None
+        );
+        assert!(store.snapshots(Ecosystem::Pypi, "demo").unwrap().is_empty());
+        assert_eq!(store.snapshots(Ecosystem::Pypi, "demo2").unwrap().len(), 1);
         assert_eq!(
             store.counts().unwrap(),
             PageCounts {

@@ -10,16 +10,16 @@ use serde::{Deserialize, Serialize};
 
 use super::session::{self, Flash, SESSION_COOKIE, SIGNIN_COOKIE, SharedSession};
 use super::{UiError, html, render, secure_page, view};
+use crate::auth::{from_loopback, token_matches};
 use crate::cache::CacheError;
 use crate::cache::files::Eviction;
 use crate::cache::simple::PageRef;
 use crate::cache::unix_now;
 use crate::error::AppError;
 use crate::hex::validate_package_name;
-use crate::http::AppState;
-use crate::http::admin::{from_loopback, token_matches};
 use crate::pypi::name::{normalize, validate_project_name};
 use crate::pypi::negotiate::Format;
+use crate::state::AppState;
 use crate::storage::browse::AdminLogEntry;
 
 /// Admin log entries shown on the page.

@@ -6,12 +6,13 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
 use serde::Serialize;
 
-use super::view::{self, Ecosystem};
+use super::view;
 use super::{UiError, html, render_in};
 use crate::cache::unix_now;
+use crate::ecosystem::Ecosystem;
 use crate::error::AppError;
 use crate::hex::{split_tarball_name, validate_package_name};
-use crate::http::AppState;
+use crate::state::AppState;
 
 #[derive(Serialize)]
 struct ReleaseView {

@@ -9,6 +9,7 @@ mod pages;
 mod session;
 mod view;
 
+use crate::ecosystem::Ecosystem;
 use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::sync::LazyLock;
@@ -108,7 +109,7 @@ fn render(
     search: &str,
     data: &impl Serialize,
 ) -> Result<String, AppError> {
-    render_in(template, nav, search, view::Ecosystem::Pypi, data)
+    render_in(template, nav, search, Ecosystem::Pypi, data)
 }
 
 /// [`render`] for a page of `ecosystem`, whose search box searches that ecosystem.
@@ -116,7 +117,7 @@ fn render_in(
     template: &str,
     nav: &'static str,
     search: &str,
-    ecosystem: view::Ecosystem,
+    ecosystem: Ecosystem,
     data: &impl Serialize,
 ) -> Result<String, AppError> {
     let tera = TERA.as_ref().map_err(|e| AppError::Internal(e.clone()))?;
@@ -129,7 +130,7 @@ fn render_in(
             assets: assets::urls(),
             nav,
             search: search.to_owned(),
-            ecosystem: (ecosystem != view::Ecosystem::Pypi).then(|| ecosystem.as_str()),
+            ecosystem: (ecosystem != Ecosystem::Pypi).then(|| ecosystem.as_str()),
         },
     );
     tera.render(template, &context)
@@ -177,11 +178,11 @@ struct ErrorPage<'a> {
 /// An error page in the UI's style; `search` adds a link to search the PyPI projects for that
 /// name.
 pub fn error_html(status: StatusCode, message: &str, search: Option<&str>) -> String {
-    error_page(status, message, search.map(|text| (view::Ecosystem::Pypi, text)))
+    error_page(status, message, search.map(|text| (Ecosystem::Pypi, text)))
 }
 
 /// An error page in the UI's style; `search` adds a link to search that ecosystem for a name.
-fn error_page(status: StatusCode, message: &str, search: Option<(view::Ecosystem, &str)>) -> String {
+fn error_page(status: StatusCode, message: &str, search: Option<(Ecosystem, &str)>) -> String {
     let reason = status.canonical_reason().unwrap_or("Error");
     let page = ErrorPage {
         status: status.as_u16(),
@@ -205,17 +206,17 @@ pub struct UiError {
     error: AppError,
     /// A name to offer a search link for (a project that is not in the catalogue), and the
     /// ecosystem to search.
-    search: Option<(view::Ecosystem, String)>,
+    search: Option<(Ecosystem, String)>,
 }
 
 impl UiError {
     /// `error`, offering a search of the PyPI projects for `name`.
     fn with_search(error: AppError, name: &str) -> Self {
-        Self::with_search_in(error, view::Ecosystem::Pypi, name)
+        Self::with_search_in(error, Ecosystem::Pypi, name)
     }
 
     /// `error`, offering a search of `ecosystem` for `name`.
-    fn with_search_in(error: AppError, ecosystem: view::Ecosystem, name: &str) -> Self {
+    fn with_search_in(error: AppError, ecosystem: Ecosystem, name: &str) -> Self {
         Self {
             error,
             search: Some((ecosystem, name.to_owned())),
@@ -277,7 +278,7 @@ mod tests {
         let hex = error_page(
             StatusCode::NOT_FOUND,
             "package 'nope' is unknown",
-            Some((view::Ecosystem::Hex, "nope")),
+            Some((Ecosystem::Hex, "nope")),
         );
         assert!(
             hex.contains("href=\"/packages?ecosystem=hex&amp;q=nope\""),

@@ -8,13 +8,13 @@ use actix_web::http::header::LOCATION;
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::{Deserialize, Serialize};
 
-use super::view::Ecosystem;
 use super::{UiError, hex_page, html, render, render_in, view};
 use crate::cache::explorer::ListingRequest;
 use crate::cache::unix_now;
+use crate::ecosystem::Ecosystem;
 use crate::error::AppError;
-use crate::http::{AppState, external_url};
 use crate::pypi::name::{normalize, validate_project_name};
+use crate::state::{AppState, external_url};
 use crate::storage::browse::ProjectSort;
 
 /// Projects per page of the package list.
@@ -31,8 +31,6 @@ struct UpstreamView {
     url: String,
     role: &'static str,
     state: &'static str,
-    /// Down or unreadable: the server is degraded.
-    failing: bool,
     last_success: Option<String>,
     last_error: Option<String>,
 }
@@ -108,29 +106,21 @@ struct Setup {
 /// `GET /`.
 pub async fn home(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, UiError> {
     let now = unix_now();
-    let pypi = state.pages.health_reports();
-    let upstream_configured = !pypi.is_empty();
-    let roles = (0..pypi.len()).map(|i| if i == 0 { "main" } else { "extra" });
-    let hex = state.hex.as_ref().map(|hex| (hex.health_report(), "hex"));
-    let upstreams: Vec<UpstreamView> = pypi
+    let health = state.status().await;
+    let status = health.status();
+    let upstream_configured = health.upstream_configured;
+    let (backend, storage) = (health.storage_backend, health.storage);
+    let upstreams: Vec<UpstreamView> = health
+        .upstreams
         .into_iter()
-        .zip(roles)
-        .chain(hex)
-        .map(|((url, report), role)| UpstreamView {
-            url,
-            role,
-            state: report.state.as_str(),
-            failing: report.state.is_failing(),
-            last_success: report.last_success,
-            last_error: report.last_error,
+        .map(|upstream| UpstreamView {
+            url: upstream.url,
+            role: upstream.role,
+            state: upstream.report.state.as_str(),
+            last_success: upstream.report.last_success,
+            last_error: upstream.report.last_error,
         })
         .collect();
-    let (backend, storage) = state.files.storage_health().await;
-    let status = if storage.is_err() || upstreams.iter().any(|u| u.failing) {
-        "degraded"
-    } else {
-        "ok"
-    };
     let counts = state.pages.storage_counts().await?.catalogue;
     let counters = state.counters.snapshot();
     let lookups = counters.hits + counters.misses;
@@ -521,7 +511,11 @@ pub async fn project(
             .insert_header((LOCATION, view::project_href(&ecosystem, &name)))
             .finish());
     }
-    let Some(detail) = state.explorer.project("pypi", name.clone()).await? else {
+    let Some(detail) = state
+        .explorer
+        .project(Ecosystem::Pypi.as_str(), name.clone())
+        .await?
+    else {
         return Err(UiError::with_search(
             AppError::NotFound(format!(
                 "project '{name}' is not in pkgmirror's catalogue: no client has asked the mirror for it yet"

@@ -26,7 +26,7 @@ const TOOL_TIMEOUT: Duration = Duration::from_secs(180);
 // The tools
 
 /// The python of the test venv.
-fn python() -> PathBuf {
+pub(crate) fn python() -> PathBuf {
     if let Some(path) = std::env::var_os("PKGMIRROR_TEST_PYTHON").filter(|p| !p.is_empty()) {
         return path.into();
     }
@@ -59,7 +59,7 @@ fn tool(name: &str) -> PathBuf {
 }
 
 /// [`python`], after checking that it has pip.
-fn python_with_pip() -> PathBuf {
+pub(crate) fn python_with_pip() -> PathBuf {
     let python = python();
     let ok = Command::new(&python)
         .args(["-m", "pip", "--version"])
@@ -272,7 +272,7 @@ fn write_project(dir: &Path, requirements: &[&str], source: &str) {
 
 /// Installs `app` (and so the tree) with `client` from the mirror at `index` into a fresh
 /// sandbox, then checks what got installed.
-async fn install(client: Client, index: &str, server: &Server) {
+pub(crate) async fn install(client: Client, index: &str, server: &Server) {
     let mut sandbox = Sandbox::new();
     let installed = install_in(&mut sandbox, client, index, &["app"], server).await;
     let (python, pythonpath) = (installed.python, installed.pythonpath);

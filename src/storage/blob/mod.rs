@@ -96,7 +96,7 @@ impl RangeRequest {
 pub enum BlobBody {
     /// A file on local disk: the HTTP layer serves it zero-copy, ranges included.
     File { path: PathBuf, size: u64 },
-    /// Bytes from elsewhere (S3 later), already cut to the range asked for.
+    /// Bytes from elsewhere (an S3 bucket), already cut to the range asked for.
     Stream {
         size: u64,
         range: Option<ByteRange>,

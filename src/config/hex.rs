@@ -1,0 +1,32 @@
+//! `[hex]`: the hex repository upstream, its TTL and the key its registry
+//! files are signed with.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::values::{UpstreamUrl, duration};
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HexConfig {
+    pub enabled: bool,
+    pub upstream_url: UpstreamUrl,
+    #[serde(deserialize_with = "duration")]
+    pub ttl: Duration,
+    /// PEM; empty: the built-in hex.pm key.
+    pub public_key: String,
+}
+
+impl Default for HexConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            upstream_url: "https://repo.hex.pm"
+                .parse()
+                .expect("the built-in hex URL is valid"),
+            ttl: Duration::from_secs(30 * 60),
+            public_key: String::new(),
+        }
+    }
+}

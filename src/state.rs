@@ -1,0 +1,99 @@
+//! What every handler, tool-facing (`http/`) or browser-facing (`web/`), can reach.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use actix_web::HttpRequest;
+use url::Url;
+
+use crate::cache::CacheCounters;
+use crate::cache::explorer::Explorer;
+use crate::cache::files::FileCache;
+use crate::cache::hex::HexMirror;
+use crate::cache::maintenance::Evictor;
+use crate::cache::simple::SimplePages;
+use crate::config::Secret;
+use crate::upstream::IndexHealthReport;
+
+/// What every handler can reach.
+pub struct AppState {
+    pub pages: Arc<SimplePages>,
+    pub files: Arc<FileCache>,
+    /// `None` when `hex.enabled` is false.
+    pub hex: Option<HexMirror>,
+    /// Keeps a local store within `storage.max_size`; `None` for S3 and tiered stores.
+    pub evictor: Option<Evictor>,
+    pub counters: Arc<CacheCounters>,
+    /// The catalogue as the web UI browses it, and the admin log.
+    pub explorer: Explorer,
+    /// Admin sessions and the sign-in rate limit.
+    pub ui: crate::web::Ui,
+    pub admin_token: Secret,
+    pub public_url: Option<Url>,
+    pub started: Instant,
+}
+
+/// One upstream as `/health` and the home page show it.
+pub struct UpstreamStatus {
+    /// Redacted URL.
+    pub url: String,
+    /// `main` or `extra` (PyPI indexes, in configured order), or `hex`.
+    pub role: &'static str,
+    pub report: IndexHealthReport,
+}
+
+/// The server's health at one moment: what `/health` and the home page both show.
+pub struct StatusSnapshot {
+    /// Whether a PyPI upstream is configured at all.
+    pub upstream_configured: bool,
+    pub upstreams: Vec<UpstreamStatus>,
+    /// The blob store's kind and whether it works.
+    pub storage_backend: &'static str,
+    pub storage: Result<(), String>,
+}
+
+impl StatusSnapshot {
+    /// Degraded still serves (cached pages go out, stale if need be): an upstream or the blob
+    /// store is failing.
+    pub fn degraded(&self) -> bool {
+        self.storage.is_err() || self.upstreams.iter().any(|u| u.report.state.is_failing())
+    }
+
+    pub fn status(&self) -> &'static str {
+        if self.degraded() { "degraded" } else { "ok" }
+    }
+}
+
+impl AppState {
+    pub async fn status(&self) -> StatusSnapshot {
+        let pypi = self.pages.health_reports();
+        let upstream_configured = !pypi.is_empty();
+        let roles = (0..pypi.len()).map(|i| if i == 0 { "main" } else { "extra" });
+        let hex = self.hex.as_ref().map(|hex| (hex.health_report(), "hex"));
+        let upstreams = pypi
+            .into_iter()
+            .zip(roles)
+            .chain(hex)
+            .map(|((url, report), role)| UpstreamStatus { url, role, report })
+            .collect();
+        let (storage_backend, storage) = self.files.storage_health().await;
+        StatusSnapshot {
+            upstream_configured,
+            upstreams,
+            storage_backend,
+            storage,
+        }
+    }
+}
+
+/// An absolute URL for `path` (which starts with `/`) as clients outside see it: under
+/// `server.public_url` when set, else the request's own host.
+pub(crate) fn external_url(state: &AppState, req: &HttpRequest, path: &str) -> String {
+    match &state.public_url {
+        Some(base) => format!("{}{}", base.as_str().trim_end_matches('/'), path),
+        None => {
+            let info = req.connection_info();
+            format!("{}://{}{}", info.scheme(), info.host(), path)
+        }
+    }
+}
