@@ -12,6 +12,8 @@ pub mod cli;
 pub mod config;
 pub mod ecosystem;
 pub mod error;
+#[cfg(test)]
+mod fuzz_support;
 pub mod hex;
 pub mod http;
 pub mod pypi;

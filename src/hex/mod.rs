@@ -14,6 +14,8 @@ pub mod release;
 pub mod tarball;
 
 #[cfg(test)]
+mod fuzz;
+#[cfg(test)]
 mod test_support;
 
 pub use key::{HEXPM_PUBLIC_KEY_PEM, HexPublicKey, KeyError};

@@ -215,36 +215,7 @@ fn octal(field: &[u8]) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// A ustar header for a regular file, mode 0644, owned by 0:0, mtime 0.
-    fn header(path: &str, size: usize) -> [u8; 512] {
-        let mut block = [0u8; 512];
-        let mut put = |at: usize, bytes: &[u8]| block[at..at + bytes.len()].copy_from_slice(bytes);
-        put(0, path.as_bytes());
-        put(100, b"0000644\0");
-        put(108, b"0000000\0");
-        put(116, b"0000000\0");
-        put(124, format!("{size:011o}\0").as_bytes());
-        put(136, b"00000000000\0");
-        put(148, b"        ");
-        put(156, b"0");
-        put(257, b"ustar\0");
-        put(263, b"00");
-        let sum: u32 = block.iter().map(|&b| u32::from(b)).sum();
-        block[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
-        block
-    }
-
-    fn tar(members: &[(&str, &[u8])]) -> Vec<u8> {
-        let mut out = Vec::new();
-        for (path, data) in members {
-            out.extend_from_slice(&header(path, data.len()));
-            out.extend_from_slice(data);
-            out.resize(out.len().next_multiple_of(512), 0);
-        }
-        out.resize(out.len() + 1024, 0);
-        out
-    }
+    use crate::hex::test_support::tar;
 
     fn good_members() -> (Vec<u8>, Vec<(String, Vec<u8>)>) {
         let metadata = b"{<<\"name\">>,<<\"fixbar\">>}.\n".to_vec();

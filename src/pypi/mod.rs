@@ -14,6 +14,9 @@ mod real_pages;
 pub mod render;
 pub mod wheel;
 
+#[cfg(test)]
+mod fuzz;
+
 pub use merge::{merge_lists, merge_projects};
 pub use model::{DistFile, PageMeta, ProjectList, ProjectPage, ProjectStatus};
 pub use name::{NameError, is_safe_filename, normalize, validate_project_name, version_from_filename};
