@@ -10,10 +10,8 @@ use std::time::Duration;
 
 use tokio::io::AsyncReadExt;
 
-use crate::files::payload;
-use crate::fixtures::{json_list, simple_json};
-use crate::harness::*;
-use crate::maintenance::publish;
+use crate::support::fixtures::{json_list, payload, publish, simple_json};
+use crate::support::*;
 
 const TOKEN: &str = "browser-admin-token";
 const SCREENSHOTS: [&str; 7] = [

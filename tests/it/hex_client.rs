@@ -26,8 +26,11 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use crate::harness::*;
-use crate::hex_fixtures::{HexRepo, HexRepoBuilder, SignWith, TEST_PUBLIC_KEY, release, standard};
+use crate::support::hex_fixtures::{
+    HexRepo, HexRepoBuilder, SignWith, TEST_PUBLIC_KEY, release, serve, standard,
+};
+use crate::support::tools::{Run, run_tool};
+use crate::support::*;
 
 /// The longest one rebar3 command may run before it is killed.
 const REBAR3_TIMEOUT: Duration = Duration::from_secs(120);
@@ -234,13 +237,6 @@ fn assert_refused(user: &Rebar3User, run: &Run, project: &Path, fault: &str, con
 /// would keep (asking for `//packages/...`, which the fake does not serve).
 fn straight(fake: &FakeIndex) -> String {
     fake.root_url().trim_end_matches('/').to_owned()
-}
-
-/// Serves every file of `repo` at its path.
-fn serve(fake: &FakeIndex, repo: &HexRepo) {
-    for (path, bytes) in &repo.files {
-        fake.file(path, "application/octet-stream", bytes.clone());
-    }
 }
 
 /// The standard repository with one bit flipped in the last data byte of `TAMPERED`.

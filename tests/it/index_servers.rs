@@ -19,9 +19,10 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use url::Url;
 
-use crate::clients::{Client, install};
-use crate::harness::*;
-use crate::packages::{self, Dist};
+use crate::support::packages::{self, Dist};
+use crate::support::sandbox::{Client, install};
+use crate::support::tools::run_tool;
+use crate::support::*;
 
 /// How long a server may take to answer its first request; devpi is the slowest (a few seconds
 /// on a loaded machine).

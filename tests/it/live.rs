@@ -16,8 +16,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::clients::{Client, Sandbox, install_in};
-use crate::harness::*;
+use crate::support::sandbox::{Client, Sandbox, install_in};
+use crate::support::*;
 
 /// Projects whose pages are compared with the upstream's own JSON: dots, underscores and
 /// capitals in names, a very large page, yanked files, metadata files, an sdist-only project.

@@ -5,8 +5,8 @@ use std::process::Command;
 
 use serde_json::json;
 
-use crate::fixtures::sha;
-use crate::harness::*;
+use crate::support::fixtures::sha;
+use crate::support::*;
 
 fn python() -> String {
     std::env::var("PKGMIRROR_TEST_PYTHON").unwrap_or_else(|_| "python3".into())

@@ -11,8 +11,9 @@ use pep440_rs::{Version, VersionSpecifiers};
 use serde_json::Value;
 use url::Url;
 
-use crate::clients::{self, Client, Sandbox, install_in};
-use crate::harness::*;
+use crate::support::sandbox::{Client, Sandbox, install_in};
+use crate::support::tools;
+use crate::support::*;
 
 const CORPUS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/real");
 
@@ -263,7 +264,7 @@ async fn pip_lists_the_real_versions(format: Format) {
     let server = mirror(data.path(), &fake);
     let index = server.url("/simple/");
     let mut sandbox = Sandbox::new();
-    let mut version = sandbox.command(clients::python());
+    let mut version = sandbox.command(tools::python());
     version.args(["-c", "import platform; print(platform.python_version())"]);
     let python = Version::from_str(sandbox.must(version, &server).await.stdout.trim()).unwrap();
     for requested in [
@@ -277,7 +278,7 @@ async fn pip_lists_the_real_versions(format: Format) {
         let project = requested.replace('_', "-").to_ascii_lowercase();
         let expected = expected_pip_versions(&project, &python);
         assert!(expected.len() > 5, "{project}: {expected:?}");
-        let mut pip = sandbox.command(clients::python_with_pip());
+        let mut pip = sandbox.command(tools::python_with_pip());
         pip.args(["-m", "pip", "index", "versions", requested, "--index-url", &index])
             .arg("--cache-dir")
             .arg(sandbox.path("cache/pip"));

@@ -1,4 +1,4 @@
-//! The S3 blob store against a real S3-compatible server (moto, see s3_server.rs): the object
+//! The S3 blob store against a real S3-compatible server (moto, see support/s3_server.rs): the object
 //! layout, multipart uploads while bytes arrive, nothing left behind by a mismatch, an abort or a
 //! dropped writer, and an outage that fails fast and heals.
 //!
@@ -15,7 +15,7 @@ use pkgmirror::storage::blob::{
 };
 use sha2::{Digest, Sha256};
 
-use crate::s3_server::{S3Server, in_s3_env, unique_bucket};
+use crate::support::s3_server::{S3Server, in_s3_env, unique_bucket};
 
 const MIB: u64 = 1024 * 1024;
 /// S3's smallest part (all but the last).
