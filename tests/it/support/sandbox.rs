@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use super::packages::{BACKEND_GENERATOR, TREE_INSTALLED, WHEEL_GENERATOR};
 use super::server::{Server, temp_dir};
-use super::tools::{Run, python, python_with_pip, run_tool, tool};
+use super::tools::{self, Run, Tool, python, run_tool};
 
 /// The longest one tool command may run before it is killed.
 const TOOL_TIMEOUT: Duration = Duration::from_secs(180);
@@ -194,6 +194,16 @@ pub enum Client {
 
 impl Client {
     pub const ALL: [Client; 4] = [Client::Pip, Client::Uv, Client::Poetry, Client::Pdm];
+
+    /// The tool a test with this client requires.
+    pub fn tool(self) -> Tool {
+        match self {
+            Client::Pip => Tool::Pip,
+            Client::Uv => Tool::Uv,
+            Client::Poetry => Tool::Poetry,
+            Client::Pdm => Tool::Pdm,
+        }
+    }
 }
 
 /// A consumer project depending on `requirements`, for poetry and pdm; `source` is the tool's
@@ -265,7 +275,7 @@ pub async fn install_in(
     match client {
         Client::Pip => {
             let target = sandbox.path("target");
-            let mut pip = sandbox.command(python_with_pip());
+            let mut pip = sandbox.command(tools::path(Tool::Pip));
             pip.args(["-m", "pip", "install", "--index-url", index, "--target"])
                 .arg(&target)
                 .arg("--cache-dir")
@@ -280,10 +290,10 @@ pub async fn install_in(
         }
         Client::Uv => {
             let venv = sandbox.path("venv");
-            let mut create = sandbox.command(tool("uv"));
+            let mut create = sandbox.command(tools::path(Tool::Uv));
             create.arg("venv").arg(&venv).arg("--python").arg(python());
             sandbox.must(create, server).await;
-            let mut uv = sandbox.command(tool("uv"));
+            let mut uv = sandbox.command(tools::path(Tool::Uv));
             uv.args(["pip", "install", "--python"])
                 .arg(venv.join("bin/python"))
                 .args(["--default-index", index])
@@ -304,7 +314,7 @@ pub async fn install_in(
                      name = \"mirror\"\nurl = \"{index}\"\npriority = \"primary\"\n"
                 ),
             );
-            let mut poetry = sandbox.command(tool("poetry"));
+            let mut poetry = sandbox.command(tools::path(Tool::Poetry));
             poetry
                 .args(["install", "--no-root", "--no-interaction", "-v"])
                 .current_dir(&project);
@@ -329,7 +339,7 @@ pub async fn install_in(
             venv.args(["-m", "venv", "--without-pip"])
                 .arg(project.join(".venv"));
             sandbox.must(venv, server).await;
-            let mut pdm = sandbox.command(tool("pdm"));
+            let mut pdm = sandbox.command(tools::path(Tool::Pdm));
             pdm.args(["install", "-v"])
                 .env("PDM_PYTHON", &venv_python)
                 .env("PDM_PYPI_URL", index)
