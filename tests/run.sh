@@ -15,10 +15,16 @@ for component in clippy rustfmt; do
     rustup component list --installed 2>/dev/null | grep -q "^$component" || rustup component add "$component"
 done
 
-# Real Python clients drive the mirror in the tests (tests/it/clients.rs); they live in a venv
-# outside the clone, at exact versions, and are installed only when missing or at another version.
-# pdm[locked] pins pdm's own dependencies to the set its release was tested with. moto's standalone
-# server is the S3-compatible bucket the S3 tests run against (tests/it/s3_server.rs).
+# The steps below install every tool the tests run, and the tests find each through a
+# PKGMIRROR_TEST_* variable. A bare `cargo test` skips a test whose tool is missing; here a
+# missing tool fails the test instead, so nothing is skipped unseen (tests/it/support/tools.rs).
+export PKGMIRROR_REQUIRE_TOOLS=1
+
+# Real Python clients drive the mirror in the tests (tests/it/support/sandbox.rs); they live in a
+# venv outside the clone, at exact versions, and are installed only when missing or at another
+# version. pdm[locked] pins pdm's own dependencies to the set its release was tested with. moto's
+# standalone server is the S3-compatible bucket the S3 tests run against
+# (tests/it/support/s3_server.rs).
 step "python clients"
 venv="${PKGMIRROR_TEST_VENV:-$HOME/.cache/pkgmirror/venv}"
 export PKGMIRROR_TEST_VENV="$venv"

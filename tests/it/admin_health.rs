@@ -2,8 +2,8 @@
 
 use serde_json::json;
 
-use crate::fixtures::{json_list, simple_json};
-use crate::harness::*;
+use crate::support::fixtures::{json_list, simple_json};
+use crate::support::*;
 
 #[tokio::test]
 async fn admin_endpoints_need_the_token_when_one_is_set() {

@@ -1,7 +1,8 @@
 //! The web UI in a real browser: Debian's Chromium, driven by playwright-core through
 //! `tests/browser/ui_flow.mjs`, against the real server with a fake upstream. `tests/run.sh`
-//! installs both and sets `PKGMIRROR_TEST_NODE_MODULES`; without them this test fails (it does
-//! not skip). Screenshots go to `$PKGMIRROR_TEST_ARTIFACTS` or `test-artifacts/browser`.
+//! installs both and sets `PKGMIRROR_TEST_NODE_MODULES`; without them this test is skipped (see
+//! `support::tools::require`). Screenshots go to `$PKGMIRROR_TEST_ARTIFACTS` or
+//! `test-artifacts/browser`.
 
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
@@ -10,10 +11,9 @@ use std::time::Duration;
 
 use tokio::io::AsyncReadExt;
 
-use crate::files::payload;
-use crate::fixtures::{json_list, simple_json};
-use crate::harness::*;
-use crate::maintenance::publish;
+use crate::support::fixtures::{json_list, payload, publish, simple_json};
+use crate::support::tools::{Tool, require};
+use crate::support::*;
 
 const TOKEN: &str = "browser-admin-token";
 const SCREENSHOTS: [&str; 7] = [
@@ -26,33 +26,6 @@ const SCREENSHOTS: [&str; 7] = [
     "06-admin-log.png",
 ];
 
-/// Where playwright-core is installed and which Chromium runs; panics saying how to get them.
-fn browser_tools() -> (PathBuf, PathBuf) {
-    let node_modules = std::env::var_os("PKGMIRROR_TEST_NODE_MODULES")
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            panic!(
-                "PKGMIRROR_TEST_NODE_MODULES is not set: run the suite with `bash tests/run.sh`, \
-                 which installs Chromium and playwright-core and sets it"
-            )
-        });
-    assert!(
-        node_modules.join("playwright-core/package.json").is_file(),
-        "no playwright-core in {}: run `bash tests/run.sh` to install it",
-        node_modules.display()
-    );
-    let chromium = std::env::var_os("CHROMIUM")
-        .filter(|v| !v.is_empty())
-        .map_or_else(|| PathBuf::from("/usr/bin/chromium"), PathBuf::from);
-    assert!(
-        chromium.is_file(),
-        "no Chromium at {}: run `bash tests/run.sh` to install it",
-        chromium.display()
-    );
-    (node_modules, chromium)
-}
-
 fn artifacts_dir(repo: &Path) -> PathBuf {
     std::env::var_os("PKGMIRROR_TEST_ARTIFACTS")
         .filter(|v| !v.is_empty())
@@ -60,8 +33,13 @@ fn artifacts_dir(repo: &Path) -> PathBuf {
 }
 
 /// Runs `node script` with `env`, killed after `limit`; returns (exit code, stdout + stderr).
-async fn run_node(script: &Path, env: &[(&str, &OsStr)], limit: Duration) -> (Option<i32>, String) {
-    let mut cmd = tokio::process::Command::new("node");
+async fn run_node(
+    node: &Path,
+    script: &Path,
+    env: &[(&str, &OsStr)],
+    limit: Duration,
+) -> (Option<i32>, String) {
+    let mut cmd = tokio::process::Command::new(node);
     cmd.arg(script)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -106,7 +84,13 @@ async fn run_node(script: &Path, env: &[(&str, &OsStr)], limit: Duration) -> (Op
 
 #[tokio::test]
 async fn the_web_ui_works_in_a_real_browser() {
-    let (node_modules, chromium) = browser_tools();
+    let Some(node_modules) = require(Tool::Playwright) else {
+        return;
+    };
+    let Some(chromium) = require(Tool::Chromium) else {
+        return;
+    };
+    let Some(node) = require(Tool::Node) else { return };
     let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
     let artifacts = artifacts_dir(repo);
     std::fs::create_dir_all(&artifacts).unwrap();
@@ -151,6 +135,7 @@ async fn the_web_ui_works_in_a_real_browser() {
     assert_eq!(index.hits("demo/"), 1);
 
     let (code, output) = run_node(
+        &node,
         &repo.join("tests/browser/ui_flow.mjs"),
         &[
             ("BASE_URL", server.base.as_ref()),

@@ -4,26 +4,10 @@
 use std::time::Duration;
 
 use serde_json::json;
-use sha2::{Digest, Sha256};
 
-use crate::harness::*;
-
-/// Deterministic bytes that do not compress to nothing.
-pub fn payload(len: usize, seed: u8) -> Vec<u8> {
-    let mut state = u32::from(seed).wrapping_mul(2_654_435_761) | 1;
-    (0..len)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 17;
-            state ^= state << 5;
-            state as u8
-        })
-        .collect()
-}
-
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
-}
+use crate::support::fixtures::{payload, sha256_hex};
+use crate::support::packages;
+use crate::support::*;
 
 /// Lists `filename` on `demo`'s page with the given sha256 and size, served at `/files/{filename}`.
 fn publish(fake: &FakeIndex, filename: &str, body: &[u8], listed_sha: &str) {
@@ -52,18 +36,6 @@ fn launch(fake: &FakeIndex) -> Launch {
     let mut launch = Launch::with_upstreams(&[&fake.url()], "10m");
     launch.env("PKGMIRROR__PYPI__ALLOW_PRIVATE_UPSTREAMS", "true");
     launch
-}
-
-pub fn blob_files(dir: &tempfile::TempDir, sub: &str) -> usize {
-    fn count(path: &std::path::Path) -> usize {
-        std::fs::read_dir(path).map_or(0, |entries| {
-            entries
-                .flatten()
-                .map(|e| if e.path().is_dir() { count(&e.path()) } else { 1 })
-                .sum()
-        })
-    }
-    count(&dir.path().join("blobs").join(sub))
 }
 
 #[tokio::test]
@@ -382,7 +354,7 @@ async fn core_metadata_is_served_and_verified() {
 #[tokio::test]
 async fn metadata_is_extracted_from_a_cached_wheel_when_the_index_offers_none() {
     let fake = FakeIndex::start();
-    let wheel = crate::packages::wheel("demo", "1.0", &["lib-a>=1.0"], Some(">=3.8"));
+    let wheel = packages::wheel("demo", "1.0", &["lib-a>=1.0"], Some(">=3.8"));
     let metadata = wheel.metadata.clone().expect("a wheel has METADATA");
     publish(&fake, &wheel.filename, &wheel.bytes, &wheel.sha256);
     let dir = temp_dir();

@@ -6,7 +6,7 @@
 //!
 //! rebar3 comes from `tests/run.sh`, which unpacks Debian's escript and names it in
 //! `PKGMIRROR_TEST_REBAR3`; without that variable `rebar3` on `PATH` is used, and without either
-//! the tests fail (they are never skipped).
+//! the tests are skipped (see `support::tools::require`).
 //!
 //! rebar3 runs with an emptied environment: `HOME`, `TMPDIR` and `REBAR_CACHE_DIR` in a temp dir,
 //! the repository at `HEX_CDN`, the test key pinned in the project's `rebar.config`, no proxy.
@@ -26,8 +26,11 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use crate::harness::*;
-use crate::hex_fixtures::{HexRepo, HexRepoBuilder, SignWith, TEST_PUBLIC_KEY, release, standard};
+use crate::support::hex_fixtures::{
+    HexRepo, HexRepoBuilder, SignWith, TEST_PUBLIC_KEY, release, serve, standard,
+};
+use crate::support::tools::{self, Run, Tool, require, run_tool};
+use crate::support::*;
 
 /// The longest one rebar3 command may run before it is killed.
 const REBAR3_TIMEOUT: Duration = Duration::from_secs(120);
@@ -47,32 +50,6 @@ const TAMPERED: &str = "/tarballs/fixfoo-1.1.0.tar";
 
 // ---------------------------------------------------------------------------------------------
 // rebar3
-
-/// The rebar3 escript to run, or a failure saying how to get one.
-fn rebar3() -> PathBuf {
-    if let Some(path) = std::env::var_os("PKGMIRROR_TEST_REBAR3").filter(|p| !p.is_empty()) {
-        let path = PathBuf::from(path);
-        assert!(
-            path.is_file(),
-            "PKGMIRROR_TEST_REBAR3 names {}, which does not exist: run `bash tests/run.sh`, which \
-             installs Erlang and rebar3",
-            path.display()
-        );
-        return path;
-    }
-    std::env::var_os("PATH")
-        .iter()
-        .flat_map(std::env::split_paths)
-        .map(|dir| dir.join("rebar3"))
-        .find(|path| path.is_file())
-        .unwrap_or_else(|| {
-            panic!(
-                "rebar3 is not installed (PKGMIRROR_TEST_REBAR3 is unset and there is no rebar3 \
-                 on PATH): run `bash tests/run.sh`, which installs Erlang and Debian's rebar3 \
-                 escript and points PKGMIRROR_TEST_REBAR3 at it"
-            )
-        })
-}
 
 /// Runs `cmd` (shown as `what`), killed after [`REBAR3_TIMEOUT`].
 async fn run(cmd: Command, what: String) -> Run {
@@ -111,7 +88,7 @@ impl Rebar3User {
     /// developer's environment (no proxy, no `ERL_*` or `REBAR_*` settings); `PATH` only so the
     /// escript finds `escript` and `erl`. `DIAGNOSTIC=1` makes rebar3 report every request.
     async fn rebar3(&mut self, arg: &str, project: &Path, cdn: &str) -> Run {
-        let mut cmd = Command::new(rebar3());
+        let mut cmd = Command::new(tools::path(Tool::Rebar3));
         cmd.arg(arg)
             .current_dir(project)
             .env_clear()
@@ -236,13 +213,6 @@ fn straight(fake: &FakeIndex) -> String {
     fake.root_url().trim_end_matches('/').to_owned()
 }
 
-/// Serves every file of `repo` at its path.
-fn serve(fake: &FakeIndex, repo: &HexRepo) {
-    for (path, bytes) in &repo.files {
-        fake.file(path, "application/octet-stream", bytes.clone());
-    }
-}
-
 /// The standard repository with one bit flipped in the last data byte of `TAMPERED`.
 fn tampered() -> HexRepo {
     let mut repo = standard();
@@ -318,6 +288,7 @@ fn assert_only_the_mirror_asked(fake: &FakeIndex) {
 
 #[tokio::test]
 async fn rebar3_compiles_the_hex_fixtures_straight_from_a_fake_upstream() {
+    let Some(_) = require(Tool::Rebar3) else { return };
     let fake = FakeIndex::start();
     let repo = standard();
     serve(&fake, &repo);
@@ -359,6 +330,7 @@ async fn rebar3_compiles_the_hex_fixtures_straight_from_a_fake_upstream() {
 
 #[tokio::test]
 async fn rebar3_refuses_faulty_hex_fixtures_straight_from_a_fake_upstream() {
+    let Some(_) = require(Tool::Rebar3) else { return };
     let [by_other_key, of_evil] = unverifiable();
     for (fault, repo) in [("a tampered tarball", tampered()), by_other_key, of_evil] {
         let fake = FakeIndex::start();
@@ -374,6 +346,7 @@ async fn rebar3_refuses_faulty_hex_fixtures_straight_from_a_fake_upstream() {
 
 #[tokio::test]
 async fn rebar3_compiles_through_the_hex_mirror_then_from_its_cache_with_the_upstream_gone() {
+    let Some(_) = require(Tool::Rebar3) else { return };
     let fake = FakeIndex::start();
     serve(&fake, &standard());
     let dir = temp_dir();
@@ -456,6 +429,7 @@ async fn rebar3_compiles_through_the_hex_mirror_then_from_its_cache_with_the_ups
 
 #[tokio::test]
 async fn rebar3_compiles_through_the_hex_mirror_with_a_trailing_slash_in_hex_cdn() {
+    let Some(_) = require(Tool::Rebar3) else { return };
     // rebar3 keeps the slash: it asks for `/hex//packages/fixbar` and so on.
     let fake = FakeIndex::start();
     serve(&fake, &standard());
@@ -473,6 +447,7 @@ async fn rebar3_compiles_through_the_hex_mirror_with_a_trailing_slash_in_hex_cdn
 
 #[tokio::test]
 async fn rebar3_fails_on_a_tampered_tarball_through_the_hex_mirror() {
+    let Some(_) = require(Tool::Rebar3) else { return };
     let fake = FakeIndex::start();
     let repo = tampered();
     serve(&fake, &repo);
@@ -500,6 +475,7 @@ async fn rebar3_fails_on_a_tampered_tarball_through_the_hex_mirror() {
 
 #[tokio::test]
 async fn rebar3_fails_on_registry_files_the_hex_mirror_cannot_verify() {
+    let Some(_) = require(Tool::Rebar3) else { return };
     for (fault, repo) in unverifiable() {
         let fake = FakeIndex::start();
         serve(&fake, &repo);

@@ -5,18 +5,13 @@
 
 use std::time::Duration;
 
-use crate::files::{blob_files, sha256_hex};
-use crate::harness::*;
-use crate::hex_fixtures::{HexRepo, HexRepoBuilder, SignWith, TEST_PUBLIC_KEY, release, standard};
-use crate::maintenance::cache_command;
+use crate::support::fixtures::{payload, sha256_hex};
+use crate::support::hex_fixtures::{
+    HexRepo, HexRepoBuilder, SignWith, TEST_PUBLIC_KEY, release, serve, standard,
+};
+use crate::support::*;
 
 const OCTETS: &str = "application/octet-stream";
-
-fn serve(fake: &FakeIndex, repo: &HexRepo) {
-    for (path, bytes) in &repo.files {
-        fake.file(path, OCTETS, bytes.clone());
-    }
-}
 
 /// A fake serving the standard fixture repository, and a mirror in front of it.
 fn mirror(ttl: &str) -> (FakeIndex, HexRepo, tempfile::TempDir, Server) {
@@ -402,7 +397,7 @@ async fn concurrent_cold_clients_share_one_upstream_fetch() {
 #[tokio::test]
 async fn docs_public_key_and_installs_are_cached_as_blobs() {
     let (fake, _repo, _dir, server) = mirror("10m");
-    let docs = crate::files::payload(100_000, 61);
+    let docs = payload(100_000, 61);
     fake.file("/docs/fixbar-0.1.0.tar.gz", OCTETS, docs.clone());
     fake.file(
         "/installs/hex-1.x.csv",

@@ -5,7 +5,8 @@
 //! serve the exact bytes from its own file route, and pip and uv must install the tree through it.
 //!
 //! The servers come from the venv of `tests/run.sh`, whose `bin` directory
-//! `PKGMIRROR_TEST_SERVERS_BIN` names; a missing server fails the test (it is never skipped).
+//! `PKGMIRROR_TEST_SERVERS_BIN` names; a test whose server or client is missing is skipped (see
+//! `support::tools::require`).
 //! They listen on 127.0.0.1 only, keep their data in a temp dir, and can reach nothing else: devpi
 //! has no mirror of a public index, pypiserver's fallback redirect is off, proxpi's upstream is a
 //! fake index, and any other host goes through a proxy that is not there.
@@ -19,32 +20,14 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use url::Url;
 
-use crate::clients::{Client, install};
-use crate::harness::*;
-use crate::packages::{self, Dist};
+use crate::support::packages::{self, Dist};
+use crate::support::sandbox::{Client, install};
+use crate::support::tools::{self, Tool, require_all, run_tool};
+use crate::support::*;
 
 /// How long a server may take to answer its first request; devpi is the slowest (a few seconds
 /// on a loaded machine).
 const STARTUP: Duration = Duration::from_secs(60);
-
-/// A server program from the servers venv, or a failure saying how to get it.
-fn server_program(name: &str) -> PathBuf {
-    let bin = std::env::var_os("PKGMIRROR_TEST_SERVERS_BIN")
-        .filter(|p| !p.is_empty())
-        .unwrap_or_else(|| {
-            panic!(
-                "PKGMIRROR_TEST_SERVERS_BIN is not set: run `bash tests/run.sh`, which installs \
-                 pypiserver, devpi-server and proxpi into a venv and points it at the venv's bin"
-            )
-        });
-    let path = Path::new(&bin).join(name);
-    assert!(
-        path.is_file(),
-        "{} is missing: run `bash tests/run.sh`, which installs the index servers",
-        path.display()
-    );
-    path
-}
 
 /// A port on 127.0.0.1 that was free a moment ago (the servers take a port, not a socket).
 fn free_port() -> u16 {
@@ -149,7 +132,7 @@ async fn pypiserver(dists: &[Dist]) -> IndexServer {
         std::fs::write(packages.join(&dist.filename), &dist.bytes).unwrap();
     }
     let port = free_port().to_string();
-    let mut cmd = IndexServer::command(server_program("pypi-server"), dir.path());
+    let mut cmd = IndexServer::command(tools::path(Tool::IndexServer("pypi-server")), dir.path());
     // `-a . -P .`: no authentication at all (nothing is uploaded to it).
     cmd.args([
         "run",
@@ -173,14 +156,14 @@ const DEVPI_INDEX: &str = "root/test";
 async fn devpi(dists: &[Dist]) -> IndexServer {
     let dir = temp_dir();
     let data = dir.path().join("data");
-    let mut init = IndexServer::command(server_program("devpi-init"), dir.path());
+    let mut init = IndexServer::command(tools::path(Tool::IndexServer("devpi-init")), dir.path());
     init.arg("--serverdir").arg(&data).arg("--no-root-pypi");
     let what = format!("devpi-init --serverdir {} --no-root-pypi", data.display());
     let run = run_tool(init, what, STARTUP, "").await;
     assert!(run.ok(), "{}", run.report());
 
     let port = free_port().to_string();
-    let mut cmd = IndexServer::command(server_program("devpi-server"), dir.path());
+    let mut cmd = IndexServer::command(tools::path(Tool::IndexServer("devpi-server")), dir.path());
     cmd.arg("--serverdir")
         .arg(&data)
         .args(["--host", "127.0.0.1", "--port", &port])
@@ -280,7 +263,7 @@ fn upload_form(dist: &Dist) -> (String, Vec<u8>) {
 async fn proxpi(fake: &FakeIndex) -> IndexServer {
     let dir = temp_dir();
     let port = free_port().to_string();
-    let mut cmd = IndexServer::command(server_program("flask"), dir.path());
+    let mut cmd = IndexServer::command(tools::path(Tool::IndexServer("flask")), dir.path());
     cmd.args([
         "--app",
         "proxpi.server:app",
@@ -478,6 +461,9 @@ async fn clients_install(server: &Server) {
 
 #[tokio::test]
 async fn pypiserver_upstream() {
+    if !require_all(&[Tool::IndexServer("pypi-server"), Tool::Pip, Tool::Uv]) {
+        return;
+    }
     let dists = packages::tree();
     let upstream = pypiserver(&dists).await;
 
@@ -497,6 +483,14 @@ async fn pypiserver_upstream() {
 
 #[tokio::test]
 async fn devpi_upstream() {
+    if !require_all(&[
+        Tool::IndexServer("devpi-init"),
+        Tool::IndexServer("devpi-server"),
+        Tool::Pip,
+        Tool::Uv,
+    ]) {
+        return;
+    }
     let dists = packages::tree();
     let upstream = devpi(&dists).await;
 
@@ -514,6 +508,9 @@ async fn devpi_upstream() {
 
 #[tokio::test]
 async fn proxpi_upstream() {
+    if !require_all(&[Tool::IndexServer("flask"), Tool::Pip, Tool::Uv]) {
+        return;
+    }
     let dists = packages::tree();
     let fake = FakeIndex::start();
     packages::serve(&fake, &dists);

@@ -16,8 +16,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::clients::{Client, Sandbox, install_in};
-use crate::harness::*;
+use crate::support::sandbox::{Client, Sandbox, install_in};
+use crate::support::tools::require_all;
+use crate::support::*;
 
 /// Projects whose pages are compared with the upstream's own JSON: dots, underscores and
 /// capitals in names, a very large page, yanked files, metadata files, an sdist-only project.
@@ -241,6 +242,9 @@ async fn fetch_text(url: &str, accept: &str) -> (u16, String) {
 #[tokio::test]
 #[ignore = "the live stage against the public index: `bash tests/run.sh` runs it"]
 async fn the_public_index_through_the_mirror_then_from_its_cache_alone() {
+    if !require_all(&Client::ALL.map(Client::tool)) {
+        return;
+    }
     let index = live_index();
     let upstream = PassThrough::start(&index);
     let data = temp_dir();

@@ -1,56 +1,21 @@
 //! The blob store's upkeep: LRU eviction under `storage.max_size` (never a download under way),
 //! reconciliation at start-up, and the `cache stats|verify|gc` commands with the data dir lock.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::files::{payload, sha256_hex};
-use crate::harness::*;
+use crate::support::fixtures::{payload, publish, sha256_hex};
+use crate::support::*;
 
 const MIB: usize = 1024 * 1024;
-
-/// Lists `files` (name, bytes, the fake that serves them) on `demo`'s page on `index`.
-pub fn publish(index: &FakeIndex, files: &[(&str, &[u8], &FakeIndex)]) {
-    let mut listed = Vec::new();
-    for (name, body, host) in files {
-        host.file(
-            &format!("/files/{name}"),
-            "application/octet-stream",
-            body.to_vec(),
-        );
-        listed.push(json!({
-            "filename": name,
-            "url": format!("http://{}/files/{name}", host.addr),
-            "hashes": {"sha256": sha256_hex(body)},
-            "size": body.len(),
-        }));
-    }
-    index.json(
-        "demo/",
-        &json!({
-            "meta": {"api-version": "1.1"},
-            "name": "demo",
-            "versions": ["1.0"],
-            "files": listed,
-        }),
-    );
-}
 
 fn launch(index: &FakeIndex, max_size: &str) -> Launch {
     let mut launch = Launch::with_upstreams(&[&index.url()], "10m");
     launch.env("PKGMIRROR__PYPI__ALLOW_PRIVATE_UPSTREAMS", "true");
     launch.env("PKGMIRROR__STORAGE__MAX_SIZE", max_size);
     launch
-}
-
-fn blob_path(dir: &Path, sha: &str) -> PathBuf {
-    dir.join("blobs/sha256")
-        .join(&sha[..2])
-        .join(&sha[2..4])
-        .join(sha)
 }
 
 fn stored(dir: &Path, body: &[u8]) -> bool {
@@ -84,36 +49,6 @@ async fn wait_until(what: &str, server: &Server, mut done: impl FnMut() -> bool)
 /// Access times have a resolution of one second: this makes the next access a later one.
 async fn next_second() {
     tokio::time::sleep(Duration::from_millis(1100)).await;
-}
-
-/// The binary, as the harness runs it: nothing from the developer's environment.
-fn pkgmirror(dir: &Path) -> Command {
-    let mut cmd = Command::new(binary());
-    cmd.env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .current_dir(dir);
-    cmd
-}
-
-/// Runs `pkgmirror cache ARGS --data-dir DIR` and returns (exit code, stdout, stderr).
-pub fn cache_command(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
-    let Output {
-        status,
-        stdout,
-        stderr,
-    } = pkgmirror(dir)
-        .arg("cache")
-        .args(args)
-        .arg("--data-dir")
-        .arg(dir)
-        .envs(env.iter().copied())
-        .output()
-        .expect("run pkgmirror");
-    (
-        status.code().expect("exit code"),
-        String::from_utf8_lossy(&stdout).into_owned(),
-        String::from_utf8_lossy(&stderr).into_owned(),
-    )
 }
 
 fn stats_json(dir: &Path) -> serde_json::Value {
@@ -383,7 +318,7 @@ hit ratio: 33.3% (1 hit from the store, 2 downloads of the blobs stored)
     );
 
     // A data dir without a catalogue is a mistake, not an empty cache.
-    let typo = pkgmirror(dir.path())
+    let typo = pkgmirror_command(dir.path())
         .args(["cache", "stats", "--data-dir"])
         .arg(dir.path().join("typo"))
         .output()
@@ -478,7 +413,7 @@ async fn verify_gc_and_a_second_serve_refuse_while_the_server_runs() {
     }
     assert_eq!(stats_json(dir.path())["blobs"], 1, "stats may run any time");
 
-    let second = pkgmirror(dir.path())
+    let second = pkgmirror_command(dir.path())
         .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(dir.path())
         .output()

@@ -1,19 +1,18 @@
 //! Real package tools against the mirror. `tests/run.sh` provides the Python interpreter of a venv
-//! in `PKGMIRROR_TEST_PYTHON`; run alone, the tests use `python3`.
+//! in `PKGMIRROR_TEST_PYTHON`; run alone, the tests use `python3`, and are skipped when it has no
+//! pip.
 
 use std::process::Command;
 
 use serde_json::json;
 
-use crate::fixtures::sha;
-use crate::harness::*;
-
-fn python() -> String {
-    std::env::var("PKGMIRROR_TEST_PYTHON").unwrap_or_else(|_| "python3".into())
-}
+use crate::support::fixtures::sha;
+use crate::support::tools::{Tool, require};
+use crate::support::*;
 
 #[tokio::test]
 async fn pip_lists_versions_through_the_mirror() {
+    let Some(python) = require(Tool::Pip) else { return };
     let fake = FakeIndex::start();
     fake.json(
         "demo-pkg/",
@@ -35,7 +34,7 @@ async fn pip_lists_versions_through_the_mirror() {
     let server = Server::start(dir.path(), &Launch::with_upstreams(&[&fake.url()], "10m"));
     let index_url = server.url("/simple/");
     let output = tokio::task::spawn_blocking(move || {
-        Command::new(python())
+        Command::new(python)
             .args([
                 "-m",
                 "pip",

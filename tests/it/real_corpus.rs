@@ -11,8 +11,9 @@ use pep440_rs::{Version, VersionSpecifiers};
 use serde_json::Value;
 use url::Url;
 
-use crate::clients::{self, Client, Sandbox, install_in};
-use crate::harness::*;
+use crate::support::sandbox::{Client, Sandbox, install_in};
+use crate::support::tools::{Tool, require};
+use crate::support::*;
 
 const CORPUS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/real");
 
@@ -258,12 +259,15 @@ fn expected_pip_versions(project: &str, python: &Version) -> Vec<String> {
 
 /// `pip index versions` through the mirror, for real projects asked under their usual spelling.
 async fn pip_lists_the_real_versions(format: Format) {
+    let Some(interpreter) = require(Tool::Pip) else {
+        return;
+    };
     let fake = corpus_upstream(format);
     let data = temp_dir();
     let server = mirror(data.path(), &fake);
     let index = server.url("/simple/");
     let mut sandbox = Sandbox::new();
-    let mut version = sandbox.command(clients::python());
+    let mut version = sandbox.command(&interpreter);
     version.args(["-c", "import platform; print(platform.python_version())"]);
     let python = Version::from_str(sandbox.must(version, &server).await.stdout.trim()).unwrap();
     for requested in [
@@ -277,7 +281,7 @@ async fn pip_lists_the_real_versions(format: Format) {
         let project = requested.replace('_', "-").to_ascii_lowercase();
         let expected = expected_pip_versions(&project, &python);
         assert!(expected.len() > 5, "{project}: {expected:?}");
-        let mut pip = sandbox.command(clients::python_with_pip());
+        let mut pip = sandbox.command(&interpreter);
         pip.args(["-m", "pip", "index", "versions", requested, "--index-url", &index])
             .arg("--cache-dir")
             .arg(sandbox.path("cache/pip"));
@@ -311,6 +315,7 @@ async fn pip_lists_the_real_versions_from_an_html_upstream() {
 /// `client` installs six, idna and typing-extensions, from their real pages and wheels, through
 /// the mirror in front of an upstream of each format; each wheel is fetched upstream once.
 async fn installs_the_real_wheels(client: Client) {
+    let Some(_) = require(client.tool()) else { return };
     let manifest = manifest();
     let wheels = manifest["files"].as_object().unwrap();
     // The captured wheel of each project, by normalized name, and its version.

@@ -2,8 +2,8 @@
 
 use std::time::Duration;
 
-use crate::fixtures::{json_list, json_project, simple_json};
-use crate::harness::*;
+use crate::support::fixtures::{json_list, json_project, simple_json};
+use crate::support::*;
 
 #[tokio::test]
 async fn twenty_concurrent_first_requests_make_one_upstream_fetch() {

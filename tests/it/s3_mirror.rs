@@ -6,14 +6,15 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use crate::files::{payload, sha256_hex};
-use crate::harness::*;
-use crate::s3_server::{S3Server, unique_bucket};
+use crate::support::fixtures::{self, payload, sha256_hex};
+use crate::support::s3_server::{S3Server, unique_bucket};
+use crate::support::tools::{Tool, require};
+use crate::support::*;
 
 /// Lists every `(filename, body)` on `demo`'s page, each served by `fake` at `/files/{filename}`.
 fn publish(fake: &FakeIndex, files: &[(&str, &[u8])]) {
     let hosted: Vec<_> = files.iter().map(|(name, body)| (*name, *body, fake)).collect();
-    crate::maintenance::publish(fake, &hosted);
+    fixtures::publish(fake, &hosted);
 }
 
 fn launch(fake: &FakeIndex, s3: &S3Server, bucket: &str, backend: &str) -> Launch {
@@ -29,13 +30,6 @@ fn launch(fake: &FakeIndex, s3: &S3Server, bucket: &str, backend: &str) -> Launc
 /// The object key of a blob with no prefix configured.
 fn blob_key(sha: &str) -> String {
     format!("sha256/{}/{}/{sha}", &sha[..2], &sha[2..4])
-}
-
-fn local_copy(dir: &Path, sha: &str) -> std::path::PathBuf {
-    dir.join("blobs/sha256")
-        .join(&sha[..2])
-        .join(&sha[2..4])
-        .join(sha)
 }
 
 async fn fetch(server: &Server, filename: &str) -> (u16, String, Vec<u8>) {
@@ -60,6 +54,7 @@ async fn eventually(what: &str, limit: Duration, mut check: impl AsyncFnMut() ->
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tiered_writes_both_tiers_evicts_locally_and_fills_from_s3() {
+    let Some(_) = require(Tool::Moto) else { return };
     let s3 = S3Server::start();
     let bucket = unique_bucket();
     s3.create_bucket(&bucket).await;
@@ -81,7 +76,7 @@ async fn tiered_writes_both_tiers_evicts_locally_and_fills_from_s3() {
     assert_eq!((status, cache.as_str()), (200, "miss"));
     assert_eq!(body, first);
     assert!(s3.keys(&bucket).await.contains(&blob_key(&first_sha)));
-    assert!(local_copy(dir.path(), &first_sha).is_file());
+    assert!(blob_path(dir.path(), &first_sha).is_file());
 
     // The second file pushes the first out of the local tier, not out of S3.
     let (_, _, body) = fetch(&server, "demo-2.0.tar.gz").await;
@@ -91,10 +86,10 @@ async fn tiered_writes_both_tiers_evicts_locally_and_fills_from_s3() {
     eventually(
         "eviction from the local tier",
         Duration::from_secs(5),
-        async || !local_copy(dir.path(), &first_sha).exists(),
+        async || !blob_path(dir.path(), &first_sha).exists(),
     )
     .await;
-    assert!(local_copy(dir.path(), &second_sha).is_file());
+    assert!(blob_path(dir.path(), &second_sha).is_file());
 
     // A local miss is served from S3 (not upstream) and fills the local tier again.
     let (status, cache, body) = fetch(&server, "demo-1.0.tar.gz").await;
@@ -102,7 +97,7 @@ async fn tiered_writes_both_tiers_evicts_locally_and_fills_from_s3() {
     assert_eq!(body, first);
     assert_eq!(fake.hits_of("/files/demo-1.0.tar.gz"), 1);
     eventually("the local tier fill", Duration::from_secs(10), async || {
-        local_copy(dir.path(), &first_sha).is_file()
+        blob_path(dir.path(), &first_sha).is_file()
     })
     .await;
     let health = get_json(&server.url("/health")).await;
@@ -117,6 +112,7 @@ async fn tiered_writes_both_tiers_evicts_locally_and_fills_from_s3() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_nodes_on_one_bucket_share_files_with_the_upstream_down() {
+    let Some(_) = require(Tool::Moto) else { return };
     let s3 = S3Server::start();
     let bucket = unique_bucket();
     s3.create_bucket(&bucket).await;
@@ -154,6 +150,7 @@ async fn two_nodes_on_one_bucket_share_files_with_the_upstream_down() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_s3_down_the_mirror_degrades_serves_and_recovers() {
+    let Some(_) = require(Tool::Moto) else { return };
     let mut s3 = S3Server::start();
     let bucket = unique_bucket();
     s3.create_bucket(&bucket).await;
@@ -207,6 +204,7 @@ async fn with_s3_down_the_mirror_degrades_serves_and_recovers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ranges_pass_through_to_s3() {
+    let Some(_) = require(Tool::Moto) else { return };
     let s3 = S3Server::start();
     let bucket = unique_bucket();
     s3.create_bucket(&bucket).await;
@@ -218,7 +216,7 @@ async fn ranges_pass_through_to_s3() {
     let url = server.url("/simple/demo/demo-1.0.tar.gz");
     assert_eq!(fetch(&server, "demo-1.0.tar.gz").await.2, body);
     // Nothing of it stays on local disk with the s3 backend.
-    assert!(!local_copy(dir.path(), &sha256_hex(&body)).exists());
+    assert!(!blob_path(dir.path(), &sha256_hex(&body)).exists());
 
     let ranged = client()
         .get(&url)
@@ -255,6 +253,7 @@ async fn ranges_pass_through_to_s3() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bucket_that_cannot_be_used_stops_the_start_with_its_name() {
+    let Some(_) = require(Tool::Moto) else { return };
     let s3 = S3Server::start();
     let fake = FakeIndex::start();
     let dir = temp_dir();
@@ -285,30 +284,15 @@ fn cache_command(
     backend: &str,
     args: &[&str],
 ) -> (i32, String, String) {
-    let Output {
-        status,
-        stdout,
-        stderr,
-    } = Command::new(binary())
-        .arg("cache")
-        .args(args)
-        .arg("--data-dir")
-        .arg(dir)
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("PKGMIRROR__STORAGE__BACKEND", backend)
-        .envs(s3.env(bucket))
-        .output()
-        .expect("run pkgmirror");
-    (
-        status.code().expect("exit code"),
-        String::from_utf8_lossy(&stdout).into_owned(),
-        String::from_utf8_lossy(&stderr).into_owned(),
-    )
+    let mut env = s3.env(bucket);
+    env.push(("PKGMIRROR__STORAGE__BACKEND".into(), backend.into()));
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    crate::support::cache_command(dir, args, &env)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cache_verify_and_gc_work_on_the_bucket() {
+    let Some(_) = require(Tool::Moto) else { return };
     let s3 = S3Server::start();
     let bucket = unique_bucket();
     s3.create_bucket(&bucket).await;

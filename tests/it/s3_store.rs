@@ -1,4 +1,4 @@
-//! The S3 blob store against a real S3-compatible server (moto, see s3_server.rs): the object
+//! The S3 blob store against a real S3-compatible server (moto, see support/s3_server.rs): the object
 //! layout, multipart uploads while bytes arrive, nothing left behind by a mismatch, an abort or a
 //! dropped writer, and an outage that fails fast and heals.
 //!
@@ -15,7 +15,8 @@ use pkgmirror::storage::blob::{
 };
 use sha2::{Digest, Sha256};
 
-use crate::s3_server::{S3Server, in_s3_env, unique_bucket};
+use crate::support::s3_server::{S3Server, in_s3_env, unique_bucket};
+use crate::support::tools::{Tool, require};
 
 const MIB: u64 = 1024 * 1024;
 /// S3's smallest part (all but the last).
@@ -191,6 +192,7 @@ async fn read_body(body: BlobBody) -> (u64, Option<ByteRange>, Vec<u8>) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn small_blob_round_trip_under_the_prefix() {
+    let Some(_) = require(Tool::Moto) else { return };
     if !in_s3_env() {
         return;
     }
@@ -260,6 +262,7 @@ async fn small_blob_round_trip_under_the_prefix() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn large_blobs_go_up_in_parts() {
+    let Some(_) = require(Tool::Moto) else { return };
     if !in_s3_env() {
         return;
     }
@@ -348,6 +351,7 @@ async fn large_blobs_go_up_in_parts() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hash_mismatch_leaves_nothing_behind() {
+    let Some(_) = require(Tool::Moto) else { return };
     if !in_s3_env() {
         return;
     }
@@ -403,6 +407,7 @@ async fn hash_mismatch_leaves_nothing_behind() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn abort_and_drop_leave_nothing_behind() {
+    let Some(_) = require(Tool::Moto) else { return };
     if !in_s3_env() {
         return;
     }
@@ -446,6 +451,7 @@ async fn abort_and_drop_leave_nothing_behind() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn outage_fails_fast_stages_on_and_heals() {
+    let Some(_) = require(Tool::Moto) else { return };
     if !in_s3_env() {
         return;
     }
@@ -516,6 +522,7 @@ async fn outage_fails_fast_stages_on_and_heals() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn quarantine_moves_the_object_aside() {
+    let Some(_) = require(Tool::Moto) else { return };
     if !in_s3_env() {
         return;
     }

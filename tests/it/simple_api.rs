@@ -5,8 +5,8 @@ use std::io::Read;
 
 use serde_json::json;
 
-use crate::fixtures::{html_list, html_project, json_list, json_project, sha, simple_json};
-use crate::harness::*;
+use crate::support::fixtures::{html_list, html_project, json_list, json_project, sha, simple_json};
+use crate::support::*;
 
 fn start_with(fake: &FakeIndex, dir: &tempfile::TempDir) -> Server {
     Server::start(dir.path(), &Launch::with_upstreams(&[&fake.url()], "10m"))

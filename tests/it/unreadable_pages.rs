@@ -4,8 +4,8 @@
 
 use serde_json::json;
 
-use crate::fixtures::sha;
-use crate::harness::*;
+use crate::support::fixtures::sha;
+use crate::support::*;
 
 fn html_page(files: &[(&str, char)]) -> String {
     let links: String = files

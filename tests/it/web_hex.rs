@@ -14,12 +14,12 @@ use pkgmirror::storage::Catalogue;
 use pkgmirror::storage::catalogue::{BlobAccess, FileRecord, ProjectRecord};
 use pkgmirror::storage::data_dir::{BLOBS_DIR, CATALOGUE_FILE};
 
-use crate::files::{payload, sha256_hex};
-use crate::harness::*;
-use crate::web_ui::{
+use crate::support::fixtures::{payload, sha256_hex};
+use crate::support::web::{
     Browser, Page, assert_error_page, assert_ui_page, attr_values, links, listed, row_linking, snippet,
     text_of, texts_after,
 };
+use crate::support::*;
 
 const HEX_UPSTREAM: &str = "http://127.0.0.1:9/hex";
 const PYPI_UPSTREAM: &str = "http://127.0.0.1:9/simple/";
@@ -539,12 +539,12 @@ async fn home_page_shows_mix_and_rebar3_setup_only_when_the_hex_mirror_is_on() {
 #[tokio::test]
 async fn an_admin_clears_a_hex_registry_file_and_home_shows_the_hex_upstream() {
     let fake = FakeIndex::start();
-    for (path, bytes) in &crate::hex_fixtures::standard().files {
+    for (path, bytes) in &crate::support::hex_fixtures::standard().files {
         fake.file(path, "application/octet-stream", bytes.clone());
     }
     let dir = temp_dir();
     let mut launch = Launch::with_hex(&fake.root_url(), "10m");
-    launch.env("PKGMIRROR__SERVER__ADMIN_TOKEN", crate::web_ui::TOKEN);
+    launch.env("PKGMIRROR__SERVER__ADMIN_TOKEN", crate::support::web::TOKEN);
     let server = Server::start(dir.path(), &launch);
     let fetch = || async {
         let response = client()
@@ -567,7 +567,7 @@ async fn an_admin_clears_a_hex_registry_file_and_home_shows_the_hex_upstream() {
         "{}",
         home.body
     );
-    let csrf = crate::web_ui::sign_in(&mut b).await;
+    let csrf = crate::support::web::sign_in(&mut b).await;
     let admin = b.get("/admin").await;
     assert!(
         admin.body.contains("<form id=\"forget-hex-package\""),
@@ -575,7 +575,7 @@ async fn an_admin_clears_a_hex_registry_file_and_home_shows_the_hex_upstream() {
         admin.body
     );
 
-    let (_, refused) = crate::web_ui::act(
+    let (_, refused) = crate::support::web::act(
         &mut b,
         &csrf,
         "forget-hex-package",
@@ -589,7 +589,7 @@ async fn an_admin_clears_a_hex_registry_file_and_home_shows_the_hex_upstream() {
             .starts_with("refused: 'Bad-Name' is not a hex package name"),
         "{refused:?}"
     );
-    let (_, row) = crate::web_ui::act(
+    let (_, row) = crate::support::web::act(
         &mut b,
         &csrf,
         "forget-hex-package",

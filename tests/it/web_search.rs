@@ -14,9 +14,9 @@ use pkgmirror::storage::browse::{ProjectQuery, ProjectSort};
 use pkgmirror::storage::data_dir::{BLOBS_DIR, CATALOGUE_FILE};
 use rusqlite::{Connection, params};
 
-use crate::files::{payload, sha256_hex};
-use crate::harness::*;
-use crate::web_ui::{Browser, Page, assert_ui_page, listed, row_linking, text_of};
+use crate::support::fixtures::{payload, sha256_hex};
+use crate::support::web::{Browser, Page, assert_ui_page, listed, row_linking, text_of};
+use crate::support::*;
 
 /// Generated projects; with the two special ones the catalogue holds 100,000.
 const GENERATED: i64 = 99_998;

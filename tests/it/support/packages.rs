@@ -13,7 +13,8 @@ use flate2::Compression;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use crate::harness::FakeIndex;
+use super::fake_index::FakeIndex;
+use super::fixtures::sha256_hex;
 
 /// One distribution file.
 pub struct Dist {
@@ -85,10 +86,6 @@ pub fn normalize(name: &str) -> String {
 /// The name as it appears in file names and as the import package: normalized, with `_`.
 fn underscored(name: &str) -> String {
     normalize(name).replace('-', "_")
-}
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
 }
 
 /// Core metadata (`METADATA` in a wheel, `PKG-INFO` in an sdist).

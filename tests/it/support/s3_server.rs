@@ -1,19 +1,20 @@
 //! A real S3-compatible server for the tests: moto's standalone server (installed into the test
-//! venv by tests/run.sh) on 127.0.0.1, one process per test, stopped and started on demand to
-//! play an S3 outage.
+//! venv by tests/run.sh; a test requires `Tool::Moto` first) on 127.0.0.1, one process per test,
+//! stopped and started on demand to play an S3 outage.
 //!
 //! moto keeps everything in memory: after [`S3Server::restart`] the buckets and objects are gone,
 //! so a test that restarts it creates its bucket again.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region, RequestChecksumCalculation};
+
+use super::tools::{self, Tool};
 
 pub const ACCESS_KEY: &str = "test";
 pub const SECRET_KEY: &str = "test";
@@ -24,17 +25,6 @@ pub struct S3Server {
     port: u16,
     /// moto's stderr (its start-up banner and one line per request), for failure messages.
     logs: Arc<Mutex<Vec<String>>>,
-}
-
-/// `$PKGMIRROR_TEST_VENV/bin/moto_server`, the venv defaulting to ~/.cache/pkgmirror/venv.
-fn moto_server() -> PathBuf {
-    let venv = std::env::var_os("PKGMIRROR_TEST_VENV")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            let home = std::env::var_os("HOME").expect("HOME or PKGMIRROR_TEST_VENV must be set");
-            PathBuf::from(home).join(".cache/pkgmirror/venv")
-        });
-    venv.join("bin/moto_server")
 }
 
 impl S3Server {
@@ -182,12 +172,7 @@ impl Drop for S3Server {
 
 /// Spawns moto on `port` (0: any free one) and returns it once it answers HTTP, with the port.
 fn spawn(port: u16, logs: &Arc<Mutex<Vec<String>>>) -> (Child, u16) {
-    let program = moto_server();
-    assert!(
-        program.is_file(),
-        "{} not found: run bash tests/run.sh to install moto (or set PKGMIRROR_TEST_VENV)",
-        program.display()
-    );
+    let program = tools::path(Tool::Moto);
     let mut child = Command::new(&program)
         .args(["-H", "127.0.0.1", "-p", &port.to_string()])
         .stdin(Stdio::null())

@@ -22,10 +22,12 @@ use rsa::sha2::Sha512;
 use rsa::signature::{SignatureEncoding, Signer};
 use sha2::{Digest, Sha256};
 
+use super::fake_index::FakeIndex;
+
 /// The test key's public half (SPKI PEM): what the mirror and rebar3 are configured with.
-pub const TEST_PUBLIC_KEY: &str = include_str!("../fixtures/hex/test_key.pub.pem");
-const TEST_KEY: &str = include_str!("../fixtures/hex/test_key.pem");
-const OTHER_KEY: &str = include_str!("../fixtures/hex/other_key.pem");
+pub const TEST_PUBLIC_KEY: &str = include_str!("../../fixtures/hex/test_key.pub.pem");
+const TEST_KEY: &str = include_str!("../../fixtures/hex/test_key.pem");
+const OTHER_KEY: &str = include_str!("../../fixtures/hex/other_key.pem");
 
 /// Every time in the registry files: 2024-01-01T00:00:00Z.
 pub const PUBLISHED_AT: i64 = 1_704_067_200;
@@ -228,6 +230,13 @@ impl HexRepo {
 
     pub fn tarball(&self, name: &str, version: &str) -> &Tarball {
         &self.tarballs[&(name.to_owned(), version.to_owned())]
+    }
+}
+
+/// Serves every file of `repo` at its path.
+pub fn serve(fake: &FakeIndex, repo: &HexRepo) {
+    for (path, bytes) in &repo.files {
+        fake.file(path, "application/octet-stream", bytes.clone());
     }
 }
 

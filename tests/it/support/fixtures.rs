@@ -1,6 +1,10 @@
-//! Upstream pages carrying every standards field, in both upstream formats.
+//! What fake upstreams serve: pages carrying every standards field, in both upstream formats, and
+//! file bodies.
 
 use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use super::fake_index::FakeIndex;
 
 pub fn sha(c: char) -> String {
     c.to_string().repeat(64)
@@ -104,4 +108,48 @@ pub fn html_list(names: &[&str]) -> String {
         .map(|n| format!("<a href=\"/simple/{}/\">{n}</a>\n", n.to_lowercase()))
         .collect();
     format!("<!DOCTYPE html><html><body>\n{links}</body></html>")
+}
+
+/// Deterministic bytes that do not compress to nothing.
+pub fn payload(len: usize, seed: u8) -> Vec<u8> {
+    let mut state = u32::from(seed).wrapping_mul(2_654_435_761) | 1;
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 17;
+            state ^= state << 5;
+            state as u8
+        })
+        .collect()
+}
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// Lists `files` (name, bytes, the fake that serves them) on `demo`'s page on `index`.
+pub fn publish(index: &FakeIndex, files: &[(&str, &[u8], &FakeIndex)]) {
+    let mut listed = Vec::new();
+    for (name, body, host) in files {
+        host.file(
+            &format!("/files/{name}"),
+            "application/octet-stream",
+            body.to_vec(),
+        );
+        listed.push(json!({
+            "filename": name,
+            "url": format!("http://{}/files/{name}", host.addr),
+            "hashes": {"sha256": sha256_hex(body)},
+            "size": body.len(),
+        }));
+    }
+    index.json(
+        "demo/",
+        &json!({
+            "meta": {"api-version": "1.1"},
+            "name": "demo",
+            "versions": ["1.0"],
+            "files": listed,
+        }),
+    );
 }
