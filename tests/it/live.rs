@@ -13,8 +13,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
 
 use crate::support::sandbox::{Client, Sandbox, install_in};
 use crate::support::tools::require_all;
@@ -64,25 +64,12 @@ fn live_index() -> String {
 /// answers with its status, body and the headers a Simple API client reads. One request per
 /// connection; stopping it makes the port refuse.
 struct PassThrough {
-    addr: std::net::SocketAddr,
+    server: LoopbackServer,
     requests: Arc<AtomicUsize>,
-    runtime: Option<tokio::runtime::Runtime>,
 }
 
 impl PassThrough {
     fn start(index: &str) -> PassThrough {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        let std_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        std_listener.set_nonblocking(true).unwrap();
-        let addr = std_listener.local_addr().unwrap();
-        let listener = {
-            let _context = runtime.enter();
-            TcpListener::from_std(std_listener).unwrap()
-        };
         let requests = Arc::new(AtomicUsize::new(0));
         let counter = Arc::clone(&requests);
         let index = index.to_owned();
@@ -90,66 +77,30 @@ impl PassThrough {
             .timeout(std::time::Duration::from_secs(60))
             .build()
             .unwrap();
-        runtime.spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
-                counter.fetch_add(1, Ordering::SeqCst);
-                tokio::spawn(forward(stream, index.clone(), http.clone()));
-            }
+        let server = LoopbackServer::start(2, move |stream| {
+            counter.fetch_add(1, Ordering::SeqCst);
+            forward(stream, index.clone(), http.clone())
         });
-        PassThrough {
-            addr,
-            requests,
-            runtime: Some(runtime),
-        }
+        PassThrough { server, requests }
     }
 
     fn url(&self) -> String {
-        format!("http://{}/simple/", self.addr)
+        format!("http://{}/simple/", self.server.addr)
     }
 
     fn requests(&self) -> usize {
         self.requests.load(Ordering::SeqCst)
     }
 
-    fn stop(mut self) {
-        if let Some(runtime) = self.runtime.take() {
-            runtime.shutdown_background();
-        }
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-        while std::net::TcpStream::connect(self.addr).is_ok() && std::time::Instant::now() < deadline {
-            std::thread::sleep(std::time::Duration::from_millis(10));
-        }
-    }
-}
-
-impl Drop for PassThrough {
-    fn drop(&mut self) {
-        if let Some(runtime) = self.runtime.take() {
-            runtime.shutdown_background();
-        }
+    fn stop(self) {
+        self.server.stop();
     }
 }
 
 async fn forward(mut stream: TcpStream, index: String, http: reqwest::Client) {
-    let mut head = Vec::new();
-    let mut buf = [0u8; 4096];
-    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-        match stream.read(&mut buf).await {
-            Ok(0) | Err(_) => return,
-            Ok(n) => head.extend_from_slice(&buf[..n]),
-        }
-    }
-    let text = String::from_utf8_lossy(&head).into_owned();
-    let mut lines = text.split("\r\n");
-    let path = lines
-        .next()
-        .and_then(|l| l.split(' ').nth(1))
-        .unwrap_or("/")
-        .to_owned();
-    let headers: BTreeMap<String, String> = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
-        .collect();
+    let Some((path, headers)) = read_request_head(&mut stream).await else {
+        return;
+    };
     let relative = path.strip_prefix("/simple/").unwrap_or_default();
     // Never the root list: it is the registry's whole list of names.
     if relative.is_empty() || relative.contains("..") {

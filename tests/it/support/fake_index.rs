@@ -48,16 +48,21 @@ struct FakeState {
     required_auth: Mutex<Option<String>>,
 }
 
-pub struct FakeIndex {
+/// A server on 127.0.0.1 with its own runtime, handing each connection to a handler; it works
+/// from inside a test's own runtime too. Dropping it stops it.
+pub struct LoopbackServer {
     pub addr: SocketAddr,
-    state: Arc<FakeState>,
     runtime: Option<tokio::runtime::Runtime>,
 }
 
-impl FakeIndex {
-    pub fn start() -> FakeIndex {
+impl LoopbackServer {
+    pub fn start<F, Fut>(workers: usize, handle: F) -> LoopbackServer
+    where
+        F: Fn(TcpStream) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = ()> + Send + 'static,
+    {
         let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
+            .worker_threads(workers)
             .enable_all()
             .build()
             .unwrap();
@@ -69,17 +74,80 @@ impl FakeIndex {
             let _context = runtime.enter();
             TcpListener::from_std(std_listener).unwrap()
         };
-        let state = Arc::new(FakeState::default());
-        let accept_state = Arc::clone(&state);
         runtime.spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
-                tokio::spawn(serve_connection(stream, Arc::clone(&accept_state)));
+                tokio::spawn(handle(stream));
             }
         });
-        FakeIndex {
+        LoopbackServer {
             addr,
-            state,
             runtime: Some(runtime),
+        }
+    }
+
+    /// Stops listening: from now on connections are refused.
+    pub fn stop(mut self) {
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+        // Wait until the port really refuses, so the test's next step sees the outage.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while std::net::TcpStream::connect(self.addr).is_ok() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for LoopbackServer {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+/// Reads a request's head: its path as sent and its headers (names in lower case); `None` when
+/// the client went away or sent more than 64 KiB of head.
+pub async fn read_request_head(stream: &mut TcpStream) -> Option<(String, HashMap<String, String>)> {
+    let mut head = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        match stream.read(&mut buf).await {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => head.extend_from_slice(&buf[..n]),
+        }
+        if head.len() > 64 * 1024 {
+            return None;
+        }
+    }
+    let text = String::from_utf8_lossy(&head).into_owned();
+    let mut lines = text.split("\r\n");
+    let request_line = lines.next().unwrap_or("");
+    let path = request_line.split(' ').nth(1).unwrap_or("/").to_owned();
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    Some((path, headers))
+}
+
+pub struct FakeIndex {
+    pub addr: SocketAddr,
+    state: Arc<FakeState>,
+    server: LoopbackServer,
+}
+
+impl FakeIndex {
+    pub fn start() -> FakeIndex {
+        let state = Arc::new(FakeState::default());
+        let accept_state = Arc::clone(&state);
+        let server = LoopbackServer::start(1, move |stream| {
+            serve_connection(stream, Arc::clone(&accept_state))
+        });
+        FakeIndex {
+            addr: server.addr,
+            state,
+            server,
         }
     }
 
@@ -178,23 +246,8 @@ impl FakeIndex {
     }
 
     /// Stops listening: from now on connections are refused.
-    pub fn stop(mut self) {
-        if let Some(runtime) = self.runtime.take() {
-            runtime.shutdown_background();
-        }
-        // Wait until the port really refuses, so the test's next step sees the outage.
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while std::net::TcpStream::connect(self.addr).is_ok() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-}
-
-impl Drop for FakeIndex {
-    fn drop(&mut self) {
-        if let Some(runtime) = self.runtime.take() {
-            runtime.shutdown_background();
-        }
+    pub fn stop(self) {
+        self.server.stop();
     }
 }
 
@@ -203,25 +256,9 @@ pub fn etag_of(body: &[u8]) -> String {
 }
 
 async fn serve_connection(mut stream: TcpStream, state: Arc<FakeState>) {
-    let mut head = Vec::new();
-    let mut buf = [0u8; 4096];
-    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-        match stream.read(&mut buf).await {
-            Ok(0) | Err(_) => return,
-            Ok(n) => head.extend_from_slice(&buf[..n]),
-        }
-        if head.len() > 64 * 1024 {
-            return;
-        }
-    }
-    let text = String::from_utf8_lossy(&head).into_owned();
-    let mut lines = text.split("\r\n");
-    let request_line = lines.next().unwrap_or("");
-    let path = request_line.split(' ').nth(1).unwrap_or("/").to_owned();
-    let headers: HashMap<String, String> = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
-        .collect();
+    let Some((path, headers)) = read_request_head(&mut stream).await else {
+        return;
+    };
     *state.hits.lock().unwrap().entry(path.clone()).or_default() += 1;
     state
         .requests
