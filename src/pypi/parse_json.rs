@@ -8,7 +8,10 @@
 
 use std::collections::{BTreeMap, HashSet};
 
+use std::fmt;
+
 use serde::Deserialize;
+use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
 use url::Url;
 
@@ -174,7 +177,7 @@ struct RawProject {
     #[serde(deserialize_with = "lenient::text")]
     name: Option<String>,
     /// Each entry is read on its own, so that a malformed one costs only itself.
-    files: Option<Value>,
+    files: Option<Files>,
     #[serde(deserialize_with = "lenient::texts")]
     versions: Option<Vec<String>>,
     #[serde(rename = "project-status", deserialize_with = "lenient::status")]
@@ -183,35 +186,178 @@ struct RawProject {
     alternate_locations: Option<Vec<String>>,
 }
 
-#[derive(Deserialize, Default)]
-#[serde(default)]
+/// A file entry's fields, each read leniently.
+#[derive(Default)]
 struct RawFile {
-    #[serde(deserialize_with = "lenient::text")]
     filename: Option<String>,
-    #[serde(deserialize_with = "lenient::text")]
     url: Option<String>,
-    #[serde(deserialize_with = "lenient::hashes")]
     hashes: BTreeMap<String, String>,
-    #[serde(rename = "requires-python", deserialize_with = "lenient::text")]
     requires_python: Option<String>,
-    #[serde(deserialize_with = "lenient::yanked")]
     yanked: Option<String>,
-    #[serde(rename = "core-metadata", deserialize_with = "lenient::core_metadata")]
     core_metadata: Option<Option<BTreeMap<String, String>>>,
     /// The name PEP 658 first used; PEP 714 renamed it, but older servers still send it.
-    #[serde(
-        rename = "data-dist-info-metadata",
-        deserialize_with = "lenient::core_metadata"
-    )]
     dist_info_metadata: Option<Option<BTreeMap<String, String>>>,
-    #[serde(rename = "gpg-sig", deserialize_with = "lenient::flag")]
     gpg_sig: Option<bool>,
-    #[serde(deserialize_with = "lenient::size")]
     size: Option<u64>,
-    #[serde(rename = "upload-time", deserialize_with = "lenient::text")]
     upload_time: Option<String>,
-    #[serde(deserialize_with = "lenient::text")]
     provenance: Option<String>,
+}
+
+/// The keys of a file entry that mean something; any other is skipped.
+#[derive(Deserialize)]
+#[serde(field_identifier, rename_all = "kebab-case")]
+enum FileKey {
+    Filename,
+    Url,
+    Hashes,
+    RequiresPython,
+    Yanked,
+    CoreMetadata,
+    DataDistInfoMetadata,
+    GpgSig,
+    Size,
+    UploadTime,
+    Provenance,
+    #[serde(other)]
+    Other,
+}
+
+/// A lenient reader as a type, so that a map's values can be read with it.
+macro_rules! lenient_value {
+    ($name:ident, $ty:ty, $read:path) => {
+        struct $name($ty);
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                $read(d).map($name)
+            }
+        }
+    };
+}
+lenient_value!(Text, Option<String>, lenient::text);
+lenient_value!(Hashes, BTreeMap<String, String>, lenient::hashes);
+lenient_value!(Yanked, Option<String>, lenient::yanked);
+lenient_value!(
+    CoreMetadata,
+    Option<Option<BTreeMap<String, String>>>,
+    lenient::core_metadata
+);
+lenient_value!(Flag, Option<bool>, lenient::flag);
+lenient_value!(Size, Option<u64>, lenient::size);
+
+/// What a JSON value is, for saying why it is not a file object.
+fn described<T: fmt::Display>(what: T) -> Result<RawFile, String> {
+    Err(format!("not a file object ({what})"))
+}
+
+/// One entry of `files`: its fields, or why it is not a file object. Read straight from the
+/// stream (a page can have thousands): no key fails it, and a repeated key's last value counts.
+struct FileEntry(Result<RawFile, String>);
+
+impl<'de> Deserialize<'de> for FileEntry {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct EntryVisitor;
+        impl<'de> Visitor<'de> for EntryVisitor {
+            type Value = FileEntry;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a file object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<FileEntry, A::Error> {
+                let mut raw = RawFile::default();
+                while let Some(key) = map.next_key::<FileKey>()? {
+                    match key {
+                        FileKey::Filename => raw.filename = map.next_value::<Text>()?.0,
+                        FileKey::Url => raw.url = map.next_value::<Text>()?.0,
+                        FileKey::Hashes => raw.hashes = map.next_value::<Hashes>()?.0,
+                        FileKey::RequiresPython => raw.requires_python = map.next_value::<Text>()?.0,
+                        FileKey::Yanked => raw.yanked = map.next_value::<Yanked>()?.0,
+                        FileKey::CoreMetadata => raw.core_metadata = map.next_value::<CoreMetadata>()?.0,
+                        FileKey::DataDistInfoMetadata => {
+                            raw.dist_info_metadata = map.next_value::<CoreMetadata>()?.0
+                        }
+                        FileKey::GpgSig => raw.gpg_sig = map.next_value::<Flag>()?.0,
+                        FileKey::Size => raw.size = map.next_value::<Size>()?.0,
+                        FileKey::UploadTime => raw.upload_time = map.next_value::<Text>()?.0,
+                        FileKey::Provenance => raw.provenance = map.next_value::<Text>()?.0,
+                        FileKey::Other => {
+                            map.next_value::<IgnoredAny>()?;
+                        }
+                    }
+                }
+                Ok(FileEntry(Ok(raw)))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<FileEntry, A::Error> {
+                IgnoredAny.visit_seq(seq)?;
+                Ok(FileEntry(described("an array")))
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<FileEntry, E> {
+                Ok(FileEntry(described("null")))
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<FileEntry, E> {
+                Ok(FileEntry(described(v)))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<FileEntry, E> {
+                Ok(FileEntry(described(v)))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<FileEntry, E> {
+                Ok(FileEntry(described(v)))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<FileEntry, E> {
+                Ok(FileEntry(described(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<FileEntry, E> {
+                Ok(FileEntry(described(format_args!("the string {v:?}"))))
+            }
+        }
+        d.deserialize_any(EntryVisitor)
+    }
+}
+
+/// `files`: its entries, or the fact that it is not an array.
+enum Files {
+    Entries(Vec<FileEntry>),
+    NotArray,
+}
+
+impl<'de> Deserialize<'de> for Files {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct FilesVisitor;
+        impl<'de> Visitor<'de> for FilesVisitor {
+            type Value = Files;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an array of files")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Files, A::Error> {
+                let mut entries = Vec::with_capacity(seq.size_hint().unwrap_or(0));
+                while let Some(entry) = seq.next_element::<FileEntry>()? {
+                    entries.push(entry);
+                }
+                Ok(Files::Entries(entries))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Files, A::Error> {
+                IgnoredAny.visit_map(map)?;
+                Ok(Files::NotArray)
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Files, E> {
+                Ok(Files::NotArray)
+            }
+            fn visit_bool<E: de::Error>(self, _: bool) -> Result<Files, E> {
+                Ok(Files::NotArray)
+            }
+            fn visit_i64<E: de::Error>(self, _: i64) -> Result<Files, E> {
+                Ok(Files::NotArray)
+            }
+            fn visit_u64<E: de::Error>(self, _: u64) -> Result<Files, E> {
+                Ok(Files::NotArray)
+            }
+            fn visit_f64<E: de::Error>(self, _: f64) -> Result<Files, E> {
+                Ok(Files::NotArray)
+            }
+            fn visit_str<E: de::Error>(self, _: &str) -> Result<Files, E> {
+                Ok(Files::NotArray)
+            }
+        }
+        d.deserialize_any(FilesVisitor)
+    }
 }
 
 #[derive(Deserialize, Default)]
@@ -245,8 +391,8 @@ fn entries(value: Option<Value>, missing: ParseError, error: ParseError) -> Resu
 }
 
 /// One file entry into the model, or why it was left out.
-fn dist_file(entry: Value, page_url: &Url) -> Result<DistFile, String> {
-    let raw = RawFile::deserialize(entry).map_err(|e| format!("not a file object ({e})"))?;
+fn dist_file(entry: FileEntry, page_url: &Url) -> Result<DistFile, String> {
+    let raw = entry.0?;
     let filename = raw.filename.ok_or("no string `filename`")?;
     let href = raw.url.ok_or("no string `url`")?;
     if !is_safe_filename(&filename) {
@@ -283,7 +429,11 @@ pub fn parse_project_json(body: &[u8], page_url: &Url) -> Result<Parsed<ProjectP
     let mut meta = page_meta(&mut raw.meta)?;
     meta.alternate_locations = raw.alternate_locations.unwrap_or_default();
     let name = raw.name.ok_or(ParseError::MissingName)?;
-    let raw_files = entries(raw.files, ParseError::MissingFiles, ParseError::FilesNotArray)?;
+    let raw_files = match raw.files {
+        Some(Files::Entries(entries)) => entries,
+        Some(Files::NotArray) => return Err(ParseError::FilesNotArray),
+        None => return Err(ParseError::MissingFiles),
+    };
 
     let mut files = Vec::with_capacity(raw_files.len());
     let mut dropped = Vec::new();
@@ -556,8 +706,8 @@ mod tests {
         assert_eq!(
             parsed.dropped,
             [
-                "files[6]: not a file object (invalid type: null, expected struct RawFile)",
-                "files[7]: not a file object (invalid type: string \"six-1.6.tar.gz\", expected struct RawFile)",
+                "files[6]: not a file object (null)",
+                "files[7]: not a file object (the string \"six-1.6.tar.gz\")",
                 "files[8]: no string `filename`",
                 "files[9]: no string `url`",
             ]
@@ -607,6 +757,18 @@ mod tests {
             "an unreadable core-metadata lets the legacy key stand in"
         );
         assert_eq!(f[5].size, Some(40));
+    }
+
+    /// A repeated key costs nothing: its last value counts, as in most JSON readers.
+    #[test]
+    fn a_repeated_key_in_a_file_entry_keeps_the_entry() {
+        let body = br#"{"name": "foo", "files": [{"filename": "foo-1.0.tar.gz", "url": 7,
+            "url": "foo-1.0.tar.gz", "size": 1, "size": "2", "x": 1, "x": {"y": [1]}}]}"#;
+        let parsed = parse_project_json(body, &page_url()).unwrap();
+        assert!(parsed.dropped.is_empty(), "{:?}", parsed.dropped);
+        let file = &parsed.page.files[0];
+        assert_eq!(file.url, "https://index.example/simple/foo-bar/foo-1.0.tar.gz");
+        assert_eq!(file.size, Some(2));
     }
 
     #[test]
