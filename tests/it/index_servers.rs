@@ -22,7 +22,7 @@ use url::Url;
 
 use crate::support::packages::{self, Dist};
 use crate::support::sandbox::{Client, install};
-use crate::support::tools::{self, Tool, require_all, run_tool};
+use crate::support::tools::{self, Tool, only_loopback, require_all, run_tool};
 use crate::support::*;
 
 /// How long a server may take to answer its first request; devpi is the slowest (a few seconds
@@ -55,15 +55,8 @@ impl IndexServer {
             .env("PATH", "/usr/local/bin:/usr/bin:/bin")
             .env("LANG", "C.UTF-8")
             .env("HOME", &home)
-            .env("TMPDIR", dir)
-            .env("HTTP_PROXY", "http://127.0.0.1:9")
-            .env("HTTPS_PROXY", "http://127.0.0.1:9")
-            .env("ALL_PROXY", "http://127.0.0.1:9")
-            .env("http_proxy", "http://127.0.0.1:9")
-            .env("https_proxy", "http://127.0.0.1:9")
-            .env("all_proxy", "http://127.0.0.1:9")
-            .env("NO_PROXY", "127.0.0.1,localhost")
-            .env("no_proxy", "127.0.0.1,localhost");
+            .env("TMPDIR", dir);
+        only_loopback(&mut cmd);
         cmd
     }
 

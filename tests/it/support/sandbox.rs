@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use super::packages::{BACKEND_GENERATOR, TREE_INSTALLED, WHEEL_GENERATOR};
 use super::server::{Server, temp_dir};
-use super::tools::{self, Run, Tool, python, run_tool};
+use super::tools::{self, Run, Tool, only_loopback, python, run_tool};
 
 /// The longest one tool command may run before it is killed.
 const TOOL_TIMEOUT: Duration = Duration::from_secs(180);
@@ -91,15 +91,6 @@ impl Sandbox {
             .env("XDG_DATA_HOME", self.path("data"))
             .env("XDG_STATE_HOME", self.path("state"))
             .env("TMPDIR", self.path("tmp"))
-            // Anything that is not the mirror (on 127.0.0.1) goes to a proxy that is not there.
-            .env("HTTP_PROXY", "http://127.0.0.1:9")
-            .env("HTTPS_PROXY", "http://127.0.0.1:9")
-            .env("ALL_PROXY", "http://127.0.0.1:9")
-            .env("http_proxy", "http://127.0.0.1:9")
-            .env("https_proxy", "http://127.0.0.1:9")
-            .env("all_proxy", "http://127.0.0.1:9")
-            .env("NO_PROXY", "127.0.0.1,localhost")
-            .env("no_proxy", "127.0.0.1,localhost")
             // No configuration file of any tool, no version check, no prompt, no keyring.
             .env("PIP_CONFIG_FILE", "/dev/null")
             .env("PIP_DISABLE_PIP_VERSION_CHECK", "1")
@@ -120,6 +111,8 @@ impl Sandbox {
             .env("PDM_CHECK_UPDATE", "false")
             .env("PDM_NON_INTERACTIVE", "1")
             .env("PDM_USE_UV", "false");
+        // Anything that is not the mirror (on 127.0.0.1) goes to a proxy that is not there.
+        only_loopback(&mut cmd);
         cmd
     }
 

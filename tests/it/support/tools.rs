@@ -262,3 +262,20 @@ pub async fn run_tool(mut cmd: Command, what: String, timeout: Duration, install
     .await
     .unwrap()
 }
+
+/// Makes `cmd` unable to reach anything but 127.0.0.1: every other host goes through a proxy that
+/// is not there.
+pub fn only_loopback(cmd: &mut Command) -> &mut Command {
+    for proxy in [
+        "HTTP_PROXY",
+        "HTTPS_PROXY",
+        "ALL_PROXY",
+        "http_proxy",
+        "https_proxy",
+        "all_proxy",
+    ] {
+        cmd.env(proxy, "http://127.0.0.1:9");
+    }
+    cmd.env("NO_PROXY", "127.0.0.1,localhost")
+        .env("no_proxy", "127.0.0.1,localhost")
+}
