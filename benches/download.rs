@@ -1,4 +1,4 @@
-//! The first download of a file, as `cache::files::Transfer` drives it: 64 KiB chunks go through
+//! The first download of a file, as `cache::downloads` drives it: 64 KiB chunks go through
 //! the blob writer (sha256 as it goes) into its spool, each followed by a publish that holds the
 //! newest chunk back, then commit (fsync, verify, rename) and finish. `fan_out` adds clients
 //! streaming the spool while it grows, the case the spool exists for.

@@ -8,8 +8,9 @@ use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer, web};
 
 use crate::cache::CacheCounters;
+use crate::cache::downloads::{ACCESS_FLUSH_INTERVAL, Downloads};
 use crate::cache::explorer::Explorer;
-use crate::cache::files::{ACCESS_FLUSH_INTERVAL, FileCache};
+use crate::cache::files::PypiFiles;
 use crate::cache::hex::{HexMirror, HexSettings};
 use crate::cache::maintenance::{self, Evictor};
 use crate::cache::simple::{Index, SimplePages};
@@ -61,7 +62,7 @@ fn spawn_access_flusher(state: web::Data<AppState>, runtime: &tokio::runtime::Ha
         let mut tick = tokio::time::interval(ACCESS_FLUSH_INTERVAL);
         loop {
             tick.tick().await;
-            if let Err(e) = state.files.flush_accesses().await {
+            if let Err(e) = state.downloads.flush_accesses().await {
                 tracing::warn!(error = %e, "could not record blob accesses; will retry");
             }
         }
@@ -85,7 +86,7 @@ fn spawn_evictor(state: web::Data<AppState>, runtime: &tokio::runtime::Handle) {
             // changed one of these.
             let activity = (
                 state.counters.snapshot().misses,
-                state.files.downloads_in_progress(),
+                state.downloads.downloads_in_progress(),
             );
             let due = last_pass.is_none_or(|at| at.elapsed() >= EVICTION_INTERVAL);
             if !due && seen == Some(activity) {
@@ -95,12 +96,12 @@ fn spawn_evictor(state: web::Data<AppState>, runtime: &tokio::runtime::Handle) {
             last_pass = Some(Instant::now());
             // Hits still batched in memory count as uses: flush them first, or a blob served a
             // moment ago could look least recently used.
-            if let Err(e) = state.files.flush_accesses().await {
+            if let Err(e) = state.downloads.flush_accesses().await {
                 tracing::warn!(error = %e, "could not record blob accesses before eviction; will retry");
                 continue;
             }
             if let Some(evictor) = &state.evictor
-                && let Err(e) = evictor.run(&state.files.downloading()).await
+                && let Err(e) = evictor.run(&state.downloads.downloading()).await
             {
                 tracing::warn!(error = %e, "eviction failed; will retry");
             }
@@ -156,7 +157,7 @@ pub fn serve(config: Config) -> Result<(), ServeError> {
     });
     let catalogue = result?;
     tracing::info!("shutting down: flushing state");
-    if let Err(e) = background.block_on(final_state.files.flush_accesses()) {
+    if let Err(e) = background.block_on(final_state.downloads.flush_accesses()) {
         tracing::warn!(error = %e, "could not record the last blob accesses");
     }
     if let Err(e) = catalogue.checkpoint() {
@@ -271,13 +272,18 @@ fn open(config: &Config, background: tokio::runtime::Handle) -> Result<Parts, Se
         Arc::clone(&counters),
         background.clone(),
     ));
-    let files = Arc::new(FileCache::new(
-        Arc::clone(&pages),
+    let downloads = Arc::new(Downloads::new(
         catalogue.clone(),
         Arc::clone(&store),
         file_client,
         Arc::clone(&counters),
         background.clone(),
+    ));
+    let files = Arc::new(PypiFiles::new(
+        Arc::clone(&pages),
+        catalogue.clone(),
+        Arc::clone(&downloads),
+        Arc::clone(&counters),
     ));
     let hex = if config.hex.enabled {
         let key = HexPublicKey::from_config(&config.hex.public_key)
@@ -301,8 +307,7 @@ fn open(config: &Config, background: tokio::runtime::Handle) -> Result<Parts, Se
             },
             page_store.clone(),
             catalogue.clone(),
-            Arc::clone(&store),
-            Arc::clone(&files),
+            Arc::clone(&downloads),
             Arc::clone(&counters),
             background,
         ))
@@ -313,6 +318,7 @@ fn open(config: &Config, background: tokio::runtime::Handle) -> Result<Parts, Se
     let state = web::Data::new(AppState {
         pages,
         files,
+        downloads,
         hex,
         evictor,
         counters,

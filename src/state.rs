@@ -7,8 +7,9 @@ use actix_web::HttpRequest;
 use url::Url;
 
 use crate::cache::CacheCounters;
+use crate::cache::downloads::Downloads;
 use crate::cache::explorer::Explorer;
-use crate::cache::files::FileCache;
+use crate::cache::files::PypiFiles;
 use crate::cache::hex::HexMirror;
 use crate::cache::maintenance::Evictor;
 use crate::cache::simple::SimplePages;
@@ -18,7 +19,8 @@ use crate::upstream::IndexHealthReport;
 /// What every handler can reach.
 pub struct AppState {
     pub pages: Arc<SimplePages>,
-    pub files: Arc<FileCache>,
+    pub files: Arc<PypiFiles>,
+    pub downloads: Arc<Downloads>,
     /// `None` when `hex.enabled` is false.
     pub hex: Option<HexMirror>,
     /// Keeps a local store within `storage.max_size`; `None` for S3 and tiered stores.
@@ -76,7 +78,7 @@ impl AppState {
             .chain(hex)
             .map(|((url, report), role)| UpstreamStatus { url, role, report })
             .collect();
-        let (storage_backend, storage) = self.files.storage_health().await;
+        let (storage_backend, storage) = self.downloads.storage_health().await;
         StatusSnapshot {
             upstream_configured,
             upstreams,

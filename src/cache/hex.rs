@@ -1,15 +1,15 @@
 //! The hex repository flow behind `/hex/...`.
 //!
-//! - **Registry files** (`/names`, `/versions`, `/packages/{name}`) are kept in the page store
-//!   exactly as the upstream sent them, with the upstream's ETag for revalidation, and held in
-//!   memory. A fetched file is verified first (gzip, RSA-SHA512 signature with the pinned key,
-//!   repository and package name): one that fails is answered 502 and never stored. A verified
+//! - **Registry files** (`/names`, `/versions`, `/packages/{name}`) are pages of the shared page
+//!   cache, kept exactly as the upstream sent them, with the upstream's ETag for revalidation. A
+//!   fetched file is verified first (gzip, RSA-SHA512 signature with the pinned key, repository
+//!   and package name): one that fails is answered 502 and never stored. A verified
 //!   `/packages/{name}` is also recorded in the catalogue, one file row per release.
 //! - **Tarballs** are files like PyPI's: the release's catalogue row gives the outer checksum,
-//!   and the file cache downloads (single-flight, hold-back), verifies and stores them.
+//!   and the download engine downloads (single-flight, hold-back), verifies and stores them.
 //! - **Other files** (docs, `/public_key`, `/installs/...`) are stored as blobs under their own
-//!   sha256; the path's blob and upstream ETag live in the page store, revalidated after a TTL
-//!   that depends on the kind of file.
+//!   sha256; the page cache keeps a pointer to the blob with the upstream's ETag, revalidated
+//!   after a TTL that depends on the kind of file.
 //!
 //! Upstream answers of "no such file" (404, 403, 410) are remembered for a minute, so a missing
 //! package does not cost an upstream request per client request.
@@ -19,31 +19,25 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures::StreamExt;
 use moka::future::Cache;
-use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tokio::runtime::Handle;
 
-use super::files::{FileAnswer, FileCache, Source, UNLISTED_REFRESH_INTERVAL};
-use super::simple::Served;
-use super::singleflight::SingleFlight;
-use super::{CacheCounters, CacheError, CacheOutcome, blocking, unix_now};
+use super::downloads::{Downloads, FileAnswer, Source};
+use super::ingest::{Ingest, IngestError, Kept, SizeLimit};
+use super::pages::{Keep, PageCache, PageSource, Refresh, Refreshed, Served, Upstreams};
+use super::{CacheCounters, CacheError, CacheOutcome, UNLISTED_REFRESH_INTERVAL, blocking, unix_now};
 use crate::ecosystem::Ecosystem;
 use crate::hex::{Package, RegistryFile, RegistryVerifier, RepoPath, Verified, tarball_name};
-use crate::storage::blob::{BlobStore, RangeRequest};
+use crate::storage::blob::RangeRequest;
 use crate::storage::catalogue::{FileRecord, ProjectRecord};
-use crate::storage::pages::{PageHeader, PageKey, PageWrite, StoredPage};
+use crate::storage::pages::{PageForm, PageHeader, StoredPage};
 use crate::storage::{Catalogue, PageStore};
 use crate::upstream::{
     FailureKind, HexClient, HexFetched, IndexHealth, IndexHealthReport, UpstreamError, UrlOrigin,
 };
 
 const ECOSYSTEM: Ecosystem = Ecosystem::Hex;
-/// The page-store format key of a registry file (stored as sent, one form only).
-const REGISTRY_FORMAT: &str = "raw";
-/// The page-store snapshot key of a blob-backed file's [`ObjectEntry`].
-const OBJECT_KEY: &str = "object";
 /// How long an upstream "no such file" is believed.
 const MISSING_TTL: Duration = Duration::from_secs(60);
 /// The largest registry file read from the upstream. hex.pm's `/names` is a few MB; this
@@ -56,21 +50,24 @@ const DOCS_TTL: Duration = Duration::from_secs(24 * 60 * 60);
 /// Installer archives (`.ez`) never change under their name.
 const IMMUTABLE_TTL: Duration = Duration::from_secs(365 * 24 * 60 * 60);
 
-/// A file stored as a blob and where the answer came from.
-#[derive(Debug, Clone)]
-struct StoredObject {
-    sha256: String,
-    outcome: CacheOutcome,
+/// A page of the hex repository in the page cache.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum HexPage {
+    Registry(RegistryFile),
+    /// A file kept as a blob: its repository path, and how long it stays fresh.
+    Object {
+        path: String,
+        ttl: Duration,
+    },
 }
 
-/// What the page store keeps for a blob-backed file.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct ObjectEntry {
-    fetched_at: u64,
-    upstream_etag: Option<String>,
-    sha256: String,
-    /// Identifies the upstream it came from (see [`Inner::sources`]).
-    sources: String,
+impl HexPage {
+    fn path(&self) -> String {
+        match self {
+            Self::Registry(file) => file.path(),
+            Self::Object { path, .. } => path.clone(),
+        }
+    }
 }
 
 /// A package's release rows by tarball name.
@@ -88,13 +85,14 @@ pub struct HexSettings {
 }
 
 pub struct HexMirror {
-    inner: Arc<Inner>,
-    files: Arc<FileCache>,
-    registry_flights: SingleFlight<String, Result<Served, CacheError>>,
-    object_flights: SingleFlight<String, Result<StoredObject, CacheError>>,
+    cache: PageCache<HexSource>,
+    downloads: Arc<Downloads>,
+    /// Packages whose registry file was refreshed for an unknown release lately.
+    forced_refreshes: Cache<String, ()>,
 }
 
-struct Inner {
+/// How hex pages are fetched, checked and recorded.
+struct HexSource {
     client: HexClient,
     verifier: RegistryVerifier,
     ttl: Duration,
@@ -102,30 +100,24 @@ struct Inner {
     /// files stale (and their upstream ETags meaningless).
     sources: String,
     index_id: i64,
-    pages: PageStore,
     catalogue: Catalogue,
-    store: Arc<dyn BlobStore>,
-    l1: Cache<String, Arc<StoredPage>>,
+    ingest: Ingest,
     /// Paths the upstream said it does not have: path → message.
     missing: Cache<String, String>,
     /// The catalogue's release rows of recently asked packages (package → tarball name → row),
     /// so serving a cached tarball does not wait on SQLite. Replaced whenever a package's
     /// registry file is recorded.
     releases: Cache<String, Arc<Releases>>,
-    /// Packages whose registry file was refreshed for an unknown release lately.
-    forced_refreshes: Cache<String, ()>,
     health: IndexHealth,
     counters: Arc<CacheCounters>,
 }
 
 impl HexMirror {
-    #[allow(clippy::too_many_arguments)]
     pub fn new(
         settings: HexSettings,
         pages: PageStore,
         catalogue: Catalogue,
-        store: Arc<dyn BlobStore>,
-        files: Arc<FileCache>,
+        downloads: Arc<Downloads>,
         counters: Arc<CacheCounters>,
         runtime: Handle,
     ) -> Self {
@@ -134,87 +126,66 @@ impl HexMirror {
             settings.client.upstream().cache_key(),
             settings.ttl.as_secs()
         );
-        let l1 = Cache::builder()
-            .max_capacity(settings.l1_bytes)
-            .weigher(|_, page: &Arc<StoredPage>| u32::try_from(page.weight()).unwrap_or(u32::MAX))
-            .build();
+        let source = HexSource {
+            client: settings.client,
+            verifier: settings.verifier,
+            ttl: settings.ttl,
+            sources: sources.clone(),
+            index_id: settings.index_id,
+            catalogue: catalogue.clone(),
+            ingest: downloads.ingest().clone(),
+            missing: Cache::builder()
+                .max_capacity(10_000)
+                .time_to_live(MISSING_TTL)
+                .build(),
+            releases: Cache::builder().max_capacity(10_000).build(),
+            health: IndexHealth::default(),
+            counters: Arc::clone(&counters),
+        };
         Self {
-            inner: Arc::new(Inner {
-                client: settings.client,
-                verifier: settings.verifier,
-                ttl: settings.ttl,
+            cache: PageCache::new(
+                Arc::new(source),
                 sources,
-                index_id: settings.index_id,
                 pages,
                 catalogue,
-                store,
-                l1,
-                missing: Cache::builder()
-                    .max_capacity(10_000)
-                    .time_to_live(MISSING_TTL)
-                    .build(),
-                releases: Cache::builder().max_capacity(10_000).build(),
-                forced_refreshes: Cache::builder()
-                    .max_capacity(10_000)
-                    .time_to_live(UNLISTED_REFRESH_INTERVAL)
-                    .build(),
-                health: IndexHealth::default(),
+                settings.l1_bytes,
                 counters,
-            }),
-            files,
-            registry_flights: SingleFlight::new(runtime.clone()),
-            object_flights: SingleFlight::new(runtime),
+                runtime,
+            ),
+            downloads,
+            forced_refreshes: Cache::builder()
+                .max_capacity(10_000)
+                .time_to_live(UNLISTED_REFRESH_INTERVAL)
+                .build(),
         }
+    }
+
+    fn source(&self) -> &HexSource {
+        self.cache.source()
     }
 
     /// The upstream's health, for `/health` and the UI: (redacted URL, report).
     pub fn health_report(&self) -> (String, IndexHealthReport) {
         (
-            self.inner.client.upstream().redacted(),
-            self.inner.health.report(),
+            self.source().client.upstream().redacted(),
+            self.source().health.report(),
         )
     }
 
-    /// A registry file as the upstream sent it: from memory or disk while fresh, else
-    /// revalidated (one upstream request however many clients wait), else stale, else an error.
+    /// A registry file as the upstream sent it (see [`PageCache::get`]).
     pub async fn registry(&self, file: RegistryFile) -> Result<Served, CacheError> {
-        let inner = &self.inner;
-        let path = file.path();
-        inner.check_missing(&path).await?;
-        if let Some(stored) = inner.stored_page(&path).await? {
-            let outcome = if inner.is_fresh(&stored.header) {
-                Some(CacheOutcome::Hit)
-            } else if inner.health.backing_off() {
-                // The upstream failed moments ago: do not make this client wait for it again.
-                Some(CacheOutcome::Stale)
-            } else {
-                None
-            };
-            if let Some(outcome) = outcome {
-                inner.counters.count(outcome);
-                return Ok(Served {
-                    page: stored,
-                    outcome,
-                });
-            }
-        }
-        self.refresh_registry(file, false).await
+        self.source().check_missing(&file.path()).await?;
+        self.cache.get(HexPage::Registry(file), PageForm::Raw).await
     }
 
-    async fn refresh_registry(&self, file: RegistryFile, force: bool) -> Result<Served, CacheError> {
-        let inner = Arc::clone(&self.inner);
-        let served = self
-            .registry_flights
-            .run(file.path(), move || async move {
-                inner.refresh_registry(file, force).await
-            })
-            .await??;
-        self.inner.counters.count(served.outcome);
-        Ok(served)
+    async fn refresh_registry(&self, file: RegistryFile) -> Result<Served, CacheError> {
+        self.cache
+            .refresh(HexPage::Registry(file), PageForm::Raw, Refresh::Revalidate)
+            .await
     }
 
     /// A release tarball, verified against the outer checksum of the package's verified registry
-    /// file before it is stored (see [`FileCache::open_verified`]).
+    /// file before it is stored (see [`Downloads::open`]).
     pub async fn tarball(
         &self,
         name: &str,
@@ -230,7 +201,7 @@ impl HexMirror {
             ))
         })?;
         let url = self
-            .inner
+            .source()
             .client
             .url(&format!("tarballs/{}", release.filename))
             .map_err(CacheError::Upstream)?;
@@ -240,25 +211,25 @@ impl HexMirror {
             sha256: Some(sha256),
             size: release.size,
         };
-        self.files.open_verified(&source, complete_first, range).await
+        self.downloads.open(&source, None, complete_first, range).await
     }
 
     /// The catalogue row of a release. A release the stored registry file does not list gets
     /// the file refreshed once (it may have been published since), at most every few seconds.
     async fn release(&self, name: &str, version: &str) -> Result<FileRecord, CacheError> {
         let filename = tarball_name(name, version);
-        if let Some(found) = self.inner.release_row(name, &filename).await? {
+        if let Some(found) = self.source().release_row(name, &filename).await? {
             return Ok(found);
         }
         self.registry(RegistryFile::Package(name.to_owned())).await?;
-        if let Some(found) = self.inner.release_row(name, &filename).await? {
+        if let Some(found) = self.source().release_row(name, &filename).await? {
             return Ok(found);
         }
-        if !self.inner.forced_refreshes.contains_key(name) {
-            self.inner.forced_refreshes.insert(name.to_owned(), ()).await;
-            self.refresh_registry(RegistryFile::Package(name.to_owned()), true)
+        if !self.forced_refreshes.contains_key(name) {
+            self.forced_refreshes.insert(name.to_owned(), ()).await;
+            self.refresh_registry(RegistryFile::Package(name.to_owned()))
                 .await?;
-            if let Some(found) = self.inner.release_row(name, &filename).await? {
+            if let Some(found) = self.source().release_row(name, &filename).await? {
                 return Ok(found);
             }
         }
@@ -269,61 +240,37 @@ impl HexMirror {
 
     /// Docs, the public key or an installer file, stored as a blob.
     pub async fn other_file(&self, path: &RepoPath) -> Result<FileAnswer, CacheError> {
-        let key = path.path();
-        let ttl = self.ttl_of(path);
-        let inner = &self.inner;
-        inner.check_missing(&key).await?;
-        let entry = inner.object_entry(&key).await?;
-        let fresh = entry.as_ref().filter(|e| {
-            e.sources == inner.sources && e.fetched_at.saturating_add(ttl.as_secs()) > unix_now()
-        });
-        let object = match (fresh, &entry) {
-            (Some(entry), _) => StoredObject {
-                sha256: entry.sha256.clone(),
-                outcome: CacheOutcome::Hit,
-            },
-            (None, Some(entry)) if inner.health.backing_off() => StoredObject {
-                sha256: entry.sha256.clone(),
-                outcome: CacheOutcome::Stale,
-            },
-            _ => self.refresh_object(&key, ttl, false).await?,
+        let key = HexPage::Object {
+            path: path.path(),
+            ttl: self.ttl_of(path),
         };
-        if let Some(body) = self.files.stored_blob(&object.sha256).await? {
-            self.inner.counters.count(object.outcome);
+        self.source().check_missing(&key.path()).await?;
+        let Served { page, outcome } = self.cache.get(key.clone(), PageForm::Blob).await?;
+        let sha256 = blob_of(&page)?;
+        if let Some(body) = self.downloads.stored_blob(&sha256).await? {
             return Ok(FileAnswer::Stored {
                 body,
-                sha256: object.sha256,
-                outcome: object.outcome,
+                sha256,
+                outcome,
             });
         }
         // The blob was evicted: fetch the file again, whatever its ETag says.
-        let object = self.refresh_object(&key, ttl, true).await?;
-        let body = self.files.stored_blob(&object.sha256).await?.ok_or_else(|| {
+        let Served { page, outcome } = self
+            .cache
+            .refresh(key.clone(), PageForm::Blob, Refresh::Refetch)
+            .await?;
+        let sha256 = blob_of(&page)?;
+        let body = self.downloads.stored_blob(&sha256).await?.ok_or_else(|| {
             CacheError::StorageUnavailable(format!(
-                "{key} was downloaded but the blob store could not keep it (see /health)"
+                "{} was downloaded but the blob store could not keep it (see /health)",
+                key.path()
             ))
         })?;
-        self.inner.counters.count(object.outcome);
         Ok(FileAnswer::Stored {
             body,
-            sha256: object.sha256,
-            outcome: object.outcome,
+            sha256,
+            outcome,
         })
-    }
-
-    async fn refresh_object(
-        &self,
-        key: &str,
-        ttl: Duration,
-        refetch: bool,
-    ) -> Result<StoredObject, CacheError> {
-        let inner = Arc::clone(&self.inner);
-        let path = key.to_owned();
-        self.object_flights
-            .run(key.to_owned(), move || async move {
-                inner.refresh_object(path, ttl, refetch).await
-            })
-            .await?
     }
 
     /// How long a blob-backed file is kept before it is revalidated.
@@ -331,31 +278,159 @@ impl HexMirror {
         match path {
             RepoPath::Installs { path } if path.ends_with(".ez") => IMMUTABLE_TTL,
             RepoPath::Docs { .. } | RepoPath::PublicKey => DOCS_TTL,
-            _ => self.inner.ttl,
+            _ => self.source().ttl,
         }
     }
 
     /// Forgets a package's registry file (memory, disk, and a remembered "missing"), so the
     /// next request fetches it. Returns whether anything was stored.
     pub async fn forget_package(&self, name: &str) -> Result<bool, CacheError> {
-        let path = RegistryFile::Package(name.to_owned()).path();
-        self.inner.l1.invalidate(&path).await;
-        self.inner.missing.invalidate(&path).await;
-        let pages = self.inner.pages.clone();
-        blocking(move || pages.forget(ECOSYSTEM, &path, false)).await
+        let file = RegistryFile::Package(name.to_owned());
+        self.source().missing.invalidate(&file.path()).await;
+        self.cache.forget(&HexPage::Registry(file), false).await
     }
 
     /// When a package's registry file was fetched and when it expires, if it is stored.
     pub async fn package_times(&self, name: &str) -> Result<Option<(u64, u64)>, CacheError> {
-        let path = RegistryFile::Package(name.to_owned()).path();
-        let page = self.inner.stored_page(&path).await?;
+        let key = HexPage::Registry(RegistryFile::Package(name.to_owned()));
+        let page = self.cache.stored(&key, PageForm::Raw).await?;
         Ok(page.map(|p| (p.header.fetched_at, p.header.expires_at)))
     }
 }
 
-impl Inner {
-    fn is_fresh(&self, header: &PageHeader) -> bool {
-        header.sources == self.sources && header.expires_at > unix_now()
+/// The sha256 a blob pointer names.
+fn blob_of(page: &StoredPage) -> Result<String, CacheError> {
+    std::str::from_utf8(&page.identity)
+        .ok()
+        .filter(|sha| sha.len() == 64)
+        .map(str::to_owned)
+        .ok_or_else(|| CacheError::Internal("a stored blob pointer is not a sha256".into()))
+}
+
+impl PageSource for HexSource {
+    type Key = HexPage;
+    const ECOSYSTEM: Ecosystem = ECOSYSTEM;
+
+    fn forms(key: &HexPage) -> &'static [PageForm] {
+        match key {
+            HexPage::Registry(_) => &[PageForm::Raw],
+            HexPage::Object { .. } => &[PageForm::Blob],
+        }
+    }
+
+    fn store_key(key: &HexPage) -> String {
+        key.path()
+    }
+
+    fn upstreams(&self) -> Upstreams {
+        if self.health.backing_off() {
+            Upstreams::BackingOff
+        } else {
+            Upstreams::Available
+        }
+    }
+
+    async fn refresh(
+        self: Arc<Self>,
+        key: HexPage,
+        stored: Option<Arc<StoredPage>>,
+        _mode: Refresh,
+    ) -> Result<Refreshed, CacheError> {
+        let path = key.path();
+        let now = unix_now();
+        // An ETag means something only to the upstream that sent it.
+        let stored = stored.filter(|page| page.header.sources == self.sources);
+        let etag = stored.as_ref().and_then(|page| page.header.upstream_etag.clone());
+        let ttl = match &key {
+            HexPage::Registry(_) => self.ttl,
+            HexPage::Object { ttl, .. } => *ttl,
+        };
+        let fetched = self.client.fetch(&path, etag.as_deref()).await;
+        let (response, upstream_etag) = match fetched {
+            Ok(HexFetched::NotModified) => {
+                let Some(page) = stored.filter(|_| etag.is_some()) else {
+                    return Err(CacheError::UpstreamData(format!(
+                        "{} answered 304 Not Modified to an unconditional request for {path}",
+                        self.client.upstream().redacted()
+                    )));
+                };
+                self.health.record_success();
+                let page = StoredPage {
+                    header: self.header(
+                        page.header.etag.clone(),
+                        now,
+                        ttl,
+                        page.header.upstream_etag.clone(),
+                    ),
+                    ..(*page).clone()
+                };
+                return Ok(self.page(&key, page, CacheOutcome::Hit, Keep::forms()));
+            }
+            Ok(HexFetched::Missing { status }) => {
+                self.health.record_success();
+                return Ok(Refreshed::Gone(self.remember_missing(&path, status).await));
+            }
+            Ok(HexFetched::Found { response, etag }) => (response, etag),
+            Err(e) => return Err(self.upstream_failed(e)),
+        };
+        let (body, keep) = match &key {
+            HexPage::Registry(file) => {
+                let body = self
+                    .client
+                    .read_body(&path, response, MAX_REGISTRY_BYTES)
+                    .await
+                    .map_err(|e| self.upstream_failed(e))?;
+                self.health.record_success();
+                let record = self.verify(file, &body, now).await?;
+                (
+                    body,
+                    Keep {
+                        record,
+                        ..Keep::forms()
+                    },
+                )
+            }
+            HexPage::Object { .. } => {
+                let sha256 = self.store_body(&path, response).await?;
+                self.health.record_success();
+                (Bytes::from(sha256), Keep::forms())
+            }
+        };
+        let page = StoredPage {
+            header: self.header(etag_of(&body), now, ttl, upstream_etag),
+            identity: body,
+            gzip: Bytes::new(),
+            zstd: Bytes::new(),
+        };
+        Ok(self.page(&key, page, CacheOutcome::Miss, keep))
+    }
+}
+
+impl HexSource {
+    fn page(&self, key: &HexPage, page: StoredPage, outcome: CacheOutcome, keep: Keep) -> Refreshed {
+        Refreshed::Page {
+            forms: vec![(HexSource::forms(key)[0], Arc::new(page))],
+            outcome,
+            keep,
+        }
+    }
+
+    fn header(&self, etag: String, now: u64, ttl: Duration, upstream_etag: Option<String>) -> PageHeader {
+        PageHeader {
+            etag,
+            fetched_at: now,
+            expires_at: now.saturating_add(ttl.as_secs()),
+            sources: self.sources.clone(),
+            upstream_etag,
+        }
+    }
+
+    /// Counts an upstream failure; the page cache serves the stored copy if there is one.
+    fn upstream_failed(&self, error: UpstreamError) -> CacheError {
+        self.health
+            .record_failure(FailureKind::Unreachable, &error.to_string());
+        self.counters.count_upstream_error();
+        CacheError::Upstream(error)
     }
 
     async fn check_missing(&self, path: &str) -> Result<(), CacheError> {
@@ -374,169 +449,67 @@ impl Inner {
         CacheError::NotFound(message)
     }
 
-    /// A registry file from memory, else from disk (promoted to memory).
-    async fn stored_page(&self, path: &str) -> Result<Option<Arc<StoredPage>>, CacheError> {
-        if let Some(hit) = self.l1.get(path).await {
-            return Ok(Some(hit));
-        }
-        let pages = self.pages.clone();
-        let key = path.to_owned();
-        let Some(page) = blocking(move || pages.page(PageKey::new(ECOSYSTEM, &key, REGISTRY_FORMAT))).await?
-        else {
-            return Ok(None);
-        };
-        let page = Arc::new(page);
-        self.l1.insert(path.to_owned(), Arc::clone(&page)).await;
-        Ok(Some(page))
-    }
-
-    fn header(&self, etag: String, now: u64, upstream_etag: Option<String>) -> PageHeader {
-        PageHeader {
-            etag,
-            fetched_at: now,
-            expires_at: now.saturating_add(self.ttl.as_secs()),
-            sources: self.sources.clone(),
-            upstream_etag,
-        }
-    }
-
-    async fn refresh_registry(
-        self: Arc<Self>,
-        file: RegistryFile,
-        force: bool,
-    ) -> Result<Served, CacheError> {
-        let path = file.path();
-        let now = unix_now();
-        let stored = self.stored_page(&path).await?;
-        if let Some(page) = &stored
-            && !force
-            && self.is_fresh(&page.header)
-        {
-            // Refreshed by the flight that ended just before this one started.
-            return Ok(Served {
-                page: Arc::clone(page),
-                outcome: CacheOutcome::Hit,
-            });
-        }
-        // An ETag means something only to the upstream that sent it.
-        let etag = stored
-            .as_ref()
-            .filter(|page| page.header.sources == self.sources)
-            .and_then(|page| page.header.upstream_etag.clone());
-        let (body, upstream_etag) = match self.client.fetch(&path, etag.as_deref()).await {
-            Ok(HexFetched::NotModified) => {
-                let Some(page) = stored.filter(|_| etag.is_some()) else {
-                    return Err(CacheError::UpstreamData(format!(
-                        "{} answered 304 Not Modified to an unconditional request for {path}",
-                        self.client.upstream().redacted()
-                    )));
-                };
-                self.health.record_success();
-                let page = Arc::new(StoredPage {
-                    header: self.header(page.header.etag.clone(), now, page.header.upstream_etag.clone()),
-                    ..(*page).clone()
-                });
-                self.keep_page(&path, &page, None).await;
-                return Ok(Served {
-                    page,
-                    outcome: CacheOutcome::Hit,
-                });
-            }
-            Ok(HexFetched::Missing { status }) => {
-                self.health.record_success();
-                self.l1.invalidate(&path).await;
-                let pages = self.pages.clone();
-                let key = path.clone();
-                blocking(move || pages.forget(ECOSYSTEM, &key, false)).await?;
-                return Err(self.remember_missing(&path, status).await);
-            }
-            Ok(HexFetched::Found { response, etag }) => {
-                match self.client.read_body(&path, response, MAX_REGISTRY_BYTES).await {
-                    Ok(body) => (body, etag),
-                    Err(e) => return self.upstream_failed(&path, e, stored),
-                }
-            }
-            Err(e) => return self.upstream_failed(&path, e, stored),
-        };
-        self.health.record_success();
-        let verifier = Arc::clone(&self);
+    /// Checks a registry file against the pinned key; a verified package's releases become what
+    /// its tarballs are checked against, and the record the catalogue keeps.
+    async fn verify(
+        &self,
+        file: &RegistryFile,
+        body: &Bytes,
+        now: u64,
+    ) -> Result<Option<ProjectRecord>, CacheError> {
+        let verifier = self.verifier.clone();
         let (checked, bytes) = (file.clone(), body.clone());
-        let verified = tokio::task::spawn_blocking(move || verifier.verifier.verify(&checked, &bytes))
+        let verified = tokio::task::spawn_blocking(move || verifier.verify(&checked, &bytes))
             .await
             .map_err(|e| CacheError::Internal(format!("a verification task failed: {e}")))?
             .map_err(|e| {
-                tracing::warn!(path = %path, error = %e, "a registry file failed verification; not cached");
+                tracing::warn!(path = %file.path(), error = %e, "a registry file failed verification; not cached");
                 CacheError::UpstreamData(format!(
                     "{} sent a registry file that fails verification, so pkgmirror did not cache or serve it: {e}",
                     self.client.upstream().redacted()
                 ))
             })?;
-        let record = match &verified {
-            Verified::Package(package) => Some(self.project_record(package, now)),
-            Verified::Names(_) | Verified::Versions(_) => None,
+        let Verified::Package(package) = &verified else {
+            return Ok(None);
         };
-        let page = Arc::new(StoredPage {
-            header: self.header(etag_of(&body), now, upstream_etag),
-            identity: body,
-            gzip: Bytes::new(),
-            zstd: Bytes::new(),
-        });
-        self.keep_page(&path, &page, record).await;
-        Ok(Served {
-            page,
-            outcome: CacheOutcome::Miss,
-        })
-    }
-
-    /// An upstream failure: the stored copy if there is one (stale), else the error.
-    fn upstream_failed(
-        &self,
-        path: &str,
-        error: UpstreamError,
-        stored: Option<Arc<StoredPage>>,
-    ) -> Result<Served, CacheError> {
-        self.health
-            .record_failure(FailureKind::Unreachable, &error.to_string());
-        self.counters.count_upstream_error();
-        match stored {
-            Some(page) => {
-                tracing::warn!(path, error = %error, "hex upstream failed; serving the stored copy");
-                Ok(Served {
-                    page,
-                    outcome: CacheOutcome::Stale,
-                })
-            }
-            None => Err(CacheError::Upstream(error)),
-        }
-    }
-
-    /// Stores a registry file (and its package's releases) and holds it in memory. A failed
-    /// write costs a refetch later, not this client's answer.
-    async fn keep_page(&self, path: &str, page: &Arc<StoredPage>, record: Option<ProjectRecord>) {
-        let (pages, catalogue) = (self.pages.clone(), self.catalogue.clone());
-        let (key, stored) = (path.to_owned(), Arc::clone(page));
-        let releases = record
-            .as_ref()
-            .map(|r| (r.name.clone(), Arc::new(by_filename(r.files.clone()))));
-        let written = blocking(move || {
-            if let Some(record) = &record {
-                catalogue.record_project(record)?;
-            }
-            pages.write(&PageWrite {
-                snapshots: Vec::new(),
-                pages: vec![(PageKey::new(ECOSYSTEM, &key, REGISTRY_FORMAT), stored)],
-            })
-        })
-        .await;
-        if let Err(e) = written {
-            tracing::error!(path, error = %e, "could not store a hex registry file; serving it anyway");
-        }
+        let record = self.project_record(package, now);
         // What the verified file lists is what tarballs are checked against from now on, even
-        // when the catalogue could not record it.
-        if let Some((name, releases)) = releases {
-            self.releases.insert(name, releases).await;
+        // when the catalogue cannot record it.
+        self.releases
+            .insert(record.name.clone(), Arc::new(by_filename(record.files.clone())))
+            .await;
+        Ok(Some(record))
+    }
+
+    /// Streams a docs or installer file into the blob store; returns its sha256.
+    async fn store_body(&self, path: &str, response: reqwest::Response) -> Result<String, CacheError> {
+        let storage = |e: String| CacheError::Storage(e);
+        let mut staged = self
+            .ingest
+            .stage(None, SizeLimit::AtMost(MAX_OBJECT_BYTES))
+            .await
+            .map_err(|e| storage(e.to_string()))?;
+        if let Err(e) = staged.receive(response, |_| {}).await {
+            staged.abort().await;
+            return Err(match e {
+                IngestError::Upstream(detail) => self.upstream_failed(UpstreamError::Body {
+                    index: self.client.upstream().redacted(),
+                    path: path.to_owned(),
+                    detail,
+                }),
+                other => storage(other.to_string()),
+            });
         }
-        self.l1.insert(path.to_owned(), Arc::clone(page)).await;
+        match staged.commit().await {
+            Ok(Kept::Stored { sha256, size }) => {
+                tracing::info!(path, sha256 = %sha256, size, "hex file stored");
+                Ok(sha256)
+            }
+            Ok(Kept::Unstored { .. }) => Err(CacheError::StorageUnavailable(format!(
+                "{path} was downloaded but the blob store could not keep it (see /health)"
+            ))),
+            Err(e) => Err(storage(e.to_string())),
+        }
     }
 
     /// A verified package as the catalogue records it: one file row per release.
@@ -599,164 +572,6 @@ impl Inner {
         self.releases.insert(name.to_owned(), releases).await;
         Ok(found)
     }
-
-    async fn object_entry(&self, path: &str) -> Result<Option<ObjectEntry>, CacheError> {
-        let pages = self.pages.clone();
-        let key = path.to_owned();
-        let snapshots = blocking(move || pages.snapshots(ECOSYSTEM, &key)).await?;
-        // An unreadable entry (from another pkgmirror version) is a missing one.
-        Ok(snapshots
-            .into_iter()
-            .find(|(index, _)| index == OBJECT_KEY)
-            .and_then(|(_, bytes)| serde_json::from_slice(&bytes).ok()))
-    }
-
-    async fn write_object_entry(&self, path: &str, entry: &ObjectEntry) -> Result<(), CacheError> {
-        let bytes = serde_json::to_vec(entry).map_err(|e| CacheError::Internal(e.to_string()))?;
-        let pages = self.pages.clone();
-        let key = path.to_owned();
-        blocking(move || {
-            pages.write(&PageWrite {
-                snapshots: vec![(PageKey::new(ECOSYSTEM, &key, OBJECT_KEY), &bytes)],
-                pages: Vec::new(),
-            })
-        })
-        .await
-    }
-
-    /// Revalidates (or, with `refetch`, fetches anew) a blob-backed file.
-    async fn refresh_object(
-        self: Arc<Self>,
-        path: String,
-        ttl: Duration,
-        refetch: bool,
-    ) -> Result<StoredObject, CacheError> {
-        let now = unix_now();
-        let entry = self
-            .object_entry(&path)
-            .await?
-            .filter(|e| e.sources == self.sources);
-        if let Some(entry) = &entry
-            && !refetch
-            && entry.fetched_at.saturating_add(ttl.as_secs()) > now
-        {
-            return Ok(StoredObject {
-                sha256: entry.sha256.clone(),
-                outcome: CacheOutcome::Hit,
-            });
-        }
-        let etag = entry
-            .as_ref()
-            .filter(|_| !refetch)
-            .and_then(|e| e.upstream_etag.clone());
-        let failed = |error: UpstreamError, entry: Option<ObjectEntry>| {
-            self.health
-                .record_failure(FailureKind::Unreachable, &error.to_string());
-            self.counters.count_upstream_error();
-            match entry {
-                Some(entry) if !refetch => Ok(StoredObject {
-                    sha256: entry.sha256,
-                    outcome: CacheOutcome::Stale,
-                }),
-                _ => Err(CacheError::Upstream(error)),
-            }
-        };
-        match self.client.fetch(&path, etag.as_deref()).await {
-            Ok(HexFetched::NotModified) => {
-                let Some(entry) = entry.filter(|_| etag.is_some()) else {
-                    return Err(CacheError::UpstreamData(format!(
-                        "{} answered 304 Not Modified to an unconditional request for {path}",
-                        self.client.upstream().redacted()
-                    )));
-                };
-                self.health.record_success();
-                let entry = ObjectEntry {
-                    fetched_at: now,
-                    ..entry
-                };
-                self.write_object_entry(&path, &entry).await?;
-                Ok(StoredObject {
-                    sha256: entry.sha256,
-                    outcome: CacheOutcome::Hit,
-                })
-            }
-            Ok(HexFetched::Missing { status }) => {
-                self.health.record_success();
-                let pages = self.pages.clone();
-                let key = path.clone();
-                blocking(move || pages.forget(ECOSYSTEM, &key, false)).await?;
-                Err(self.remember_missing(&path, status).await)
-            }
-            Ok(HexFetched::Found { response, etag }) => {
-                let sha256 = match self.store_body(&path, response).await {
-                    Ok(sha256) => sha256,
-                    Err(StoreBodyError::Upstream(e)) => return failed(e, entry),
-                    Err(StoreBodyError::Cache(e)) => return Err(e),
-                };
-                self.health.record_success();
-                let entry = ObjectEntry {
-                    fetched_at: now,
-                    upstream_etag: etag,
-                    sha256: sha256.clone(),
-                    sources: self.sources.clone(),
-                };
-                self.write_object_entry(&path, &entry).await?;
-                Ok(StoredObject {
-                    sha256,
-                    outcome: CacheOutcome::Miss,
-                })
-            }
-            Err(e) => failed(e, entry),
-        }
-    }
-
-    /// Streams a body into the blob store under its own sha256 and records the blob.
-    async fn store_body(&self, path: &str, response: reqwest::Response) -> Result<String, StoreBodyError> {
-        let storage =
-            |e: crate::storage::blob::BlobError| StoreBodyError::Cache(CacheError::Storage(e.to_string()));
-        let broken = |detail: String| {
-            StoreBodyError::Upstream(UpstreamError::Body {
-                index: self.client.upstream().redacted(),
-                path: path.to_owned(),
-                detail,
-            })
-        };
-        let mut writer = self.store.put(None).await.map_err(storage)?;
-        let mut body = response.bytes_stream();
-        while let Some(chunk) = body.next().await {
-            let chunk = match chunk {
-                Ok(chunk) => chunk,
-                Err(e) => {
-                    writer.abort().await;
-                    return Err(broken(format!("the connection broke: {}", e.without_url())));
-                }
-            };
-            if writer.written() + chunk.len() as u64 > MAX_OBJECT_BYTES {
-                writer.abort().await;
-                return Err(broken(format!(
-                    "the file is larger than {MAX_OBJECT_BYTES} bytes"
-                )));
-            }
-            if let Err(e) = writer.write(&chunk).await {
-                writer.abort().await;
-                return Err(storage(e));
-            }
-        }
-        let sha256 = writer.digest_so_far();
-        let size = writer.commit(&sha256).await.map_err(storage)?;
-        let (catalogue, store, key) = (self.catalogue.clone(), self.store.name(), sha256.clone());
-        blocking(move || catalogue.record_blob(&key, size, store, unix_now()))
-            .await
-            .map_err(StoreBodyError::Cache)?;
-        tracing::info!(path, sha256 = %sha256, size, "hex file stored");
-        Ok(sha256)
-    }
-}
-
-enum StoreBodyError {
-    /// The upstream's fault: a stale copy may stand in.
-    Upstream(UpstreamError),
-    Cache(CacheError),
 }
 
 fn by_filename(rows: Vec<FileRecord>) -> Releases {

@@ -1,21 +1,29 @@
 //! The flows between the HTTP edge, the stores and the upstreams: lookup, single-flight refresh,
 //! stale serving. Handlers reach upstreams and storage only through this module.
 
+pub mod downloads;
 pub mod explorer;
 pub mod files;
 pub mod hex;
+pub mod ingest;
 pub mod maintenance;
+pub mod pages;
 pub mod simple;
 pub mod singleflight;
 pub mod spool;
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
 use crate::storage::StorageError;
 use crate::upstream::UpstreamError;
+
+/// A file (or release) its page does not list triggers at most one forced refresh of the page
+/// per this interval: the package may have released since, but a client asking for a name that
+/// does not exist must not cost an upstream request each time.
+pub(crate) const UNLISTED_REFRESH_INTERVAL: Duration = Duration::from_secs(30);
 
 /// Where an answer came from, sent as `X-Cache`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

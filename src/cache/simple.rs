@@ -11,12 +11,11 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use futures::future::join_all;
-use moka::future::Cache;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tokio::runtime::Handle;
 
-use super::singleflight::SingleFlight;
+use super::pages::{Keep, PageCache, PageSource, Refresh, Refreshed, Served, Upstreams};
 use super::{CacheCounters, CacheError, CacheOutcome, blocking, unix_now};
 use crate::config::IndexConfig;
 use crate::ecosystem::Ecosystem;
@@ -26,7 +25,7 @@ use crate::pypi::{
     Parsed, merge, name, parse_list_html, parse_list_json, parse_project_html, parse_project_json, render,
 };
 use crate::storage::catalogue::{CatalogueCounts, FileRecord, ProjectRecord};
-use crate::storage::pages::{PageCounts, PageHeader, PageKey, PageWrite, StoredPage};
+use crate::storage::pages::{PageCounts, PageForm, PageHeader, PageKey, StoredPage};
 use crate::storage::{Catalogue, PageStore};
 use crate::upstream::{
     FailureKind, Fetched, IndexHealth, IndexHealthReport, PageFormat, PageRequest, SimpleClient,
@@ -61,25 +60,11 @@ impl PageRef {
     }
 }
 
-fn format_key(format: Format) -> &'static str {
-    match format {
-        Format::Json => "json",
-        Format::Html => "html",
-    }
-}
-
 /// What the stores hold.
 #[derive(Debug, Clone, Copy)]
 pub struct StorageCounts {
     pub catalogue: CatalogueCounts,
     pub pages: PageCounts,
-}
-
-/// A page ready to send, and where it came from.
-#[derive(Debug, Clone)]
-pub struct Served {
-    pub page: Arc<StoredPage>,
-    pub outcome: CacheOutcome,
 }
 
 /// What one index said about a page, as kept in the page store.
@@ -164,41 +149,28 @@ struct FetchFailure {
     unreadable_json: bool,
 }
 
-/// Both renderings of a page, produced together so they always agree.
-#[derive(Clone)]
-struct Rendered {
-    html: Arc<StoredPage>,
-    json: Arc<StoredPage>,
-    outcome: CacheOutcome,
-}
-
-impl Rendered {
-    fn pick(&self, format: Format) -> Served {
-        let page = match format {
-            Format::Html => Arc::clone(&self.html),
-            Format::Json => Arc::clone(&self.json),
-        };
-        Served {
-            page,
-            outcome: self.outcome,
-        }
+/// The form a Simple API format is stored as.
+fn form_of(format: Format) -> PageForm {
+    match format {
+        Format::Html => PageForm::Html,
+        Format::Json => PageForm::Json,
     }
 }
 
-/// The PyPI Simple API page cache.
+/// The PyPI Simple API pages: the shared page cache in front of every configured index.
 pub struct SimplePages {
-    inner: Arc<Inner>,
-    flights: SingleFlight<PageRef, Result<Rendered, CacheError>>,
+    cache: PageCache<SimpleSource>,
 }
 
-struct Inner {
+/// How a Simple API page is refreshed: each index asked on its own TTL, the answers merged and
+/// rendered in both formats.
+struct SimpleSource {
     indexes: Vec<Index>,
     /// Identifies the configured index set; pages built from another set are rebuilt.
     sources: String,
     client: SimpleClient,
     pages: PageStore,
     catalogue: Catalogue,
-    l1: Cache<(PageRef, &'static str), Arc<StoredPage>>,
     counters: Arc<CacheCounters>,
 }
 
@@ -217,26 +189,30 @@ impl SimplePages {
             .map(|i| format!("{}@{}", i.key(), i.config.ttl.as_secs()))
             .collect::<Vec<_>>()
             .join(" ");
-        let l1 = Cache::builder()
-            .max_capacity(l1_bytes)
-            .weigher(|_, page: &Arc<StoredPage>| u32::try_from(page.weight()).unwrap_or(u32::MAX))
-            .build();
+        let source = SimpleSource {
+            indexes,
+            sources: sources.clone(),
+            client,
+            pages: pages.clone(),
+            catalogue: catalogue.clone(),
+            counters: Arc::clone(&counters),
+        };
         Self {
-            inner: Arc::new(Inner {
-                indexes,
+            cache: PageCache::new(
+                Arc::new(source),
                 sources,
-                client,
                 pages,
                 catalogue,
-                l1,
+                l1_bytes,
                 counters,
-            }),
-            flights: SingleFlight::new(runtime),
+                runtime,
+            ),
         }
     }
 
     pub fn health_reports(&self) -> Vec<(String, IndexHealthReport)> {
-        self.inner
+        self.cache
+            .source()
             .indexes
             .iter()
             .map(|i| (i.config.url.redacted(), i.health.report()))
@@ -245,8 +221,8 @@ impl SimplePages {
 
     /// What the catalogue and page store hold, for `/health` and stats.
     pub async fn storage_counts(&self) -> Result<StorageCounts, CacheError> {
-        let catalogue = self.inner.catalogue.clone();
-        let pages = self.inner.pages.clone();
+        let catalogue = self.cache.source().catalogue.clone();
+        let pages = self.cache.source().pages.clone();
         blocking(move || {
             Ok(StorageCounts {
                 catalogue: catalogue.counts()?,
@@ -258,34 +234,80 @@ impl SimplePages {
 
     /// Pages held in memory right now.
     pub async fn l1_entries(&self) -> u64 {
-        // moka counts lazily: settle pending bookkeeping so the figure is current.
-        self.inner.l1.run_pending_tasks().await;
-        self.inner.l1.entry_count()
+        self.cache.l1_entries().await
     }
 
-    /// Answers a page in `format`: from memory or disk while fresh, else refreshed from upstream
-    /// (one refresh per page however many requests wait), else stale, else an error.
+    /// Answers a page in `format` (see [`PageCache::get`]).
     pub async fn get(&self, page: PageRef, format: Format) -> Result<Served, CacheError> {
-        let inner = &self.inner;
-        let stored = inner.stored(&page, format).await?;
-        if let Some(stored) = &stored {
-            let outcome = if inner.indexes.is_empty() || inner.is_fresh(&stored.header) {
-                Some(CacheOutcome::Hit)
-            } else if inner.indexes.iter().all(|i| i.health.backing_off()) {
-                // Every upstream failed moments ago: don't make this client wait for them again.
-                Some(CacheOutcome::Stale)
-            } else {
-                None
-            };
-            if let Some(outcome) = outcome {
-                inner.counters.count(outcome);
-                return Ok(Served {
-                    page: Arc::clone(stored),
-                    outcome,
-                });
-            }
+        self.cache.get(page, form_of(format)).await
+    }
+
+    /// Asks every index again now, TTL or not (a file was asked for that the cached page does not
+    /// list: the project may have released since). Shares any refresh of the page under way.
+    pub async fn revalidate(&self, page: PageRef, format: Format) -> Result<Served, CacheError> {
+        self.cache
+            .refresh(page, form_of(format), Refresh::Revalidate)
+            .await
+    }
+
+    /// Forgets a page everywhere (memory and disk), so the next request refetches it. Returns
+    /// whether anything was cached.
+    pub async fn forget(&self, page: PageRef) -> Result<bool, CacheError> {
+        self.cache.forget(&page, false).await
+    }
+
+    /// Drops a page's renderings but keeps what the indexes said: the next request renders it
+    /// again without asking upstream (used when pkgmirror itself learned something new about the
+    /// project, such as metadata extracted from a wheel).
+    pub async fn forget_rendering(&self, page: PageRef) -> Result<bool, CacheError> {
+        self.cache.forget(&page, true).await
+    }
+
+    /// Forgets every page, the project list included; returns how many were stored.
+    pub async fn forget_all(&self) -> Result<u64, CacheError> {
+        self.cache.forget_all().await
+    }
+
+    /// When the stored page of a project (by normalized name) was fetched and when it expires,
+    /// if one is stored.
+    pub async fn page_times(&self, name: &str) -> Result<Option<(u64, u64)>, CacheError> {
+        let page = self
+            .cache
+            .stored(&PageRef::Project(name.to_owned()), PageForm::Html)
+            .await?;
+        Ok(page.map(|p| (p.header.fetched_at, p.header.expires_at)))
+    }
+}
+
+impl PageSource for SimpleSource {
+    type Key = PageRef;
+    const ECOSYSTEM: Ecosystem = ECOSYSTEM;
+
+    fn forms(_: &PageRef) -> &'static [PageForm] {
+        &[PageForm::Html, PageForm::Json]
+    }
+
+    fn store_key(key: &PageRef) -> String {
+        key.key().to_owned()
+    }
+
+    fn upstreams(&self) -> Upstreams {
+        if self.indexes.is_empty() {
+            Upstreams::None
+        } else if self.indexes.iter().all(|i| i.health.backing_off()) {
+            Upstreams::BackingOff
+        } else {
+            Upstreams::Available
         }
-        if inner.indexes.is_empty() {
+    }
+
+    async fn refresh(
+        self: Arc<Self>,
+        page: PageRef,
+        _stored: Option<Arc<StoredPage>>,
+        mode: Refresh,
+    ) -> Result<Refreshed, CacheError> {
+        if self.indexes.is_empty() {
             return Err(CacheError::NotFound(match page {
                 PageRef::List => "no upstream configured and no project list is cached".into(),
                 PageRef::Project(name) => {
@@ -293,97 +315,7 @@ impl SimplePages {
                 }
             }));
         }
-        self.refresh(page, format, false).await
-    }
-
-    /// Asks every index again now, TTL or not (a file was asked for that the cached page does not
-    /// list: the project may have released since). Shares any refresh of the page under way.
-    pub async fn revalidate(&self, page: PageRef, format: Format) -> Result<Served, CacheError> {
-        self.refresh(page, format, true).await
-    }
-
-    async fn refresh(&self, page: PageRef, format: Format, force: bool) -> Result<Served, CacheError> {
-        let inner = Arc::clone(&self.inner);
-        let refresh_page = page.clone();
-        let rendered = self
-            .flights
-            .run(
-                page,
-                move || async move { inner.refresh(refresh_page, force).await },
-            )
-            .await??;
-        let served = rendered.pick(format);
-        self.inner.counters.count(served.outcome);
-        Ok(served)
-    }
-
-    /// Forgets a page everywhere (memory and disk), so the next request refetches it. Returns
-    /// whether anything was cached.
-    pub async fn forget(&self, page: PageRef) -> Result<bool, CacheError> {
-        self.drop_page(page, false).await
-    }
-
-    /// Drops a page's renderings but keeps what the indexes said: the next request renders it
-    /// again without asking upstream (used when pkgmirror itself learned something new about the
-    /// project, such as metadata extracted from a wheel).
-    pub async fn forget_rendering(&self, page: PageRef) -> Result<bool, CacheError> {
-        self.drop_page(page, true).await
-    }
-
-    /// Forgets every page, the project list included; returns how many were stored.
-    pub async fn forget_all(&self) -> Result<u64, CacheError> {
-        self.inner.l1.invalidate_all();
-        let store = self.inner.pages.clone();
-        blocking(move || store.forget_all(ECOSYSTEM)).await
-    }
-
-    /// When the stored page of a project (by normalized name) was fetched and when it expires,
-    /// if one is stored.
-    pub async fn page_times(&self, name: &str) -> Result<Option<(u64, u64)>, CacheError> {
-        let page = self
-            .inner
-            .stored(&PageRef::Project(name.to_owned()), Format::Html)
-            .await?;
-        Ok(page.map(|p| (p.header.fetched_at, p.header.expires_at)))
-    }
-
-    async fn drop_page(&self, page: PageRef, keep_snapshots: bool) -> Result<bool, CacheError> {
-        for format in [Format::Html, Format::Json] {
-            self.inner
-                .l1
-                .invalidate(&(page.clone(), format_key(format)))
-                .await;
-        }
-        let store = self.inner.pages.clone();
-        let key = page.key().to_owned();
-        blocking(move || store.forget(ECOSYSTEM, &key, keep_snapshots)).await
-    }
-}
-
-impl Inner {
-    fn is_fresh(&self, header: &PageHeader) -> bool {
-        header.sources == self.sources && header.expires_at > unix_now()
-    }
-
-    /// The rendered page from memory, else from disk (promoted to memory).
-    async fn stored(&self, page: &PageRef, format: Format) -> Result<Option<Arc<StoredPage>>, CacheError> {
-        let l1_key = (page.clone(), format_key(format));
-        if let Some(hit) = self.l1.get(&l1_key).await {
-            return Ok(Some(hit));
-        }
-        let store = self.pages.clone();
-        let key = page.key().to_owned();
-        let from_disk =
-            blocking(move || store.page(PageKey::new(ECOSYSTEM, &key, format_key(format)))).await?;
-        let Some(from_disk) = from_disk else {
-            return Ok(None);
-        };
-        let from_disk = Arc::new(from_disk);
-        self.l1.insert(l1_key, Arc::clone(&from_disk)).await;
-        Ok(Some(from_disk))
-    }
-
-    async fn refresh(self: Arc<Self>, page: PageRef, force: bool) -> Result<Rendered, CacheError> {
+        let force = mode != Refresh::IfStale;
         let now = unix_now();
         let store = self.pages.clone();
         let key = page.key().to_owned();
@@ -415,7 +347,7 @@ impl Inner {
                 } => {
                     fetched = true;
                     changed |= content_changed;
-                    snapshot_writes.push((index.key(), snapshot.clone()));
+                    snapshot_writes.push((index.key(), encode(&snapshot)?));
                     snapshot
                 }
                 IndexAnswer::Stale(snapshot) => {
@@ -471,18 +403,15 @@ impl Inner {
             sources: self.sources.clone(),
             upstream_etag: None,
         };
-        let (rendered, project_record) = match previous {
+        let (html, json, record) = match previous {
             Some((html, json)) => (
-                Rendered {
-                    html: Arc::new(StoredPage {
-                        header: header(html.header.etag.clone()),
-                        ..html
-                    }),
-                    json: Arc::new(StoredPage {
-                        header: header(json.header.etag.clone()),
-                        ..json
-                    }),
-                    outcome,
+                StoredPage {
+                    header: header(html.header.etag.clone()),
+                    ..html
+                },
+                StoredPage {
+                    header: header(json.header.etag.clone()),
+                    ..json
                 },
                 None,
             ),
@@ -490,31 +419,30 @@ impl Inner {
                 let extracted = self.extracted_metadata(&page).await?;
                 let (html, json, record) = render_pages(&page, contents, &extracted, now)?;
                 (
-                    Rendered {
-                        html: Arc::new(compressed(html, header(String::new()))),
-                        json: Arc::new(compressed(json, header(String::new()))),
-                        outcome,
-                    },
+                    compressed(html, header(String::new())),
+                    compressed(json, header(String::new())),
                     record,
                 )
             }
         };
-
-        // A stale answer changes nothing on disk: what is stored is still the best we have.
-        // A failed write (a full disk, say) costs a refetch later, not this client's answer.
-        if (!stale || !snapshot_writes.is_empty())
-            && let Err(e) = self
-                .persist(&page, snapshot_writes, &rendered, project_record, stale)
-                .await
-        {
-            tracing::error!(page = page.key(), error = %e, "could not store a refreshed page; serving it anyway");
-        }
-        for (format, stored) in [("html", &rendered.html), ("json", &rendered.json)] {
-            self.l1.insert((page.clone(), format), Arc::clone(stored)).await;
-        }
-        Ok(rendered)
+        Ok(Refreshed::Page {
+            forms: vec![(PageForm::Html, Arc::new(html)), (PageForm::Json, Arc::new(json))],
+            outcome,
+            // A stale answer changes no rendering on disk: what is stored is still the best we have.
+            keep: Keep {
+                snapshots: snapshot_writes,
+                record,
+                forms: !stale,
+            },
+        })
     }
+}
 
+fn encode(snapshot: &Snapshot) -> Result<Vec<u8>, CacheError> {
+    serde_json::to_vec(snapshot).map_err(|e| CacheError::Internal(format!("cannot encode a snapshot: {e}")))
+}
+
+impl SimpleSource {
     /// Asks one index about a page unless its snapshot is still fresh (or `force`).
     async fn ask(
         &self,
@@ -695,58 +623,14 @@ impl Inner {
         let key = page.key().to_owned();
         let sources = self.sources.clone();
         blocking(move || {
-            let html = store.page(PageKey::new(ECOSYSTEM, &key, "html"))?;
-            let json = store.page(PageKey::new(ECOSYSTEM, &key, "json"))?;
+            let html = store.page(PageKey::new(ECOSYSTEM, &key, PageForm::Html))?;
+            let json = store.page(PageKey::new(ECOSYSTEM, &key, PageForm::Json))?;
             Ok(match (html, json) {
                 (Some(h), Some(j)) if h.header.sources == sources && j.header.sources == sources => {
                     Some((h, j))
                 }
                 _ => None,
             })
-        })
-        .await
-    }
-
-    async fn persist(
-        &self,
-        page: &PageRef,
-        snapshots: Vec<(String, Snapshot)>,
-        rendered: &Rendered,
-        project: Option<ProjectRecord>,
-        stale: bool,
-    ) -> Result<(), CacheError> {
-        let encoded = snapshots
-            .into_iter()
-            .map(|(index, snapshot)| {
-                serde_json::to_vec(&snapshot)
-                    .map(|bytes| (index, bytes))
-                    .map_err(|e| CacheError::Internal(format!("cannot encode a snapshot: {e}")))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        let store = self.pages.clone();
-        let catalogue = self.catalogue.clone();
-        let key = page.key().to_owned();
-        let html = Arc::clone(&rendered.html);
-        let json = Arc::clone(&rendered.json);
-        blocking(move || {
-            // Catalogue first: if the process dies in between, the page store is behind the
-            // catalogue, which only costs a refetch.
-            if let Some(project) = &project {
-                catalogue.record_project(project)?;
-            }
-            let mut write = PageWrite {
-                snapshots: encoded
-                    .iter()
-                    .map(|(index, bytes)| (PageKey::new(ECOSYSTEM, &key, index), bytes.as_slice()))
-                    .collect(),
-                pages: Vec::new(),
-            };
-            // A partial (stale) rendering never replaces a complete one on disk.
-            if !stale {
-                write.pages.push((PageKey::new(ECOSYSTEM, &key, "html"), html));
-                write.pages.push((PageKey::new(ECOSYSTEM, &key, "json"), json));
-            }
-            store.write(&write)
         })
         .await
     }

@@ -28,7 +28,7 @@ pub async fn health(state: web::Data<AppState>) -> Result<HttpResponse, AppError
         .as_ref()
         .and_then(|evictor| evictor.last_eviction())
         .map(|t| humantime::format_rfc3339_seconds(t).to_string());
-    let tier = state.files.tier_stats();
+    let tier = state.downloads.tier_stats();
     Ok(HttpResponse::Ok()
         .insert_header(("Cache-Control", "no-store"))
         .json(json!({
@@ -69,7 +69,7 @@ pub async fn health(state: web::Data<AppState>) -> Result<HttpResponse, AppError
                 "hit_ratio": hit_ratio,
                 "evicted_blobs": state.evictor.as_ref().map_or(0, |evictor| evictor.evicted_blobs()),
                 "last_eviction": last_eviction,
-                "downloads_in_progress": state.files.downloads_in_progress(),
+                "downloads_in_progress": state.downloads.downloads_in_progress(),
                 "download_failures": counters.download_failures,
                 "hash_mismatches": counters.hash_mismatches,
                 "served_unstored": counters.unstored,

@@ -11,7 +11,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use super::files::{answer_response, complete_first, requested_range};
 use super::representation::not_modified;
 use crate::cache::hex::HexMirror;
-use crate::cache::simple::Served;
+use crate::cache::pages::Served;
 use crate::error::AppError;
 use crate::hex::{PathError, RegistryFile, RepoPath, parse_path};
 use crate::state::AppState;

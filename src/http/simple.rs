@@ -5,7 +5,8 @@ use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse, web};
 
 use super::representation::{Encoding, accept_encoding, choose_encoding, not_modified};
-use crate::cache::simple::{PageRef, Served};
+use crate::cache::pages::Served;
+use crate::cache::simple::PageRef;
 use crate::error::AppError;
 use crate::pypi::name::{normalize, validate_project_name};
 use crate::pypi::negotiate::{Negotiated, negotiate};

@@ -18,7 +18,7 @@ use super::StorageError;
 
 /// (ecosystem, page, index key) → snapshot bytes (the cache layer's encoding).
 const SNAPSHOTS: TableDefinition<(&str, &str, &str), &[u8]> = TableDefinition::new("snapshots");
-/// (ecosystem, page, format) → encoded [`StoredPage`].
+/// (ecosystem, page, form) → encoded [`StoredPage`].
 const PAGES: TableDefinition<(&str, &str, &str), &[u8]> = TableDefinition::new("pages");
 
 /// A rendered page as served: the exact bytes in every encoding, and its validators.
@@ -99,26 +99,74 @@ impl StoredPage {
     }
 }
 
-/// Where an entry lives in the store: an ecosystem's page (a project, a registry path), and which
-/// variant of it (a rendering's format, or the index a snapshot came from).
+/// Which form of a page a stored rendering is. The names are what the store keys hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PageForm {
+    /// A Simple API page rendered as HTML (PEP 503).
+    Html,
+    /// A Simple API page rendered as JSON (PEP 691).
+    Json,
+    /// A file kept exactly as the upstream sent it (a hex registry file).
+    Raw,
+    /// A pointer to a blob: the body is the sha256 of a file kept in the blob store (hex docs
+    /// and installers), the header its freshness and upstream ETag.
+    Blob,
+}
+
+impl PageForm {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Html => "html",
+            Self::Json => "json",
+            Self::Raw => "raw",
+            Self::Blob => "blob",
+        }
+    }
+}
+
+/// Where a rendering lives in the store: an ecosystem's page (a project, a registry path) and
+/// its form.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PageKey<'a> {
     pub ecosystem: Ecosystem,
     pub page: &'a str,
-    pub variant: &'a str,
+    pub form: PageForm,
 }
 
 impl<'a> PageKey<'a> {
-    pub fn new(ecosystem: Ecosystem, page: &'a str, variant: &'a str) -> Self {
+    pub fn new(ecosystem: Ecosystem, page: &'a str, form: PageForm) -> Self {
         Self {
             ecosystem,
             page,
-            variant,
+            form,
+        }
+    }
+
+    fn tuple(self) -> (&'static str, &'a str, &'static str) {
+        (self.ecosystem.as_str(), self.page, self.form.as_str())
+    }
+}
+
+/// Where a snapshot lives in the store: an ecosystem's page and the index it came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SnapshotKey<'a> {
+    pub ecosystem: Ecosystem,
+    pub page: &'a str,
+    /// The index's cache key (its URL without credentials).
+    pub index: &'a str,
+}
+
+impl<'a> SnapshotKey<'a> {
+    pub fn new(ecosystem: Ecosystem, page: &'a str, index: &'a str) -> Self {
+        Self {
+            ecosystem,
+            page,
+            index,
         }
     }
 
     fn tuple(self) -> (&'static str, &'a str, &'a str) {
-        (self.ecosystem.as_str(), self.page, self.variant)
+        (self.ecosystem.as_str(), self.page, self.index)
     }
 }
 
@@ -126,8 +174,8 @@ impl<'a> PageKey<'a> {
 #[derive(Debug, Default)]
 pub struct PageWrite<'a> {
     /// Snapshots, keyed by the index they came from.
-    pub snapshots: Vec<(PageKey<'a>, &'a [u8])>,
-    /// Rendered pages, keyed by their format.
+    pub snapshots: Vec<(SnapshotKey<'a>, &'a [u8])>,
+    /// Rendered pages, keyed by their form.
     pub pages: Vec<(PageKey<'a>, Arc<StoredPage>)>,
 }
 
@@ -291,32 +339,36 @@ mod tests {
                 .write(&PageWrite {
                     snapshots: vec![
                         (
-                            PageKey::new(Ecosystem::Pypi, "demo", "https://a.example/"),
+                            SnapshotKey::new(Ecosystem::Pypi, "demo", "https://a.example/"),
                             b"A".as_slice(),
                         ),
                         (
-                            PageKey::new(Ecosystem::Pypi, "demo", "https://b.example/"),
+                            SnapshotKey::new(Ecosystem::Pypi, "demo", "https://b.example/"),
                             b"B".as_slice(),
                         ),
                         (
-                            PageKey::new(Ecosystem::Pypi, "demo2", "https://a.example/"),
+                            SnapshotKey::new(Ecosystem::Pypi, "demo2", "https://a.example/"),
                             b"C".as_slice(),
                         ),
                     ],
                     pages: vec![
-                        (PageKey::new(Ecosystem::Pypi, "demo", "json"), page("{}")),
-                        (PageKey::new(Ecosystem::Pypi, "demo2", "json"), page("[]")),
+                        (PageKey::new(Ecosystem::Pypi, "demo", PageForm::Json), page("{}")),
+                        (PageKey::new(Ecosystem::Pypi, "demo2", PageForm::Json), page("[]")),
                     ],
                 })
                 .unwrap();
         }
         let store = PageStore::open(&path).unwrap();
         assert_eq!(
-            store.page(PageKey::new(Ecosystem::Pypi, "demo", "json")).unwrap(),
+            store
+                .page(PageKey::new(Ecosystem::Pypi, "demo", PageForm::Json))
+                .unwrap(),
             Some((*page("{}")).clone())
         );
         assert_eq!(
-            store.page(PageKey::new(Ecosystem::Pypi, "demo", "html")).unwrap(),
+            store
+                .page(PageKey::new(Ecosystem::Pypi, "demo", PageForm::Html))
+                .unwrap(),
             None
         );
         let snaps = store.snapshots(Ecosystem::Pypi, "demo").unwrap();
@@ -325,7 +377,7 @@ mod tests {
         assert!(store.forget(Ecosystem::Pypi, "demo2", true).unwrap());
         assert_eq!(
             store
-                .page(PageKey::new(Ecosystem::Pypi, "demo2", "json"))
+                .page(PageKey::new(Ecosystem::Pypi, "demo2", PageForm::Json))
                 .unwrap(),
             None
         );
@@ -337,7 +389,9 @@ mod tests {
         assert!(store.forget(Ecosystem::Pypi, "demo", false).unwrap());
         assert!(!store.forget(Ecosystem::Pypi, "demo", false).unwrap());
         assert_eq!(
-            store.page(PageKey::new(Ecosystem::Pypi, "demo", "json")).unwrap(),
+            store
+                .page(PageKey::new(Ecosystem::Pypi, "demo", PageForm::Json))
+                .unwrap(),
             None
         );
         assert!(store.snapshots(Ecosystem::Pypi, "demo").unwrap().is_empty());

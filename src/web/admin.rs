@@ -426,7 +426,7 @@ pub async fn act(
         "gc" => (
             None,
             state
-                .files
+                .downloads
                 .collect_garbage(state.evictor.as_ref())
                 .await
                 .map(|report| {

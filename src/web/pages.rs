@@ -125,7 +125,7 @@ pub async fn home(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpRe
     let counters = state.counters.snapshot();
     let lookups = counters.hits + counters.misses;
     // A local store's budget covers every blob; a tiered store's covers its local tier.
-    let budget = match (&state.evictor, state.files.tier_stats()) {
+    let budget = match (&state.evictor, state.downloads.tier_stats()) {
         (Some(evictor), _) => Some((counts.blob_bytes, evictor.max_bytes())),
         (None, Some(tier)) => Some((tier.bytes, tier.max_bytes)),
         (None, None) => None,
