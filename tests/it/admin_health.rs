@@ -91,11 +91,7 @@ async fn with_no_upstream_the_server_starts_and_says_so() {
         json!({"backend": "local", "state": "ok", "error": null, "local_tier": null})
     );
     assert!(health["uptime_secs"].is_u64());
-    assert!(
-        server.logs().contains("no upstream configured"),
-        "{}",
-        server.logs()
-    );
+    assert!(server.logged("no upstream configured"), "{}", server.logs());
     let response = get(&server.url("/simple/demo/"), JSON).await;
     assert_eq!(response.status(), 404);
     let body: serde_json::Value = response.json().await.unwrap();

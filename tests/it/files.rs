@@ -144,7 +144,7 @@ async fn a_file_with_the_wrong_hash_is_never_served_complete_nor_stored() {
     assert_eq!(blob_files(&dir, "tmp"), 0);
     let health = get_json(&server.url("/health")).await;
     assert_eq!(health["cache"]["hash_mismatches"], 2);
-    assert!(server.logs().contains("hash mismatch"), "{}", server.logs());
+    assert!(server.logged("hash mismatch"), "{}", server.logs());
 }
 
 #[tokio::test]
@@ -283,7 +283,7 @@ async fn file_urls_on_private_addresses_are_refused_by_default() {
     );
     assert_eq!(fake.hits_of("/files/demo-1.0.tar.gz"), 0);
     assert!(
-        server.logs().contains("loopback, link-local or private"),
+        server.logged("loopback, link-local or private"),
         "{}",
         server.logs()
     );

@@ -94,7 +94,7 @@ async fn eviction_keeps_the_store_under_budget_least_recently_used_first() {
     assert!(health["cache"]["last_eviction"].is_string(), "{health}");
     assert!(health["cache"]["hit_ratio"].as_f64().is_some(), "{health}");
     assert!(
-        server.logs().contains(&sha256_hex(&b)),
+        server.logged(&sha256_hex(&b)),
         "the eviction is logged:\n{}",
         server.logs()
     );

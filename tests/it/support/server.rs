@@ -131,6 +131,21 @@ impl Server {
         self.logs.lock().unwrap().join("\n")
     }
 
+    /// Whether the server logged `needle`, waiting up to five seconds for it: the server's output
+    /// is read by another thread, so a line written just before an answer may not be here yet.
+    pub fn logged(&self, needle: &str) -> bool {
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            if self.logs().contains(needle) {
+                return true;
+            }
+            if std::time::Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// SIGKILL: the process gets no chance to flush anything.
     pub fn kill(mut self) {
         let _ = self.child.kill();
