@@ -9,6 +9,7 @@ use std::hint::black_box;
 use std::path::Path;
 
 use criterion::{Criterion, criterion_group, criterion_main};
+use pkgmirror::ecosystem::Ecosystem;
 use pkgmirror::storage::Catalogue;
 use pkgmirror::storage::browse::{ProjectQuery, ProjectSort};
 use rusqlite::{Connection, params};
@@ -82,7 +83,7 @@ fn benches(c: &mut Criterion) {
     let mut group = c.benchmark_group("catalogue_search_100000_projects");
     for (name, contains, sort, page, matching) in cases {
         let query = ProjectQuery {
-            ecosystem: "pypi",
+            ecosystem: Ecosystem::Pypi,
             contains,
             sort,
             offset: (page - 1) * PAGE,

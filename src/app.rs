@@ -193,11 +193,7 @@ fn open(config: &Config, background: tokio::runtime::Handle) -> Result<Parts, Se
     let mut indexes = Vec::new();
     for index in config.pypi.indexes() {
         let id = catalogue
-            .ensure_index(
-                Ecosystem::Pypi.as_str(),
-                &index.url.cache_key(),
-                index.ttl.as_secs(),
-            )
+            .ensure_index(Ecosystem::Pypi, &index.url.cache_key(), index.ttl.as_secs())
             .map_err(storage_error(data_dir::CATALOGUE_FILE))?;
         tracing::info!(index = %index.url.redacted(), ttl = %humantime::format_duration(index.ttl), "upstream index");
         indexes.push(Index {
@@ -290,11 +286,7 @@ fn open(config: &Config, background: tokio::runtime::Handle) -> Result<Parts, Se
             .map_err(|e| ServeError::Startup(format!("hex.public_key: {e}")))?;
         let upstream = &config.hex.upstream_url;
         let index_id = catalogue
-            .ensure_index(
-                Ecosystem::Hex.as_str(),
-                &upstream.cache_key(),
-                config.hex.ttl.as_secs(),
-            )
+            .ensure_index(Ecosystem::Hex, &upstream.cache_key(), config.hex.ttl.as_secs())
             .map_err(storage_error(data_dir::CATALOGUE_FILE))?;
         tracing::info!(upstream = %upstream.redacted(), ttl = %humantime::format_duration(config.hex.ttl), "hex repository");
         Some(HexMirror::new(

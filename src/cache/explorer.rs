@@ -2,6 +2,7 @@
 //! blocking queries run here on the blocking pool, so handlers never touch SQLite.
 
 use super::{CacheError, blocking};
+use crate::ecosystem::Ecosystem;
 use crate::storage::Catalogue;
 use crate::storage::browse::{
     AdminLogEntry, ProjectDetail, ProjectListing, ProjectQuery, ProjectSort, RecentDownload,
@@ -10,7 +11,7 @@ use crate::storage::browse::{
 /// A page of a listing, as the UI asks for it.
 #[derive(Debug, Clone)]
 pub struct ListingRequest {
-    pub ecosystem: &'static str,
+    pub ecosystem: Ecosystem,
     pub contains: String,
     pub sort: ProjectSort,
     pub offset: u64,
@@ -43,7 +44,7 @@ impl Explorer {
 
     pub async fn project(
         &self,
-        ecosystem: &'static str,
+        ecosystem: Ecosystem,
         name: String,
     ) -> Result<Option<ProjectDetail>, CacheError> {
         let catalogue = self.catalogue.clone();

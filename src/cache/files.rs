@@ -18,7 +18,7 @@ use crate::upstream::UrlOrigin;
 
 pub use super::downloads::Eviction;
 
-const ECOSYSTEM: &str = Ecosystem::Pypi.as_str();
+const ECOSYSTEM: Ecosystem = Ecosystem::Pypi;
 
 /// A distribution file, or its PEP 658 core metadata.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -550,7 +550,7 @@ impl HexSource {
             })
             .collect();
         ProjectRecord {
-            ecosystem: ECOSYSTEM.as_str(),
+            ecosystem: ECOSYSTEM,
             name: package.name.clone(),
             display_name: package.name.clone(),
             last_serial: None,
@@ -566,7 +566,7 @@ impl HexSource {
         }
         let catalogue = self.catalogue.clone();
         let package = name.to_owned();
-        let rows = blocking(move || catalogue.project_files(ECOSYSTEM.as_str(), &package)).await?;
+        let rows = blocking(move || catalogue.project_files(ECOSYSTEM, &package)).await?;
         let releases = Arc::new(by_filename(rows));
         let found = releases.get(filename).cloned();
         self.releases.insert(name.to_owned(), releases).await;

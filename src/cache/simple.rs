@@ -612,7 +612,7 @@ impl SimpleSource {
         };
         let catalogue = self.catalogue.clone();
         let name = name.clone();
-        blocking(move || catalogue.project_wheel_metadata(ECOSYSTEM.as_str(), &name)).await
+        blocking(move || catalogue.project_wheel_metadata(ECOSYSTEM, &name)).await
     }
 
     async fn previous_rendering(
@@ -771,7 +771,7 @@ fn project_record(
         })
         .collect();
     ProjectRecord {
-        ecosystem: ECOSYSTEM.as_str(),
+        ecosystem: ECOSYSTEM,
         name: normalized.to_owned(),
         display_name: page.name.clone(),
         last_serial: page.meta.last_serial,

@@ -9,6 +9,7 @@ use rusqlite::{OptionalExtension, params};
 
 use super::StorageError;
 use super::catalogue::{Catalogue, FileRecord};
+use crate::ecosystem::Ecosystem;
 
 /// How a project listing is ordered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -52,7 +53,7 @@ impl ProjectSort {
 /// One page of a project listing.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProjectQuery<'a> {
-    pub ecosystem: &'a str,
+    pub ecosystem: Ecosystem,
     /// A normalized name fragment; empty lists every project.
     pub contains: &'a str,
     pub sort: ProjectSort,
@@ -199,7 +200,11 @@ impl Catalogue {
     }
 
     /// A project (by normalized name) with its files in listing order, or `None` when unknown.
-    pub fn project_detail(&self, ecosystem: &str, name: &str) -> Result<Option<ProjectDetail>, StorageError> {
+    pub fn project_detail(
+        &self,
+        ecosystem: Ecosystem,
+        name: &str,
+    ) -> Result<Option<ProjectDetail>, StorageError> {
         let found = {
             let conn = self.lock();
             conn.prepare_cached(&format!(
@@ -323,7 +328,7 @@ mod tests {
 
     fn project(name: &str, files: Vec<FileRecord>) -> ProjectRecord {
         ProjectRecord {
-            ecosystem: "pypi",
+            ecosystem: Ecosystem::Pypi,
             name: name.into(),
             display_name: name.to_uppercase(),
             last_serial: None,
@@ -342,7 +347,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let catalogue = Catalogue::open(&dir.path().join("c.sqlite3")).unwrap();
         let index = catalogue
-            .ensure_index("pypi", "http://upstream.invalid/simple/", 60)
+            .ensure_index(Ecosystem::Pypi, "http://upstream.invalid/simple/", 60)
             .unwrap();
         catalogue
             .record_project(&project("alpha", vec![file(index, "alpha-1.0.tar.gz", 'a')]))
@@ -366,7 +371,7 @@ mod tests {
             .record_blob(&"a".repeat(64), 50, "local", 2_000)
             .unwrap();
         let query = |sort, contains| ProjectQuery {
-            ecosystem: "pypi",
+            ecosystem: Ecosystem::Pypi,
             contains,
             sort,
             offset: 0,
@@ -403,7 +408,10 @@ mod tests {
             .unwrap();
         assert_eq!(names(&by_access), ["beta-tools", "alpha", "gamma"]);
         catalogue.delete_blob_rows(&["b".repeat(64)]).unwrap();
-        let beta = catalogue.project_detail("pypi", "beta-tools").unwrap().unwrap();
+        let beta = catalogue
+            .project_detail(Ecosystem::Pypi, "beta-tools")
+            .unwrap()
+            .unwrap();
         assert_eq!((beta.summary.cached_files, beta.summary.cached_bytes), (1, 200));
         assert_eq!(
             beta.files.iter().map(|f| (f.cached, f.hits)).collect::<Vec<_>>(),
@@ -423,7 +431,12 @@ mod tests {
             })
             .unwrap();
         assert_eq!((names(&second), second.total), (vec!["beta-tools"], 3));
-        assert!(catalogue.project_detail("pypi", "nope").unwrap().is_none());
+        assert!(
+            catalogue
+                .project_detail(Ecosystem::Pypi, "nope")
+                .unwrap()
+                .is_none()
+        );
 
         let recent = catalogue.recent_downloads(5).unwrap();
         assert_eq!(
@@ -433,7 +446,10 @@ mod tests {
 
         // Replacing a project's files recounts it.
         catalogue.record_project(&project("alpha", vec![])).unwrap();
-        let alpha = catalogue.project_detail("pypi", "alpha").unwrap().unwrap();
+        let alpha = catalogue
+            .project_detail(Ecosystem::Pypi, "alpha")
+            .unwrap()
+            .unwrap();
         assert_eq!((alpha.summary.cached_files, alpha.summary.last_access), (0, None));
     }
 
@@ -449,7 +465,7 @@ mod tests {
             for contains in ["", "req"] {
                 let plan = catalogue
                     .search_plan(&ProjectQuery {
-                        ecosystem: "pypi",
+                        ecosystem: Ecosystem::Pypi,
                         contains,
                         sort,
                         offset: 0,

@@ -10,6 +10,14 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use rusqlite::{Connection, params};
 
 use super::StorageError;
+use crate::ecosystem::Ecosystem;
+
+/// The catalogue stores an ecosystem by its name (`pypi`, `hex`).
+impl rusqlite::ToSql for Ecosystem {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        Ok(self.as_str().into())
+    }
+}
 
 /// Migrations, applied in order; `PRAGMA user_version` records how many have run.
 const MIGRATIONS: &[&str] = &[
@@ -49,7 +57,7 @@ pub struct FileRecord {
 /// A project as the refresh flow records it, with all of its files (they replace the old rows).
 #[derive(Debug, Clone)]
 pub struct ProjectRecord {
-    pub ecosystem: &'static str,
+    pub ecosystem: Ecosystem,
     pub name: String,
     pub display_name: String,
     pub last_serial: Option<u64>,
@@ -140,7 +148,7 @@ impl Catalogue {
     }
 
     /// Registers an upstream index (by its credential-free URL) and returns its id.
-    pub fn ensure_index(&self, ecosystem: &str, url: &str, ttl_secs: u64) -> Result<i64, StorageError> {
+    pub fn ensure_index(&self, ecosystem: Ecosystem, url: &str, ttl_secs: u64) -> Result<i64, StorageError> {
         let conn = self.lock();
         conn.execute(
             "INSERT INTO indexes (ecosystem, url, ttl_secs) VALUES (?1, ?2, ?3)
@@ -210,13 +218,13 @@ impl Catalogue {
     }
 
     /// The recorded files of a project, in the order they were listed.
-    pub fn project_files(&self, ecosystem: &str, name: &str) -> Result<Vec<FileRecord>, StorageError> {
+    pub fn project_files(&self, ecosystem: Ecosystem, name: &str) -> Result<Vec<FileRecord>, StorageError> {
         self.project_files_where(ecosystem, name, None)
     }
 
     fn project_files_where(
         &self,
-        ecosystem: &str,
+        ecosystem: Ecosystem,
         name: &str,
         filename: Option<&str>,
     ) -> Result<Vec<FileRecord>, StorageError> {
@@ -253,7 +261,7 @@ impl Catalogue {
     /// One listed file of a project, if the project's page lists it.
     pub fn project_file(
         &self,
-        ecosystem: &str,
+        ecosystem: Ecosystem,
         name: &str,
         filename: &str,
     ) -> Result<Option<FileRecord>, StorageError> {
@@ -305,7 +313,7 @@ impl Catalogue {
     /// Extracted metadata for the wheels a project lists: wheel sha256 → metadata sha256.
     pub fn project_wheel_metadata(
         &self,
-        ecosystem: &str,
+        ecosystem: Ecosystem,
         name: &str,
     ) -> Result<HashMap<String, String>, StorageError> {
         let conn = self.lock();
@@ -560,15 +568,15 @@ mod tests {
         {
             let cat = Catalogue::open(&path).unwrap();
             let index = cat
-                .ensure_index("pypi", "https://index.example/simple/", 60)
+                .ensure_index(Ecosystem::Pypi, "https://index.example/simple/", 60)
                 .unwrap();
             assert_eq!(
-                cat.ensure_index("pypi", "https://index.example/simple/", 90)
+                cat.ensure_index(Ecosystem::Pypi, "https://index.example/simple/", 90)
                     .unwrap(),
                 index
             );
             let mut project = ProjectRecord {
-                ecosystem: "pypi",
+                ecosystem: Ecosystem::Pypi,
                 name: "demo".into(),
                 display_name: "Demo".into(),
                 last_serial: Some(7),
@@ -584,7 +592,7 @@ mod tests {
             cat.record_project(&project).unwrap();
         }
         let cat = Catalogue::open(&path).unwrap();
-        let files = cat.project_files("pypi", "demo").unwrap();
+        let files = cat.project_files(Ecosystem::Pypi, "demo").unwrap();
         assert_eq!(files.len(), 1);
         assert_eq!(files[0].yanked.as_deref(), Some(""));
         assert_eq!(
@@ -641,7 +649,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let cat = Catalogue::open(&dir.path().join("c.sqlite3")).unwrap();
         let index = cat
-            .ensure_index("pypi", "https://index.example/simple/", 60)
+            .ensure_index(Ecosystem::Pypi, "https://index.example/simple/", 60)
             .unwrap();
         let (wheel, metadata, copy, unlisted) =
             ("1".repeat(64), "2".repeat(64), "3".repeat(64), "4".repeat(64));
@@ -655,7 +663,7 @@ mod tests {
         twin_again.sha256 = Some(copy.clone());
         let not_stored = file(index, "demo-0.9.tar.gz");
         cat.record_project(&ProjectRecord {
-            ecosystem: "pypi",
+            ecosystem: Ecosystem::Pypi,
             name: "demo".into(),
             display_name: "demo".into(),
             last_serial: None,
@@ -665,7 +673,7 @@ mod tests {
         })
         .unwrap();
         cat.record_project(&ProjectRecord {
-            ecosystem: "pypi",
+            ecosystem: Ecosystem::Pypi,
             name: "empty".into(),
             display_name: "empty".into(),
             last_serial: None,
@@ -745,7 +753,11 @@ mod tests {
         .unwrap();
         drop(conn);
         let catalogue = Catalogue::open(&path).unwrap();
-        let old = catalogue.project_detail("pypi", "old").unwrap().unwrap().summary;
+        let old = catalogue
+            .project_detail(Ecosystem::Pypi, "old")
+            .unwrap()
+            .unwrap()
+            .summary;
         assert_eq!(
             (old.files, old.cached_files, old.cached_bytes, old.last_access),
             (2, 1, 7, Some(40))

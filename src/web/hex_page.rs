@@ -59,11 +59,7 @@ pub async fn package(state: web::Data<AppState>, name: String) -> Result<HttpRes
             &name,
         )
     })?;
-    let Some(detail) = state
-        .explorer
-        .project(Ecosystem::Hex.as_str(), name.clone())
-        .await?
-    else {
+    let Some(detail) = state.explorer.project(Ecosystem::Hex, name.clone()).await? else {
         return Err(UiError::with_search_in(
             AppError::NotFound(format!(
                 "hex package '{name}' is not in pkgmirror's catalogue: no client has asked the mirror for it yet"

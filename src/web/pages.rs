@@ -363,7 +363,7 @@ pub async fn packages(
     let listing = state
         .explorer
         .projects(ListingRequest {
-            ecosystem: ecosystem.as_str(),
+            ecosystem,
             contains: ecosystem.search_fragment(&search),
             sort,
             offset,
@@ -511,11 +511,7 @@ pub async fn project(
             .insert_header((LOCATION, view::project_href(&ecosystem, &name)))
             .finish());
     }
-    let Some(detail) = state
-        .explorer
-        .project(Ecosystem::Pypi.as_str(), name.clone())
-        .await?
-    else {
+    let Some(detail) = state.explorer.project(Ecosystem::Pypi, name.clone()).await? else {
         return Err(UiError::with_search(
             AppError::NotFound(format!(
                 "project '{name}' is not in pkgmirror's catalogue: no client has asked the mirror for it yet"

@@ -10,6 +10,7 @@ use crate::support::hex_fixtures::{
     HexRepo, HexRepoBuilder, SignWith, TEST_PUBLIC_KEY, release, serve, standard,
 };
 use crate::support::*;
+use pkgmirror::ecosystem::Ecosystem;
 
 const OCTETS: &str = "application/octet-stream";
 
@@ -463,7 +464,7 @@ async fn the_catalogue_records_hex_releases_beside_pypi() {
         .unwrap();
     assert_eq!(tarball, repo.tarball("fixfoo", "1.1.0").bytes);
     let catalogue = pkgmirror::storage::Catalogue::open(&dir.path().join("catalogue.sqlite3")).unwrap();
-    let files = catalogue.project_files("hex", "fixfoo").unwrap();
+    let files = catalogue.project_files(Ecosystem::Hex, "fixfoo").unwrap();
     assert_eq!(files.len(), 2);
     let [old, new] = [&files[0], &files[1]];
     assert_eq!(old.filename, "fixfoo-1.0.0.tar");

@@ -7,6 +7,7 @@ use serde_json::json;
 
 use crate::support::fixtures::{html_list, html_project, json_list, json_project, sha, simple_json};
 use crate::support::*;
+use pkgmirror::ecosystem::Ecosystem;
 
 fn start_with(fake: &FakeIndex, dir: &tempfile::TempDir) -> Server {
     Server::start(dir.path(), &Launch::with_upstreams(&[&fake.url()], "10m"))
@@ -234,7 +235,7 @@ async fn every_field_from_an_html_upstream_in_both_formats() {
     // file route to fetch; the pages only ever show relative ones.
     let dump = pkgmirror::storage::Catalogue::open(&dir.path().join("catalogue.sqlite3"))
         .unwrap()
-        .project_files("pypi", "demo")
+        .project_files(Ecosystem::Pypi, "demo")
         .unwrap();
     let base = format!("http://{}", fake.addr);
     assert_eq!(dump[1].url, format!("{base}/packages/demo-2.0-py3-none-any.whl"));

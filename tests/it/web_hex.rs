@@ -10,6 +10,7 @@
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use pkgmirror::ecosystem::Ecosystem;
 use pkgmirror::storage::Catalogue;
 use pkgmirror::storage::catalogue::{BlobAccess, FileRecord, ProjectRecord};
 use pkgmirror::storage::data_dir::{BLOBS_DIR, CATALOGUE_FILE};
@@ -59,7 +60,7 @@ fn tarball(version: &str) -> (Vec<u8>, String) {
     )
 }
 
-fn project(ecosystem: &'static str, name: &str, fetched_at: u64, files: Vec<FileRecord>) -> ProjectRecord {
+fn project(ecosystem: Ecosystem, name: &str, fetched_at: u64, files: Vec<FileRecord>) -> ProjectRecord {
     ProjectRecord {
         ecosystem,
         name: name.into(),
@@ -75,7 +76,9 @@ fn project(ecosystem: &'static str, name: &str, fetched_at: u64, files: Vec<File
 /// projects, one of which shares a name fragment with the hex packages.
 fn seed(data_dir: &Path, now: u64) {
     let catalogue = Catalogue::open(&data_dir.join(CATALOGUE_FILE)).unwrap();
-    let hex_index = catalogue.ensure_index("hex", HEX_UPSTREAM, 1800).unwrap();
+    let hex_index = catalogue
+        .ensure_index(Ecosystem::Hex, HEX_UPSTREAM, 1800)
+        .unwrap();
     let files = RELEASES
         .iter()
         .map(|(version, retired, published)| {
@@ -97,14 +100,14 @@ fn seed(data_dir: &Path, now: u64) {
         })
         .collect();
     catalogue
-        .record_project(&project("hex", PACKAGE, now - 120, files))
+        .record_project(&project(Ecosystem::Hex, PACKAGE, now - 120, files))
         .unwrap();
     catalogue
-        .record_project(&project("hex", "fix_utils", now, vec![]))
+        .record_project(&project(Ecosystem::Hex, "fix_utils", now, vec![]))
         .unwrap();
     for i in 0..FILLERS {
         catalogue
-            .record_project(&project("hex", &format!("pkg_{i:02}"), now, vec![]))
+            .record_project(&project(Ecosystem::Hex, &format!("pkg_{i:02}"), now, vec![]))
             .unwrap();
     }
 
@@ -133,7 +136,9 @@ fn seed(data_dir: &Path, now: u64) {
         )
         .unwrap();
 
-    let pypi_index = catalogue.ensure_index("pypi", PYPI_UPSTREAM, 600).unwrap();
+    let pypi_index = catalogue
+        .ensure_index(Ecosystem::Pypi, PYPI_UPSTREAM, 600)
+        .unwrap();
     for name in ["demo-pkg", "fix-tools"] {
         let filename = format!("{}-1.0.tar.gz", name.replace('-', "_"));
         let file = FileRecord {
@@ -151,7 +156,7 @@ fn seed(data_dir: &Path, now: u64) {
             inner_checksum: None,
         };
         catalogue
-            .record_project(&project("pypi", name, now, vec![file]))
+            .record_project(&project(Ecosystem::Pypi, name, now, vec![file]))
             .unwrap();
     }
 }

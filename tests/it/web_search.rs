@@ -9,6 +9,7 @@
 use std::path::Path;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
+use pkgmirror::ecosystem::Ecosystem;
 use pkgmirror::storage::Catalogue;
 use pkgmirror::storage::browse::{ProjectQuery, ProjectSort};
 use pkgmirror::storage::data_dir::{BLOBS_DIR, CATALOGUE_FILE};
@@ -230,7 +231,7 @@ fn check_query_plans(data_dir: &Path) {
         for contains in ["", "plugin"] {
             let plan = catalogue
                 .search_plan(&ProjectQuery {
-                    ecosystem: "pypi",
+                    ecosystem: Ecosystem::Pypi,
                     contains,
                     sort,
                     offset: 0,
