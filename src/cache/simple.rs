@@ -83,6 +83,30 @@ enum SnapshotContent {
     Missing,
 }
 
+impl SnapshotContent {
+    /// Whether the page lists nothing (no file, or no project).
+    fn is_empty(&self) -> bool {
+        match self {
+            Self::Project(p) => p.files.is_empty(),
+            Self::List(l) => l.projects.is_empty(),
+            Self::Missing => true,
+        }
+    }
+
+    /// Whether an HTML page carries the marks of a Simple API page: PEP 629's
+    /// `pypi:repository-version` meta tag, or at least one link it could read. An empty page is
+    /// believed only with the meta tag: that is how a project really emptied upstream is told
+    /// from a page that is no index page at all.
+    fn says_it_is_an_index_page(&self) -> bool {
+        let meta = match self {
+            Self::Project(p) => &p.meta,
+            Self::List(l) => &l.meta,
+            Self::Missing => return true,
+        };
+        meta.api_version.is_some() || !self.is_empty()
+    }
+}
+
 /// One configured upstream index at run time.
 pub struct Index {
     pub config: IndexConfig,
@@ -513,6 +537,9 @@ impl SimpleSource {
             }
             Ok(FetchedPage::New { snapshot, dropped }) => {
                 index.health.record_success();
+                if snapshot.content.is_empty() && old.as_ref().is_some_and(|old| !old.content.is_empty()) {
+                    tracing::warn!(index = %redacted, page = page.key(), "the index no longer lists any file or project on this page; it is served empty");
+                }
                 if let Some(first) = dropped.first() {
                     tracing::warn!(index = %redacted, page = page.key(), dropped = dropped.len(), first = %first, "left malformed entries out of an upstream page");
                     index
@@ -578,6 +605,18 @@ impl SimpleSource {
                 last_serial,
                 url,
             }) => match parse_in_background(page.clone(), body, format, url, last_serial).await {
+                // A 200 that is not an index page (a maintenance page, a login page a redirect led
+                // to, JSON under another content type) must not pass for an empty project.
+                Ok((content, _)) if format == PageFormat::Html && !content.says_it_is_an_index_page() => {
+                    Err(data_error(
+                        format!(
+                            "{} answered with a page that is not a Simple API page (no file links and no \
+                             pypi:repository-version meta tag), so it was not used",
+                            index.config.url.redacted()
+                        ),
+                        false,
+                    ))
+                }
                 Ok((content, dropped)) => Ok(FetchedPage::New {
                     snapshot: Box::new(Snapshot {
                         fetched_at: now,

@@ -2,6 +2,8 @@
 //! standards let it read, falls back from JSON to HTML on the same index, drops a malformed entry
 //! rather than the page, and says on `/health` and in its log what was wrong and where.
 
+use std::time::Duration;
+
 use serde_json::json;
 
 use crate::support::fixtures::sha;
@@ -206,4 +208,90 @@ async fn nothing_readable_is_a_502_that_says_why_and_health_says_unreadable() {
             && body.contains("unsupported api-version"),
         "{body}"
     );
+}
+
+/// After the TTL, an index answering 200 with something that is not a Simple API page (a
+/// maintenance page, HTML cut short, JSON under a content type that does not say so) must not
+/// replace the last good copy: the stored page is served stale and the index is `unreadable`.
+#[tokio::test]
+async fn a_200_that_is_not_an_index_page_never_replaces_the_stored_copy() {
+    let good = json!({
+        "meta": {"api-version": "1.0"},
+        "name": "demo",
+        "files": [
+            {"filename": "demo-1.0.tar.gz", "url": "/files/demo-1.0.tar.gz", "hashes": {"sha256": sha('a')}},
+            {"filename": "demo-2.0.tar.gz", "url": "/files/demo-2.0.tar.gz", "hashes": {"sha256": sha('b')}},
+        ]
+    });
+    let not_pages = [
+        (
+            "text/html; charset=utf-8",
+            "<html><body><h1>Down for maintenance</h1><p>Back soon.</p></body></html>".to_owned(),
+        ),
+        (
+            "text/html",
+            "<!DOCTYPE html><html><head><title>Links for demo</title>".to_owned(),
+        ),
+        // Another body than the stored one, or the index would answer 304 to the stored ETag.
+        (
+            "application/octet-stream",
+            json!({"name": "demo", "files": []}).to_string(),
+        ),
+    ];
+    for (content_type, body) in not_pages {
+        let fake = FakeIndex::start();
+        fake.json("demo/", &good);
+        let dir = temp_dir();
+        let server = Server::start(dir.path(), &Launch::with_upstreams(&[&fake.url()], "1s"));
+        let url = server.url("/simple/demo/");
+        let first = get(&url, JSON).await;
+        assert_eq!(header(&first, "x-cache"), "miss");
+        let first: serde_json::Value = first.json().await.unwrap();
+
+        fake.page("demo/", content_type, &body);
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        let answer = get(&url, JSON).await;
+        assert_eq!(answer.status(), 200, "{content_type}: {}", server.logs());
+        assert_eq!(header(&answer, "x-cache"), "stale", "{content_type}");
+        let page: serde_json::Value = answer.json().await.unwrap();
+        assert_eq!(filenames(&page), filenames(&first), "{content_type}");
+        assert_eq!(fake.hits("demo/"), 2, "{content_type}: the index was asked again");
+        let health = get_json(&server.url("/health")).await;
+        assert_eq!(
+            health["upstreams"][0]["state"], "unreadable",
+            "{content_type}: {health}"
+        );
+        let error = health["upstreams"][0]["last_error"].as_str().unwrap();
+        assert!(error.contains("not a Simple API page"), "{content_type}: {error}");
+    }
+}
+
+/// A project really emptied upstream empties here too: an empty page that says it is a Simple
+/// API page (the JSON content type, or PEP 629's meta tag in HTML) is believed.
+#[tokio::test]
+async fn an_empty_page_that_says_what_it_is_empties_the_project() {
+    for (content_type, empty) in [
+        (JSON, json!({"meta": {"api-version": "1.0"}, "name": "demo", "files": []}).to_string()),
+        (
+            "text/html",
+            "<!DOCTYPE html><html><head><meta name=\"pypi:repository-version\" content=\"1.0\"></head><body></body></html>"
+                .to_owned(),
+        ),
+    ] {
+        let fake = FakeIndex::start();
+        fake.html("demo/", &html_page(&[("demo-1.0.tar.gz", 'a')]));
+        let dir = temp_dir();
+        let server = Server::start(dir.path(), &Launch::with_upstreams(&[&fake.url()], "1s"));
+        let url = server.url("/simple/demo/");
+        let first: serde_json::Value = get(&url, JSON).await.json().await.unwrap();
+        assert_eq!(filenames(&first), ["demo-1.0.tar.gz"]);
+
+        fake.page("demo/", content_type, &empty);
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        let answer = get(&url, JSON).await;
+        assert_eq!(header(&answer, "x-cache"), "miss", "{content_type}");
+        let page: serde_json::Value = answer.json().await.unwrap();
+        assert!(filenames(&page).is_empty(), "{content_type}: {page}");
+        assert!(server.logged("no longer lists any file"), "{}", server.logs());
+    }
 }
