@@ -13,6 +13,7 @@ use crate::cache::explorer::Explorer;
 use crate::cache::files::PypiFiles;
 use crate::cache::hex::{HexMirror, HexSettings};
 use crate::cache::maintenance::{self, Evictor};
+use crate::cache::pages::PageCacheSettings;
 use crate::cache::simple::{Index, SimplePages};
 use crate::config::Config;
 use crate::ecosystem::Ecosystem;
@@ -259,12 +260,16 @@ fn open(config: &Config, background: tokio::runtime::Handle) -> Result<Parts, Se
     let client = SimpleClient::new(&config.pypi).map_err(http_error)?;
     let file_client = FileClient::new(&config.pypi).map_err(http_error)?;
     let counters = Arc::new(CacheCounters::default());
+    let page_cache = PageCacheSettings {
+        l1_bytes: config.storage.page_cache_size,
+        refresh_wait: config.pypi.refresh_wait,
+    };
     let pages = Arc::new(SimplePages::new(
         indexes,
         client,
         page_store.clone(),
         catalogue.clone(),
-        config.storage.page_cache_size,
+        page_cache,
         Arc::clone(&counters),
         background.clone(),
     ));
@@ -295,7 +300,7 @@ fn open(config: &Config, background: tokio::runtime::Handle) -> Result<Parts, Se
                 verifier: RegistryVerifier::new(key),
                 ttl: config.hex.ttl,
                 index_id,
-                l1_bytes: config.storage.page_cache_size,
+                cache: page_cache,
             },
             page_store.clone(),
             catalogue.clone(),

@@ -25,7 +25,7 @@ use tokio::runtime::Handle;
 
 use super::downloads::{Downloads, FileAnswer, Source};
 use super::ingest::{Ingest, IngestError, Kept, SizeLimit};
-use super::pages::{Keep, PageCache, PageSource, Refresh, Refreshed, Served, Upstreams};
+use super::pages::{Keep, PageCache, PageCacheSettings, PageSource, Refresh, Refreshed, Served, Upstreams};
 use super::{CacheCounters, CacheError, CacheOutcome, UNLISTED_REFRESH_INTERVAL, blocking, unix_now};
 use crate::ecosystem::Ecosystem;
 use crate::hex::{Package, RegistryFile, RegistryVerifier, RepoPath, Verified, tarball_name};
@@ -40,9 +40,6 @@ use crate::upstream::{
 const ECOSYSTEM: Ecosystem = Ecosystem::Hex;
 /// How long an upstream "no such file" is believed.
 const MISSING_TTL: Duration = Duration::from_secs(60);
-/// The largest registry file read from the upstream. hex.pm's `/names` is a few MB; this
-/// leaves room while refusing a runaway body.
-const MAX_REGISTRY_BYTES: usize = 64 * 1024 * 1024;
 /// The largest docs or installer file stored.
 const MAX_OBJECT_BYTES: u64 = 1024 * 1024 * 1024;
 /// How long docs and the public key are kept before being revalidated (hex.pm says one day).
@@ -80,8 +77,8 @@ pub struct HexSettings {
     pub ttl: Duration,
     /// Catalogue id of the upstream repository.
     pub index_id: i64,
-    /// Bytes of registry files held in memory.
-    pub l1_bytes: u64,
+    /// How the page cache of registry files holds and refreshes them.
+    pub cache: PageCacheSettings,
 }
 
 pub struct HexMirror {
@@ -148,7 +145,7 @@ impl HexMirror {
                 sources,
                 pages,
                 catalogue,
-                settings.l1_bytes,
+                settings.cache,
                 counters,
                 runtime,
             ),
@@ -345,7 +342,10 @@ impl PageSource for HexSource {
             HexPage::Registry(_) => self.ttl,
             HexPage::Object { ttl, .. } => *ttl,
         };
-        let fetched = self.client.fetch(&path, etag.as_deref()).await;
+        let fetched = match &key {
+            HexPage::Registry(_) => self.client.fetch_registry(&path, etag.as_deref()).await,
+            HexPage::Object { .. } => self.client.fetch(&path, etag.as_deref()).await,
+        };
         let (response, upstream_etag) = match fetched {
             Ok(HexFetched::NotModified) => {
                 let Some(page) = stored.filter(|_| etag.is_some()) else {
@@ -377,7 +377,7 @@ impl PageSource for HexSource {
             HexPage::Registry(file) => {
                 let body = self
                     .client
-                    .read_body(&path, response, MAX_REGISTRY_BYTES)
+                    .read_body(&path, response)
                     .await
                     .map_err(|e| self.upstream_failed(e))?;
                 self.health.record_success();

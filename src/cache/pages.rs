@@ -10,6 +10,7 @@
 use std::future::Future;
 use std::hash::Hash;
 use std::sync::Arc;
+use std::time::Duration;
 
 use moka::future::Cache;
 use tokio::runtime::Handle;
@@ -83,6 +84,16 @@ impl Keep {
     }
 }
 
+/// How a page cache holds and refreshes pages.
+#[derive(Debug, Clone, Copy)]
+pub struct PageCacheSettings {
+    /// Bytes of pages held in memory (`storage.page_cache_size`).
+    pub l1_bytes: u64,
+    /// How long a request with an expired stored copy waits for the refresh before it is
+    /// answered with that copy, stale, while the refresh goes on (`pypi.refresh_wait`).
+    pub refresh_wait: Duration,
+}
+
 /// An ecosystem's pages: how they are named and refreshed.
 pub trait PageSource: Send + Sync + 'static {
     /// A page, as requests name it; refreshes are shared per key.
@@ -111,6 +122,7 @@ pub trait PageSource: Send + Sync + 'static {
 /// The shared cache in front of one [`PageSource`].
 pub struct PageCache<S: PageSource> {
     shared: Arc<Shared<S>>,
+    refresh_wait: Duration,
     flights: SingleFlight<S::Key, Result<RefreshedForms, CacheError>>,
 }
 
@@ -138,12 +150,12 @@ impl<S: PageSource> PageCache<S> {
         sources: String,
         store: PageStore,
         catalogue: crate::storage::Catalogue,
-        l1_bytes: u64,
+        settings: PageCacheSettings,
         counters: Arc<CacheCounters>,
         runtime: Handle,
     ) -> Self {
         let l1 = Cache::builder()
-            .max_capacity(l1_bytes)
+            .max_capacity(settings.l1_bytes)
             .weigher(|_, page: &Arc<StoredPage>| u32::try_from(page.weight()).unwrap_or(u32::MAX))
             .build();
         Self {
@@ -155,6 +167,7 @@ impl<S: PageSource> PageCache<S> {
                 l1,
                 counters,
             }),
+            refresh_wait: settings.refresh_wait,
             flights: SingleFlight::new(runtime),
         }
     }
@@ -164,7 +177,9 @@ impl<S: PageSource> PageCache<S> {
     }
 
     /// Answers a page: from memory or disk while fresh, else refreshed (one refresh per page
-    /// however many requests wait), else the stored copy marked stale, else an error.
+    /// however many requests wait), else the stored copy marked stale, else an error. A refresh
+    /// of a stored page that takes longer than `refresh_wait` is not waited for: the stored copy
+    /// answers, stale, and the refresh finishes in the background.
     pub async fn get(&self, key: S::Key, form: PageForm) -> Result<Served, CacheError> {
         let shared = &self.shared;
         let stored = shared.stored(&key, form).await?;
@@ -186,7 +201,21 @@ impl<S: PageSource> PageCache<S> {
                 });
             }
         }
-        self.refresh_from(key, form, stored, Refresh::IfStale).await
+        let Some(stored) = stored else {
+            return self.refresh_from(key, form, None, Refresh::IfStale).await;
+        };
+        let refresh = self.refresh_from(key, form, Some(Arc::clone(&stored)), Refresh::IfStale);
+        match tokio::time::timeout(self.refresh_wait, refresh).await {
+            Ok(answer) => answer,
+            // Dropping the wait does not stop the refresh: it runs as a task of its own.
+            Err(_) => {
+                shared.counters.count(CacheOutcome::Stale);
+                Ok(Served {
+                    page: stored,
+                    outcome: CacheOutcome::Stale,
+                })
+            }
+        }
     }
 
     /// Refreshes a page now, TTL or not; shares any refresh of the page under way.
@@ -487,7 +516,10 @@ mod tests {
             SOURCES.into(),
             PageStore::open(&dir.join("pages.redb")).unwrap(),
             Catalogue::open(&dir.join("catalogue.db")).unwrap(),
-            1 << 20,
+            PageCacheSettings {
+                l1_bytes: 1 << 20,
+                refresh_wait: Duration::from_secs(5),
+            },
             Arc::default(),
             Handle::current(),
         )

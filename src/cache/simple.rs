@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tokio::runtime::Handle;
 
-use super::pages::{Keep, PageCache, PageSource, Refresh, Refreshed, Served, Upstreams};
+use super::pages::{Keep, PageCache, PageCacheSettings, PageSource, Refresh, Refreshed, Served, Upstreams};
 use super::{CacheCounters, CacheError, CacheOutcome, blocking, unix_now};
 use crate::config::IndexConfig;
 use crate::ecosystem::Ecosystem;
@@ -204,7 +204,7 @@ impl SimplePages {
         client: SimpleClient,
         pages: PageStore,
         catalogue: Catalogue,
-        l1_bytes: u64,
+        settings: PageCacheSettings,
         counters: Arc<CacheCounters>,
         runtime: Handle,
     ) -> Self {
@@ -227,7 +227,7 @@ impl SimplePages {
                 sources,
                 pages,
                 catalogue,
-                l1_bytes,
+                settings,
                 counters,
                 runtime,
             ),

@@ -387,6 +387,15 @@ impl Layers {
                 ),
             ));
         }
+        if config.pypi.max_page_size == 0 {
+            return Err(invalid(
+                "pypi.max_page_size",
+                "must be more than 0 bytes".to_owned(),
+            ));
+        }
+        if config.pypi.page_timeout.is_zero() {
+            return Err(invalid("pypi.page_timeout", "must be longer than 0s".to_owned()));
+        }
         let part_size = config.storage.s3.part_size;
         if !(MIN_PART_SIZE..=MAX_PART_SIZE).contains(&part_size) {
             return Err(invalid(

@@ -74,6 +74,9 @@ mod tests {
         assert!(!c.pypi.allow_private_upstreams);
         assert_eq!(c.pypi.connect_timeout, Duration::from_secs(5));
         assert_eq!(c.pypi.read_timeout, Duration::from_secs(30));
+        assert_eq!(c.pypi.page_timeout, Duration::from_secs(60));
+        assert_eq!(c.pypi.refresh_wait, Duration::from_secs(2));
+        assert_eq!(c.pypi.max_page_size, 64 << 20);
         assert_eq!(c.pypi.download_timeout, Duration::ZERO);
         assert!(c.pypi.indexes().is_empty());
         assert!(c.hex.enabled);

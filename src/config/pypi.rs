@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde::de::{self, Deserializer};
 
-use super::values::{UpstreamUrl, duration, durations};
+use super::values::{MIB, UpstreamUrl, duration, durations, size};
 
 #[derive(Clone, Debug, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -25,6 +25,17 @@ pub struct PypiConfig {
     pub connect_timeout: Duration,
     #[serde(deserialize_with = "duration")]
     pub read_timeout: Duration,
+    /// The whole of one page fetch (registry files included), body and all: a trickling
+    /// upstream cannot hold a refresh longer.
+    #[serde(deserialize_with = "duration")]
+    pub page_timeout: Duration,
+    /// How long a request whose stored page has expired waits for the refresh before it gets
+    /// the stored copy (`X-Cache: stale`) while the refresh goes on.
+    #[serde(deserialize_with = "duration")]
+    pub refresh_wait: Duration,
+    /// The largest page (or registry file) read from an upstream; a larger one is a 502.
+    #[serde(deserialize_with = "size")]
+    pub max_page_size: u64,
     pub verify_tls: bool,
     /// Accepted for proxpi compatibility; streaming makes it moot.
     #[serde(deserialize_with = "duration")]
@@ -41,6 +52,9 @@ impl Default for PypiConfig {
             allow_private_upstreams: false,
             connect_timeout: Duration::from_secs(5),
             read_timeout: Duration::from_secs(30),
+            page_timeout: Duration::from_secs(60),
+            refresh_wait: Duration::from_secs(2),
+            max_page_size: 64 * MIB,
             verify_tls: true,
             download_timeout: Duration::ZERO,
         }

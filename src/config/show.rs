@@ -115,6 +115,9 @@ pub(super) fn leaves(c: &Config) -> Vec<Leaf> {
             Str(format_duration(pypi.connect_timeout)),
         ),
         leaf("pypi", "read_timeout", Str(format_duration(pypi.read_timeout))),
+        leaf("pypi", "page_timeout", Str(format_duration(pypi.page_timeout))),
+        leaf("pypi", "refresh_wait", Str(format_duration(pypi.refresh_wait))),
+        leaf("pypi", "max_page_size", Str(format_size(pypi.max_page_size))),
         leaf("pypi", "verify_tls", Bool(pypi.verify_tls)),
         leaf(
             "pypi",

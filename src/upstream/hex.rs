@@ -2,6 +2,8 @@
 //! byte for byte. Registry files are gzip inside the body and clients verify those exact bytes,
 //! so nothing is ever decompressed on the way (no `Accept-Encoding`, no transparent gunzip).
 
+use std::time::Duration;
+
 use bytes::Bytes;
 use reqwest::header::{ETAG, IF_NONE_MATCH};
 use reqwest::{Response, StatusCode};
@@ -29,6 +31,10 @@ pub enum HexFetched {
 pub struct HexClient {
     http: reqwest::Client,
     upstream: UpstreamUrl,
+    /// The whole of one registry file fetch, body included (`pypi.page_timeout`).
+    page_timeout: Duration,
+    /// The largest registry file read (`pypi.max_page_size`).
+    max_page_size: u64,
 }
 
 impl HexClient {
@@ -42,7 +48,12 @@ impl HexClient {
             .read_timeout(http_settings.read_timeout)
             .danger_accept_invalid_certs(!http_settings.verify_tls)
             .build()?;
-        Ok(Self { http, upstream })
+        Ok(Self {
+            http,
+            upstream,
+            page_timeout: http_settings.page_timeout,
+            max_page_size: http_settings.max_page_size,
+        })
     }
 
     pub fn upstream(&self) -> &UpstreamUrl {
@@ -61,10 +72,28 @@ impl HexClient {
             })
     }
 
-    /// Fetches `path`, conditionally on `etag`.
+    /// Fetches a registry file, conditionally on `etag`, within `pypi.page_timeout` body included
+    /// (read it with [`Self::read_body`]).
+    pub async fn fetch_registry(&self, path: &str, etag: Option<&str>) -> Result<HexFetched, UpstreamError> {
+        self.fetch_within(path, etag, Some(self.page_timeout)).await
+    }
+
+    /// Fetches `path`, conditionally on `etag`; the body may take as long as it streams.
     pub async fn fetch(&self, path: &str, etag: Option<&str>) -> Result<HexFetched, UpstreamError> {
+        self.fetch_within(path, etag, None).await
+    }
+
+    async fn fetch_within(
+        &self,
+        path: &str,
+        etag: Option<&str>,
+        deadline: Option<Duration>,
+    ) -> Result<HexFetched, UpstreamError> {
         let name = self.upstream.redacted();
         let mut request = self.http.get(self.url(path)?);
+        if let Some(deadline) = deadline {
+            request = request.timeout(deadline);
+        }
         if let Some(etag) = etag {
             request = request.header(IF_NONE_MATCH, etag);
         }
@@ -88,20 +117,9 @@ impl HexClient {
         }
     }
 
-    /// Reads a fetched body whole (registry files), refusing more than `limit` bytes or a body
-    /// cut short.
-    pub async fn read_body(
-        &self,
-        path: &str,
-        response: Response,
-        limit: usize,
-    ) -> Result<Bytes, UpstreamError> {
-        read_capped(response, limit)
-            .await
-            .map_err(|detail| UpstreamError::Body {
-                index: self.upstream.redacted(),
-                path: path.to_owned(),
-                detail,
-            })
+    /// Reads a fetched body whole (registry files), refusing more than `pypi.max_page_size` or a
+    /// body cut short.
+    pub async fn read_body(&self, path: &str, response: Response) -> Result<Bytes, UpstreamError> {
+        read_capped(response, self.max_page_size, &self.upstream.redacted(), path).await
     }
 }

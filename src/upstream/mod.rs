@@ -42,10 +42,6 @@ impl PageRequest {
     }
 }
 
-/// The largest index page pkgmirror reads from an upstream. The full project list of a big index
-/// is tens of MB; anything past this is a misbehaving upstream, not a page.
-const MAX_PAGE_BYTES: usize = 512 * 1024 * 1024;
-
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum UpstreamError {
     #[error("{index} timed out ({detail})")]
@@ -103,6 +99,10 @@ pub enum Fetched {
 #[derive(Clone)]
 pub struct SimpleClient {
     http: reqwest::Client,
+    /// The whole of one page fetch, body included (`pypi.page_timeout`).
+    page_timeout: Duration,
+    /// The largest page read (`pypi.max_page_size`).
+    max_page_size: u64,
 }
 
 impl SimpleClient {
@@ -113,7 +113,11 @@ impl SimpleClient {
             .read_timeout(config.read_timeout)
             .danger_accept_invalid_certs(!config.verify_tls)
             .build()?;
-        Ok(Self { http })
+        Ok(Self {
+            http,
+            page_timeout: config.page_timeout,
+            max_page_size: config.max_page_size,
+        })
     }
 
     /// Fetches `path` (empty for the project list, `{project}/` for a project) from `index` in the
@@ -131,7 +135,11 @@ impl SimpleClient {
             path: path.to_owned(),
             detail: format!("cannot build a URL: {e}"),
         })?;
-        let mut get = self.http.get(url).header(ACCEPT, request.accept());
+        let mut get = self
+            .http
+            .get(url)
+            .header(ACCEPT, request.accept())
+            .timeout(self.page_timeout);
         if let Some(etag) = etag {
             get = get.header(IF_NONE_MATCH, etag);
         }
@@ -153,13 +161,7 @@ impl SimpleClient {
         // Relative hrefs must not inherit credentials into stored URLs.
         let _ = final_url.set_username("");
         let _ = final_url.set_password(None);
-        let body = read_capped(response, MAX_PAGE_BYTES)
-            .await
-            .map_err(|detail| UpstreamError::Body {
-                index: name.clone(),
-                path: path.to_owned(),
-                detail,
-            })?;
+        let body = read_capped(response, self.max_page_size, &name, path).await?;
         Ok(Fetched::Page {
             body,
             format: page_format(&headers),
@@ -190,17 +192,38 @@ fn page_format(headers: &HeaderMap) -> PageFormat {
 
 /// Reads a body to the end, refusing more than `limit` bytes. A connection cut before the end
 /// (short of Content-Length, or a broken chunked stream) is an error: a partial page is never used.
-async fn read_capped(response: Response, limit: usize) -> Result<Bytes, String> {
+/// A request deadline that passes while reading is a timeout.
+async fn read_capped(
+    response: Response,
+    limit: u64,
+    index: &str,
+    path: &str,
+) -> Result<Bytes, UpstreamError> {
+    let broken = |detail: String| UpstreamError::Body {
+        index: index.to_owned(),
+        path: path.to_owned(),
+        detail,
+    };
+    let too_large = || {
+        broken(format!(
+            "the page is larger than {limit} bytes (pypi.max_page_size)"
+        ))
+    };
     let expected = response.content_length();
-    if expected.is_some_and(|len| len > limit as u64) {
-        return Err(format!("the page is larger than {limit} bytes"));
+    if expected.is_some_and(|len| len > limit) {
+        return Err(too_large());
     }
-    let mut body = BytesMut::with_capacity(expected.map_or(64 * 1024, |len| len as usize));
+    // Not more up front than a page may have: a Content-Length is the upstream's claim.
+    let capacity = expected.map_or(64 * 1024, |len| len.min(limit)) as usize;
+    let mut body = BytesMut::with_capacity(capacity);
     let mut stream = response.bytes_stream();
     while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| describe(&e.without_url()))?;
-        if body.len() + chunk.len() > limit {
-            return Err(format!("the page is larger than {limit} bytes"));
+        let chunk = chunk.map_err(|e| match e.is_timeout() {
+            true => transport_error(index, e),
+            false => broken(describe(&e.without_url())),
+        })?;
+        if body.len() as u64 + chunk.len() as u64 > limit {
+            return Err(too_large());
         }
         body.extend_from_slice(&chunk);
     }

@@ -106,6 +106,49 @@ async fn expired_pages_are_revalidated_with_the_stored_etag() {
     assert_eq!(third["files"].as_array().unwrap().len(), 2);
 }
 
+/// An upstream that sends a byte now and then (so no read ever times out) is cut off by the page
+/// deadline; a request whose cached page expired meanwhile gets the cached copy after a short wait
+/// while the refresh goes on.
+#[tokio::test]
+async fn a_trickling_upstream_is_cut_off_and_an_expired_page_answers_stale_meanwhile() {
+    let fake = FakeIndex::start();
+    fake.json("demo/", &json_project());
+    fake.json("other/", &json_project());
+    let dir = temp_dir();
+    let mut launch = Launch::with_upstreams(&[&fake.url()], "1s");
+    launch
+        .env("PKGMIRROR__PYPI__PAGE_TIMEOUT", "1500ms")
+        .env("PKGMIRROR__PYPI__REFRESH_WAIT", "200ms");
+    let server = Server::start(dir.path(), &launch);
+    let url = server.url("/simple/demo/");
+    let cached = get(&url, JSON).await.bytes().await.unwrap();
+
+    // A new page (or the index would answer the conditional request 304), sent a byte at a time.
+    let mut changed = json_project();
+    changed["meta"]["_last-serial"] = 2.into();
+    fake.json("demo/", &changed);
+    fake.set(Behaviour::Trickle(Duration::from_millis(300)));
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let stale = get(&url, JSON).await;
+    assert_eq!(stale.status(), 200);
+    assert_eq!(header(&stale, "x-cache"), "stale");
+    assert_eq!(stale.bytes().await.unwrap(), cached);
+
+    // Nothing cached: the client waits for the deadline, not for the whole trickle (minutes).
+    let response = get(&server.url("/simple/other/"), JSON).await;
+    assert_eq!(response.status(), 504);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert!(body["message"].as_str().unwrap().contains("timed out"), "{body}");
+
+    // The refresh left running in the background ended at the deadline too, and says so.
+    let health = get_json(&server.url("/health")).await;
+    assert_eq!(health["upstreams"][0]["state"], "down", "{health}");
+    assert!(
+        fake.hits("demo/") == 2,
+        "one refresh of the expired page, however many waited"
+    );
+}
+
 #[tokio::test]
 async fn upstream_errors_without_a_cached_copy_are_502_and_504() {
     let fake = FakeIndex::start();
@@ -208,4 +251,23 @@ async fn sigterm_lets_in_flight_requests_finish() {
     assert!(status.success(), "clean exit after SIGTERM: {status:?}\n{logs}");
     assert!(logs.contains("shutting down"), "{logs}");
     assert!(logs.contains("stopped"), "{logs}");
+}
+
+/// A page over `pypi.max_page_size` is a clear 502, never read further or cached.
+#[tokio::test]
+async fn a_page_over_the_size_cap_is_a_502_that_names_the_setting() {
+    let fake = FakeIndex::start();
+    fake.json("demo/", &json_project());
+    let dir = temp_dir();
+    let mut launch = Launch::with_upstreams(&[&fake.url()], "10m");
+    launch.env("PKGMIRROR__PYPI__MAX_PAGE_SIZE", "100");
+    let server = Server::start(dir.path(), &launch);
+    let response = get(&server.url("/simple/demo/"), JSON).await;
+    assert_eq!(response.status(), 502);
+    let body: serde_json::Value = response.json().await.unwrap();
+    let message = body["message"].as_str().unwrap();
+    assert!(
+        message.contains("larger than 100 bytes") && message.contains("pypi.max_page_size"),
+        "{message}"
+    );
 }

@@ -28,6 +28,8 @@ pub enum Behaviour {
     Stall,
     /// Send the headers and half the body, then wait forever.
     StallMidBody,
+    /// Send the headers, then one byte of the body at this interval (no read ever waits long).
+    Trickle(Duration),
 }
 
 struct Page {
@@ -287,7 +289,7 @@ async fn serve_connection(mut stream: TcpStream, state: Arc<FakeState>) {
         Behaviour::Status(code) => {
             return respond(&mut stream, code, "text/plain", b"upstream failure", &[]).await;
         }
-        Behaviour::Normal | Behaviour::Truncate | Behaviour::StallMidBody => {}
+        Behaviour::Normal | Behaviour::Truncate | Behaviour::StallMidBody | Behaviour::Trickle(_) => {}
     }
     let wants_json = headers.get("accept").is_some_and(|a| a.contains("json"));
     let page = {
@@ -319,6 +321,20 @@ async fn serve_connection(mut stream: TcpStream, state: Arc<FakeState>) {
             tokio::time::sleep(Duration::from_secs(3600)).await;
         }
         let _ = stream.shutdown().await;
+        return;
+    }
+    if let Behaviour::Trickle(interval) = behaviour {
+        let head = format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            body.len()
+        );
+        let _ = stream.write_all(head.as_bytes()).await;
+        for byte in body.chunks(1) {
+            if stream.write_all(byte).await.is_err() || stream.flush().await.is_err() {
+                return;
+            }
+            tokio::time::sleep(interval).await;
+        }
         return;
     }
     respond(&mut stream, 200, &content_type, &body, &[("ETag", &etag)]).await;
