@@ -188,8 +188,11 @@ fn open(config: &Config, background: tokio::runtime::Handle) -> Result<Parts, Se
     };
     let catalogue = Catalogue::open(&data_dir.join(data_dir::CATALOGUE_FILE))
         .map_err(storage_error(data_dir::CATALOGUE_FILE))?;
-    let page_store =
-        PageStore::open(&data_dir.join(data_dir::PAGES_FILE)).map_err(storage_error(data_dir::PAGES_FILE))?;
+    let page_store = PageStore::open(
+        &data_dir.join(data_dir::PAGES_FILE),
+        &data_dir.join(data_dir::PAGE_BODIES_DIR),
+    )
+    .map_err(storage_error(data_dir::PAGES_FILE))?;
 
     let mut indexes = Vec::new();
     for index in config.pypi.indexes() {

@@ -22,6 +22,9 @@ use crate::storage::PageStore;
 use crate::storage::catalogue::ProjectRecord;
 use crate::storage::pages::{PageForm, PageHeader, PageKey, PageWrite, SnapshotKey, StoredPage};
 
+/// After storing a refresh whose forms are bigger than this, freed memory is handed back.
+const RETURN_MEMORY_AFTER: usize = 8 << 20;
+
 /// A page ready to send, and where it came from.
 #[derive(Debug, Clone)]
 pub struct Served {
@@ -341,6 +344,10 @@ impl<S: PageSource> Shared<S> {
         {
             Refreshed::Page { forms, outcome, keep } => {
                 self.keep(&key, &forms, keep).await;
+                if forms.iter().map(|(_, page)| page.weight()).sum::<usize>() > RETURN_MEMORY_AFTER {
+                    // The parsed model, snapshots and renderings of a big page were just freed.
+                    tokio::task::spawn_blocking(return_freed_memory);
+                }
                 for (form, page) in &forms {
                     self.l1.insert((key.clone(), *form), Arc::clone(page)).await;
                 }
@@ -412,6 +419,18 @@ impl<S: PageSource> Shared<S> {
         let store = self.store.clone();
         let name = S::store_key(key);
         blocking(move || store.forget(S::ECOSYSTEM, &name, keep_snapshots)).await
+    }
+}
+
+/// Hands memory the allocator holds free back to the system. glibc keeps freed memory in its
+/// heaps for reuse; after a big page's refresh (hundreds of MB parsed, rendered and freed at once)
+/// it would otherwise stay resident for the life of the process.
+fn return_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim takes no pointers and only returns the allocator's own free pages; it
+    // is safe to call from any thread at any time.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }
 
@@ -514,7 +533,7 @@ mod tests {
         PageCache::new(
             Arc::new(source),
             SOURCES.into(),
-            PageStore::open(&dir.join("pages.redb")).unwrap(),
+            PageStore::open(&dir.join("pages.redb"), &dir.join("page-bodies")).unwrap(),
             Catalogue::open(&dir.join("catalogue.db")).unwrap(),
             PageCacheSettings {
                 l1_bytes: 1 << 20,

@@ -12,6 +12,8 @@ use std::path::{Path, PathBuf};
 
 pub const CATALOGUE_FILE: &str = "catalogue.sqlite3";
 pub const PAGES_FILE: &str = "pages.redb";
+/// The page store's big values, a file each.
+pub const PAGE_BODIES_DIR: &str = "page-bodies";
 pub const BLOBS_DIR: &str = "blobs";
 const LOCK_FILE: &str = "pkgmirror.lock";
 

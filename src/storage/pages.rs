@@ -3,23 +3,35 @@
 //!   so each index is revalidated on its own TTL;
 //! - the *rendered* page per format, with its gzip and zstd forms compressed once when stored.
 //!
-//! Losing this file costs a refetch, never data. Every method is blocking (redb commits fsync):
+//! Values over 64 KiB (a big project's snapshot or page) live in files of their own under
+//! `page-bodies/`, named by the row; the tables hold only small values.
+//!
+//! Losing these costs a refetch, never data. Every method is blocking (redb commits fsync):
 //! call them from `spawn_blocking`.
 
-use crate::ecosystem::Ecosystem;
-use std::path::Path;
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use redb::{Database, ReadableDatabase, ReadableTableMetadata, TableDefinition};
+use redb::{Builder, Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 use serde::{Deserialize, Serialize};
 
 use super::StorageError;
+use crate::ecosystem::Ecosystem;
 
-/// (ecosystem, page, index key) → snapshot bytes (the cache layer's encoding).
-const SNAPSHOTS: TableDefinition<(&str, &str, &str), &[u8]> = TableDefinition::new("snapshots");
-/// (ecosystem, page, form) → encoded [`StoredPage`].
-const PAGES: TableDefinition<(&str, &str, &str), &[u8]> = TableDefinition::new("pages");
+/// (ecosystem, page, index key) → stored snapshot (the cache layer's encoding).
+const SNAPSHOTS: TableDefinition<(&str, &str, &str), &[u8]> = TableDefinition::new("snapshots_v2");
+/// (ecosystem, page, form) → stored, encoded [`StoredPage`].
+const PAGES: TableDefinition<(&str, &str, &str), &[u8]> = TableDefinition::new("pages_v2");
+/// The tables of the layout that kept every value inline; dropped at open.
+const OLD_SNAPSHOTS: TableDefinition<(&str, &str, &str), &[u8]> = TableDefinition::new("snapshots");
+const OLD_PAGES: TableDefinition<(&str, &str, &str), &[u8]> = TableDefinition::new("pages");
+/// A body file being written; removed at open if a process died before renaming it.
+const TEMP_SUFFIX: &str = ".tmp";
 
 /// A rendered page as served: the exact bytes in every encoding, and its validators.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,38 +68,47 @@ impl StoredPage {
 
     // Layout: u32 header length, header JSON, then three (u64 length, bytes) bodies. Hand-rolled
     // because serde formats would either inflate the bodies (JSON) or add a dependency for 20 lines.
-    fn encode(&self) -> Result<Vec<u8>, StorageError> {
-        let header = serde_json::to_vec(&self.header)
-            .map_err(|e| StorageError::Corrupt(format!("page header: {e}")))?;
-        let mut out = Vec::with_capacity(4 + header.len() + 24 + self.weight());
-        out.extend_from_slice(&(header.len() as u32).to_le_bytes());
-        out.extend_from_slice(&header);
-        for body in [&self.identity, &self.gzip, &self.zstd] {
-            out.extend_from_slice(&(body.len() as u64).to_le_bytes());
-            out.extend_from_slice(body);
-        }
-        Ok(out)
+    fn header_json(&self) -> std::io::Result<Vec<u8>> {
+        serde_json::to_vec(&self.header).map_err(std::io::Error::other)
     }
 
-    fn decode(bytes: &[u8]) -> Result<Self, StorageError> {
+    fn encoded_len(&self) -> Result<usize, StorageError> {
+        let bodies = self.identity.len() + self.gzip.len() + self.zstd.len();
+        Ok(4 + self.header_json()?.len() + 3 * 8 + bodies)
+    }
+
+    /// Writes the encoded page without first gathering it in memory (a big page goes to a file).
+    fn encode_into(&self, out: &mut dyn Write) -> std::io::Result<()> {
+        let header = self.header_json()?;
+        out.write_all(&(header.len() as u32).to_le_bytes())?;
+        out.write_all(&header)?;
+        for body in [&self.identity, &self.gzip, &self.zstd] {
+            out.write_all(&(body.len() as u64).to_le_bytes())?;
+            out.write_all(body)?;
+        }
+        Ok(())
+    }
+
+    /// The page encoded in `bytes`; its bodies are slices of them, not copies.
+    fn decode(bytes: Bytes) -> Result<Self, StorageError> {
         let corrupt = || StorageError::Corrupt("a stored page is truncated".into());
-        let mut rest = bytes;
-        let mut take = |n: usize| -> Result<&[u8], StorageError> {
-            if rest.len() < n {
-                return Err(corrupt());
-            }
-            let (head, tail) = rest.split_at(n);
-            rest = tail;
-            Ok(head)
+        let mut at = 0usize;
+        let mut take = |n: usize| -> Result<Bytes, StorageError> {
+            let end = at
+                .checked_add(n)
+                .filter(|end| *end <= bytes.len())
+                .ok_or_else(corrupt)?;
+            let part = bytes.slice(at..end);
+            at = end;
+            Ok(part)
         };
-        let header_len = u32::from_le_bytes(take(4)?.try_into().map_err(|_| corrupt())?) as usize;
-        let header: PageHeader = serde_json::from_slice(take(header_len)?)
+        let header_len = u32::from_le_bytes(take(4)?.as_ref().try_into().map_err(|_| corrupt())?) as usize;
+        let header: PageHeader = serde_json::from_slice(&take(header_len)?)
             .map_err(|e| StorageError::Corrupt(format!("page header: {e}")))?;
         let mut bodies = [Bytes::new(), Bytes::new(), Bytes::new()];
         for body in &mut bodies {
-            let len = u64::from_le_bytes(take(8)?.try_into().map_err(|_| corrupt())?);
-            let len = usize::try_from(len).map_err(|_| corrupt())?;
-            *body = Bytes::copy_from_slice(take(len)?);
+            let len = u64::from_le_bytes(take(8)?.as_ref().try_into().map_err(|_| corrupt())?);
+            *body = take(usize::try_from(len).map_err(|_| corrupt())?)?;
         }
         let [identity, gzip, zstd] = bodies;
         Ok(Self {
@@ -185,30 +206,64 @@ pub struct PageCounts {
     pub rendered: u64,
 }
 
-/// A handle to `pages.redb`; cheap to clone.
+/// Values larger than this live in files of their own under the bodies directory: the B-tree then
+/// holds only small values, so a lookup never reads a neighbour's huge one, and a huge page is
+/// written and read without redb copying it through its pages and cache.
+const INLINE_MAX: usize = 64 * 1024;
+/// redb's own page cache. Its default (1 GiB) fills with the pages a few big writes touched and
+/// is never given back; the tables are small now that big values live in files.
+const REDB_CACHE_BYTES: usize = 64 * 1024 * 1024;
+/// The first byte of a stored value: the value follows, or the name of the file holding it.
+const INLINE: u8 = 0;
+const IN_FILE: u8 = 1;
+
+/// Names each body file once: the process id, the time and a counter.
+static NEXT_BODY: AtomicU64 = AtomicU64::new(0);
+
+/// A handle to `pages.redb` and its bodies directory; cheap to clone.
 #[derive(Clone)]
 pub struct PageStore {
     db: Arc<Database>,
+    bodies: Arc<PathBuf>,
 }
 
 impl PageStore {
-    pub fn open(path: &Path) -> Result<Self, StorageError> {
-        let db = Database::create(path)?;
-        // Create the tables up front so readers never meet a missing table.
+    /// Opens the store at `path` with big values under `bodies` (created if missing), and
+    /// removes body files no row names (left by a process killed between writing a body and
+    /// committing it, or between committing a replacement and removing the old body).
+    pub fn open(path: &Path, bodies: &Path) -> Result<Self, StorageError> {
+        std::fs::create_dir_all(bodies)?;
+        let db = Builder::new().set_cache_size(REDB_CACHE_BYTES).create(path)?;
+        // Create the tables up front so readers never meet a missing table; drop those of the
+        // layout before bodies moved out (a cache: their pages are simply fetched again).
         let tx = db.begin_write()?;
+        for old in [OLD_SNAPSHOTS, OLD_PAGES] {
+            tx.delete_table(old)?;
+        }
         tx.open_table(SNAPSHOTS)?;
         tx.open_table(PAGES)?;
         tx.commit()?;
-        Ok(Self { db: Arc::new(db) })
+        let store = Self {
+            db: Arc::new(db),
+            bodies: Arc::new(bodies.to_path_buf()),
+        };
+        store.remove_unnamed_bodies()?;
+        Ok(store)
     }
 
     pub fn page(&self, key: PageKey<'_>) -> Result<Option<StoredPage>, StorageError> {
-        let tx = self.db.begin_read()?;
-        let table = tx.open_table(PAGES)?;
-        table
-            .get(key.tuple())?
-            .map(|value| StoredPage::decode(value.value()))
-            .transpose()
+        let stored = {
+            let tx = self.db.begin_read()?;
+            let table = tx.open_table(PAGES)?;
+            table.get(key.tuple())?.map(|value| value.value().to_vec())
+        };
+        let Some(stored) = stored else {
+            return Ok(None);
+        };
+        match self.load(stored)? {
+            Some(bytes) => StoredPage::decode(bytes).map(Some),
+            None => Ok(None),
+        }
     }
 
     /// Every index's snapshot of a page, keyed by index key.
@@ -218,33 +273,172 @@ impl PageStore {
         page: &str,
     ) -> Result<Vec<(String, Vec<u8>)>, StorageError> {
         let ecosystem = ecosystem.as_str();
-        let tx = self.db.begin_read()?;
-        let table = tx.open_table(SNAPSHOTS)?;
-        let mut out = Vec::new();
-        for entry in table.range((ecosystem, page, "")..)? {
-            let (key, value) = entry?;
-            let (eco, pg, index) = key.value();
-            if eco != ecosystem || pg != page {
-                break;
+        let mut stored = Vec::new();
+        {
+            let tx = self.db.begin_read()?;
+            let table = tx.open_table(SNAPSHOTS)?;
+            for entry in table.range((ecosystem, page, "")..)? {
+                let (key, value) = entry?;
+                let (eco, pg, index) = key.value();
+                if eco != ecosystem || pg != page {
+                    break;
+                }
+                stored.push((index.to_owned(), value.value().to_vec()));
             }
-            out.push((index.to_owned(), value.value().to_vec()));
+        }
+        let mut out = Vec::with_capacity(stored.len());
+        for (index, value) in stored {
+            if let Some(bytes) = self.load(value)? {
+                out.push((index, bytes.to_vec()));
+            }
         }
         Ok(out)
     }
 
     pub fn write(&self, write: &PageWrite<'_>) -> Result<(), StorageError> {
+        // Big values go to their files before the rows naming them are committed.
+        let mut written = Vec::new();
+        let result = self.write_rows(write, &mut written);
+        match result {
+            Ok(replaced) => {
+                self.remove_bodies(&replaced);
+                Ok(())
+            }
+            Err(e) => {
+                self.remove_bodies(&written);
+                Err(e)
+            }
+        }
+    }
+
+    /// Writes the rows (and the files of big values, named into `written`); returns the files
+    /// of the values they replaced.
+    fn write_rows(
+        &self,
+        write: &PageWrite<'_>,
+        written: &mut Vec<String>,
+    ) -> Result<Vec<String>, StorageError> {
+        let mut snapshot_rows = Vec::with_capacity(write.snapshots.len());
+        for (key, bytes) in &write.snapshots {
+            let value = self.store_value(bytes.len(), |out| out.write_all(bytes), written)?;
+            snapshot_rows.push((key.tuple(), value));
+        }
+        let mut page_rows = Vec::with_capacity(write.pages.len());
+        for (key, page) in &write.pages {
+            let value = self.store_value(page.encoded_len()?, |out| page.encode_into(out), written)?;
+            page_rows.push((key.tuple(), value));
+        }
+        let mut replaced = Vec::new();
         let tx = self.db.begin_write()?;
         {
             let mut snapshots = tx.open_table(SNAPSHOTS)?;
-            for (key, bytes) in &write.snapshots {
-                snapshots.insert(key.tuple(), *bytes)?;
+            for (key, value) in &snapshot_rows {
+                if let Some(old) = snapshots.insert(*key, value.as_slice())? {
+                    replaced.extend(body_file(old.value()));
+                }
             }
             let mut pages = tx.open_table(PAGES)?;
-            for (key, stored) in &write.pages {
-                pages.insert(key.tuple(), stored.encode()?.as_slice())?;
+            for (key, value) in &page_rows {
+                if let Some(old) = pages.insert(*key, value.as_slice())? {
+                    replaced.extend(body_file(old.value()));
+                }
             }
         }
         tx.commit()?;
+        Ok(replaced)
+    }
+
+    /// The stored form of a value of `len` bytes that `encode` writes: inline, or in a new file.
+    fn store_value(
+        &self,
+        len: usize,
+        encode: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
+        written: &mut Vec<String>,
+    ) -> Result<Vec<u8>, StorageError> {
+        if len <= INLINE_MAX {
+            let mut value = Vec::with_capacity(1 + len);
+            value.push(INLINE);
+            encode(&mut value)?;
+            return Ok(value);
+        }
+        let name = format!(
+            "{}-{}-{}",
+            std::process::id(),
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos()),
+            NEXT_BODY.fetch_add(1, Ordering::Relaxed)
+        );
+        let path = self.bodies.join(&name);
+        let temp = self.bodies.join(format!("{name}{TEMP_SUFFIX}"));
+        let write = || -> std::io::Result<()> {
+            let mut out = BufWriter::new(File::create(&temp)?);
+            encode(&mut out)?;
+            out.into_inner().map_err(|e| e.into_error())?;
+            std::fs::rename(&temp, &path)
+        };
+        if let Err(e) = write() {
+            let _ = std::fs::remove_file(&temp);
+            return Err(e.into());
+        }
+        written.push(name.clone());
+        let mut value = Vec::with_capacity(1 + name.len());
+        value.push(IN_FILE);
+        value.extend_from_slice(name.as_bytes());
+        Ok(value)
+    }
+
+    /// A stored value's bytes; `None` when its file is gone (a cache: the page is fetched again).
+    fn load(&self, stored: Vec<u8>) -> Result<Option<Bytes>, StorageError> {
+        match stored.first() {
+            Some(&INLINE) => Ok(Some(Bytes::from(stored).slice(1..))),
+            Some(&IN_FILE) => {
+                let name = std::str::from_utf8(&stored[1..])
+                    .map_err(|_| StorageError::Corrupt("a body file name is not UTF-8".into()))?;
+                match std::fs::read(self.bodies.join(name)) {
+                    Ok(bytes) => Ok(Some(Bytes::from(bytes))),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                        tracing::warn!(
+                            file = name,
+                            "a stored page's body file is missing; it will be fetched again"
+                        );
+                        Ok(None)
+                    }
+                    Err(e) => Err(e.into()),
+                }
+            }
+            _ => Err(StorageError::Corrupt("a stored value has an unknown form".into())),
+        }
+    }
+
+    fn remove_bodies(&self, names: &[String]) {
+        for name in names {
+            if let Err(e) = std::fs::remove_file(self.bodies.join(name))
+                && e.kind() != std::io::ErrorKind::NotFound
+            {
+                tracing::warn!(file = %name, error = %e, "could not remove a page body file");
+            }
+        }
+    }
+
+    fn remove_unnamed_bodies(&self) -> Result<(), StorageError> {
+        let mut named = std::collections::HashSet::new();
+        {
+            let tx = self.db.begin_read()?;
+            for table in [SNAPSHOTS, PAGES] {
+                for entry in tx.open_table(table)?.iter()? {
+                    let (_, value) = entry?;
+                    named.extend(body_file(value.value()));
+                }
+            }
+        }
+        for entry in std::fs::read_dir(&*self.bodies)? {
+            let entry = entry?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if !named.contains(&name) {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
         Ok(())
     }
 
@@ -259,23 +453,28 @@ impl PageStore {
     ) -> Result<bool, StorageError> {
         let ecosystem = ecosystem.as_str();
         let tx = self.db.begin_write()?;
-        let mut removed = false;
+        let mut removed = Vec::new();
+        let mut any = false;
         {
+            let range = (ecosystem, page, "")..=(ecosystem, page, "\u{10FFFF}");
             let mut pages = tx.open_table(PAGES)?;
-            pages.retain_in((ecosystem, page, "")..=(ecosystem, page, "\u{10FFFF}"), |_, _| {
-                removed = true;
+            pages.retain_in(range.clone(), |_, value| {
+                any = true;
+                removed.extend(body_file(value));
                 false
             })?;
             if !keep_snapshots {
                 let mut snapshots = tx.open_table(SNAPSHOTS)?;
-                snapshots.retain_in((ecosystem, page, "")..=(ecosystem, page, "\u{10FFFF}"), |_, _| {
-                    removed = true;
+                snapshots.retain_in(range, |_, value| {
+                    any = true;
+                    removed.extend(body_file(value));
                     false
                 })?;
             }
         }
         tx.commit()?;
-        Ok(removed)
+        self.remove_bodies(&removed);
+        Ok(any)
     }
 
     /// Forgets every page (renderings and snapshots) of an ecosystem; returns how many pages
@@ -284,20 +483,20 @@ impl PageStore {
         let ecosystem = ecosystem.as_str();
         let tx = self.db.begin_write()?;
         let mut forgotten = std::collections::HashSet::new();
+        let mut removed = Vec::new();
         {
             let range = (ecosystem, "", "")..=(ecosystem, "\u{10FFFF}", "\u{10FFFF}");
-            let mut pages = tx.open_table(PAGES)?;
-            pages.retain_in(range.clone(), |(_, page, _), _| {
-                forgotten.insert(page.to_owned());
-                false
-            })?;
-            let mut snapshots = tx.open_table(SNAPSHOTS)?;
-            snapshots.retain_in(range, |(_, page, _), _| {
-                forgotten.insert(page.to_owned());
-                false
-            })?;
+            for table in [PAGES, SNAPSHOTS] {
+                tx.open_table(table)?
+                    .retain_in(range.clone(), |(_, page, _), value| {
+                        forgotten.insert(page.to_owned());
+                        removed.extend(body_file(value));
+                        false
+                    })?;
+            }
         }
         tx.commit()?;
+        self.remove_bodies(&removed);
         Ok(forgotten.len() as u64)
     }
 
@@ -307,6 +506,14 @@ impl PageStore {
             snapshots: tx.open_table(SNAPSHOTS)?.len()?,
             rendered: tx.open_table(PAGES)?.len()?,
         })
+    }
+}
+
+/// The body file a stored value names, if it lives in one.
+fn body_file(stored: &[u8]) -> Option<String> {
+    match stored.split_first() {
+        Some((&IN_FILE, name)) => std::str::from_utf8(name).ok().map(str::to_owned),
+        _ => None,
     }
 }
 
@@ -334,7 +541,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("pages.redb");
         {
-            let store = PageStore::open(&path).unwrap();
+            let store = PageStore::open(&path, &dir.path().join("bodies")).unwrap();
             store
                 .write(&PageWrite {
                     snapshots: vec![
@@ -358,7 +565,7 @@ mod tests {
                 })
                 .unwrap();
         }
-        let store = PageStore::open(&path).unwrap();
+        let store = PageStore::open(&path, &dir.path().join("bodies")).unwrap();
         assert_eq!(
             store
                 .page(PageKey::new(Ecosystem::Pypi, "demo", PageForm::Json))
@@ -407,9 +614,104 @@ mod tests {
 
     #[test]
     fn truncated_page_is_an_error_not_a_panic() {
-        let encoded = page("hello").encode().unwrap();
+        let mut encoded = Vec::new();
+        page("hello").encode_into(&mut encoded).unwrap();
+        assert_eq!(encoded.len(), page("hello").encoded_len().unwrap());
+        let encoded = Bytes::from(encoded);
+        assert_eq!(StoredPage::decode(encoded.clone()).unwrap(), *page("hello"));
         for cut in [0, 3, 10, encoded.len() - 1] {
-            assert!(StoredPage::decode(&encoded[..cut]).is_err(), "cut at {cut}");
+            assert!(StoredPage::decode(encoded.slice(..cut)).is_err(), "cut at {cut}");
         }
+    }
+
+    fn big_page(fill: u8) -> Arc<StoredPage> {
+        Arc::new(StoredPage {
+            identity: Bytes::from(vec![fill; INLINE_MAX + 1]),
+            ..(*page("x")).clone()
+        })
+    }
+
+    fn body_files(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn big_values_live_in_files_of_their_own_and_leave_with_their_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, bodies) = (dir.path().join("pages.redb"), dir.path().join("bodies"));
+        let store = PageStore::open(&path, &bodies).unwrap();
+        let key = PageKey::new(Ecosystem::Pypi, "huge", PageForm::Json);
+        let snapshot = vec![7u8; INLINE_MAX * 2];
+        store
+            .write(&PageWrite {
+                snapshots: vec![(
+                    SnapshotKey::new(Ecosystem::Pypi, "huge", "https://a.example/"),
+                    &snapshot,
+                )],
+                pages: vec![
+                    (key, big_page(1)),
+                    (PageKey::new(Ecosystem::Pypi, "small", PageForm::Json), page("{}")),
+                ],
+            })
+            .unwrap();
+        assert_eq!(
+            body_files(&bodies).len(),
+            2,
+            "the big page and the big snapshot; the small page inline"
+        );
+        assert_eq!(store.page(key).unwrap(), Some((*big_page(1)).clone()));
+        assert_eq!(store.snapshots(Ecosystem::Pypi, "huge").unwrap()[0].1, snapshot);
+
+        // A replaced value's file goes once the replacement is committed.
+        let before = body_files(&bodies);
+        store
+            .write(&PageWrite {
+                snapshots: Vec::new(),
+                pages: vec![(key, big_page(2))],
+            })
+            .unwrap();
+        let after = body_files(&bodies);
+        assert_eq!(after.len(), 2);
+        assert_ne!(before, after);
+        assert_eq!(store.page(key).unwrap(), Some((*big_page(2)).clone()));
+
+        // A file no row names (a process killed between the two) is removed at the next open.
+        std::fs::write(bodies.join("123-456-7"), b"orphan").unwrap();
+        std::fs::write(bodies.join("123-456-8.tmp"), b"half written").unwrap();
+        drop(store);
+        let store = PageStore::open(&path, &bodies).unwrap();
+        assert_eq!(body_files(&bodies), after);
+
+        assert!(store.forget(Ecosystem::Pypi, "huge", false).unwrap());
+        assert!(body_files(&bodies).is_empty());
+        assert_eq!(
+            store
+                .page(PageKey::new(Ecosystem::Pypi, "small", PageForm::Json))
+                .unwrap(),
+            Some((*page("{}")).clone())
+        );
+    }
+
+    #[test]
+    fn a_missing_body_file_is_a_missing_page() {
+        let dir = tempfile::tempdir().unwrap();
+        let bodies = dir.path().join("bodies");
+        let store = PageStore::open(&dir.path().join("pages.redb"), &bodies).unwrap();
+        let key = PageKey::new(Ecosystem::Hex, "/names", PageForm::Raw);
+        store
+            .write(&PageWrite {
+                snapshots: Vec::new(),
+                pages: vec![(key, big_page(3))],
+            })
+            .unwrap();
+        for name in body_files(&bodies) {
+            std::fs::remove_file(bodies.join(name)).unwrap();
+        }
+        assert_eq!(store.page(key).unwrap(), None);
     }
 }
