@@ -12,6 +12,7 @@ mod live;
 mod maintenance;
 mod real_clients;
 mod real_corpus;
+mod redirects;
 mod resilience;
 mod s3_mirror;
 mod s3_store;
