@@ -318,7 +318,7 @@ fn open(config: &Config, background: tokio::runtime::Handle) -> Result<Parts, Se
         counters,
         explorer: Explorer::new(catalogue.clone()),
         ui: crate::web::Ui::default(),
-        admin_token: config.server.admin_token.clone(),
+        admin: crate::auth::AdminAuth::new(config.server.admin_token.clone()),
         public_url: config.server.public_url.clone(),
         started: Instant::now(),
     });

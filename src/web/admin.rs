@@ -5,22 +5,19 @@
 use actix_web::http::StatusCode;
 use actix_web::http::header::LOCATION;
 use actix_web::{HttpRequest, HttpResponse, web};
-use governor::clock::{Clock, DefaultClock};
 use serde::{Deserialize, Serialize};
 
 use super::session::{self, Flash, SESSION_COOKIE, SIGNIN_COOKIE, SharedSession};
 use super::{UiError, html, render, secure_page, view};
-use crate::auth::{from_loopback, token_matches};
+use crate::auth::{Attempt, from_loopback, too_many_failures};
 use crate::cache::CacheError;
 use crate::cache::files::Eviction;
 use crate::cache::simple::PageRef;
-use crate::cache::unix_now;
 use crate::error::AppError;
 use crate::hex::validate_package_name;
 use crate::pypi::name::{normalize, validate_project_name};
 use crate::pypi::negotiate::Format;
 use crate::state::AppState;
-use crate::storage::browse::AdminLogEntry;
 
 /// Admin log entries shown on the page.
 const LOG_SHOWN: u64 = 50;
@@ -88,17 +85,7 @@ fn project_name(raw: Option<&str>) -> Result<String, String> {
 }
 
 async fn record(state: &AppState, actor: &str, action: &str, target: Option<&str>, outcome: &str) {
-    let entry = AdminLogEntry {
-        at: unix_now(),
-        actor: actor.to_owned(),
-        action: action.to_owned(),
-        target: target.map(str::to_owned),
-        outcome: outcome.to_owned(),
-    };
-    tracing::info!(actor, action, target, outcome, "admin action");
-    if let Err(e) = state.explorer.record_admin_action(entry).await {
-        tracing::warn!(error = %e, action, "could not record an admin action in the admin log");
-    }
+    state.record_admin_action(actor, action, target, outcome).await;
 }
 
 /// `GET /admin`: the actions and the log when signed in, else the sign-in form.
@@ -111,7 +98,7 @@ pub async fn page(
     if let Some((_, session)) = state.ui.sessions.current(&req).await {
         return signed_in_page(&state, &session, prefill).await;
     }
-    if state.admin_token.is_empty() {
+    if !state.admin.token_is_set() {
         // Without a token there is nothing to sign in with: loopback clients are admins.
         if !from_loopback(&req) {
             return Err(AppError::Forbidden(
@@ -212,7 +199,7 @@ pub async fn sign_in(
     req: HttpRequest,
     form: web::Form<SignInForm>,
 ) -> Result<HttpResponse, UiError> {
-    if state.admin_token.is_empty() {
+    if !state.admin.token_is_set() {
         return Ok(see_other("/admin").finish());
     }
     let expected = req
@@ -228,29 +215,31 @@ pub async fn sign_in(
     }
     let address = client_address(&req);
     let ip = req.peer_addr().map(|addr| addr.ip().to_canonical());
-    if let Some(ip) = ip
-        && let Err(not_until) = state.ui.signin_limiter.check_key(&ip)
-    {
-        let wait = not_until
-            .wait_time_from(DefaultClock::default().now())
-            .as_secs()
-            .max(1);
-        record(&state, &address, "sign-in", None, "refused: too many attempts").await;
-        return Err(AppError::TooManyRequests(
-            format!("too many sign-in attempts from {address}: try again in {wait} s"),
-            wait,
-        )
-        .into());
-    }
-    state.ui.signin_limiter.retain_recent();
-    if !token_matches(&state.admin_token, &form.token) {
-        record(&state, &address, "sign-in", None, "failed: wrong token").await;
-        return signin_form(
-            &state,
-            &req,
-            Some("That is not the admin token.".into()),
-            StatusCode::FORBIDDEN,
-        );
+    match state.admin.attempt(ip, Some(&form.token)) {
+        Attempt::Admitted => {}
+        Attempt::Failed(failure) => {
+            let outcome = format!("failed: {}", failure.as_str());
+            record(&state, &address, "sign-in", None, &outcome).await;
+            return signin_form(
+                &state,
+                &req,
+                Some("That is not the admin token.".into()),
+                StatusCode::FORBIDDEN,
+            );
+        }
+        Attempt::Limited { retry_after, first } => {
+            if first {
+                record(
+                    &state,
+                    &address,
+                    "sign-in",
+                    None,
+                    "refused: too many failed attempts",
+                )
+                .await;
+            }
+            return Err(too_many_failures(&address, retry_after).into());
+        }
     }
     let actor = format!("{address} (admin token)");
     let (id, _) = state.ui.sessions.start(actor.clone()).await.map_err(internal)?;
