@@ -319,6 +319,7 @@ fn open(config: &Config, background: tokio::runtime::Handle) -> Result<Parts, Se
         explorer: Explorer::new(catalogue.clone()),
         ui: crate::web::Ui::default(),
         admin: crate::auth::AdminAuth::new(config.server.admin_token.clone()),
+        trusted_proxies: config.server.trusted_proxies.clone(),
         public_url: config.server.public_url.clone(),
         started: Instant::now(),
     });

@@ -8,6 +8,9 @@
 //! [`AdminAuth::attempt`]: a wrong or missing token counts against the client, and a client with
 //! [`MAX_FAILURES`] failures within [`FAILURE_WINDOW`] is refused without its token being looked
 //! at until the oldest of them is that old, so guessing runs at a few tokens a minute.
+//!
+//! "The client" is [`client_addr`]'s answer everywhere (the loopback rule, the limit, the logs):
+//! the TCP peer, or the address a proxy in `server.trusted_proxies` forwarded.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, Ipv6Addr};
@@ -15,11 +18,11 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use actix_web::HttpRequest;
-use actix_web::http::header::AUTHORIZATION;
+use actix_web::http::header::{AUTHORIZATION, FORWARDED, HeaderMap, X_FORWARDED_FOR};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use crate::config::Secret;
+use crate::config::{IpRange, Secret};
 use crate::error::AppError;
 
 /// Failed admin attempts a client may make within [`FAILURE_WINDOW`].
@@ -126,10 +129,82 @@ fn token_matches(admin_token: &Secret, presented: &str) -> bool {
         )
 }
 
-/// Whether the client connected from a loopback address.
-pub fn from_loopback(req: &HttpRequest) -> bool {
-    req.peer_addr()
-        .is_some_and(|addr| addr.ip().to_canonical().is_loopback())
+/// Whether the client is on loopback (an unknown one is not).
+pub fn is_loopback(client: Option<IpAddr>) -> bool {
+    client.is_some_and(|ip| ip.is_loopback())
+}
+
+/// The client as logs name it.
+pub fn describe(client: Option<IpAddr>) -> String {
+    client.map_or_else(|| "unknown client".to_owned(), |ip| ip.to_string())
+}
+
+/// The client of `req`: the TCP peer, unless the peer is a trusted proxy. Then it is the last
+/// address of the forwarded chain (`X-Forwarded-For`, else `Forwarded`) that is not itself a
+/// trusted proxy: proxies append, so the chain is read from the proxy's end, and what a client
+/// wrote at the front cannot pass for it. A trusted peer that forwards nothing is itself the
+/// client (the proxy host's own requests). `None` when there is no peer, or a trusted proxy
+/// forwarded an entry that is no address (`unknown`, an obfuscated name).
+pub fn client_addr(req: &HttpRequest, trusted: &[IpRange]) -> Option<IpAddr> {
+    let peer = req.peer_addr()?.ip().to_canonical();
+    let is_trusted = |ip: IpAddr| trusted.iter().any(|range| range.contains(ip));
+    if !is_trusted(peer) {
+        return Some(peer);
+    }
+    let Some(chain) = forwarded_chain(req.headers()) else {
+        return Some(peer);
+    };
+    let mut client = Some(peer);
+    for hop in chain.into_iter().rev() {
+        match hop {
+            Some(ip) if is_trusted(ip) => client = Some(ip),
+            other => return other,
+        }
+    }
+    // Every hop is a trusted proxy: the first is where the request came from.
+    client
+}
+
+/// The forwarded addresses, first (the original client) to last, or `None` without either header.
+fn forwarded_chain(headers: &HeaderMap) -> Option<Vec<Option<IpAddr>>> {
+    let joined = |name| {
+        let values: Vec<&str> = headers
+            .get_all(name)
+            .map(|v| v.to_str().unwrap_or("unreadable"))
+            .collect();
+        (!values.is_empty()).then(|| values.join(","))
+    };
+    if let Some(list) = joined(X_FORWARDED_FOR) {
+        return Some(list.split(',').map(node_addr).collect());
+    }
+    let list = joined(FORWARDED)?;
+    // RFC 7239: `for=192.0.2.60;proto=http, for="[2001:db8::1]:4711"`; a hop without `for`
+    // says nothing about the client.
+    let hops = list.split(',').map(|element| {
+        element
+            .split(';')
+            .filter_map(|pair| pair.split_once('='))
+            .find(|(key, _)| key.trim().eq_ignore_ascii_case("for"))
+            .and_then(|(_, value)| node_addr(value))
+    });
+    Some(hops.collect())
+}
+
+/// An address as forwarding headers write one: bare, quoted, `[v6]`, with or without a port.
+fn node_addr(node: &str) -> Option<IpAddr> {
+    let node = node.trim().trim_matches('"');
+    let ip = if let Some(rest) = node.strip_prefix('[') {
+        rest.split_once(']')?.0.parse().ok()?
+    } else if let Ok(ip) = node.parse::<IpAddr>() {
+        ip
+    } else {
+        node.parse::<std::net::SocketAddrV4>()
+            .ok()?
+            .ip()
+            .to_owned()
+            .into()
+    };
+    Some(IpAddr::to_canonical(&ip))
 }
 
 /// Recent failures per client: a sliding window of at most [`MAX_FAILURES`] instants.
@@ -292,6 +367,80 @@ mod tests {
             .check(client, start + FAILURE_WINDOW + Duration::from_millis(1))
             .unwrap_err();
         assert!(first, "a new run of refusals is reported again");
+    }
+
+    #[test]
+    fn forwarded_clients_are_believed_from_trusted_proxies_only() {
+        let trusted: Vec<IpRange> = ["127.0.0.1", "10.0.0.0/8"].map(|r| r.parse().unwrap()).into();
+        let client = |peer: &str, headers: &[(&str, &str)]| {
+            let mut req = TestRequest::default().peer_addr(peer.parse().unwrap());
+            for (name, value) in headers {
+                req = req.append_header((*name, *value));
+            }
+            client_addr(&req.to_http_request(), &trusted).map(|ip| ip.to_string())
+        };
+        let xff = |value| [("X-Forwarded-For", value)];
+        assert_eq!(
+            client("192.0.2.1:5", &xff("127.0.0.1")).as_deref(),
+            Some("192.0.2.1")
+        );
+        assert_eq!(client("127.0.0.1:5", &[]).as_deref(), Some("127.0.0.1"));
+        assert_eq!(
+            client("127.0.0.1:5", &xff("203.0.113.9")).as_deref(),
+            Some("203.0.113.9")
+        );
+        assert_eq!(
+            client("127.0.0.1:5", &xff("127.0.0.1, 203.0.113.9, 10.1.1.1")).as_deref(),
+            Some("203.0.113.9"),
+            "read from the proxy's end, past trusted hops"
+        );
+        assert_eq!(
+            client(
+                "127.0.0.1:5",
+                &[
+                    ("X-Forwarded-For", "203.0.113.9"),
+                    ("X-Forwarded-For", "10.1.1.1")
+                ]
+            )
+            .as_deref(),
+            Some("203.0.113.9"),
+            "several header lines are one list"
+        );
+        assert_eq!(
+            client("127.0.0.1:5", &xff("10.2.2.2, 127.0.0.1")).as_deref(),
+            Some("10.2.2.2")
+        );
+        assert_eq!(
+            client("127.0.0.1:5", &xff("[2001:db8::1]:80")).as_deref(),
+            Some("2001:db8::1")
+        );
+        assert_eq!(
+            client("127.0.0.1:5", &xff("203.0.113.9:4711")).as_deref(),
+            Some("203.0.113.9")
+        );
+        assert_eq!(client("127.0.0.1:5", &xff("unknown")), None);
+        assert_eq!(client("127.0.0.1:5", &xff("203.0.113.9, junk")), None);
+        let fwd = |value| [("Forwarded", value)];
+        assert_eq!(
+            client("127.0.0.1:5", &fwd("for=192.0.2.60;proto=http;by=203.0.113.43")).as_deref(),
+            Some("192.0.2.60")
+        );
+        assert_eq!(
+            client(
+                "127.0.0.1:5",
+                &fwd("for=\"[2001:db8:cafe::17]:4711\", For=127.0.0.1")
+            )
+            .as_deref(),
+            Some("2001:db8:cafe::17")
+        );
+        assert_eq!(client("127.0.0.1:5", &fwd("for=_hidden")), None);
+        assert_eq!(
+            client("127.0.0.1:5", &fwd("proto=https")),
+            None,
+            "no `for`: no client"
+        );
+        assert!(is_loopback(Some("::1".parse().unwrap())));
+        assert!(!is_loopback(None));
     }
 
     #[test]

@@ -14,6 +14,7 @@ use crate::cache::hex::HexMirror;
 use crate::cache::maintenance::Evictor;
 use crate::cache::simple::SimplePages;
 use crate::cache::unix_now;
+use crate::config::IpRange;
 use crate::storage::browse::AdminLogEntry;
 use crate::upstream::IndexHealthReport;
 
@@ -32,6 +33,8 @@ pub struct AppState {
     pub ui: crate::web::Ui,
     /// The admin token and the failed-attempt limit of every admin entry point.
     pub admin: AdminAuth,
+    /// `server.trusted_proxies`: whose forwarded client addresses are believed.
+    pub trusted_proxies: Vec<IpRange>,
     pub public_url: Option<Url>,
     pub started: Instant,
 }
@@ -68,6 +71,11 @@ impl StatusSnapshot {
 }
 
 impl AppState {
+    /// The request's client ([`crate::auth::client_addr`]).
+    pub fn client(&self, req: &HttpRequest) -> Option<std::net::IpAddr> {
+        crate::auth::client_addr(req, &self.trusted_proxies)
+    }
+
     /// Writes an admin action (or a failed attempt at one) to the admin log, and to the log.
     pub async fn record_admin_action(&self, actor: &str, action: &str, target: Option<&str>, outcome: &str) {
         let entry = AdminLogEntry {

@@ -69,6 +69,12 @@ pub(super) fn leaves(c: &Config) -> Vec<Leaf> {
                 .unwrap_or_default()),
         ),
         leaf(
+            "server",
+            "trusted_proxies",
+            List(c.server.trusted_proxies.iter().map(ToString::to_string).collect()),
+        ),
+        leaf("server", "allow_open_admin", Bool(c.server.allow_open_admin)),
+        leaf(
             "storage",
             "data_dir",
             Str(c.storage.data_dir.display().to_string()),

@@ -4,7 +4,7 @@
 
 use actix_web::{HttpRequest, HttpResponse, web};
 
-use crate::auth::{Attempt, Failure, bearer_token, from_loopback, too_many_failures};
+use crate::auth::{Attempt, Failure, bearer_token, describe, is_loopback, too_many_failures};
 use crate::cache::simple::PageRef;
 use crate::error::AppError;
 use crate::hex::validate_package_name;
@@ -47,8 +47,9 @@ const LOGGED_PATH_CHARS: usize = 200;
 
 /// Lets a tool's admin request through, or says why not.
 async fn admit(state: &AppState, req: &HttpRequest) -> Result<(), AppError> {
+    let client = state.client(req);
     if !state.admin.token_is_set() {
-        return if from_loopback(req) {
+        return if is_loopback(client) {
             Ok(())
         } else {
             Err(AppError::Forbidden(
@@ -56,8 +57,7 @@ async fn admit(state: &AppState, req: &HttpRequest) -> Result<(), AppError> {
             ))
         };
     }
-    let client = req.peer_addr().map(|addr| addr.ip().to_canonical());
-    let address = client.map_or_else(|| "unknown client".to_owned(), |ip| ip.to_string());
+    let address = describe(client);
     let action = || {
         let path: String = req.path().chars().take(LOGGED_PATH_CHARS).collect();
         format!("{} {path}", req.method())

@@ -19,7 +19,15 @@ pub async fn access_log(
     let started = Instant::now();
     let method = req.method().clone();
     let path = req.path().to_owned();
-    let peer = req.peer_addr().map(|a| a.ip().to_string()).unwrap_or_default();
+    // The client as the admin rules see it: behind a trusted proxy, the forwarded address.
+    let peer = req
+        .app_data::<actix_web::web::Data<crate::state::AppState>>()
+        .map_or_else(
+            || req.peer_addr().map(|a| a.ip().to_canonical()),
+            |state| state.client(req.request()),
+        )
+        .map(|ip| ip.to_string())
+        .unwrap_or_default();
     let response = next.call(req).await?.map_into_boxed_body();
     let status = response.status().as_u16();
     let cache = response

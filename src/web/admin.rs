@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::session::{self, Flash, SESSION_COOKIE, SIGNIN_COOKIE, SharedSession};
 use super::{UiError, html, render, secure_page, view};
-use crate::auth::{Attempt, from_loopback, too_many_failures};
+use crate::auth::{Attempt, describe, is_loopback, too_many_failures};
 use crate::cache::CacheError;
 use crate::cache::files::Eviction;
 use crate::cache::simple::PageRef;
@@ -60,11 +60,8 @@ fn secure(state: &AppState, req: &HttpRequest) -> bool {
             .is_some_and(|url| url.scheme() == "https")
 }
 
-fn client_address(req: &HttpRequest) -> String {
-    req.peer_addr().map_or_else(
-        || "unknown client".into(),
-        |addr| addr.ip().to_canonical().to_string(),
-    )
+fn client_address(state: &AppState, req: &HttpRequest) -> String {
+    describe(state.client(req))
 }
 
 fn see_other(location: &str) -> actix_web::HttpResponseBuilder {
@@ -100,13 +97,13 @@ pub async fn page(
     }
     if !state.admin.token_is_set() {
         // Without a token there is nothing to sign in with: loopback clients are admins.
-        if !from_loopback(&req) {
+        if !is_loopback(state.client(&req)) {
             return Err(AppError::Forbidden(
                 "the admin pages answer only loopback clients while server.admin_token is not set".into(),
             )
             .into());
         }
-        let actor = format!("{} (loopback; no admin token set)", client_address(&req));
+        let actor = format!("{} (loopback; no admin token set)", client_address(&state, &req));
         let (id, session) = state.ui.sessions.start(actor.clone()).await.map_err(internal)?;
         record(&state, &actor, "sign-in", None, "ok").await;
         let mut response = signed_in_page(&state, &session, prefill).await?;
@@ -213,9 +210,9 @@ pub async fn sign_in(
         )
         .into());
     }
-    let address = client_address(&req);
-    let ip = req.peer_addr().map(|addr| addr.ip().to_canonical());
-    match state.admin.attempt(ip, Some(&form.token)) {
+    let client = state.client(&req);
+    let address = describe(client);
+    match state.admin.attempt(client, Some(&form.token)) {
         Attempt::Admitted => {}
         Attempt::Failed(failure) => {
             let outcome = format!("failed: {}", failure.as_str());
@@ -273,7 +270,7 @@ async fn authorized(
     };
     let expected = session::lock(&session).csrf.clone();
     if !session::tokens_match(&expected, csrf) {
-        tracing::warn!(client = %client_address(req), "admin form refused: CSRF token mismatch");
+        tracing::warn!(client = %client_address(state, req), "admin form refused: CSRF token mismatch");
         return Err(AppError::Forbidden(
             "the form's CSRF token does not match your session: reload /admin and try again".into(),
         )

@@ -10,6 +10,7 @@ mod hex_mirror;
 mod index_servers;
 mod live;
 mod maintenance;
+mod proxies;
 mod real_clients;
 mod real_corpus;
 mod redirects;

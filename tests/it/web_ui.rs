@@ -188,7 +188,10 @@ async fn home_page_setup_snippets_use_the_public_url() {
     let index = FakeIndex::start();
     let (_dir, server) = start(
         &index,
-        &[("PKGMIRROR__SERVER__PUBLIC_URL", "https://mirror.example.test/")],
+        &[
+            ("PKGMIRROR__SERVER__PUBLIC_URL", "https://mirror.example.test/"),
+            ("PKGMIRROR__SERVER__ADMIN_TOKEN", TOKEN),
+        ],
     );
     let home = Browser::new(&server).get("/").await;
     assert_eq!(home.status, 200);
@@ -213,7 +216,10 @@ async fn home_page_setup_snippets_use_the_public_url() {
     // Plain http to a host that is not loopback: pip must be told to trust it.
     let (_dir, server) = start(
         &index,
-        &[("PKGMIRROR__SERVER__PUBLIC_URL", "http://mirror.example.test:8080")],
+        &[
+            ("PKGMIRROR__SERVER__PUBLIC_URL", "http://mirror.example.test:8080"),
+            ("PKGMIRROR__SERVER__ADMIN_TOKEN", TOKEN),
+        ],
     );
     let home = Browser::new(&server).get("/").await;
     assert_eq!(
