@@ -35,6 +35,8 @@ pub struct AppState {
     pub admin: AdminAuth,
     /// `server.trusted_proxies`: whose forwarded client addresses are believed.
     pub trusted_proxies: Vec<IpRange>,
+    /// `server.request_body_timeout`.
+    pub request_body_timeout: std::time::Duration,
     pub public_url: Option<Url>,
     pub started: Instant,
 }

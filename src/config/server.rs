@@ -3,12 +3,13 @@
 
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
 
 use serde::Deserialize;
 use serde::de::{self, Deserializer};
 use url::Url;
 
-use super::values::{Secret, has_credentials, parse_http_url, redact_raw_url};
+use super::values::{Secret, duration, has_credentials, parse_http_url, redact_raw_url};
 
 #[derive(Clone, Debug, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -25,6 +26,9 @@ pub struct ServerConfig {
     /// Start with `public_url` set and no `admin_token` (every client the proxy makes look like
     /// loopback is then an admin, unless `trusted_proxies` names the proxy).
     pub allow_open_admin: bool,
+    /// How long a request's body may take to arrive, from the end of its head.
+    #[serde(deserialize_with = "duration")]
+    pub request_body_timeout: Duration,
 }
 
 impl ServerConfig {
@@ -113,6 +117,7 @@ impl Default for ServerConfig {
             public_url: None,
             trusted_proxies: Vec::new(),
             allow_open_admin: false,
+            request_body_timeout: Duration::from_secs(30),
         }
     }
 }

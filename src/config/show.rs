@@ -75,6 +75,11 @@ pub(super) fn leaves(c: &Config) -> Vec<Leaf> {
         ),
         leaf("server", "allow_open_admin", Bool(c.server.allow_open_admin)),
         leaf(
+            "server",
+            "request_body_timeout",
+            Str(format_duration(c.server.request_body_timeout)),
+        ),
+        leaf(
             "storage",
             "data_dir",
             Str(c.storage.data_dir.display().to_string()),

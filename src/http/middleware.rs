@@ -1,7 +1,14 @@
 //! Cross-cutting request handling: one access-log line per request, and error pages in HTML for
 //! browsers (tools get the JSON body every error starts with).
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
+
+use actix_web::dev::Payload;
+use actix_web::error::PayloadError;
+use actix_web::{HttpMessage, ResponseError};
+use futures::StreamExt;
 
 use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
@@ -44,6 +51,62 @@ pub async fn access_log(
         tracing::info!(target: "pkgmirror::access", %method, %path, status, cache, duration_ms, peer, "request");
     }
     Ok(response)
+}
+
+/// Gives a request body `server.request_body_timeout` to arrive: a client trickling a body (or
+/// announcing one and sending nothing) would otherwise hold its connection and its handler for as
+/// long as it likes. Past the deadline the body reads fail, and the answer is 408 on a closing
+/// connection, whatever the handler made of the failed read.
+pub async fn body_deadline(
+    mut req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, Error> {
+    let has_body = req.headers().contains_key(header::TRANSFER_ENCODING)
+        || req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .is_some_and(|len| len.as_bytes() != b"0");
+    let timeout = req
+        .app_data::<actix_web::web::Data<crate::state::AppState>>()
+        .map(|state| state.request_body_timeout);
+    let (Some(timeout), true) = (timeout, has_body) else {
+        return Ok(next.call(req).await?.map_into_boxed_body());
+    };
+    let expired = Arc::new(AtomicBool::new(false));
+    let deadline = tokio::time::Instant::now() + timeout;
+    let payload = req.take_payload();
+    let flag = Arc::clone(&expired);
+    let body = futures::stream::unfold(Some(payload), move |payload| {
+        let flag = Arc::clone(&flag);
+        async move {
+            let mut payload = payload?;
+            match tokio::time::timeout_at(deadline, payload.next()).await {
+                Ok(Some(chunk)) => Some((chunk, Some(payload))),
+                Ok(None) => None,
+                Err(_) => {
+                    flag.store(true, Ordering::Relaxed);
+                    let late = std::io::Error::new(std::io::ErrorKind::TimedOut, "request body too slow");
+                    Some((Err(PayloadError::Io(late)), None))
+                }
+            }
+        }
+    });
+    let body: std::pin::Pin<Box<dyn futures::Stream<Item = Result<bytes::Bytes, PayloadError>>>> =
+        Box::pin(body);
+    req.set_payload(Payload::from(body));
+    let response = next.call(req).await?.map_into_boxed_body();
+    if !expired.load(Ordering::Relaxed) {
+        return Ok(response);
+    }
+    let error = AppError::RequestTimeout(format!(
+        "the request body did not arrive within {} (server.request_body_timeout)",
+        humantime::format_duration(timeout)
+    ));
+    let (req, _) = response.into_parts();
+    let mut late = error.error_response();
+    late.head_mut()
+        .set_connection_type(actix_web::http::ConnectionType::Close);
+    Ok(ServiceResponse::new(req, late))
 }
 
 /// Re-renders an [`AppError`] as a small HTML page when the client is a browser.

@@ -63,15 +63,19 @@ pub struct Ui {
 
 /// The UI's routes.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/", web::get().to(pages::home))
-        .route("/packages", web::get().to(pages::packages))
-        .route("/packages/{ecosystem}/{project}", web::get().to(pages::project))
-        .route("/admin", web::get().to(admin::page))
-        .route("/admin/sign-in", web::post().to(admin::sign_in))
-        .route("/admin/sign-out", web::post().to(admin::sign_out))
-        .route("/admin/{action}", web::post().to(admin::act))
-        .route("/static/{file}", web::get().to(assets::serve))
-        .route("/static/{file}", web::head().to(assets::serve));
+    use crate::http::{GET_HEAD, resource};
+    cfg.service(resource("/", "GET").route(web::get().to(pages::home)))
+        .service(resource("/packages", "GET").route(web::get().to(pages::packages)))
+        .service(resource("/packages/{ecosystem}/{project}", "GET").route(web::get().to(pages::project)))
+        .service(resource("/admin", "GET").route(web::get().to(admin::page)))
+        .service(resource("/admin/sign-in", "POST").route(web::post().to(admin::sign_in)))
+        .service(resource("/admin/sign-out", "POST").route(web::post().to(admin::sign_out)))
+        .service(resource("/admin/{action}", "POST").route(web::post().to(admin::act)))
+        .service(
+            resource("/static/{file}", GET_HEAD)
+                .route(web::get().to(assets::serve))
+                .route(web::head().to(assets::serve)),
+        );
 }
 
 /// What every page's layout needs.
