@@ -330,6 +330,7 @@ fn open(config: &Config, background: tokio::runtime::Handle) -> Result<Parts, Se
         admin: crate::auth::AdminAuth::new(config.server.admin_token.clone()),
         trusted_proxies: config.server.trusted_proxies.clone(),
         request_body_timeout: config.server.request_body_timeout,
+        access_hits: http::HitSampler::new(config.log.access_hit_sample),
         public_url: config.server.public_url.clone(),
         started: Instant::now(),
     });

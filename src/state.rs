@@ -37,6 +37,8 @@ pub struct AppState {
     pub trusted_proxies: Vec<IpRange>,
     /// `server.request_body_timeout`.
     pub request_body_timeout: std::time::Duration,
+    /// Which cache hits the access log writes (`log.access_hit_sample`).
+    pub access_hits: crate::http::HitSampler,
     pub public_url: Option<Url>,
     pub started: Instant,
 }

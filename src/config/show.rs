@@ -138,6 +138,11 @@ pub(super) fn leaves(c: &Config) -> Vec<Leaf> {
         leaf("hex", "public_key", Str(c.hex.public_key.clone())),
         leaf("log", "format", Str(c.log.format.as_str().to_owned())),
         leaf("log", "level", Str(c.log.level.clone())),
+        leaf(
+            "log",
+            "access_hit_sample",
+            Str(c.log.access_hit_sample.to_string()),
+        ),
     ]
 }
 

@@ -1,8 +1,9 @@
 //! Cross-cutting request handling: one access-log line per request, and error pages in HTML for
 //! browsers (tools get the JSON body every error starts with).
 
+use std::num::NonZeroU64;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Instant;
 
 use actix_web::dev::Payload;
@@ -18,7 +19,30 @@ use actix_web::{Error, HttpResponse};
 
 use crate::error::AppError;
 
-/// Logs method, path, status, cache outcome and duration of every request.
+/// Which successful cache hits get an access-log line: one in `log.access_hit_sample`, the
+/// first included. Hits are most requests under load, and each alike.
+pub struct HitSampler {
+    every: NonZeroU64,
+    seen: AtomicU64,
+}
+
+impl HitSampler {
+    pub fn new(every: NonZeroU64) -> Self {
+        Self {
+            every,
+            seen: AtomicU64::new(0),
+        }
+    }
+
+    fn take(&self) -> bool {
+        self.seen
+            .fetch_add(1, Ordering::Relaxed)
+            .is_multiple_of(self.every.get())
+    }
+}
+
+/// Logs method, path, status, cache outcome and duration of every request (successful cache
+/// hits sampled, see [`HitSampler`]).
 pub async fn access_log(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
@@ -43,6 +67,15 @@ pub async fn access_log(
         .and_then(|v| v.to_str().ok())
         .unwrap_or("-")
         .to_owned();
+    if status < 400
+        && cache == "hit"
+        && let Some(state) = response
+            .request()
+            .app_data::<actix_web::web::Data<crate::state::AppState>>()
+        && !state.access_hits.take()
+    {
+        return Ok(response);
+    }
     let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
     let error = response.response().error().map(ToString::to_string);
     if status >= 500 {
@@ -151,6 +184,15 @@ fn prefers_html(accept: Option<&HeaderValue>) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_hit_in_n_is_logged_the_first_included() {
+        let sampler = HitSampler::new(NonZeroU64::new(3).unwrap());
+        let taken: Vec<bool> = (0..7).map(|_| sampler.take()).collect();
+        assert_eq!(taken, [true, false, false, true, false, false, true]);
+        let all = HitSampler::new(NonZeroU64::MIN);
+        assert!((0..5).all(|_| all.take()));
+    }
 
     #[test]
     fn browsers_get_html_and_tools_get_json() {

@@ -92,7 +92,7 @@ pub async fn page(
     query: web::Query<AdminQuery>,
 ) -> Result<HttpResponse, UiError> {
     let prefill = project_name(query.project.as_deref()).unwrap_or_default();
-    if let Some((_, session)) = state.ui.sessions.current(&req).await {
+    if let Some((_, session)) = current_session(&state, &req).await {
         return signed_in_page(&state, &session, prefill).await;
     }
     if !state.admin.token_is_set() {
@@ -104,8 +104,8 @@ pub async fn page(
             .into());
         }
         let actor = format!("{} (loopback; no admin token set)", client_address(&state, &req));
-        let (id, session) = state.ui.sessions.start(actor.clone()).await.map_err(internal)?;
-        record(&state, &actor, "sign-in", None, "ok").await;
+        // Logged once the cookie comes back (`current_session`): a view is not a session yet.
+        let (id, session) = state.ui.sessions.start(actor, false).await.map_err(internal)?;
         let mut response = signed_in_page(&state, &session, prefill).await?;
         response
             .add_cookie(&session::cookie(SESSION_COOKIE, id, secure(&state, &req)))
@@ -113,6 +113,21 @@ pub async fn page(
         return Ok(response);
     }
     signin_form(&state, &req, None, StatusCode::OK)
+}
+
+/// The session the request's cookie names, its sign-in logged the first time the cookie is seen.
+async fn current_session(state: &AppState, req: &HttpRequest) -> Option<(String, SharedSession)> {
+    let (id, session) = state.ui.sessions.current(req).await?;
+    let unlogged = {
+        let mut session = session::lock(&session);
+        let actor = (!session.logged).then(|| session.actor.clone());
+        session.logged = true;
+        actor
+    };
+    if let Some(actor) = unlogged {
+        record(state, &actor, "sign-in", None, "ok").await;
+    }
+    Some((id, session))
 }
 
 async fn signed_in_page(
@@ -239,7 +254,12 @@ pub async fn sign_in(
         }
     }
     let actor = format!("{address} (admin token)");
-    let (id, _) = state.ui.sessions.start(actor.clone()).await.map_err(internal)?;
+    let (id, _) = state
+        .ui
+        .sessions
+        .start(actor.clone(), true)
+        .await
+        .map_err(internal)?;
     record(&state, &actor, "sign-in", None, "ok").await;
     let secure = secure(&state, &req);
     Ok(see_other("/admin")
@@ -262,7 +282,7 @@ async fn authorized(
     req: &HttpRequest,
     csrf: &str,
 ) -> Result<(String, SharedSession), UiError> {
-    let Some((id, session)) = state.ui.sessions.current(req).await else {
+    let Some((id, session)) = current_session(state, req).await else {
         return Err(AppError::Forbidden(
             "you are not signed in (or your session expired): sign in at /admin".into(),
         )

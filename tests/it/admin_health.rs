@@ -243,3 +243,38 @@ async fn a_request_body_that_never_arrives_is_cut_off() {
     let answer = String::from_utf8_lossy(&answer);
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
 }
+
+/// `log.access_hit_sample = N` writes one access-log line in N for successful cache hits; misses
+/// and errors are always logged.
+#[tokio::test]
+async fn cache_hits_in_the_access_log_can_be_sampled() {
+    let fake = FakeIndex::start();
+    fake.json("demo/", &simple_json("demo", &[]));
+    let dir = temp_dir();
+    let mut launch = Launch::with_upstreams(&[&fake.url()], "10m");
+    launch.arg("--log-format").arg("json");
+    launch.env("PKGMIRROR__LOG__ACCESS_HIT_SAMPLE", "1000");
+    let server = Server::start(dir.path(), &launch);
+    for _ in 0..6 {
+        get_json(&server.url("/simple/demo/")).await;
+    }
+    assert_eq!(get(&server.url("/simple/nope/"), JSON).await.status(), 404);
+    // The access line is written after the response: wait for the last one.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !server.logs().contains("/simple/nope/") && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let logs = server.logs();
+    let caches: Vec<String> = logs
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["fields"]["path"] == "/simple/demo/")
+        .map(|v| v["fields"]["cache"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(
+        caches,
+        ["miss", "hit"],
+        "5 hits, the first of 1000 logged: {logs}"
+    );
+    assert!(logs.contains("/simple/nope/"), "errors are always logged");
+}

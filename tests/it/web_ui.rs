@@ -1266,6 +1266,32 @@ async fn admin_without_a_token_admits_loopback_clients() {
     assert_eq!(signin.header("location"), "/admin");
 }
 
+/// Without a token, a loopback view of /admin that never returns the session cookie (a script, a
+/// loop) writes nothing to the admin log; a session that is used is logged once, when its cookie
+/// first comes back, so page views cannot flush the log.
+#[tokio::test]
+async fn admin_views_without_a_token_log_one_sign_in_per_session() {
+    let (index, _) = admin_fixture();
+    let (_dir, server) = start(&index, &[]);
+    for _ in 0..5 {
+        let page = client().get(server.url("/admin")).send().await.unwrap();
+        assert_eq!(page.status(), 200);
+    }
+    let mut b = Browser::new(&server);
+    b.get("/admin").await;
+    let again = b.get("/admin").await;
+    let log = admin_log(&again.body);
+    assert_eq!(
+        log,
+        [("sign-in".to_owned(), String::new(), "ok".to_owned())],
+        "one session, one row"
+    );
+    let (_, row) = act(&mut b, &csrf_of(&again.body), "gc", &[], "/admin").await;
+    assert!(row.2.starts_with("ok"), "{row:?}");
+    let log = admin_log(&b.get("/admin").await.body);
+    assert_eq!(log.len(), 2, "the action, after the one sign-in: {log:?}");
+}
+
 // ---------------------------------------------------------------------------------------------
 // Errors of the Simple API, as browsers and tools see them
 
