@@ -25,6 +25,10 @@ use crate::storage::data_dir::{self, DataDirLock, LockError};
 use crate::storage::{Catalogue, PageStore, StorageError};
 use crate::upstream::{FileClient, HexClient, IndexHealth, SimpleClient};
 
+/// How long a client may take to send a request's head (actix's default, stated).
+const REQUEST_HEAD_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a connection being closed may take to go.
+const DISCONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long in-flight requests get to finish after a shutdown signal.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 /// How often the evictor looks for downloads that finished (two in-memory reads).
@@ -133,11 +137,16 @@ pub fn serve(config: Config) -> Result<(), ServeError> {
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(state.clone())
+                .wrap(from_fn(http::body_deadline))
                 .wrap(from_fn(http::html_errors))
                 .wrap(from_fn(http::access_log))
                 .configure(crate::routes::configure)
         })
         .shutdown_timeout(SHUTDOWN_GRACE.as_secs())
+        // A request's head must arrive within this (its body has `server.request_body_timeout`,
+        // `http::body_deadline`), and a closing connection gets this long to go.
+        .client_request_timeout(REQUEST_HEAD_TIMEOUT)
+        .client_disconnect_timeout(DISCONNECT_TIMEOUT)
         // A stored file goes out as headers, then body chunks: with Nagle on, a keep-alive
         // client's delayed ACK stalls each such response by up to 40 ms.
         .tcp_nodelay(true)
@@ -324,7 +333,10 @@ fn open(config: &Config, background: tokio::runtime::Handle) -> Result<Parts, Se
         counters,
         explorer: Explorer::new(catalogue.clone()),
         ui: crate::web::Ui::default(),
-        admin_token: config.server.admin_token.clone(),
+        admin: crate::auth::AdminAuth::new(config.server.admin_token.clone()),
+        trusted_proxies: config.server.trusted_proxies.clone(),
+        request_body_timeout: config.server.request_body_timeout,
+        access_hits: http::HitSampler::new(config.log.access_hit_sample),
         public_url: config.server.public_url.clone(),
         started: Instant::now(),
     });

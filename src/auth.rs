@@ -3,47 +3,125 @@
 //! With `server.admin_token` set, tools need `Authorization: Bearer <token>` (the UI signs in with
 //! the same token); without one, only loopback clients may clear the cache (a mirror reachable
 //! from a network must not let anyone there flush it).
+//!
+//! Every admin entry point (the API's bearer token, the UI's sign-in) goes through
+//! [`AdminAuth::attempt`]: a wrong or missing token counts against the client, and a client with
+//! [`MAX_FAILURES`] failures within [`FAILURE_WINDOW`] is refused without its token being looked
+//! at until the oldest of them is that old, so guessing runs at a few tokens a minute.
+//!
+//! "The client" is [`client_addr`]'s answer everywhere (the loopback rule, the limit, the logs):
+//! the TCP peer, or the address a proxy in `server.trusted_proxies` forwarded.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::{IpAddr, Ipv6Addr};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use actix_web::HttpRequest;
-use actix_web::http::header::AUTHORIZATION;
+use actix_web::http::header::{AUTHORIZATION, FORWARDED, HeaderMap, X_FORWARDED_FOR};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use crate::config::Secret;
+use crate::config::{IpRange, Secret};
 use crate::error::AppError;
 
-/// Lets a tool's admin request through, or says why not.
-pub fn authorize(admin_token: &Secret, req: &HttpRequest) -> Result<(), AppError> {
-    if admin_token.is_empty() {
-        return if from_loopback(req) {
-            Ok(())
-        } else {
-            Err(AppError::Forbidden(
-                "admin endpoints answer only loopback clients while server.admin_token is not set".into(),
-            ))
-        };
+/// Failed admin attempts a client may make within [`FAILURE_WINDOW`].
+pub const MAX_FAILURES: usize = 5;
+pub const FAILURE_WINDOW: Duration = Duration::from_secs(60);
+/// Past this many clients with recent failures, those whose failures are all old are forgotten.
+const TRACKED_CLIENTS: usize = 10_000;
+
+/// The admin token and the failed-attempt limit every admin entry point shares.
+pub struct AdminAuth {
+    token: Secret,
+    failures: FailureLimiter,
+}
+
+/// What became of an attempt to present the admin token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Attempt {
+    Admitted,
+    /// A wrong or missing token, counted against the client.
+    Failed(Failure),
+    /// Too many failures: refused without looking at the token. `first` is true for the first
+    /// refusal since the limit was reached (the one worth an admin log row).
+    Limited {
+        retry_after: u64,
+        first: bool,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    NoToken,
+    WrongToken,
+}
+
+impl Failure {
+    /// As the admin log says it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::NoToken => "no bearer token",
+            Self::WrongToken => "wrong token",
+        }
     }
-    let presented = req
-        .headers()
+}
+
+/// The answer to a client over its allowance.
+pub fn too_many_failures(address: &str, retry_after: u64) -> AppError {
+    AppError::TooManyRequests(
+        format!("too many failed admin attempts from {address}: try again in {retry_after} s"),
+        retry_after,
+    )
+}
+
+impl AdminAuth {
+    pub fn new(token: Secret) -> Self {
+        Self {
+            token,
+            failures: FailureLimiter::default(),
+        }
+    }
+
+    /// Whether an admin token is configured (else only loopback clients are admins).
+    pub fn token_is_set(&self) -> bool {
+        !self.token.is_empty()
+    }
+
+    /// `client` presents `presented` (`None`: no token at all).
+    pub fn attempt(&self, client: Option<IpAddr>, presented: Option<&str>) -> Attempt {
+        let client = client.unwrap_or(IpAddr::from(Ipv6Addr::UNSPECIFIED));
+        let now = Instant::now();
+        if let Err((wait, first)) = self.failures.check(client, now) {
+            let retry_after = wait.as_secs_f64().ceil().max(1.0) as u64;
+            return Attempt::Limited { retry_after, first };
+        }
+        match presented {
+            Some(token) if token_matches(&self.token, token) => Attempt::Admitted,
+            Some(_) => {
+                self.failures.fail(client, now);
+                Attempt::Failed(Failure::WrongToken)
+            }
+            None => {
+                self.failures.fail(client, now);
+                Attempt::Failed(Failure::NoToken)
+            }
+        }
+    }
+}
+
+/// The token of an `Authorization: Bearer` header, if the request has one.
+pub fn bearer_token(req: &HttpRequest) -> Option<&str> {
+    req.headers()
         .get(AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.split_once(' '))
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map(|(_, token)| token.trim());
-    let Some(presented) = presented else {
-        return Err(AppError::Unauthorized(
-            "this endpoint needs the header 'Authorization: Bearer <admin token>'".into(),
-        ));
-    };
-    if token_matches(admin_token, presented) {
-        Ok(())
-    } else {
-        Err(AppError::Unauthorized("the admin token is not valid".into()))
-    }
+        .map(|(_, token)| token.trim())
 }
 
 /// Whether `presented` is the configured admin token (never true when none is configured).
-pub fn token_matches(admin_token: &Secret, presented: &str) -> bool {
+fn token_matches(admin_token: &Secret, presented: &str) -> bool {
     // Comparing digests keeps the comparison constant-time even in the token's length.
     !admin_token.is_empty()
         && bool::from(
@@ -51,10 +129,158 @@ pub fn token_matches(admin_token: &Secret, presented: &str) -> bool {
         )
 }
 
-/// Whether the client connected from a loopback address.
-pub fn from_loopback(req: &HttpRequest) -> bool {
-    req.peer_addr()
-        .is_some_and(|addr| addr.ip().to_canonical().is_loopback())
+/// Whether the client is on loopback (an unknown one is not).
+pub fn is_loopback(client: Option<IpAddr>) -> bool {
+    client.is_some_and(|ip| ip.is_loopback())
+}
+
+/// The client as logs name it.
+pub fn describe(client: Option<IpAddr>) -> String {
+    client.map_or_else(|| "unknown client".to_owned(), |ip| ip.to_string())
+}
+
+/// The client of `req`: the TCP peer, unless the peer is a trusted proxy. Then it is the last
+/// address of the forwarded chain (`X-Forwarded-For`, else `Forwarded`) that is not itself a
+/// trusted proxy: proxies append, so the chain is read from the proxy's end, and what a client
+/// wrote at the front cannot pass for it. A trusted peer that forwards nothing is itself the
+/// client (the proxy host's own requests). `None` when there is no peer, or a trusted proxy
+/// forwarded an entry that is no address (`unknown`, an obfuscated name).
+pub fn client_addr(req: &HttpRequest, trusted: &[IpRange]) -> Option<IpAddr> {
+    let peer = req.peer_addr()?.ip().to_canonical();
+    let is_trusted = |ip: IpAddr| trusted.iter().any(|range| range.contains(ip));
+    if !is_trusted(peer) {
+        return Some(peer);
+    }
+    let Some(chain) = forwarded_chain(req.headers()) else {
+        return Some(peer);
+    };
+    let mut client = Some(peer);
+    for hop in chain.into_iter().rev() {
+        match hop {
+            Some(ip) if is_trusted(ip) => client = Some(ip),
+            other => return other,
+        }
+    }
+    // Every hop is a trusted proxy: the first is where the request came from.
+    client
+}
+
+/// The forwarded addresses, first (the original client) to last, or `None` without either header.
+fn forwarded_chain(headers: &HeaderMap) -> Option<Vec<Option<IpAddr>>> {
+    let joined = |name| {
+        let values: Vec<&str> = headers
+            .get_all(name)
+            .map(|v| v.to_str().unwrap_or("unreadable"))
+            .collect();
+        (!values.is_empty()).then(|| values.join(","))
+    };
+    if let Some(list) = joined(X_FORWARDED_FOR) {
+        return Some(list.split(',').map(node_addr).collect());
+    }
+    let list = joined(FORWARDED)?;
+    // RFC 7239: `for=192.0.2.60;proto=http, for="[2001:db8::1]:4711"`; a hop without `for`
+    // says nothing about the client.
+    let hops = list.split(',').map(|element| {
+        element
+            .split(';')
+            .filter_map(|pair| pair.split_once('='))
+            .find(|(key, _)| key.trim().eq_ignore_ascii_case("for"))
+            .and_then(|(_, value)| node_addr(value))
+    });
+    Some(hops.collect())
+}
+
+/// An address as forwarding headers write one: bare, quoted, `[v6]`, with or without a port.
+fn node_addr(node: &str) -> Option<IpAddr> {
+    let node = node.trim().trim_matches('"');
+    let ip = if let Some(rest) = node.strip_prefix('[') {
+        rest.split_once(']')?.0.parse().ok()?
+    } else if let Ok(ip) = node.parse::<IpAddr>() {
+        ip
+    } else {
+        node.parse::<std::net::SocketAddrV4>()
+            .ok()?
+            .ip()
+            .to_owned()
+            .into()
+    };
+    Some(IpAddr::to_canonical(&ip))
+}
+
+/// Recent failures per client: a sliding window of at most [`MAX_FAILURES`] instants.
+#[derive(Default)]
+struct FailureLimiter {
+    clients: Mutex<HashMap<IpAddr, Failures>>,
+}
+
+#[derive(Default)]
+struct Failures {
+    at: VecDeque<Instant>,
+    refusal_reported: bool,
+}
+
+impl Failures {
+    fn forget_before(&mut self, now: Instant) {
+        while self
+            .at
+            .front()
+            .is_some_and(|at| now.saturating_duration_since(*at) >= FAILURE_WINDOW)
+        {
+            self.at.pop_front();
+        }
+    }
+}
+
+/// The key a client's failures are counted under: an IPv6 client usually holds a whole /64, so
+/// that is one client.
+fn client_key(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V6(v6) => {
+            let [a, b, c, d, ..] = v6.segments();
+            IpAddr::V6(Ipv6Addr::new(a, b, c, d, 0, 0, 0, 0))
+        }
+        v4 => v4,
+    }
+}
+
+impl FailureLimiter {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<IpAddr, Failures>> {
+        self.clients.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// `Err((wait, first refusal))` while `client` has used up its allowance.
+    fn check(&self, client: IpAddr, now: Instant) -> Result<(), (Duration, bool)> {
+        let mut clients = self.lock();
+        let Some(failures) = clients.get_mut(&client_key(client)) else {
+            return Ok(());
+        };
+        failures.forget_before(now);
+        match failures.at.front() {
+            Some(oldest) if failures.at.len() >= MAX_FAILURES => {
+                let first = !failures.refusal_reported;
+                failures.refusal_reported = true;
+                Err(((*oldest + FAILURE_WINDOW).saturating_duration_since(now), first))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn fail(&self, client: IpAddr, now: Instant) {
+        let mut clients = self.lock();
+        if clients.len() >= TRACKED_CLIENTS {
+            clients.retain(|_, failures| {
+                failures.forget_before(now);
+                !failures.at.is_empty()
+            });
+        }
+        let failures = clients.entry(client_key(client)).or_default();
+        failures.forget_before(now);
+        failures.at.push_back(now);
+        failures.refusal_reported = false;
+        while failures.at.len() > MAX_FAILURES {
+            failures.at.pop_front();
+        }
+    }
 }
 
 #[cfg(test)]
@@ -63,41 +289,169 @@ mod tests {
 
     use super::*;
 
-    fn from(peer: &str) -> TestRequest {
-        TestRequest::default().peer_addr(peer.parse().unwrap())
+    fn ip(text: &str) -> IpAddr {
+        text.parse().unwrap()
     }
 
     #[test]
-    fn without_a_token_only_loopback_peers_pass() {
-        let none = Secret::from(String::new());
-        for peer in ["127.0.0.1:1", "[::1]:1", "[::ffff:127.0.0.1]:1"] {
-            assert!(authorize(&none, &from(peer).to_http_request()).is_ok(), "{peer}");
+    fn bearer_tokens_are_read_from_the_header() {
+        for (header, expected) in [
+            ("Bearer t0ken", Some("t0ken")),
+            ("bearer  t0ken ", Some("t0ken")),
+            ("Basic t0ken", None),
+            ("t0ken", None),
+        ] {
+            let req = TestRequest::default()
+                .insert_header((AUTHORIZATION, header))
+                .to_http_request();
+            assert_eq!(bearer_token(&req), expected, "{header}");
         }
-        for peer in ["10.1.2.3:1", "192.168.0.9:1", "[2001:db8::1]:1"] {
-            let err = authorize(&none, &from(peer).to_http_request()).unwrap_err();
-            assert!(matches!(err, AppError::Forbidden(_)), "{peer}: {err:?}");
-        }
+        assert_eq!(bearer_token(&TestRequest::default().to_http_request()), None);
     }
 
     #[test]
-    fn with_a_token_the_peer_does_not_matter_but_the_token_does() {
-        let token = Secret::from("t0ken".to_owned());
-        let remote = || from("10.1.2.3:1");
-        let ok = remote()
-            .insert_header((AUTHORIZATION, "Bearer t0ken"))
-            .to_http_request();
-        assert!(authorize(&token, &ok).is_ok());
-        let loopback_without = from("127.0.0.1:1").to_http_request();
-        assert!(matches!(
-            authorize(&token, &loopback_without),
-            Err(AppError::Unauthorized(_))
-        ));
-        for header in ["Bearer t0ke", "Bearer t0ken2", "Basic t0ken", "t0ken", "Bearer"] {
-            let req = remote().insert_header((AUTHORIZATION, header)).to_http_request();
-            assert!(
-                matches!(authorize(&token, &req), Err(AppError::Unauthorized(_))),
-                "{header}"
+    fn the_token_decides_and_failures_are_limited_per_client() {
+        let auth = AdminAuth::new(Secret::from("t0ken".to_owned()));
+        let (guesser, other) = (Some(ip("10.1.2.3")), Some(ip("10.1.2.4")));
+        assert_eq!(auth.attempt(guesser, Some("t0ken")), Attempt::Admitted);
+        for _ in 0..MAX_FAILURES - 1 {
+            assert_eq!(
+                auth.attempt(guesser, Some("guess")),
+                Attempt::Failed(Failure::WrongToken)
             );
         }
+        assert_eq!(auth.attempt(guesser, None), Attempt::Failed(Failure::NoToken));
+        for (presented, first) in [(Some("guess"), true), (Some("t0ken"), false), (None, false)] {
+            match auth.attempt(guesser, presented) {
+                Attempt::Limited {
+                    retry_after,
+                    first: f,
+                } => {
+                    assert!((1..=60).contains(&retry_after), "{retry_after}");
+                    assert_eq!(f, first, "{presented:?}");
+                }
+                other => panic!("{presented:?}: {other:?}"),
+            }
+        }
+        assert_eq!(
+            auth.attempt(other, Some("t0ken")),
+            Attempt::Admitted,
+            "another client"
+        );
+        let unset = AdminAuth::new(Secret::from(String::new()));
+        assert_eq!(
+            unset.attempt(other, Some("")),
+            Attempt::Failed(Failure::WrongToken),
+            "no token configured: nothing matches"
+        );
+    }
+
+    #[test]
+    fn old_failures_stop_counting() {
+        let limiter = FailureLimiter::default();
+        let client = ip("192.0.2.1");
+        let start = Instant::now();
+        for i in 0..MAX_FAILURES as u64 {
+            limiter.fail(client, start + Duration::from_secs(i));
+        }
+        let (wait, first) = limiter
+            .check(client, start + Duration::from_secs(10))
+            .unwrap_err();
+        assert_eq!((wait, first), (Duration::from_secs(50), true));
+        assert!(
+            limiter.check(client, start + FAILURE_WINDOW).is_ok(),
+            "the oldest has aged out"
+        );
+        limiter.fail(client, start + FAILURE_WINDOW);
+        let (_, first) = limiter
+            .check(client, start + FAILURE_WINDOW + Duration::from_millis(1))
+            .unwrap_err();
+        assert!(first, "a new run of refusals is reported again");
+    }
+
+    #[test]
+    fn forwarded_clients_are_believed_from_trusted_proxies_only() {
+        let trusted: Vec<IpRange> = ["127.0.0.1", "10.0.0.0/8"].map(|r| r.parse().unwrap()).into();
+        let client = |peer: &str, headers: &[(&str, &str)]| {
+            let mut req = TestRequest::default().peer_addr(peer.parse().unwrap());
+            for (name, value) in headers {
+                req = req.append_header((*name, *value));
+            }
+            client_addr(&req.to_http_request(), &trusted).map(|ip| ip.to_string())
+        };
+        let xff = |value| [("X-Forwarded-For", value)];
+        assert_eq!(
+            client("192.0.2.1:5", &xff("127.0.0.1")).as_deref(),
+            Some("192.0.2.1")
+        );
+        assert_eq!(client("127.0.0.1:5", &[]).as_deref(), Some("127.0.0.1"));
+        assert_eq!(
+            client("127.0.0.1:5", &xff("203.0.113.9")).as_deref(),
+            Some("203.0.113.9")
+        );
+        assert_eq!(
+            client("127.0.0.1:5", &xff("127.0.0.1, 203.0.113.9, 10.1.1.1")).as_deref(),
+            Some("203.0.113.9"),
+            "read from the proxy's end, past trusted hops"
+        );
+        assert_eq!(
+            client(
+                "127.0.0.1:5",
+                &[
+                    ("X-Forwarded-For", "203.0.113.9"),
+                    ("X-Forwarded-For", "10.1.1.1")
+                ]
+            )
+            .as_deref(),
+            Some("203.0.113.9"),
+            "several header lines are one list"
+        );
+        assert_eq!(
+            client("127.0.0.1:5", &xff("10.2.2.2, 127.0.0.1")).as_deref(),
+            Some("10.2.2.2")
+        );
+        assert_eq!(
+            client("127.0.0.1:5", &xff("[2001:db8::1]:80")).as_deref(),
+            Some("2001:db8::1")
+        );
+        assert_eq!(
+            client("127.0.0.1:5", &xff("203.0.113.9:4711")).as_deref(),
+            Some("203.0.113.9")
+        );
+        assert_eq!(client("127.0.0.1:5", &xff("unknown")), None);
+        assert_eq!(client("127.0.0.1:5", &xff("203.0.113.9, junk")), None);
+        let fwd = |value| [("Forwarded", value)];
+        assert_eq!(
+            client("127.0.0.1:5", &fwd("for=192.0.2.60;proto=http;by=203.0.113.43")).as_deref(),
+            Some("192.0.2.60")
+        );
+        assert_eq!(
+            client(
+                "127.0.0.1:5",
+                &fwd("for=\"[2001:db8:cafe::17]:4711\", For=127.0.0.1")
+            )
+            .as_deref(),
+            Some("2001:db8:cafe::17")
+        );
+        assert_eq!(client("127.0.0.1:5", &fwd("for=_hidden")), None);
+        assert_eq!(
+            client("127.0.0.1:5", &fwd("proto=https")),
+            None,
+            "no `for`: no client"
+        );
+        assert!(is_loopback(Some("::1".parse().unwrap())));
+        assert!(!is_loopback(None));
+    }
+
+    #[test]
+    fn an_ipv6_client_is_its_slash_64() {
+        let limiter = FailureLimiter::default();
+        let now = Instant::now();
+        for i in 0..MAX_FAILURES {
+            limiter.fail(ip(&format!("2001:db8:1:2::{i:x}")), now);
+        }
+        assert!(limiter.check(ip("2001:db8:1:2:ffff::1"), now).is_err());
+        assert!(limiter.check(ip("2001:db8:1:3::1"), now).is_ok());
+        assert_eq!(client_key(ip("::ffff:10.0.0.1")), ip("10.0.0.1"));
     }
 }

@@ -166,6 +166,10 @@ fn serve(overrides: &CliOverrides) -> ExitCode {
         Ok(loaded) => loaded,
         Err(code) => return code,
     };
+    if let Err(reason) = loaded.config.server.check_admin_exposure() {
+        eprintln!("pkgmirror: bad config: server.admin_token: {reason}");
+        return ExitCode::from(BAD_USAGE);
+    }
     if let Err(e) = init_tracing(&loaded.config.log) {
         eprintln!("pkgmirror: cannot start logging: {e}");
         return ExitCode::from(FAILURE);

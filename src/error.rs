@@ -19,6 +19,12 @@ pub enum AppError {
     NotFound(String),
     #[error("{0}")]
     NotAcceptable(String),
+    /// The request's body did not arrive in time.
+    #[error("{0}")]
+    RequestTimeout(String),
+    /// A known path asked with another method; the methods it takes, for `Allow`.
+    #[error("{0}")]
+    MethodNotAllowed(String, &'static str),
     /// Too many attempts; retry after this many seconds.
     #[error("{0}")]
     TooManyRequests(String, u64),
@@ -65,6 +71,8 @@ impl ResponseError for AppError {
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::NotAcceptable(_) => StatusCode::NOT_ACCEPTABLE,
+            Self::MethodNotAllowed(..) => StatusCode::METHOD_NOT_ALLOWED,
+            Self::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             Self::TooManyRequests(..) => StatusCode::TOO_MANY_REQUESTS,
             Self::BadGateway(_) => StatusCode::BAD_GATEWAY,
             Self::GatewayTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
@@ -87,6 +95,10 @@ impl ResponseError for AppError {
             }
             Self::TooManyRequests(_, retry_after) => {
                 response.insert_header(("Retry-After", retry_after.to_string()));
+            }
+            // RFC 9110 requires it on a 405.
+            Self::MethodNotAllowed(_, allow) => {
+                response.insert_header(("Allow", *allow));
             }
             _ => {}
         }

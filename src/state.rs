@@ -6,6 +6,7 @@ use std::time::Instant;
 use actix_web::HttpRequest;
 use url::Url;
 
+use crate::auth::AdminAuth;
 use crate::cache::CacheCounters;
 use crate::cache::downloads::Downloads;
 use crate::cache::explorer::Explorer;
@@ -13,7 +14,9 @@ use crate::cache::files::PypiFiles;
 use crate::cache::hex::HexMirror;
 use crate::cache::maintenance::Evictor;
 use crate::cache::simple::SimplePages;
-use crate::config::Secret;
+use crate::cache::unix_now;
+use crate::config::IpRange;
+use crate::storage::browse::AdminLogEntry;
 use crate::upstream::IndexHealthReport;
 
 /// What every handler can reach.
@@ -28,9 +31,16 @@ pub struct AppState {
     pub counters: Arc<CacheCounters>,
     /// The catalogue as the web UI browses it, and the admin log.
     pub explorer: Explorer,
-    /// Admin sessions and the sign-in rate limit.
+    /// Admin sessions.
     pub ui: crate::web::Ui,
-    pub admin_token: Secret,
+    /// The admin token and the failed-attempt limit of every admin entry point.
+    pub admin: AdminAuth,
+    /// `server.trusted_proxies`: whose forwarded client addresses are believed.
+    pub trusted_proxies: Vec<IpRange>,
+    /// `server.request_body_timeout`.
+    pub request_body_timeout: std::time::Duration,
+    /// Which cache hits the access log writes (`log.access_hit_sample`).
+    pub access_hits: crate::http::HitSampler,
     pub public_url: Option<Url>,
     pub started: Instant,
 }
@@ -67,6 +77,26 @@ impl StatusSnapshot {
 }
 
 impl AppState {
+    /// The request's client ([`crate::auth::client_addr`]).
+    pub fn client(&self, req: &HttpRequest) -> Option<std::net::IpAddr> {
+        crate::auth::client_addr(req, &self.trusted_proxies)
+    }
+
+    /// Writes an admin action (or a failed attempt at one) to the admin log, and to the log.
+    pub async fn record_admin_action(&self, actor: &str, action: &str, target: Option<&str>, outcome: &str) {
+        let entry = AdminLogEntry {
+            at: unix_now(),
+            actor: actor.to_owned(),
+            action: action.to_owned(),
+            target: target.map(str::to_owned),
+            outcome: outcome.to_owned(),
+        };
+        tracing::info!(actor, action, target, outcome, "admin action");
+        if let Err(e) = self.explorer.record_admin_action(entry).await {
+            tracing::warn!(error = %e, action, "could not record an admin action in the admin log");
+        }
+    }
+
     pub async fn status(&self) -> StatusSnapshot {
         let pypi = self.pages.health_reports();
         let upstream_configured = !pypi.is_empty();

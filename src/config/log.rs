@@ -1,5 +1,7 @@
 //! `[log]`: the output format and the tracing filter.
 
+use std::num::NonZeroU64;
+
 use serde::Deserialize;
 use tracing_subscriber::EnvFilter;
 
@@ -9,6 +11,9 @@ pub struct LogConfig {
     pub format: LogFormat,
     /// A tracing `EnvFilter` directive; `RUST_LOG` replaces it when set.
     pub level: String,
+    /// One access-log line per this many successful cache hits (1: every one); misses, stale
+    /// answers and errors are always logged.
+    pub access_hit_sample: NonZeroU64,
 }
 
 impl Default for LogConfig {
@@ -16,6 +21,7 @@ impl Default for LogConfig {
         Self {
             format: LogFormat::Text,
             level: "info".to_owned(),
+            access_hit_sample: NonZeroU64::MIN,
         }
     }
 }

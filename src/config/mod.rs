@@ -27,7 +27,7 @@ pub use hex::HexConfig;
 pub use layers::{CliOverrides, ConfigError, Loaded, Source, load, load_from};
 pub use log::{LogConfig, LogFormat};
 pub use pypi::{IndexConfig, PypiConfig};
-pub use server::ServerConfig;
+pub use server::{IpRange, ServerConfig};
 pub use show::{render_sources, render_toml};
 pub use storage::{S3Config, StorageBackend, StorageConfig};
 pub use values::{Secret, UpstreamUrl};

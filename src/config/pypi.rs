@@ -20,6 +20,8 @@ pub struct PypiConfig {
     /// One per extra index; missing ones default to `index_ttl`.
     #[serde(deserialize_with = "durations")]
     pub extra_index_ttls: Vec<Duration>,
+    /// Whether file URLs from pages, and redirects leaving a configured upstream, may lead to
+    /// loopback, link-local or private addresses.
     pub allow_private_upstreams: bool,
     #[serde(deserialize_with = "duration")]
     pub connect_timeout: Duration,

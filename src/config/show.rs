@@ -69,6 +69,17 @@ pub(super) fn leaves(c: &Config) -> Vec<Leaf> {
                 .unwrap_or_default()),
         ),
         leaf(
+            "server",
+            "trusted_proxies",
+            List(c.server.trusted_proxies.iter().map(ToString::to_string).collect()),
+        ),
+        leaf("server", "allow_open_admin", Bool(c.server.allow_open_admin)),
+        leaf(
+            "server",
+            "request_body_timeout",
+            Str(format_duration(c.server.request_body_timeout)),
+        ),
+        leaf(
             "storage",
             "data_dir",
             Str(c.storage.data_dir.display().to_string()),
@@ -130,6 +141,11 @@ pub(super) fn leaves(c: &Config) -> Vec<Leaf> {
         leaf("hex", "public_key", Str(c.hex.public_key.clone())),
         leaf("log", "format", Str(c.log.format.as_str().to_owned())),
         leaf("log", "level", Str(c.log.level.clone())),
+        leaf(
+            "log",
+            "access_hit_sample",
+            Str(c.log.access_hit_sample.to_string()),
+        ),
     ]
 }
 

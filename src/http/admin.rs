@@ -1,10 +1,10 @@
 //! Admin endpoints: `DELETE /cache/list` and `DELETE /cache/{project}`, answered as proxpi does.
 //!
-//! Who may call them is `auth::authorize`'s to say.
+//! Who may call them is `auth`'s to say; a failed attempt goes to the admin log.
 
 use actix_web::{HttpRequest, HttpResponse, web};
 
-use crate::auth::authorize;
+use crate::auth::{Attempt, Failure, bearer_token, describe, is_loopback, too_many_failures};
 use crate::cache::simple::PageRef;
 use crate::error::AppError;
 use crate::hex::validate_package_name;
@@ -12,14 +12,14 @@ use crate::pypi::name::{normalize, validate_project_name};
 use crate::state::AppState;
 
 pub async fn forget_list(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, AppError> {
-    authorize(&state.admin_token, &req)?;
+    admit(&state, &req).await?;
     state.pages.forget(PageRef::List).await?;
     tracing::info!("admin: project list cache cleared");
     Ok(success())
 }
 
 pub async fn forget_project(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, AppError> {
-    authorize(&state.admin_token, &req)?;
+    admit(&state, &req).await?;
     let raw = req.match_info().get("project").unwrap_or("");
     validate_project_name(raw).map_err(|e| AppError::BadRequest(format!("invalid project name: {e}")))?;
     let name = normalize(raw);
@@ -33,13 +33,59 @@ pub async fn forget_hex_package(
     state: web::Data<AppState>,
     req: HttpRequest,
 ) -> Result<HttpResponse, AppError> {
-    authorize(&state.admin_token, &req)?;
+    admit(&state, &req).await?;
     let hex = super::hex::mirror(&state)?;
     let name = req.match_info().get("name").unwrap_or("");
     validate_package_name(name).map_err(|e| AppError::BadRequest(format!("invalid package name: {e}")))?;
     let was_cached = hex.forget_package(name).await?;
     tracing::info!(package = %name, was_cached, "admin: hex registry file cleared");
     Ok(success())
+}
+
+/// The longest request path written to the admin log: paths are the client's to choose.
+const LOGGED_PATH_CHARS: usize = 200;
+
+/// Lets a tool's admin request through, or says why not.
+async fn admit(state: &AppState, req: &HttpRequest) -> Result<(), AppError> {
+    let client = state.client(req);
+    if !state.admin.token_is_set() {
+        return if is_loopback(client) {
+            Ok(())
+        } else {
+            Err(AppError::Forbidden(
+                "admin endpoints answer only loopback clients while server.admin_token is not set".into(),
+            ))
+        };
+    }
+    let address = describe(client);
+    let action = || {
+        let path: String = req.path().chars().take(LOGGED_PATH_CHARS).collect();
+        format!("{} {path}", req.method())
+    };
+    match state.admin.attempt(client, bearer_token(req)) {
+        Attempt::Admitted => Ok(()),
+        Attempt::Failed(failure) => {
+            let outcome = format!("failed: {}", failure.as_str());
+            state
+                .record_admin_action(&address, &action(), None, &outcome)
+                .await;
+            Err(AppError::Unauthorized(match failure {
+                Failure::NoToken => {
+                    "this endpoint needs the header 'Authorization: Bearer <admin token>'".into()
+                }
+                Failure::WrongToken => "the admin token is not valid".into(),
+            }))
+        }
+        Attempt::Limited { retry_after, first } => {
+            if first {
+                let outcome = "refused: too many failed attempts";
+                state
+                    .record_admin_action(&address, &action(), None, outcome)
+                    .await;
+            }
+            Err(too_many_failures(&address, retry_after))
+        }
+    }
 }
 
 /// proxpi's answer, so scripts written for it keep working.

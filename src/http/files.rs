@@ -2,6 +2,7 @@
 //! metadata, from the blob store or streamed while they download.
 
 use actix_files::NamedFile;
+use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse, web};
 
@@ -94,6 +95,18 @@ async fn stored_response(
             .finish());
     }
     let mut response = match body {
+        // A Range this server ignores (several ranges, bad syntax, on HEAD): actix-files would
+        // answer its first range, so the whole file goes out here.
+        BlobBody::File { path, .. } if range.is_none() && req.headers().contains_key(header::RANGE) => {
+            let (size, stream) = whole_file(&path)
+                .await
+                .map_err(|e| AppError::Internal(format!("cannot open a stored file: {e}")))?;
+            HttpResponse::Ok()
+                .insert_header((header::CONTENT_TYPE, content_type))
+                .insert_header((header::ACCEPT_RANGES, "bytes"))
+                .no_chunking(size)
+                .streaming(stream)
+        }
         BlobBody::File { path, .. } => {
             // actix-files answers Range (206/416) and HEAD, reading the file in chunks off the
             // worker threads; its own validators are off because the sha256 is the ETag.
@@ -108,7 +121,13 @@ async fn stored_response(
                 .use_etag(false)
                 .use_last_modified(false)
                 .disable_content_disposition();
-            file.into_response(req)
+            let mut response = file.into_response(req);
+            // actix-files answers a range covering the whole file (`bytes=0-`) with 200 and a
+            // Content-Range, which RFC 9110 allows only on 206: it is a 206 like any range.
+            if response.status() == StatusCode::OK && response.headers().contains_key(header::CONTENT_RANGE) {
+                *response.status_mut() = StatusCode::PARTIAL_CONTENT;
+            }
+            response
         }
         BlobBody::Stream {
             size,
@@ -146,6 +165,25 @@ async fn stored_response(
         HeaderValue::from_static(outcome.as_str()),
     );
     Ok(response)
+}
+
+/// A stored file from its start, read in chunks off the worker thread, and its size.
+async fn whole_file(
+    path: &std::path::Path,
+) -> std::io::Result<(
+    u64,
+    impl futures::Stream<Item = std::io::Result<bytes::Bytes>> + use<>,
+)> {
+    use tokio::io::AsyncReadExt;
+    const CHUNK: usize = 64 * 1024;
+    let file = tokio::fs::File::open(path).await?;
+    let size = file.metadata().await?.len();
+    let chunks = futures::stream::try_unfold(file, |mut file| async move {
+        let mut chunk = bytes::BytesMut::with_capacity(CHUNK);
+        let read = file.read_buf(&mut chunk).await?;
+        Ok((read > 0).then(|| (chunk.freeze(), file)))
+    });
+    Ok((size, chunks))
 }
 
 /// A range (or a HEAD, which must announce the final length) is answered from the stored blob,

@@ -1,7 +1,15 @@
 //! Cross-cutting request handling: one access-log line per request, and error pages in HTML for
 //! browsers (tools get the JSON body every error starts with).
 
+use std::num::NonZeroU64;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Instant;
+
+use actix_web::dev::Payload;
+use actix_web::error::PayloadError;
+use actix_web::{HttpMessage, ResponseError};
+use futures::StreamExt;
 
 use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
@@ -11,7 +19,30 @@ use actix_web::{Error, HttpResponse};
 
 use crate::error::AppError;
 
-/// Logs method, path, status, cache outcome and duration of every request.
+/// Which successful cache hits get an access-log line: one in `log.access_hit_sample`, the
+/// first included. Hits are most requests under load, and each alike.
+pub struct HitSampler {
+    every: NonZeroU64,
+    seen: AtomicU64,
+}
+
+impl HitSampler {
+    pub fn new(every: NonZeroU64) -> Self {
+        Self {
+            every,
+            seen: AtomicU64::new(0),
+        }
+    }
+
+    fn take(&self) -> bool {
+        self.seen
+            .fetch_add(1, Ordering::Relaxed)
+            .is_multiple_of(self.every.get())
+    }
+}
+
+/// Logs method, path, status, cache outcome and duration of every request (successful cache
+/// hits sampled, see [`HitSampler`]).
 pub async fn access_log(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
@@ -19,7 +50,15 @@ pub async fn access_log(
     let started = Instant::now();
     let method = req.method().clone();
     let path = req.path().to_owned();
-    let peer = req.peer_addr().map(|a| a.ip().to_string()).unwrap_or_default();
+    // The client as the admin rules see it: behind a trusted proxy, the forwarded address.
+    let peer = req
+        .app_data::<actix_web::web::Data<crate::state::AppState>>()
+        .map_or_else(
+            || req.peer_addr().map(|a| a.ip().to_canonical()),
+            |state| state.client(req.request()),
+        )
+        .map(|ip| ip.to_string())
+        .unwrap_or_default();
     let response = next.call(req).await?.map_into_boxed_body();
     let status = response.status().as_u16();
     let cache = response
@@ -28,6 +67,15 @@ pub async fn access_log(
         .and_then(|v| v.to_str().ok())
         .unwrap_or("-")
         .to_owned();
+    if status < 400
+        && cache == "hit"
+        && let Some(state) = response
+            .request()
+            .app_data::<actix_web::web::Data<crate::state::AppState>>()
+        && !state.access_hits.take()
+    {
+        return Ok(response);
+    }
     let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
     let error = response.response().error().map(ToString::to_string);
     if status >= 500 {
@@ -36,6 +84,62 @@ pub async fn access_log(
         tracing::info!(target: "pkgmirror::access", %method, %path, status, cache, duration_ms, peer, "request");
     }
     Ok(response)
+}
+
+/// Gives a request body `server.request_body_timeout` to arrive: a client trickling a body (or
+/// announcing one and sending nothing) would otherwise hold its connection and its handler for as
+/// long as it likes. Past the deadline the body reads fail, and the answer is 408 on a closing
+/// connection, whatever the handler made of the failed read.
+pub async fn body_deadline(
+    mut req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, Error> {
+    let has_body = req.headers().contains_key(header::TRANSFER_ENCODING)
+        || req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .is_some_and(|len| len.as_bytes() != b"0");
+    let timeout = req
+        .app_data::<actix_web::web::Data<crate::state::AppState>>()
+        .map(|state| state.request_body_timeout);
+    let (Some(timeout), true) = (timeout, has_body) else {
+        return Ok(next.call(req).await?.map_into_boxed_body());
+    };
+    let expired = Arc::new(AtomicBool::new(false));
+    let deadline = tokio::time::Instant::now() + timeout;
+    let payload = req.take_payload();
+    let flag = Arc::clone(&expired);
+    let body = futures::stream::unfold(Some(payload), move |payload| {
+        let flag = Arc::clone(&flag);
+        async move {
+            let mut payload = payload?;
+            match tokio::time::timeout_at(deadline, payload.next()).await {
+                Ok(Some(chunk)) => Some((chunk, Some(payload))),
+                Ok(None) => None,
+                Err(_) => {
+                    flag.store(true, Ordering::Relaxed);
+                    let late = std::io::Error::new(std::io::ErrorKind::TimedOut, "request body too slow");
+                    Some((Err(PayloadError::Io(late)), None))
+                }
+            }
+        }
+    });
+    let body: std::pin::Pin<Box<dyn futures::Stream<Item = Result<bytes::Bytes, PayloadError>>>> =
+        Box::pin(body);
+    req.set_payload(Payload::from(body));
+    let response = next.call(req).await?.map_into_boxed_body();
+    if !expired.load(Ordering::Relaxed) {
+        return Ok(response);
+    }
+    let error = AppError::RequestTimeout(format!(
+        "the request body did not arrive within {} (server.request_body_timeout)",
+        humantime::format_duration(timeout)
+    ));
+    let (req, _) = response.into_parts();
+    let mut late = error.error_response();
+    late.head_mut()
+        .set_connection_type(actix_web::http::ConnectionType::Close);
+    Ok(ServiceResponse::new(req, late))
 }
 
 /// Re-renders an [`AppError`] as a small HTML page when the client is a browser.
@@ -80,6 +184,15 @@ fn prefers_html(accept: Option<&HeaderValue>) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_hit_in_n_is_logged_the_first_included() {
+        let sampler = HitSampler::new(NonZeroU64::new(3).unwrap());
+        let taken: Vec<bool> = (0..7).map(|_| sampler.take()).collect();
+        assert_eq!(taken, [true, false, false, true, false, false, true]);
+        let all = HitSampler::new(NonZeroU64::MIN);
+        assert!((0..5).all(|_| all.take()));
+    }
 
     #[test]
     fn browsers_get_html_and_tools_get_json() {

@@ -12,7 +12,33 @@ use actix_web::{HttpRequest, web};
 
 use crate::error::AppError;
 
-pub use middleware::{access_log, html_errors};
+pub use middleware::{HitSampler, access_log, body_deadline, html_errors};
+
+/// The methods of a path answered by GET and HEAD.
+pub(crate) const GET_HEAD: &str = "GET, HEAD";
+
+/// A path whose routes take the methods `allow` lists; any other method gets 405 with `Allow`
+/// (a route table of method-guarded routes alone would answer 404, as if the path were unknown).
+pub(crate) fn resource(path: &str, allow: &'static str) -> actix_web::Resource {
+    web::resource(path).default_service(web::to(move |req: HttpRequest| async move {
+        Err::<actix_web::HttpResponse, _>(AppError::MethodNotAllowed(
+            format!("{} takes {allow}, not {}", req.path(), req.method()),
+            allow,
+        ))
+    }))
+}
+
+/// [`resource`] answering GET and HEAD with `handler`.
+fn get_head<F, Args>(path: &str, handler: F) -> actix_web::Resource
+where
+    F: actix_web::Handler<Args> + Clone,
+    Args: actix_web::FromRequest + 'static,
+    F::Output: actix_web::Responder + 'static,
+{
+    resource(path, GET_HEAD)
+        .route(web::get().to(handler.clone()))
+        .route(web::head().to(handler))
+}
 
 /// The tool-facing routes (the browser UI's are `web::configure`; `routes` assembles both).
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -20,26 +46,19 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     for prefix in ["/simple", "/index"] {
         cfg.service(
             web::scope(prefix)
-                .route("", web::get().to(simple::add_slash))
-                .route("", web::head().to(simple::add_slash))
-                .route("/", web::get().to(simple::project_list))
-                .route("/", web::head().to(simple::project_list))
-                .route("/{project}", web::get().to(simple::project_redirect))
-                .route("/{project}", web::head().to(simple::project_redirect))
-                .route("/{project}/", web::get().to(simple::project_page))
-                .route("/{project}/", web::head().to(simple::project_page))
-                .route("/{project}/{filename}", web::get().to(files::file))
-                .route("/{project}/{filename}", web::head().to(files::file)),
+                .service(get_head("", simple::add_slash))
+                .service(get_head("/", simple::project_list))
+                .service(get_head("/{project}", simple::project_redirect))
+                .service(get_head("/{project}/", simple::project_page))
+                .service(get_head("/{project}/{filename}", files::file)),
         );
     }
     // `//packages/x` (rebar3 keeps HEX_CDN's trailing slash) lands here with the path `/packages/x`.
-    cfg.route("/hex/{path:.*}", web::get().to(hex::repository))
-        .route("/hex/{path:.*}", web::head().to(hex::repository))
-        .route("/cache/hex/{name}", web::delete().to(admin::forget_hex_package))
-        .route("/cache/list", web::delete().to(admin::forget_list))
-        .route("/cache/{project}", web::delete().to(admin::forget_project))
-        .route("/health", web::get().to(health::health))
-        .route("/health", web::head().to(health::health));
+    cfg.service(get_head("/hex/{path:.*}", hex::repository))
+        .service(resource("/cache/hex/{name}", "DELETE").route(web::delete().to(admin::forget_hex_package)))
+        .service(resource("/cache/list", "DELETE").route(web::delete().to(admin::forget_list)))
+        .service(resource("/cache/{project}", "DELETE").route(web::delete().to(admin::forget_project)))
+        .service(get_head("/health", health::health));
 }
 
 /// What answers a path no route takes.

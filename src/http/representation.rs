@@ -25,14 +25,14 @@ pub fn choose_encoding(accept_encoding: Option<&str>) -> Encoding {
     for item in header.split(',') {
         let mut parts = item.split(';');
         let coding = parts.next().unwrap_or("").trim().to_ascii_lowercase();
+        // A `q` that is no qvalue counts as 0: the coding was not plainly accepted.
         let q = parts
-            .filter_map(|p| {
+            .find_map(|p| {
                 p.trim()
                     .strip_prefix("q=")
                     .or_else(|| p.trim().strip_prefix("Q="))
             })
-            .find_map(|v| v.trim().parse::<f32>().ok())
-            .unwrap_or(1.0);
+            .map_or(1.0, |v| qvalue(v.trim()).unwrap_or(0.0));
         match coding.as_str() {
             "zstd" => explicit.push((Encoding::Zstd, q)),
             "gzip" | "x-gzip" => explicit.push((Encoding::Gzip, q)),
@@ -52,6 +52,19 @@ pub fn choose_encoding(accept_encoding: Option<&str>) -> Encoding {
         }
     }
     best.1
+}
+
+/// RFC 9110's `qvalue`: `0` to `1` with at most three decimals (`0.5`, `1.000`); `None` for
+/// anything else (`nan`, `2`, `0.0001`, `high`), which a float parser would read or misread.
+fn qvalue(text: &str) -> Option<f32> {
+    let (whole, decimals) = text.split_once('.').unwrap_or((text, ""));
+    let digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+    let valid = match whole {
+        "0" => decimals.len() <= 3 && digits(decimals),
+        "1" => decimals.len() <= 3 && decimals.bytes().all(|b| b == b'0'),
+        _ => false,
+    };
+    valid.then(|| text.parse().ok()).flatten()
 }
 
 /// Whether `If-None-Match` names `etag` (weak comparison, as RFC 9110 requires for it).
@@ -89,6 +102,16 @@ mod tests {
             (Some("identity"), Encoding::Identity),
             (Some("br"), Encoding::Identity),
             (Some(""), Encoding::Identity),
+            // A q-value that is no qvalue (RFC 9110 12.4.2) does not make a coding acceptable.
+            (Some("zstd;q=high, gzip"), Encoding::Gzip),
+            (Some("zstd;q=nan, gzip;q=0.5"), Encoding::Gzip),
+            (Some("zstd;q=2, gzip;q=0.5"), Encoding::Gzip),
+            (Some("zstd;q=-1, gzip;q=0.5"), Encoding::Gzip),
+            (Some("zstd;q=0.0001, gzip;q=0.5"), Encoding::Gzip),
+            (Some("gzip;q="), Encoding::Identity),
+            (Some("*;q=x"), Encoding::Identity),
+            (Some("zstd;Q=0.9, gzip;q=0.5"), Encoding::Zstd),
+            (Some("zstd;q=1.000, gzip"), Encoding::Zstd),
         ];
         for (header, want) in cases {
             assert_eq!(choose_encoding(header), want, "{header:?}");

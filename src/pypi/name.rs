@@ -91,12 +91,16 @@ pub fn validate_project_name(name: &str) -> Result<(), NameError> {
     Ok(())
 }
 
-/// Whether `name` can be served as one path segment under a project without escaping it.
+/// Whether `name` can be served as one path segment under a project without escaping it. No
+/// distribution file name has white space or `<`, `>`, `&` (wheel and sdist names escape them):
+/// a name that does is a broken or hostile entry, and would need escaping in every page.
 pub fn is_safe_filename(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= MAX_FILENAME_LEN
         && !name.starts_with('.')
-        && !name.chars().any(|c| c == '/' || c == '\\' || c.is_control())
+        && !name
+            .chars()
+            .any(|c| matches!(c, '/' | '\\' | '<' | '>' | '&') || c.is_control() || c.is_whitespace())
 }
 
 /// Archive suffixes of source distributions.
@@ -208,6 +212,11 @@ mod tests {
             "a\0b",
             "a\nb",
             "a\u{7f}",
+            "a b.tar.gz",
+            "a\u{a0}b.tar.gz",
+            "a<b.tar.gz",
+            "a>b.tar.gz",
+            "a&b.tar.gz",
             long.as_str(),
         ] {
             assert!(!is_safe_filename(name), "{name:?}");

@@ -95,14 +95,49 @@ pub(crate) fn normalize_hashes(hashes: BTreeMap<String, String>) -> BTreeMap<Str
         .collect()
 }
 
-/// Removes the fragment from a file URL, returning it as a hash when it is `#<hashname>=<hex>`.
-pub(crate) fn take_fragment_hash(url: &mut Url) -> Option<(String, String)> {
-    let hash = url
-        .fragment()
-        .and_then(|f| f.split_once('='))
-        .and_then(|(name, digest)| normalize_hash(name.to_owned(), digest.to_owned()));
+/// The hashes pip checks a download against (hashlib's guaranteed ones), with their digest length
+/// in hex digits.
+const CHECKED_HASHES: [(&str, usize); 6] = [
+    ("md5", 32),
+    ("sha1", 40),
+    ("sha224", 56),
+    ("sha256", 64),
+    ("sha384", 96),
+    ("sha512", 128),
+];
+
+/// A file's hash as the model keeps it, `None` when it is not one (left out, as before), or an
+/// error when it is under a name pip checks but is no digest of that kind: pip refuses such a
+/// file, and serving it without the hash would serve it unverified, so the entry is invalid.
+pub(crate) fn file_hash(name: String, digest: String) -> Result<Option<(String, String)>, String> {
+    let checked = CHECKED_HASHES
+        .iter()
+        .find(|(known, _)| name.eq_ignore_ascii_case(known));
+    match checked {
+        Some((known, len)) if digest.len() != *len || !is_hex(&digest) => {
+            Err(format!("invalid {known} hash {digest:?}"))
+        }
+        _ => Ok(normalize_hash(name, digest)),
+    }
+}
+
+/// [`file_hash`] over a file's map of hashes.
+pub(crate) fn file_hashes(hashes: BTreeMap<String, String>) -> Result<BTreeMap<String, String>, String> {
+    hashes
+        .into_iter()
+        .filter_map(|(name, digest)| file_hash(name, digest).transpose())
+        .collect()
+}
+
+/// Removes the fragment from a file URL, returning it as a hash when it is
+/// `#<hashname>=<digest>` ([`file_hash`] says which are errors).
+pub(crate) fn take_fragment_hash(url: &mut Url) -> Result<Option<(String, String)>, String> {
+    let hash = match url.fragment().and_then(|f| f.split_once('=')) {
+        Some((name, digest)) => file_hash(name.to_owned(), digest.to_owned())?,
+        None => None,
+    };
     url.set_fragment(None);
-    hash
+    Ok(hash)
 }
 
 /// Only files reachable over HTTP(S) are listed: any other scheme (`file:`, `javascript:`) from an
@@ -156,15 +191,38 @@ mod tests {
 
     #[test]
     fn fragments_become_hashes_and_are_stripped() {
-        let mut url = Url::parse("https://files.example/a.whl#SHA256=AB12").unwrap();
+        let digest = "AB".repeat(32);
+        let mut url = Url::parse(&format!("https://files.example/a.whl#SHA256={digest}")).unwrap();
         assert_eq!(
             take_fragment_hash(&mut url),
-            Some(("sha256".into(), "ab12".into()))
+            Ok(Some(("sha256".into(), "ab".repeat(32))))
         );
         assert_eq!(url.as_str(), "https://files.example/a.whl");
         let mut url = Url::parse("https://files.example/a.whl#egg=foo").unwrap();
-        assert_eq!(take_fragment_hash(&mut url), None);
+        assert_eq!(take_fragment_hash(&mut url), Ok(None));
         assert_eq!(url.as_str(), "https://files.example/a.whl");
+        let mut url = Url::parse("https://files.example/a.whl#sha256=ab12").unwrap();
+        assert_eq!(
+            take_fragment_hash(&mut url),
+            Err("invalid sha256 hash \"ab12\"".into())
+        );
+    }
+
+    #[test]
+    fn checked_hashes_must_be_digests_of_their_kind() {
+        let h = |n: &str, d: &str| file_hash(n.to_owned(), d.to_owned());
+        assert_eq!(
+            h("MD5", &"A".repeat(32)),
+            Ok(Some(("md5".into(), "a".repeat(32))))
+        );
+        assert!(h("md5", &"a".repeat(31)).is_err());
+        assert!(h("sha1", &"g".repeat(40)).is_err());
+        assert!(h("sha512", &"0".repeat(128)).unwrap().is_some());
+        assert_eq!(h("blake2b_256", "zz"), Ok(None), "unchecked: only left out");
+        assert_eq!(
+            h("blake2b_256", "cd34"),
+            Ok(Some(("blake2b_256".into(), "cd34".into())))
+        );
     }
 
     #[test]

@@ -25,6 +25,7 @@ use super::parse::{
 #[derive(Default)]
 struct RawLink {
     href: Option<String>,
+    /// The link's text: a project's name in a project list, only a label for a file.
     text: String,
     requires_python: Option<String>,
     yanked: Option<String>,
@@ -222,20 +223,20 @@ fn file_from_link(link: RawLink, base: &Url) -> Result<DistFile, String> {
     if !is_fetchable(&url) {
         return Err(format!("href {href:?} is not HTTP(S)"));
     }
-    let hash = take_fragment_hash(&mut url);
-    let text = link.text.trim();
-    let filename = if text.is_empty() {
-        let segment = url
-            .path_segments()
-            .and_then(|mut s| s.next_back())
-            .unwrap_or_default();
-        percent_decode_str(segment)
-            .decode_utf8()
-            .map_err(|_| format!("href {href:?} names no UTF-8 file"))?
-            .into_owned()
-    } else {
-        text.to_owned()
-    };
+    let hash = take_fragment_hash(&mut url)?;
+    // The file is what the URL names, as pip reads it: the text is only a label, and taking it
+    // would let a page list a name that is not the file fetched.
+    let segment = url
+        .path_segments()
+        .and_then(|mut s| s.next_back())
+        .unwrap_or_default();
+    if segment.is_empty() {
+        return Err(format!("href {href:?} names no file"));
+    }
+    let filename = percent_decode_str(segment)
+        .decode_utf8()
+        .map_err(|_| format!("href {href:?} names no UTF-8 file"))?
+        .into_owned();
     if !is_safe_filename(&filename) {
         return Err(format!("unsafe filename {filename:?}"));
     }
@@ -377,7 +378,7 @@ mod tests {
        data-provenance="http://insecure.example/p.json">foo_bar-1.1.tar.gz</a><br/>
     <a href="foo_bar-2.0.tar.gz?x=1&amp;y=2" data-yanked="broken &lt;b&gt;build&lt;/b&gt;" data-core-metadata="false">foo_bar-2.0.tar.gz</a>
     <a href="sub/foo_bar-3.0%2Blocal.tar.gz"></a>
-    <a href="../../packages/a.tar.gz">../evil.tar.gz</a>
+    <a href="../../packages/a%2F..%2Fevil.tar.gz">a.tar.gz</a>
     <a href="file:///etc/passwd">passwd-1.0.tar.gz</a>
     <a name="anchor-without-href">x</a>
     <a href="https://files.example/unclosed-1.0.tar.gz">unclosed-1.0.tar.gz
@@ -392,7 +393,7 @@ mod tests {
         assert_eq!(
             parsed.dropped,
             [
-                "link 5: unsafe filename \"../evil.tar.gz\"",
+                "link 5: unsafe filename \"a/../evil.tar.gz\"",
                 "link 6: href \"file:///etc/passwd\" is not HTTP(S)"
             ],
             "the anchor without href is not a file"
@@ -533,7 +534,7 @@ mod tests {
             <BASE HREF="../../+simple/foo-bar/"></HEAD><BODY>
             <A HREF=../../+f/aaa/foo_bar-1.0.tar.gz#sha256={SHA} DATA-REQUIRES-PYTHON=&gt;=3.7>foo_bar-1.0.tar.gz</A><BR>
             <a href="/packages/foo_bar-1.1.zip#md5=0123456789ABCDEF0123456789abcdef" data-requires-python="&gt;=3.8,&lt;4&#x2E;0">foo_bar-1.1.zip</a>
-            <a href="https://files.example/foo_bar-1.2.tar.gz#sha512=ab12">foo_bar-1.2.tar.gz</a>
+            <a href="https://files.example/foo_bar-1.2.tar.gz#sha512={SHA}{SHA}">foo_bar-1.2.tar.gz</a>
             <a href="foo_bar-1.3.tar.gz#blake2b_256=cd34" data-yanked="">foo_bar-1.3.tar.gz</a>
             <a href="foo_bar-1.4.tar.gz#sha256=not-hex" data-core-metadata="sha256={META_SHA}">foo_bar-1.4.tar.gz</a>
             <a href="foo_bar-1.5.tar.gz?a=1&amp;b=2#sha256={SHA}" data-requires-python='&gt;=3'>  foo_bar-1.5.tar.gz  </a>
@@ -541,9 +542,10 @@ mod tests {
             </BODY></HTML>"#
         );
         let parsed = parse_project_html(body.as_bytes(), &page_url(), "foo-bar").unwrap();
-        assert_eq!(parsed.dropped.len(), 1, "{:?}", parsed.dropped);
+        assert_eq!(parsed.dropped.len(), 2, "{:?}", parsed.dropped);
+        assert_eq!(parsed.dropped[0], "link 5: invalid sha256 hash \"not-hex\"");
         assert!(
-            parsed.dropped[0]
+            parsed.dropped[1]
                 .starts_with("link 7: href \"http://[bad/foo_bar-1.6.tar.gz\" cannot be resolved"),
             "{:?}",
             parsed.dropped
@@ -551,29 +553,67 @@ mod tests {
         let page = parsed.page;
         assert_eq!(page.name, "Foo-Bar");
         let f = &page.files;
-        assert_eq!(f.len(), 6);
+        assert_eq!(f.len(), 5);
         assert_eq!(f[0].url, "https://index.example/+f/aaa/foo_bar-1.0.tar.gz");
         assert_eq!(f[0].hashes["sha256"], SHA);
         assert_eq!(f[0].requires_python.as_deref(), Some(">=3.7"));
         assert_eq!(f[1].url, "https://index.example/packages/foo_bar-1.1.zip");
         assert_eq!(f[1].hashes["md5"], "0123456789abcdef0123456789abcdef");
         assert_eq!(f[1].requires_python.as_deref(), Some(">=3.8,<4.0"));
-        assert_eq!(f[2].hashes, BTreeMap::from([("sha512".into(), "ab12".into())]));
+        assert_eq!(f[2].hashes["sha512"], format!("{SHA}{SHA}"));
         assert_eq!(
             f[3].url,
             "https://index.example/+simple/foo-bar/foo_bar-1.3.tar.gz"
         );
         assert_eq!(f[3].hashes["blake2b_256"], "cd34");
         assert_eq!(f[3].yanked.as_deref(), Some(""));
-        assert!(
-            f[4].hashes.is_empty(),
-            "a fragment that is no hex digest is no hash"
-        );
-        assert_eq!(f[4].core_metadata.as_ref().unwrap()["sha256"], META_SHA);
-        assert_eq!(f[5].filename, "foo_bar-1.5.tar.gz");
+        assert_eq!(f[4].filename, "foo_bar-1.5.tar.gz");
         assert_eq!(
-            f[5].url,
+            f[4].url,
             "https://index.example/+simple/foo-bar/foo_bar-1.5.tar.gz?a=1&b=2"
+        );
+    }
+
+    /// The name is the URL's, as pip takes it: link text is only a label. A hash that pip would
+    /// check but cannot be a digest makes the entry unusable, so it is dropped, never served
+    /// unverified.
+    #[test]
+    fn names_come_from_urls_and_bad_hashes_void_entries() {
+        let body = format!(
+            r#"<a href="">empty href</a>
+            <a href="https://files.example/p/foo-1.0.tar.gz#sha256={SHA}">a label, not a name</a>
+            <a href="foo-1.1.tar.gz#sha256=not-hex">foo-1.1.tar.gz</a>
+            <a href="foo-1.2.tar.gz#SHA256=abcd">foo-1.2.tar.gz</a>
+            <a href="foo-1.3.tar.gz#md5=">foo-1.3.tar.gz</a>
+            <a href="foo%201.4.tar.gz">foo-1.4.tar.gz</a>
+            <a href="foo%3C1.5%3E.tar.gz">foo-1.5.tar.gz</a>
+            <a href="foo&amp;1.6.tar.gz">foo-1.6.tar.gz</a>
+            <a href="foo-1.7.tar.gz#egg=foo">x</a>
+            <a href="foo-1.8.tar.gz#blake2b_256=zz">x</a>
+            <a href="a%2F..%2Fevil.tar.gz">evil</a>"#
+        );
+        let parsed = parse_project_html(body.as_bytes(), &page_url(), "foo").unwrap();
+        assert_eq!(
+            parsed.dropped,
+            [
+                "link 1: href \"\" names no file",
+                "link 3: invalid sha256 hash \"not-hex\"",
+                "link 4: invalid sha256 hash \"abcd\"",
+                "link 5: invalid md5 hash \"\"",
+                "link 6: unsafe filename \"foo 1.4.tar.gz\"",
+                "link 7: unsafe filename \"foo<1.5>.tar.gz\"",
+                "link 8: unsafe filename \"foo&1.6.tar.gz\"",
+                "link 11: unsafe filename \"a/../evil.tar.gz\"",
+            ]
+        );
+        let files = &parsed.page.files;
+        let names: Vec<&str> = files.iter().map(|f| f.filename.as_str()).collect();
+        assert_eq!(names, ["foo-1.0.tar.gz", "foo-1.7.tar.gz", "foo-1.8.tar.gz"]);
+        assert_eq!(files[0].hashes["sha256"], SHA);
+        assert!(files[1].hashes.is_empty(), "a fragment that names no hash");
+        assert!(
+            files[2].hashes.is_empty(),
+            "a hash pip does not check is only ignored"
         );
     }
 

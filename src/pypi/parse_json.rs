@@ -18,7 +18,8 @@ use url::Url;
 use super::model::{DistFile, PageMeta, ProjectList, ProjectPage, ProjectStatus};
 use super::name::{is_safe_filename, normalize, validate_project_name};
 use super::parse::{
-    ParseError, Parsed, body_str, check_api_version, https_url, is_fetchable, non_empty, take_fragment_hash,
+    ParseError, Parsed, body_str, check_api_version, file_hashes, https_url, is_fetchable, non_empty,
+    take_fragment_hash,
 };
 
 /// Readers for a single value: each takes whatever JSON is there and keeps what it can mean.
@@ -72,15 +73,20 @@ mod lenient {
     }
 
     /// A map's string values; any other value is left out.
-    fn hash_map(value: Value) -> Option<BTreeMap<String, String>> {
+    fn string_map(value: Value) -> Option<BTreeMap<String, String>> {
         let Value::Object(map) = value else {
             return None;
         };
-        let hashes = map
-            .into_iter()
-            .filter_map(|(name, digest)| Some((name, string_of(digest)?)))
-            .collect();
-        Some(normalize_hashes(hashes))
+        Some(
+            map.into_iter()
+                .filter_map(|(name, digest)| Some((name, string_of(digest)?)))
+                .collect(),
+        )
+    }
+
+    /// A map of hashes, keeping those that are usable.
+    fn hash_map(value: Value) -> Option<BTreeMap<String, String>> {
+        string_map(value).map(normalize_hashes)
     }
 
     pub fn text<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
@@ -114,8 +120,10 @@ mod lenient {
         Ok(truth(&value(d)?))
     }
 
+    /// A file's `hashes` as sent (string values only): whether each is usable is decided with the
+    /// rest of the entry, since a bad one invalidates it.
     pub fn hashes<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, String>, D::Error> {
-        Ok(hash_map(value(d)?).unwrap_or_default())
+        Ok(string_map(value(d)?).unwrap_or_default())
     }
 
     /// PEP 592 `yanked`: `false`, `true` or a reason (`""` is yanked without one).
@@ -404,8 +412,8 @@ fn dist_file(entry: FileEntry, page_url: &Url) -> Result<DistFile, String> {
     if !is_fetchable(&url) {
         return Err(format!("`url` {href:?} is not HTTP(S)"));
     }
-    let mut hashes = raw.hashes;
-    if let Some((name, digest)) = take_fragment_hash(&mut url) {
+    let mut hashes = file_hashes(raw.hashes)?;
+    if let Some((name, digest)) = take_fragment_hash(&mut url)? {
         hashes.entry(name).or_insert(digest);
     }
     Ok(DistFile {
@@ -757,6 +765,41 @@ mod tests {
             "an unreadable core-metadata lets the legacy key stand in"
         );
         assert_eq!(f[5].size, Some(40));
+    }
+
+    /// The HTML parser's rules for names and hashes hold here too: a hash pip would check that is
+    /// no digest of its kind, in `hashes` or in the URL's fragment, drops the entry, and so does a
+    /// name with a space or an HTML-significant character.
+    #[test]
+    fn bad_hashes_and_names_drop_the_entry() {
+        let body = format!(
+            r#"{{"name": "foo", "files": [
+                {{"filename": "foo-1.0.tar.gz", "url": "foo-1.0.tar.gz", "hashes": {{"sha256": "zz"}}}},
+                {{"filename": "foo-1.1.tar.gz", "url": "foo-1.1.tar.gz#sha256=abcd", "hashes": {{}}}},
+                {{"filename": "foo 1.2.tar.gz", "url": "foo-1.2.tar.gz", "hashes": {{}}}},
+                {{"filename": "foo&1.3.tar.gz", "url": "foo-1.3.tar.gz", "hashes": {{}}}},
+                {{"filename": "foo-1.4.tar.gz", "url": "foo-1.4.tar.gz",
+                  "hashes": {{"SHA256": "{}", "blake2b_256": "zz", "md5": null}}}}
+            ]}}"#,
+            SHA.to_uppercase()
+        );
+        let parsed = parse_project_json(body.as_bytes(), &page_url()).unwrap();
+        assert_eq!(
+            parsed.dropped,
+            [
+                "files[0]: invalid sha256 hash \"zz\"",
+                "files[1]: invalid sha256 hash \"abcd\"",
+                "files[2]: unsafe filename \"foo 1.2.tar.gz\"",
+                "files[3]: unsafe filename \"foo&1.3.tar.gz\"",
+            ]
+        );
+        let files = &parsed.page.files;
+        assert_eq!(files.len(), 1);
+        assert_eq!(
+            files[0].hashes,
+            BTreeMap::from([("sha256".into(), SHA.into())]),
+            "a hash pip does not check is only ignored when it is no digest"
+        );
     }
 
     /// A repeated key costs nothing: its last value counts, as in most JSON readers.

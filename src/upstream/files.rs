@@ -8,9 +8,11 @@ use std::net::{IpAddr, SocketAddr};
 
 use reqwest::Response;
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
+use reqwest::header::HeaderMap;
 use url::Url;
 
 use super::UpstreamError;
+use super::redirect::Follower;
 use crate::config::PypiConfig;
 
 /// Where a file URL came from, which decides whether it may point at an internal address.
@@ -28,8 +30,9 @@ pub enum UrlOrigin {
 #[derive(Clone)]
 pub struct FileClient {
     http: reqwest::Client,
-    /// For [`UrlOrigin::Configured`] URLs: no address checks.
-    configured: reqwest::Client,
+    /// For [`UrlOrigin::Configured`] URLs: trusted, and so are redirects that stay on their
+    /// host (`redirect.rs` says which may leave it).
+    configured: Follower,
     allow_private: bool,
 }
 
@@ -44,7 +47,7 @@ impl FileClient {
                 .read_timeout(config.read_timeout)
                 .danger_accept_invalid_certs(!config.verify_tls)
         };
-        let configured = builder().build()?;
+        let configured = Follower::new(builder, allow_private)?;
         let http = builder()
             .dns_resolver(PublicOnlyResolver { allow_private })
             .redirect(reqwest::redirect::Policy::custom(move |attempt| {
@@ -68,18 +71,22 @@ impl FileClient {
     pub async fn fetch(&self, url: &str, origin: UrlOrigin) -> Result<Response, UpstreamError> {
         let shown = redact(url);
         let parsed = Url::parse(url).map_err(|e| refused(&shown, &format!("not a URL: {e}")))?;
-        let client = match origin {
+        let response = match origin {
             UrlOrigin::IndexPage => {
                 check_url(&parsed, self.allow_private).map_err(|reason| refused(&shown, &reason))?;
-                &self.http
+                self.http
+                    .get(parsed)
+                    .send()
+                    .await
+                    .map_err(|e| super::transport_error(&shown, e))?
             }
-            UrlOrigin::Configured => &self.configured,
+            UrlOrigin::Configured => {
+                let configured = parsed.clone();
+                self.configured
+                    .get(&shown, &configured, parsed, HeaderMap::new(), None)
+                    .await?
+            }
         };
-        let response = client
-            .get(parsed)
-            .send()
-            .await
-            .map_err(|e| super::transport_error(&shown, e))?;
         if response.status().is_success() {
             Ok(response)
         } else {
@@ -114,7 +121,7 @@ pub fn redact(url: &str) -> String {
 }
 
 /// Scheme and IP-literal checks; names are checked when they resolve.
-fn check_url(url: &Url, allow_private: bool) -> Result<(), String> {
+pub(super) fn check_url(url: &Url, allow_private: bool) -> Result<(), String> {
     if !matches!(url.scheme(), "http" | "https") {
         return Err(format!(
             "only http and https file URLs are followed, not {}:",
@@ -167,8 +174,8 @@ fn is_internal(ip: IpAddr) -> bool {
 
 /// Resolves with the system resolver, then drops internal addresses (checking here, not before
 /// the request, means a name cannot pass a check and then resolve elsewhere).
-struct PublicOnlyResolver {
-    allow_private: bool,
+pub(super) struct PublicOnlyResolver {
+    pub(super) allow_private: bool,
 }
 
 impl Resolve for PublicOnlyResolver {

@@ -5,11 +5,12 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use reqwest::header::{ETAG, IF_NONE_MATCH};
+use reqwest::header::{ETAG, HeaderMap, HeaderValue, IF_NONE_MATCH};
 use reqwest::{Response, StatusCode};
 use url::Url;
 
-use super::{UpstreamError, header_str, read_capped, transport_error};
+use super::redirect::Follower;
+use super::{UpstreamError, header_str, read_capped};
 use crate::config::{PypiConfig, UpstreamUrl};
 
 /// The answer to a conditional fetch of a repository path.
@@ -29,7 +30,7 @@ pub enum HexFetched {
 
 #[derive(Clone)]
 pub struct HexClient {
-    http: reqwest::Client,
+    http: Follower,
     upstream: UpstreamUrl,
     /// The whole of one registry file fetch, body included (`pypi.page_timeout`).
     page_timeout: Duration,
@@ -41,13 +42,15 @@ impl HexClient {
     /// Timeouts and TLS verification follow the `[pypi]` settings: one set of upstream HTTP
     /// settings for the whole mirror.
     pub fn new(http_settings: &PypiConfig, upstream: UpstreamUrl) -> Result<Self, reqwest::Error> {
-        let http = reqwest::Client::builder()
-            .user_agent(concat!("pkgmirror/", env!("CARGO_PKG_VERSION")))
-            .no_gzip()
-            .connect_timeout(http_settings.connect_timeout)
-            .read_timeout(http_settings.read_timeout)
-            .danger_accept_invalid_certs(!http_settings.verify_tls)
-            .build()?;
+        let builder = || {
+            reqwest::Client::builder()
+                .user_agent(concat!("pkgmirror/", env!("CARGO_PKG_VERSION")))
+                .no_gzip()
+                .connect_timeout(http_settings.connect_timeout)
+                .read_timeout(http_settings.read_timeout)
+                .danger_accept_invalid_certs(!http_settings.verify_tls)
+        };
+        let http = Follower::new(builder, http_settings.allow_private_upstreams)?;
         Ok(Self {
             http,
             upstream,
@@ -90,14 +93,14 @@ impl HexClient {
         deadline: Option<Duration>,
     ) -> Result<HexFetched, UpstreamError> {
         let name = self.upstream.redacted();
-        let mut request = self.http.get(self.url(path)?);
-        if let Some(deadline) = deadline {
-            request = request.timeout(deadline);
+        let mut headers = HeaderMap::new();
+        if let Some(etag) = etag.and_then(|etag| HeaderValue::from_str(etag).ok()) {
+            headers.insert(IF_NONE_MATCH, etag);
         }
-        if let Some(etag) = etag {
-            request = request.header(IF_NONE_MATCH, etag);
-        }
-        let response = request.send().await.map_err(|e| transport_error(&name, e))?;
+        let response = self
+            .http
+            .get(&name, self.upstream.url(), self.url(path)?, headers, deadline)
+            .await?;
         match response.status() {
             StatusCode::NOT_MODIFIED => Ok(HexFetched::NotModified),
             status @ (StatusCode::NOT_FOUND | StatusCode::FORBIDDEN | StatusCode::GONE) => {

@@ -7,12 +7,13 @@
 mod files;
 mod health;
 mod hex;
+mod redirect;
 
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
-use reqwest::header::{ACCEPT, ETAG, HeaderMap, IF_NONE_MATCH};
+use reqwest::header::{ACCEPT, ETAG, HeaderMap, HeaderValue, IF_NONE_MATCH};
 use reqwest::{Response, StatusCode};
 use url::Url;
 
@@ -21,6 +22,7 @@ pub use health::{FailureKind, IndexHealth, IndexHealthReport, IndexState};
 pub use hex::{HexClient, HexFetched};
 
 use crate::config::{IndexConfig, PypiConfig};
+use redirect::Follower;
 
 /// Which formats a page is asked for in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -98,7 +100,7 @@ pub enum Fetched {
 /// A Simple API client shared by every index.
 #[derive(Clone)]
 pub struct SimpleClient {
-    http: reqwest::Client,
+    http: Follower,
     /// The whole of one page fetch, body included (`pypi.page_timeout`).
     page_timeout: Duration,
     /// The largest page read (`pypi.max_page_size`).
@@ -107,14 +109,15 @@ pub struct SimpleClient {
 
 impl SimpleClient {
     pub fn new(config: &PypiConfig) -> Result<Self, reqwest::Error> {
-        let http = reqwest::Client::builder()
-            .user_agent(concat!("pkgmirror/", env!("CARGO_PKG_VERSION")))
-            .connect_timeout(config.connect_timeout)
-            .read_timeout(config.read_timeout)
-            .danger_accept_invalid_certs(!config.verify_tls)
-            .build()?;
+        let builder = || {
+            reqwest::Client::builder()
+                .user_agent(concat!("pkgmirror/", env!("CARGO_PKG_VERSION")))
+                .connect_timeout(config.connect_timeout)
+                .read_timeout(config.read_timeout)
+                .danger_accept_invalid_certs(!config.verify_tls)
+        };
         Ok(Self {
-            http,
+            http: Follower::new(builder, config.allow_private_upstreams)?,
             page_timeout: config.page_timeout,
             max_page_size: config.max_page_size,
         })
@@ -135,15 +138,16 @@ impl SimpleClient {
             path: path.to_owned(),
             detail: format!("cannot build a URL: {e}"),
         })?;
-        let mut get = self
-            .http
-            .get(url)
-            .header(ACCEPT, request.accept())
-            .timeout(self.page_timeout);
-        if let Some(etag) = etag {
-            get = get.header(IF_NONE_MATCH, etag);
+        let mut headers = HeaderMap::new();
+        headers.insert(ACCEPT, HeaderValue::from_static(request.accept()));
+        // A stored ETag that is no header value cannot be sent: the fetch is then unconditional.
+        if let Some(etag) = etag.and_then(|etag| HeaderValue::from_str(etag).ok()) {
+            headers.insert(IF_NONE_MATCH, etag);
         }
-        let response = get.send().await.map_err(|e| transport_error(&name, e))?;
+        let response = self
+            .http
+            .get(&name, index.url.url(), url, headers, Some(self.page_timeout))
+            .await?;
         match response.status() {
             StatusCode::NOT_MODIFIED => return Ok(Fetched::NotModified),
             StatusCode::NOT_FOUND | StatusCode::GONE => return Ok(Fetched::NotFound),

@@ -5,22 +5,19 @@
 use actix_web::http::StatusCode;
 use actix_web::http::header::LOCATION;
 use actix_web::{HttpRequest, HttpResponse, web};
-use governor::clock::{Clock, DefaultClock};
 use serde::{Deserialize, Serialize};
 
 use super::session::{self, Flash, SESSION_COOKIE, SIGNIN_COOKIE, SharedSession};
 use super::{UiError, html, render, secure_page, view};
-use crate::auth::{from_loopback, token_matches};
+use crate::auth::{Attempt, describe, is_loopback, too_many_failures};
 use crate::cache::CacheError;
 use crate::cache::files::Eviction;
 use crate::cache::simple::PageRef;
-use crate::cache::unix_now;
 use crate::error::AppError;
 use crate::hex::validate_package_name;
 use crate::pypi::name::{normalize, validate_project_name};
 use crate::pypi::negotiate::Format;
 use crate::state::AppState;
-use crate::storage::browse::AdminLogEntry;
 
 /// Admin log entries shown on the page.
 const LOG_SHOWN: u64 = 50;
@@ -63,11 +60,8 @@ fn secure(state: &AppState, req: &HttpRequest) -> bool {
             .is_some_and(|url| url.scheme() == "https")
 }
 
-fn client_address(req: &HttpRequest) -> String {
-    req.peer_addr().map_or_else(
-        || "unknown client".into(),
-        |addr| addr.ip().to_canonical().to_string(),
-    )
+fn client_address(state: &AppState, req: &HttpRequest) -> String {
+    describe(state.client(req))
 }
 
 fn see_other(location: &str) -> actix_web::HttpResponseBuilder {
@@ -88,17 +82,7 @@ fn project_name(raw: Option<&str>) -> Result<String, String> {
 }
 
 async fn record(state: &AppState, actor: &str, action: &str, target: Option<&str>, outcome: &str) {
-    let entry = AdminLogEntry {
-        at: unix_now(),
-        actor: actor.to_owned(),
-        action: action.to_owned(),
-        target: target.map(str::to_owned),
-        outcome: outcome.to_owned(),
-    };
-    tracing::info!(actor, action, target, outcome, "admin action");
-    if let Err(e) = state.explorer.record_admin_action(entry).await {
-        tracing::warn!(error = %e, action, "could not record an admin action in the admin log");
-    }
+    state.record_admin_action(actor, action, target, outcome).await;
 }
 
 /// `GET /admin`: the actions and the log when signed in, else the sign-in form.
@@ -108,20 +92,20 @@ pub async fn page(
     query: web::Query<AdminQuery>,
 ) -> Result<HttpResponse, UiError> {
     let prefill = project_name(query.project.as_deref()).unwrap_or_default();
-    if let Some((_, session)) = state.ui.sessions.current(&req).await {
+    if let Some((_, session)) = current_session(&state, &req).await {
         return signed_in_page(&state, &session, prefill).await;
     }
-    if state.admin_token.is_empty() {
+    if !state.admin.token_is_set() {
         // Without a token there is nothing to sign in with: loopback clients are admins.
-        if !from_loopback(&req) {
+        if !is_loopback(state.client(&req)) {
             return Err(AppError::Forbidden(
                 "the admin pages answer only loopback clients while server.admin_token is not set".into(),
             )
             .into());
         }
-        let actor = format!("{} (loopback; no admin token set)", client_address(&req));
-        let (id, session) = state.ui.sessions.start(actor.clone()).await.map_err(internal)?;
-        record(&state, &actor, "sign-in", None, "ok").await;
+        let actor = format!("{} (loopback; no admin token set)", client_address(&state, &req));
+        // Logged once the cookie comes back (`current_session`): a view is not a session yet.
+        let (id, session) = state.ui.sessions.start(actor, false).await.map_err(internal)?;
         let mut response = signed_in_page(&state, &session, prefill).await?;
         response
             .add_cookie(&session::cookie(SESSION_COOKIE, id, secure(&state, &req)))
@@ -129,6 +113,21 @@ pub async fn page(
         return Ok(response);
     }
     signin_form(&state, &req, None, StatusCode::OK)
+}
+
+/// The session the request's cookie names, its sign-in logged the first time the cookie is seen.
+async fn current_session(state: &AppState, req: &HttpRequest) -> Option<(String, SharedSession)> {
+    let (id, session) = state.ui.sessions.current(req).await?;
+    let unlogged = {
+        let mut session = session::lock(&session);
+        let actor = (!session.logged).then(|| session.actor.clone());
+        session.logged = true;
+        actor
+    };
+    if let Some(actor) = unlogged {
+        record(state, &actor, "sign-in", None, "ok").await;
+    }
+    Some((id, session))
 }
 
 async fn signed_in_page(
@@ -212,7 +211,7 @@ pub async fn sign_in(
     req: HttpRequest,
     form: web::Form<SignInForm>,
 ) -> Result<HttpResponse, UiError> {
-    if state.admin_token.is_empty() {
+    if !state.admin.token_is_set() {
         return Ok(see_other("/admin").finish());
     }
     let expected = req
@@ -226,34 +225,41 @@ pub async fn sign_in(
         )
         .into());
     }
-    let address = client_address(&req);
-    let ip = req.peer_addr().map(|addr| addr.ip().to_canonical());
-    if let Some(ip) = ip
-        && let Err(not_until) = state.ui.signin_limiter.check_key(&ip)
-    {
-        let wait = not_until
-            .wait_time_from(DefaultClock::default().now())
-            .as_secs()
-            .max(1);
-        record(&state, &address, "sign-in", None, "refused: too many attempts").await;
-        return Err(AppError::TooManyRequests(
-            format!("too many sign-in attempts from {address}: try again in {wait} s"),
-            wait,
-        )
-        .into());
-    }
-    state.ui.signin_limiter.retain_recent();
-    if !token_matches(&state.admin_token, &form.token) {
-        record(&state, &address, "sign-in", None, "failed: wrong token").await;
-        return signin_form(
-            &state,
-            &req,
-            Some("That is not the admin token.".into()),
-            StatusCode::FORBIDDEN,
-        );
+    let client = state.client(&req);
+    let address = describe(client);
+    match state.admin.attempt(client, Some(&form.token)) {
+        Attempt::Admitted => {}
+        Attempt::Failed(failure) => {
+            let outcome = format!("failed: {}", failure.as_str());
+            record(&state, &address, "sign-in", None, &outcome).await;
+            return signin_form(
+                &state,
+                &req,
+                Some("That is not the admin token.".into()),
+                StatusCode::FORBIDDEN,
+            );
+        }
+        Attempt::Limited { retry_after, first } => {
+            if first {
+                record(
+                    &state,
+                    &address,
+                    "sign-in",
+                    None,
+                    "refused: too many failed attempts",
+                )
+                .await;
+            }
+            return Err(too_many_failures(&address, retry_after).into());
+        }
     }
     let actor = format!("{address} (admin token)");
-    let (id, _) = state.ui.sessions.start(actor.clone()).await.map_err(internal)?;
+    let (id, _) = state
+        .ui
+        .sessions
+        .start(actor.clone(), true)
+        .await
+        .map_err(internal)?;
     record(&state, &actor, "sign-in", None, "ok").await;
     let secure = secure(&state, &req);
     Ok(see_other("/admin")
@@ -276,7 +282,7 @@ async fn authorized(
     req: &HttpRequest,
     csrf: &str,
 ) -> Result<(String, SharedSession), UiError> {
-    let Some((id, session)) = state.ui.sessions.current(req).await else {
+    let Some((id, session)) = current_session(state, req).await else {
         return Err(AppError::Forbidden(
             "you are not signed in (or your session expired): sign in at /admin".into(),
         )
@@ -284,7 +290,7 @@ async fn authorized(
     };
     let expected = session::lock(&session).csrf.clone();
     if !session::tokens_match(&expected, csrf) {
-        tracing::warn!(client = %client_address(req), "admin form refused: CSRF token mismatch");
+        tracing::warn!(client = %client_address(state, req), "admin form refused: CSRF token mismatch");
         return Err(AppError::Forbidden(
             "the form's CSRF token does not match your session: reload /admin and try again".into(),
         )

@@ -10,22 +10,16 @@ mod session;
 mod view;
 
 use crate::ecosystem::Ecosystem;
-use std::net::IpAddr;
-use std::num::NonZeroU32;
 use std::sync::LazyLock;
 
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpResponse, HttpResponseBuilder, ResponseError, web};
-use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use serde::Serialize;
 use tera::{Context, Tera};
 
 use crate::cache::CacheError;
 use crate::error::AppError;
-
-/// Sign-in attempts allowed per client address and minute.
-const SIGNIN_ATTEMPTS_PER_MINUTE: u32 = 5;
 
 const TEMPLATES: &[(&str, &str)] = &[
     ("base.html", include_str!("../../templates/base.html")),
@@ -60,33 +54,28 @@ pub fn check_templates() -> Result<(), String> {
     TERA.as_ref().map(|_| ()).map_err(Clone::clone)
 }
 
-/// The UI's own state: admin sessions and the sign-in rate limit.
+/// The UI's own state: admin sessions (the sign-in's failed-attempt limit is `auth`'s, shared
+/// with the admin API).
+#[derive(Default)]
 pub struct Ui {
     sessions: session::Sessions,
-    signin_limiter: DefaultKeyedRateLimiter<IpAddr>,
-}
-
-impl Default for Ui {
-    fn default() -> Self {
-        let per_minute = NonZeroU32::new(SIGNIN_ATTEMPTS_PER_MINUTE).unwrap_or(NonZeroU32::MIN);
-        Self {
-            sessions: session::Sessions::default(),
-            signin_limiter: RateLimiter::keyed(Quota::per_minute(per_minute)),
-        }
-    }
 }
 
 /// The UI's routes.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/", web::get().to(pages::home))
-        .route("/packages", web::get().to(pages::packages))
-        .route("/packages/{ecosystem}/{project}", web::get().to(pages::project))
-        .route("/admin", web::get().to(admin::page))
-        .route("/admin/sign-in", web::post().to(admin::sign_in))
-        .route("/admin/sign-out", web::post().to(admin::sign_out))
-        .route("/admin/{action}", web::post().to(admin::act))
-        .route("/static/{file}", web::get().to(assets::serve))
-        .route("/static/{file}", web::head().to(assets::serve));
+    use crate::http::{GET_HEAD, resource};
+    cfg.service(resource("/", "GET").route(web::get().to(pages::home)))
+        .service(resource("/packages", "GET").route(web::get().to(pages::packages)))
+        .service(resource("/packages/{ecosystem}/{project}", "GET").route(web::get().to(pages::project)))
+        .service(resource("/admin", "GET").route(web::get().to(admin::page)))
+        .service(resource("/admin/sign-in", "POST").route(web::post().to(admin::sign_in)))
+        .service(resource("/admin/sign-out", "POST").route(web::post().to(admin::sign_out)))
+        .service(resource("/admin/{action}", "POST").route(web::post().to(admin::act)))
+        .service(
+            resource("/static/{file}", GET_HEAD)
+                .route(web::get().to(assets::serve))
+                .route(web::head().to(assets::serve)),
+        );
 }
 
 /// What every page's layout needs.

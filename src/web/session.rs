@@ -37,6 +37,10 @@ pub struct Session {
     /// Who signed in, for the admin log: the client address and how it was admitted.
     pub actor: String,
     pub flash: Option<Flash>,
+    /// Whether its sign-in is in the admin log. A loopback session (no admin token) is logged
+    /// when its cookie first comes back, not when it starts: a client that never returns the
+    /// cookie (a loop of page views) would otherwise write a sign-in row per view.
+    pub logged: bool,
 }
 
 pub type SharedSession = Arc<Mutex<Session>>;
@@ -64,13 +68,19 @@ impl Sessions {
         Some((id, session))
     }
 
-    /// Starts a signed-in session; returns its id.
-    pub async fn start(&self, actor: String) -> Result<(String, SharedSession), getrandom::Error> {
+    /// Starts a signed-in session; returns its id. `logged`: whether its sign-in is already in
+    /// the admin log.
+    pub async fn start(
+        &self,
+        actor: String,
+        logged: bool,
+    ) -> Result<(String, SharedSession), getrandom::Error> {
         let id = random_token()?;
         let session = Arc::new(Mutex::new(Session {
             csrf: random_token()?,
             actor,
             flash: None,
+            logged,
         }));
         self.live.insert(id.clone(), Arc::clone(&session)).await;
         Ok((id, session))

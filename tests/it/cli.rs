@@ -22,11 +22,15 @@ fn text(bytes: &[u8]) -> String {
 }
 
 fn run(cmd: &mut Command) -> (i32, String, String) {
+    run_output(cmd.output().expect("run pkgmirror"))
+}
+
+fn run_output(output: Output) -> (i32, String, String) {
     let Output {
         status,
         stdout,
         stderr,
-    } = cmd.output().expect("run pkgmirror");
+    } = output;
     (status.code().expect("exit code"), text(&stdout), text(&stderr))
 }
 
@@ -106,6 +110,44 @@ fn bad_config_exits_2_with_one_line() {
     assert_eq!(code, 2);
     assert!(err.starts_with("pkgmirror: bad config: log.level: "), "{err}");
     assert!(err.ends_with(", from env RUST_LOG\n"), "{err}");
+}
+
+/// Behind a reverse proxy every client can look like loopback, which admits anyone while no admin
+/// token is set: with a public URL (a sign of a proxy) the server refuses to start so, unless told.
+#[test]
+fn a_public_url_without_an_admin_token_needs_consent() {
+    let empty = tempfile::tempdir().unwrap();
+    let mut child = pkgmirror(empty.path())
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir", "data"])
+        .env("PKGMIRROR__SERVER__PUBLIC_URL", "https://mirror.example/")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run pkgmirror");
+    // A server that starts would run forever: give it a bounded while to refuse.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            panic!("the server started");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let (code, _, err) = run_output(child.wait_with_output().unwrap());
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.starts_with("pkgmirror: bad config: server.admin_token: "),
+        "{err}"
+    );
+    for needed in [
+        "server.public_url",
+        "server.trusted_proxies",
+        "server.allow_open_admin = true",
+    ] {
+        assert!(err.contains(needed), "{needed}: {err}");
+    }
+    assert_eq!(err.lines().count(), 1, "{err}");
 }
 
 #[test]

@@ -225,6 +225,41 @@ async fn ranges_head_and_etags_on_files() {
     assert_eq!(fake.hits_of("/files/demo-1.0-py3-none-any.whl"), 1);
 }
 
+/// RFC 9110 edge cases of Range on a stored file: several ranges are ignored (the whole file, 200,
+/// no Content-Range), `bytes=0-` is a range like any other (206 with its Content-Range), and so
+/// is a range on HEAD ignored.
+#[tokio::test]
+async fn multiple_and_whole_file_ranges_follow_rfc_9110() {
+    let fake = FakeIndex::start();
+    let body = payload(50_000, 9);
+    publish(&fake, "demo-1.0.tar.gz", &body, &sha256_hex(&body));
+    let dir = temp_dir();
+    let server = Server::start(dir.path(), &launch(&fake));
+    let url = server.url("/simple/demo/demo-1.0.tar.gz");
+    let c = client();
+    assert_eq!(c.get(&url).send().await.unwrap().status(), 200, "now stored");
+
+    let several = c
+        .get(&url)
+        .header("Range", "bytes=0-9, 20-29")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(several.status(), 200);
+    assert_eq!(header(&several, "content-range"), "");
+    assert_eq!(several.bytes().await.unwrap(), body);
+
+    let whole = c.get(&url).header("Range", "bytes=0-").send().await.unwrap();
+    assert_eq!(whole.status(), 206);
+    assert_eq!(header(&whole, "content-range"), "bytes 0-49999/50000");
+    assert_eq!(whole.bytes().await.unwrap(), body);
+
+    let head = c.head(&url).header("Range", "bytes=5-9").send().await.unwrap();
+    assert_eq!(head.status(), 200, "Range is defined for GET only");
+    assert_eq!(header(&head, "content-range"), "");
+    assert_eq!(header(&head, "content-length"), "50000");
+}
+
 #[tokio::test]
 async fn names_that_try_to_leave_the_tree_never_reach_the_filesystem() {
     let fake = FakeIndex::start();

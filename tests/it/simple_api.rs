@@ -468,3 +468,34 @@ async fn pages_come_compressed_once_with_etags_and_head() {
     assert_eq!(head_list.status(), 404, "no index has a list here");
     assert_eq!(fake.hits("demo/"), 1);
 }
+
+/// A known path asked with a method it does not take is 405 with the methods it does take, not
+/// a 404 that says the path does not exist.
+#[tokio::test]
+async fn other_methods_on_known_paths_are_405_with_allow() {
+    let fake = FakeIndex::start();
+    let dir = temp_dir();
+    let server = Server::start(dir.path(), &Launch::with_upstreams(&[&fake.url()], "10m"));
+    let c = client();
+    for (method, path, allow) in [
+        ("POST", "/simple/", "GET, HEAD"),
+        ("PUT", "/simple/demo/", "GET, HEAD"),
+        ("DELETE", "/simple/demo/demo-1.0.tar.gz", "GET, HEAD"),
+        ("POST", "/index/demo/", "GET, HEAD"),
+        ("GET", "/cache/list", "DELETE"),
+        ("POST", "/health", "GET, HEAD"),
+        ("PATCH", "/hex/names", "GET, HEAD"),
+        ("POST", "/packages", "GET"),
+        ("GET", "/admin/sign-in", "POST"),
+    ] {
+        let response = c
+            .request(method.parse().unwrap(), server.url(path))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 405, "{method} {path}");
+        assert_eq!(header(&response, "allow"), allow, "{method} {path}");
+    }
+    let nowhere = c.post(server.url("/nowhere")).send().await.unwrap();
+    assert_eq!(nowhere.status(), 404, "an unknown path is still 404");
+}

@@ -497,7 +497,10 @@ async fn home_page_shows_mix_and_rebar3_setup_only_when_the_hex_mirror_is_on() {
     );
 
     // Behind a public URL, the same base as the pip snippets.
-    let (_dir, server) = start(&[("PKGMIRROR__SERVER__PUBLIC_URL", "https://mirror.example.test/")]);
+    let (_dir, server) = start(&[
+        ("PKGMIRROR__SERVER__PUBLIC_URL", "https://mirror.example.test/"),
+        ("PKGMIRROR__SERVER__ALLOW_OPEN_ADMIN", "true"),
+    ]);
     let home = Browser::new(&server).get("/").await;
     assert_eq!(
         snippet(&home.body, "mix"),

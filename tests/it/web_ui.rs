@@ -188,7 +188,10 @@ async fn home_page_setup_snippets_use_the_public_url() {
     let index = FakeIndex::start();
     let (_dir, server) = start(
         &index,
-        &[("PKGMIRROR__SERVER__PUBLIC_URL", "https://mirror.example.test/")],
+        &[
+            ("PKGMIRROR__SERVER__PUBLIC_URL", "https://mirror.example.test/"),
+            ("PKGMIRROR__SERVER__ADMIN_TOKEN", TOKEN),
+        ],
     );
     let home = Browser::new(&server).get("/").await;
     assert_eq!(home.status, 200);
@@ -213,7 +216,10 @@ async fn home_page_setup_snippets_use_the_public_url() {
     // Plain http to a host that is not loopback: pip must be told to trust it.
     let (_dir, server) = start(
         &index,
-        &[("PKGMIRROR__SERVER__PUBLIC_URL", "http://mirror.example.test:8080")],
+        &[
+            ("PKGMIRROR__SERVER__PUBLIC_URL", "http://mirror.example.test:8080"),
+            ("PKGMIRROR__SERVER__ADMIN_TOKEN", TOKEN),
+        ],
     );
     let home = Browser::new(&server).get("/").await;
     assert_eq!(
@@ -891,7 +897,7 @@ async fn admin_sign_in_is_rate_limited_per_client_address() {
     assert_error_page(
         &limited,
         429,
-        "too many sign-in attempts from 127.0.0.1",
+        "too many failed admin attempts from 127.0.0.1",
         "6th attempt",
     );
     let retry_after: u64 = limited
@@ -906,6 +912,58 @@ async fn admin_sign_in_is_rate_limited_per_client_address() {
     assert_eq!(right.status, 429);
     assert!(right.set_cookie("pkgmirror_session").is_none());
     assert!(b.get("/admin").await.body.contains("<form id=\"signin\""));
+}
+
+/// Wrong bearer tokens on the admin API count against the same per-client allowance as UI
+/// sign-ins, are written to the admin log, and once over it are answered 429 without a look at
+/// the token, with one log row for the refusals rather than one per request.
+#[tokio::test]
+async fn admin_api_failures_are_limited_with_the_sign_in_and_logged() {
+    let (index, _) = admin_fixture();
+    let (_dir, server) = start(&index, &[("PKGMIRROR__SERVER__ADMIN_TOKEN", TOKEN)]);
+    // Signed in before the guessing starts: reading the log afterwards is no attempt.
+    let mut admin = Browser::new(&server);
+    sign_in(&mut admin).await;
+    let delete = |token: &str| {
+        client()
+            .delete(server.url("/cache/demo-pkg"))
+            .header("Authorization", format!("Bearer {token}"))
+            .send()
+    };
+    for attempt in 1..=4 {
+        assert_eq!(delete("guess").await.unwrap().status(), 401, "attempt {attempt}");
+    }
+    let unsigned = client().delete(server.url("/cache/list")).send().await.unwrap();
+    assert_eq!(unsigned.status(), 401, "no token is a failed attempt too");
+    for _ in 0..3 {
+        let limited = delete("guess").await.unwrap();
+        assert_eq!(limited.status(), 429);
+        let retry_after: u64 = header(&limited, "retry-after").parse().unwrap();
+        assert!((1..=60).contains(&retry_after), "{retry_after}");
+    }
+    let right = delete(TOKEN).await.unwrap();
+    assert_eq!(right.status(), 429, "the limit must not tell a guess from a hit");
+    let mut b = Browser::new(&server);
+    let csrf = csrf_of(&b.get("/admin").await.body);
+    let signin = b
+        .post("/admin/sign-in", &[("csrf", &csrf), ("token", TOKEN)])
+        .await;
+    assert_eq!(signin.status, 429, "one allowance for every admin entry point");
+
+    let log = admin_log(&admin.get("/admin").await.body);
+    let failed = ("DELETE /cache/demo-pkg", "failed: wrong token");
+    // One row for the run of refusals, whichever entry point they came through.
+    let expected = [
+        ("DELETE /cache/demo-pkg", "refused: too many failed attempts"),
+        ("DELETE /cache/list", "failed: no bearer token"),
+        failed,
+        failed,
+        failed,
+        failed,
+        ("sign-in", "ok"),
+    ];
+    let log: Vec<(&str, &str)> = log.iter().map(|(a, _, o)| (a.as_str(), o.as_str())).collect();
+    assert_eq!(log, expected);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1206,6 +1264,32 @@ async fn admin_without_a_token_admits_loopback_clients() {
     let signin = b.post("/admin/sign-in", &[("csrf", "x"), ("token", "y")]).await;
     assert_eq!(signin.status, 303);
     assert_eq!(signin.header("location"), "/admin");
+}
+
+/// Without a token, a loopback view of /admin that never returns the session cookie (a script, a
+/// loop) writes nothing to the admin log; a session that is used is logged once, when its cookie
+/// first comes back, so page views cannot flush the log.
+#[tokio::test]
+async fn admin_views_without_a_token_log_one_sign_in_per_session() {
+    let (index, _) = admin_fixture();
+    let (_dir, server) = start(&index, &[]);
+    for _ in 0..5 {
+        let page = client().get(server.url("/admin")).send().await.unwrap();
+        assert_eq!(page.status(), 200);
+    }
+    let mut b = Browser::new(&server);
+    b.get("/admin").await;
+    let again = b.get("/admin").await;
+    let log = admin_log(&again.body);
+    assert_eq!(
+        log,
+        [("sign-in".to_owned(), String::new(), "ok".to_owned())],
+        "one session, one row"
+    );
+    let (_, row) = act(&mut b, &csrf_of(&again.body), "gc", &[], "/admin").await;
+    assert!(row.2.starts_with("ok"), "{row:?}");
+    let log = admin_log(&b.get("/admin").await.body);
+    assert_eq!(log.len(), 2, "the action, after the one sign-in: {log:?}");
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -263,19 +263,26 @@ pub async fn run_tool(mut cmd: Command, what: String, timeout: Duration, install
     .unwrap()
 }
 
-/// Makes `cmd` unable to reach anything but 127.0.0.1: every other host goes through a proxy that
-/// is not there.
-pub fn only_loopback(cmd: &mut Command) -> &mut Command {
-    for proxy in [
+/// The environment that makes a process unable to reach anything but 127.0.0.1: every other host
+/// goes through a proxy that is not there.
+pub fn loopback_only_env() -> Vec<(&'static str, &'static str)> {
+    let proxies = [
         "HTTP_PROXY",
         "HTTPS_PROXY",
         "ALL_PROXY",
         "http_proxy",
         "https_proxy",
         "all_proxy",
-    ] {
-        cmd.env(proxy, "http://127.0.0.1:9");
-    }
-    cmd.env("NO_PROXY", "127.0.0.1,localhost")
-        .env("no_proxy", "127.0.0.1,localhost")
+    ];
+    let mut env: Vec<_> = proxies.map(|proxy| (proxy, "http://127.0.0.1:9")).into();
+    env.extend([
+        ("NO_PROXY", "127.0.0.1,localhost"),
+        ("no_proxy", "127.0.0.1,localhost"),
+    ]);
+    env
+}
+
+/// Makes `cmd` unable to reach anything but 127.0.0.1 ([`loopback_only_env`]).
+pub fn only_loopback(cmd: &mut Command) -> &mut Command {
+    cmd.envs(loopback_only_env())
 }
