@@ -17,14 +17,14 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use tokio::runtime::Handle;
 
-use super::ingest::{Ingest, Kept, SizeLimit, Staged};
+use super::ingest::{Ingest, IngestError, Kept, SizeLimit, Staged};
 use super::maintenance::Evictor;
 use super::spool::{Spool, SpoolStream};
 use super::{CacheCounters, CacheError, CacheOutcome, blocking, unix_now};
 use crate::storage::Catalogue;
 use crate::storage::blob::{BlobBody, BlobError, BlobStore, RangeRequest};
 use crate::storage::catalogue::BlobAccess;
-use crate::upstream::{FileClient, UrlOrigin, redact};
+use crate::upstream::{FileClient, UpstreamError, UrlOrigin, redact};
 
 /// How often batched blob access times are written to the catalogue.
 pub const ACCESS_FLUSH_INTERVAL: Duration = Duration::from_secs(5);
@@ -128,7 +128,7 @@ impl Downloads {
             .await?;
         self.counters.count(CacheOutcome::Miss);
         if complete_first {
-            let sha256 = download.finished().await.map_err(CacheError::UpstreamData)?;
+            let sha256 = download.finished().await?;
             let body = self
                 .stored(&sha256, range.zip(source.size))
                 .await?
@@ -147,7 +147,7 @@ impl Downloads {
         }
         // Answer only once the download has something to send: a failure before the first byte
         // (refused URL, upstream 404, connection error) becomes a clear 502, not a cut connection.
-        download.started().await.map_err(CacheError::UpstreamData)?;
+        download.started().await?;
         Ok(FileAnswer::Streaming {
             stream: Spool::reader(&download),
             size: source.size,
@@ -158,7 +158,7 @@ impl Downloads {
     /// Downloads `source` completely (joining a download under way) and returns its sha256.
     pub async fn fetch(&self, source: &Source) -> Result<String, CacheError> {
         let download = self.join_or_start(source.download_key(), source, None).await?;
-        download.finished().await.map_err(CacheError::UpstreamData)
+        download.finished().await
     }
 
     /// The local file of a stored blob, if the store keeps it as one; not counted as a read.
@@ -421,10 +421,10 @@ impl Transfer {
                 tracing::warn!(url = %redact(&self.url), sha256 = %sha256, "served without storing: the blob store could not keep the file");
                 Ok((size, sha256))
             }
-            Err(message) => {
+            Err(error) => {
                 self.counters.count_download_failure();
-                tracing::warn!(url = %redact(&self.url), error = %message, "download failed; nothing stored");
-                Err(message)
+                tracing::warn!(url = %redact(&self.url), error = %error, "download failed; nothing stored");
+                Err(error)
             }
         };
         // Leave the registry before publishing the end: a request that sees this download fail
@@ -432,31 +432,46 @@ impl Transfer {
         downloads.lock().unwrap_or_else(|p| p.into_inner()).remove(&key);
         match progress {
             Ok((size, sha256)) => self.download.finish(size, sha256),
-            Err(message) => self.download.fail(message),
+            Err(error) => self.download.fail(error),
         }
     }
 
     /// Runs the after-verify work on verified bytes (while the staged file is still there),
     /// then commits them.
-    async fn keep(&mut self, staged: Staged) -> Result<Kept, String> {
+    async fn keep(&mut self, staged: Staged) -> Result<Kept, CacheError> {
         if let Some(sha256) = staged.verified()
             && let Some(after_verify) = self.after_verify.take()
         {
             after_verify(sha256, staged.spool_path().to_owned()).await;
         }
-        staged.commit().await.map_err(|e| e.to_string())
+        staged.commit().await.map_err(|e| self.failed(e))
+    }
+
+    /// What a download failure means to the clients waiting on it: a timeout stays a timeout
+    /// (504), the upstream's other faults are 502.
+    fn failed(&self, error: IngestError) -> CacheError {
+        match error {
+            IngestError::TimedOut(detail) => CacheError::Upstream(UpstreamError::Timeout {
+                index: redact(&self.url),
+                detail,
+            }),
+            other => CacheError::UpstreamData(other.to_string()),
+        }
     }
 
     /// Streams the upstream body in, publishing all but the newest chunk.
-    async fn receive(&self, staged: &mut Staged) -> Result<(), String> {
+    async fn receive(&self, staged: &mut Staged) -> Result<(), CacheError> {
         let response = self
             .client
             .fetch(&self.url, self.origin)
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| match e.is_timeout() {
+                true => CacheError::Upstream(e),
+                false => CacheError::UpstreamData(e.to_string()),
+            })?;
         staged
             .receive(response, |available| self.download.publish(available))
             .await
-            .map_err(|e| e.to_string())
+            .map_err(|e| self.failed(e))
     }
 }

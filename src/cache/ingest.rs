@@ -18,6 +18,9 @@ pub enum IngestError {
     /// stand in.
     #[error("{0}")]
     Upstream(String),
+    /// The upstream stopped sending for longer than `pypi.read_timeout`.
+    #[error("{0}")]
+    TimedOut(String),
     /// The bytes do not hash to what the index promised.
     #[error("{0}")]
     HashMismatch(String),
@@ -135,8 +138,9 @@ impl Staged {
         }
         let mut body = response.bytes_stream();
         while let Some(chunk) = body.next().await {
-            let chunk = chunk.map_err(|e| {
-                IngestError::Upstream(format!("the upstream connection broke: {}", e.without_url()))
+            let chunk = chunk.map_err(|e| match e.is_timeout() {
+                true => IngestError::TimedOut(format!("the upstream stopped sending: {}", e.without_url())),
+                false => IngestError::Upstream(format!("the upstream connection broke: {}", e.without_url())),
             })?;
             let total = self.writer.written() + chunk.len() as u64;
             match self.limit {

@@ -16,6 +16,8 @@ use bytes::Bytes;
 use futures::Stream;
 use tokio::sync::watch;
 
+use super::CacheError;
+
 /// How much a reader takes from the spool at a time.
 const READ_CHUNK: usize = 256 * 1024;
 
@@ -31,7 +33,7 @@ enum Progress {
         size: u64,
         sha256: String,
     },
-    Failed(String),
+    Failed(CacheError),
 }
 
 pub struct Spool {
@@ -61,12 +63,12 @@ impl Spool {
     }
 
     /// The transfer failed: every reader's stream ends with this error.
-    pub fn fail(&self, message: String) {
-        self.progress.send_replace(Progress::Failed(message));
+    pub fn fail(&self, error: CacheError) {
+        self.progress.send_replace(Progress::Failed(error));
     }
 
     /// Waits until there is something to read or the transfer ended; why it failed, if it did.
-    pub async fn started(&self) -> Result<(), String> {
+    pub async fn started(&self) -> Result<(), CacheError> {
         self.wait(|p| match p {
             Progress::Running { available: 0 } => None,
             Progress::Running { .. } | Progress::Done { .. } => Some(Ok(())),
@@ -76,7 +78,7 @@ impl Spool {
     }
 
     /// Waits for the end; the verified sha256, or why it failed.
-    pub async fn finished(&self) -> Result<String, String> {
+    pub async fn finished(&self) -> Result<String, CacheError> {
         self.wait(|p| match p {
             Progress::Running { .. } => None,
             Progress::Done { sha256, .. } => Some(Ok(sha256.clone())),
@@ -87,15 +89,15 @@ impl Spool {
 
     async fn wait<T>(
         &self,
-        mut ready: impl FnMut(&Progress) -> Option<Result<T, String>>,
-    ) -> Result<T, String> {
+        mut ready: impl FnMut(&Progress) -> Option<Result<T, CacheError>>,
+    ) -> Result<T, CacheError> {
         let mut progress = self.progress.subscribe();
         loop {
             if let Some(result) = ready(&progress.borrow_and_update()) {
                 return result;
             }
             if progress.changed().await.is_err() {
-                return Err("the transfer ended without a result".into());
+                return Err(CacheError::Internal("the transfer ended without a result".into()));
             }
         }
     }
@@ -126,7 +128,7 @@ impl Spool {
                     Progress::Done { size, .. } => (size, true),
                     Progress::Failed(e) => {
                         state.finished = true;
-                        return Some((Err(io::Error::other(e)), state));
+                        return Some((Err(io::Error::other(e.to_string())), state));
                     }
                 };
                 if state.sent < limit {
@@ -227,11 +229,15 @@ mod tests {
         writer.write_all(b"0123456789").unwrap();
         spool.publish(4);
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        spool.fail("hash mismatch".into());
+        spool.fail(CacheError::UpstreamData("hash mismatch".into()));
         let (bytes, error) = reader.await.unwrap();
         assert_eq!(bytes, b"0123");
         assert_eq!(error.as_deref(), Some("hash mismatch"));
-        assert_eq!(spool.started().await, Err("hash mismatch".into()));
+        let failed = spool.started().await.unwrap_err();
+        assert!(
+            matches!(&failed, CacheError::UpstreamData(m) if m == "hash mismatch"),
+            "{failed:?}"
+        );
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -245,6 +251,6 @@ mod tests {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         assert!(!waiter.is_finished());
         spool.publish(1);
-        assert_eq!(waiter.await.unwrap(), Ok(()));
+        assert!(waiter.await.unwrap().is_ok());
     }
 }

@@ -167,6 +167,27 @@ async fn a_cut_upstream_stream_leaves_nothing_behind() {
     assert_eq!(whole.bytes().await.unwrap(), body);
 }
 
+/// A file download whose upstream stops answering is a 504, as the README says, whether it
+/// stops before the headers or in the middle of the body; nothing is kept.
+#[tokio::test]
+async fn a_download_that_times_out_is_a_504() {
+    let fake = FakeIndex::start();
+    let body = payload(4096, 9);
+    publish(&fake, "demo-1.0.tar.gz", &body, &sha256_hex(&body));
+    let dir = temp_dir();
+    let server = Server::start(dir.path(), &launch(&fake));
+    get_json(&server.url("/simple/demo/")).await;
+    let url = server.url("/simple/demo/demo-1.0.tar.gz");
+    for behaviour in [Behaviour::Stall, Behaviour::StallMidBody] {
+        fake.set(behaviour.clone());
+        let response = get(&url, "*/*").await;
+        assert_eq!(response.status(), 504, "{behaviour:?}");
+        let message = response.json::<serde_json::Value>().await.unwrap()["message"].to_string();
+        assert!(message.contains("timed out"), "{behaviour:?}: {message}");
+    }
+    assert_eq!(blob_files(&dir, "sha256"), 0);
+}
+
 #[tokio::test]
 async fn ranges_head_and_etags_on_files() {
     let fake = FakeIndex::start();
