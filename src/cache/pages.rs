@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use moka::future::Cache;
 use tokio::runtime::Handle;
+use tokio::sync::OwnedMutexGuard;
 
 use super::singleflight::SingleFlight;
 use super::{CacheCounters, CacheError, CacheOutcome, blocking, unix_now};
@@ -75,6 +76,9 @@ pub struct Keep {
     pub record: Option<ProjectRecord>,
     /// Whether the forms replace the stored ones (a partial, stale rendering does not).
     pub forms: bool,
+    /// A lock the refresh holds until what it produced is stored (see `cache::simple`'s big
+    /// pages): released once the write is done.
+    pub hold: Option<OwnedMutexGuard<()>>,
 }
 
 impl Keep {

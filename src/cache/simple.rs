@@ -14,6 +14,7 @@ use futures::future::join_all;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tokio::runtime::Handle;
+use tokio::sync::OwnedMutexGuard;
 
 use super::pages::{Keep, PageCache, PageCacheSettings, PageSource, Refresh, Refreshed, Served, Upstreams};
 use super::{CacheCounters, CacheError, CacheOutcome, blocking, unix_now};
@@ -107,6 +108,31 @@ impl SnapshotContent {
     }
 }
 
+/// An upstream page bigger than this is parsed, merged, rendered and stored by one refresh at a
+/// time: each takes several times its size in memory until it is stored.
+const BIG_PAGE_BYTES: usize = 8 << 20;
+
+/// One refresh's share of the big-page lock: taken when the refresh first meets a big page (before
+/// parsing it), held until what the refresh produced is stored. A refresh takes it at most once,
+/// so two big indexes of one page never wait on each other.
+#[derive(Default)]
+struct BigPageWork {
+    guard: tokio::sync::Mutex<Option<OwnedMutexGuard<()>>>,
+}
+
+impl BigPageWork {
+    async fn hold(&self, lock: &Arc<tokio::sync::Mutex<()>>) {
+        let mut guard = self.guard.lock().await;
+        if guard.is_none() {
+            *guard = Some(Arc::clone(lock).lock_owned().await);
+        }
+    }
+
+    fn into_guard(self) -> Option<OwnedMutexGuard<()>> {
+        self.guard.into_inner()
+    }
+}
+
 /// One configured upstream index at run time.
 pub struct Index {
     pub config: IndexConfig,
@@ -196,6 +222,8 @@ struct SimpleSource {
     pages: PageStore,
     catalogue: Catalogue,
     counters: Arc<CacheCounters>,
+    /// Held by the refresh working on a big page (see [`BigPageWork`]).
+    big_pages: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl SimplePages {
@@ -220,6 +248,7 @@ impl SimplePages {
             pages: pages.clone(),
             catalogue: catalogue.clone(),
             counters: Arc::clone(&counters),
+            big_pages: Arc::default(),
         };
         Self {
             cache: PageCache::new(
@@ -350,10 +379,11 @@ impl PageSource for SimpleSource {
             .filter_map(|(index, bytes)| Some((index, serde_json::from_slice(&bytes).ok()?)))
             .collect();
 
+        let work = BigPageWork::default();
         let answers = join_all(
             self.indexes
                 .iter()
-                .map(|index| self.ask(index, &page, snapshots.remove(&index.key()), now, force)),
+                .map(|index| self.ask(index, &page, snapshots.remove(&index.key()), now, force, &work)),
         )
         .await;
 
@@ -457,6 +487,7 @@ impl PageSource for SimpleSource {
                 snapshots: snapshot_writes,
                 record,
                 forms: !stale,
+                hold: work.into_guard(),
             },
         })
     }
@@ -475,6 +506,7 @@ impl SimpleSource {
         old: Option<Snapshot>,
         now: u64,
         force: bool,
+        work: &BigPageWork,
     ) -> IndexAnswer {
         if let Some(old) = old {
             if !force && old.fetched_at.saturating_add(index.config.ttl.as_secs()) > now {
@@ -483,14 +515,21 @@ impl SimpleSource {
             if index.health.backing_off() {
                 return IndexAnswer::Stale(old);
             }
-            return self.fetch(index, page, Some(old), now).await;
+            return self.fetch(index, page, Some(old), now, work).await;
         }
-        self.fetch(index, page, None, now).await
+        self.fetch(index, page, None, now, work).await
     }
 
     /// Fetches a page from one index. When its JSON cannot be read, the same index is asked for
     /// HTML before giving up, and its JSON is left alone for a while.
-    async fn fetch(&self, index: &Index, page: &PageRef, old: Option<Snapshot>, now: u64) -> IndexAnswer {
+    async fn fetch(
+        &self,
+        index: &Index,
+        page: &PageRef,
+        old: Option<Snapshot>,
+        now: u64,
+        work: &BigPageWork,
+    ) -> IndexAnswer {
         let redacted = index.config.url.redacted();
         let etag = old.as_ref().and_then(|s| s.etag.as_deref());
         let request = if index.health.json_unusable() {
@@ -498,7 +537,7 @@ impl SimpleSource {
         } else {
             PageRequest::JsonOrHtml
         };
-        let mut result = self.fetch_as(index, page, etag, request, now).await;
+        let mut result = self.fetch_as(index, page, etag, request, now, work).await;
         if let Err(FetchFailure {
             error: UpstreamErrorKind::Data(json_error),
             unreadable_json: true,
@@ -508,7 +547,7 @@ impl SimpleSource {
             tracing::warn!(index = %redacted, page = page.key(), error = %json_error, "unreadable JSON page; asking the index for HTML");
             index.health.mark_json_unusable(&json_error);
             result = self
-                .fetch_as(index, page, None, PageRequest::HtmlOnly, now)
+                .fetch_as(index, page, None, PageRequest::HtmlOnly, now, work)
                 .await
                 .map_err(|html| FetchFailure {
                     error: UpstreamErrorKind::Data(format!(
@@ -572,11 +611,17 @@ impl SimpleSource {
         etag: Option<&str>,
         request: PageRequest,
         now: u64,
+        work: &BigPageWork,
     ) -> Result<FetchedPage, FetchFailure> {
         let fetched = self
             .client
             .fetch_page(&index.config, &page.upstream_path(), etag, request)
             .await;
+        if let Ok(Fetched::Page { body, .. }) = &fetched
+            && body.len() > BIG_PAGE_BYTES
+        {
+            work.hold(&self.big_pages).await;
+        }
         let data_error = |message: String, unreadable_json: bool| FetchFailure {
             error: UpstreamErrorKind::Data(message),
             unreadable_json,
@@ -844,5 +889,38 @@ fn compressed(body: String, mut header: PageHeader) -> StoredPage {
         identity,
         gzip,
         zstd,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn big_page_work_is_one_refresh_at_a_time_and_never_waits_on_itself() {
+        let lock = Arc::new(tokio::sync::Mutex::new(()));
+        let first = BigPageWork::default();
+        first.hold(&lock).await;
+        // The same refresh meeting a second big page (another index) goes on.
+        tokio::time::timeout(Duration::from_secs(5), first.hold(&lock))
+            .await
+            .expect("a refresh never waits for itself");
+        let second = Arc::new(BigPageWork::default());
+        let waiting = tokio::spawn({
+            let (second, lock) = (Arc::clone(&second), Arc::clone(&lock));
+            async move { second.hold(&lock).await }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(
+            !waiting.is_finished(),
+            "another refresh waits while the first holds it"
+        );
+        drop(first.into_guard());
+        tokio::time::timeout(Duration::from_secs(5), waiting)
+            .await
+            .expect("released once the first refresh is stored")
+            .unwrap();
     }
 }
