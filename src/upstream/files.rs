@@ -39,14 +39,8 @@ pub struct FileClient {
 impl FileClient {
     pub fn new(config: &PypiConfig) -> Result<Self, reqwest::Error> {
         let allow_private = config.allow_private_upstreams;
-        let builder = || {
-            reqwest::Client::builder()
-                .user_agent(concat!("pkgmirror/", env!("CARGO_PKG_VERSION")))
-                .no_gzip()
-                .connect_timeout(config.connect_timeout)
-                .read_timeout(config.read_timeout)
-                .danger_accept_invalid_certs(!config.verify_tls)
-        };
+        // Files are stored as sent: no transparent decompression.
+        let builder = || super::client_builder(config).no_gzip();
         let configured = Follower::new(builder, allow_private)?;
         let http = builder()
             .dns_resolver(PublicOnlyResolver { allow_private })

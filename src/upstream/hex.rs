@@ -42,14 +42,8 @@ impl HexClient {
     /// Timeouts and TLS verification follow the `[pypi]` settings: one set of upstream HTTP
     /// settings for the whole mirror.
     pub fn new(http_settings: &PypiConfig, upstream: UpstreamUrl) -> Result<Self, reqwest::Error> {
-        let builder = || {
-            reqwest::Client::builder()
-                .user_agent(concat!("pkgmirror/", env!("CARGO_PKG_VERSION")))
-                .no_gzip()
-                .connect_timeout(http_settings.connect_timeout)
-                .read_timeout(http_settings.read_timeout)
-                .danger_accept_invalid_certs(!http_settings.verify_tls)
-        };
+        // Registry files are gzip inside the body and must be kept byte for byte.
+        let builder = || super::client_builder(http_settings).no_gzip();
         let http = Follower::new(builder, http_settings.allow_private_upstreams)?;
         Ok(Self {
             http,

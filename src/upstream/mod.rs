@@ -109,13 +109,7 @@ pub struct SimpleClient {
 
 impl SimpleClient {
     pub fn new(config: &PypiConfig) -> Result<Self, reqwest::Error> {
-        let builder = || {
-            reqwest::Client::builder()
-                .user_agent(concat!("pkgmirror/", env!("CARGO_PKG_VERSION")))
-                .connect_timeout(config.connect_timeout)
-                .read_timeout(config.read_timeout)
-                .danger_accept_invalid_certs(!config.verify_tls)
-        };
+        let builder = || client_builder(config);
         Ok(Self {
             http: Follower::new(builder, config.allow_private_upstreams)?,
             page_timeout: config.page_timeout,
@@ -174,6 +168,15 @@ impl SimpleClient {
             url: final_url,
         })
     }
+}
+
+/// What every upstream client shares: who is asking, the timeouts, TLS verification.
+fn client_builder(config: &PypiConfig) -> reqwest::ClientBuilder {
+    reqwest::Client::builder()
+        .user_agent(concat!("pkgmirror/", env!("CARGO_PKG_VERSION")))
+        .connect_timeout(config.connect_timeout)
+        .read_timeout(config.read_timeout)
+        .danger_accept_invalid_certs(!config.verify_tls)
 }
 
 fn header_str<K: reqwest::header::AsHeaderName>(headers: &HeaderMap, key: K) -> Option<&str> {
