@@ -27,6 +27,8 @@ use crate::ecosystem::Ecosystem;
 const SNAPSHOTS: TableDefinition<(&str, &str, &str), &[u8]> = TableDefinition::new("snapshots_v2");
 /// (ecosystem, page, form) → stored, encoded [`StoredPage`].
 const PAGES: TableDefinition<(&str, &str, &str), &[u8]> = TableDefinition::new("pages_v2");
+/// The body files rows name, so the sweep at open reads this list rather than every row.
+const BODIES: TableDefinition<&str, ()> = TableDefinition::new("page_bodies");
 /// The tables of the layout that kept every value inline; dropped at open.
 const OLD_SNAPSHOTS: TableDefinition<(&str, &str, &str), &[u8]> = TableDefinition::new("snapshots");
 const OLD_PAGES: TableDefinition<(&str, &str, &str), &[u8]> = TableDefinition::new("pages");
@@ -242,6 +244,7 @@ impl PageStore {
         }
         tx.open_table(SNAPSHOTS)?;
         tx.open_table(PAGES)?;
+        tx.open_table(BODIES)?;
         tx.commit()?;
         let store = Self {
             db: Arc::new(db),
@@ -343,6 +346,13 @@ impl PageStore {
                     replaced.extend(body_file(old.value()));
                 }
             }
+            let mut bodies = tx.open_table(BODIES)?;
+            for name in written.iter() {
+                bodies.insert(name.as_str(), ())?;
+            }
+            for name in &replaced {
+                bodies.remove(name.as_str())?;
+            }
         }
         tx.commit()?;
         Ok(replaced)
@@ -425,11 +435,8 @@ impl PageStore {
         let mut named = std::collections::HashSet::new();
         {
             let tx = self.db.begin_read()?;
-            for table in [SNAPSHOTS, PAGES] {
-                for entry in tx.open_table(table)?.iter()? {
-                    let (_, value) = entry?;
-                    named.extend(body_file(value.value()));
-                }
+            for entry in tx.open_table(BODIES)?.iter()? {
+                named.insert(entry?.0.value().to_owned());
             }
         }
         for entry in std::fs::read_dir(&*self.bodies)? {
@@ -471,6 +478,7 @@ impl PageStore {
                     false
                 })?;
             }
+            forget_bodies(&tx, &removed)?;
         }
         tx.commit()?;
         self.remove_bodies(&removed);
@@ -494,6 +502,7 @@ impl PageStore {
                         false
                     })?;
             }
+            forget_bodies(&tx, &removed)?;
         }
         tx.commit()?;
         self.remove_bodies(&removed);
@@ -507,6 +516,15 @@ impl PageStore {
             rendered: tx.open_table(PAGES)?.len()?,
         })
     }
+}
+
+/// Takes body files out of the list of named ones, in the transaction that drops their rows.
+fn forget_bodies(tx: &redb::WriteTransaction, names: &[String]) -> Result<(), StorageError> {
+    let mut bodies = tx.open_table(BODIES)?;
+    for name in names {
+        bodies.remove(name.as_str())?;
+    }
+    Ok(())
 }
 
 /// The body file a stored value names, if it lives in one.
