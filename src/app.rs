@@ -4,8 +4,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use actix_web::middleware::from_fn;
-use actix_web::{App, HttpServer, web};
+use actix_web::web;
 
 use crate::cache::CacheCounters;
 use crate::cache::downloads::{ACCESS_FLUSH_INTERVAL, Downloads};
@@ -134,33 +133,19 @@ pub fn serve(config: Config) -> Result<(), ServeError> {
     let final_state = state.clone();
 
     let result = actix_web::rt::System::new().block_on(async move {
-        let server = HttpServer::new(move || {
-            App::new()
-                .app_data(state.clone())
-                .wrap(from_fn(http::body_deadline))
-                .wrap(from_fn(http::html_errors))
-                .wrap(from_fn(http::access_log))
-                .configure(crate::routes::configure)
-        })
-        .shutdown_timeout(SHUTDOWN_GRACE.as_secs())
-        // A request's head must arrive within this (its body has `server.request_body_timeout`,
-        // `http::body_deadline`), and a closing connection gets this long to go.
-        .client_request_timeout(REQUEST_HEAD_TIMEOUT)
-        .client_disconnect_timeout(DISCONNECT_TIMEOUT)
-        // A stored file goes out as headers, then body chunks: with Nagle on, a keep-alive
-        // client's delayed ACK stalls each such response by up to 40 ms.
-        .tcp_nodelay(true)
-        .bind(listen)
-        .map_err(|source| ServeError::Bind { addr: listen, source })?;
-        for addr in server.addrs() {
-            tracing::info!(
-                "pkgmirror {} listening on http://{addr}",
-                env!("CARGO_PKG_VERSION")
-            );
-        }
+        let timeouts = http::listener::ConnectionTimeouts {
+            request_head: REQUEST_HEAD_TIMEOUT,
+            disconnect: DISCONNECT_TIMEOUT,
+            shutdown_grace: SHUTDOWN_GRACE,
+        };
+        let (server, addr) = http::listener::bind(listen, state, timeouts)
+            .map_err(|source| ServeError::Bind { addr: listen, source })?;
+        tracing::info!(
+            "pkgmirror {} listening on http://{addr}",
+            env!("CARGO_PKG_VERSION")
+        );
         // Returns once a signal arrived and in-flight requests finished (or the grace ran out).
         server
-            .run()
             .await
             .map_err(|e| ServeError::Startup(format!("server: {e}")))?;
         Ok(catalogue)

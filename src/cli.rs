@@ -591,13 +591,20 @@ fn print_stdout(text: &str) -> ExitCode {
 /// stderr (stdout stays for command output), filtered by `log.level`, which
 /// loading has already replaced with `RUST_LOG` when that is set.
 pub fn init_tracing(log: &LogConfig) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(log.filter()?)
+    use tracing_subscriber::prelude::*;
+    let lines = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         // Colour codes would litter log files and journals.
         .with_ansi(std::io::stderr().is_terminal());
-    match log.format {
-        LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder.json().try_init(),
-    }
+    let lines = match log.format {
+        LogFormat::Text => lines.boxed(),
+        LogFormat::Json => lines.json().boxed(),
+    };
+    tracing_subscriber::registry()
+        .with(log.filter()?)
+        .with(lines.with_filter(tracing_subscriber::filter::filter_fn(
+            crate::http::listener::log_filter,
+        )))
+        .try_init()?;
+    Ok(())
 }

@@ -4,6 +4,7 @@ mod admin;
 mod files;
 mod health;
 mod hex;
+pub mod listener;
 mod middleware;
 mod representation;
 mod simple;

@@ -240,6 +240,56 @@ async fn a_request_body_that_never_arrives_is_cut_off() {
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
 }
 
+/// A client that speaks broken HTTP is the client's problem, not the server's: it is logged as a
+/// warning that names the client's address, never as an error without one.
+#[tokio::test]
+async fn a_client_protocol_error_is_a_warning_naming_the_client() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let dir = temp_dir();
+    let mut launch = Launch::default();
+    launch.arg("--log-format").arg("json");
+    let server = Server::start(dir.path(), &launch);
+    let addr = server.base.trim_start_matches("http://").to_owned();
+    let mut stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let client = stream.local_addr().unwrap().to_string();
+    stream
+        .write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nContent-Length: nope\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        stream.read_to_end(&mut answer),
+    )
+    .await;
+    assert!(
+        String::from_utf8_lossy(&answer).starts_with("HTTP/1.1 400"),
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
+    assert!(
+        server.logged(&client),
+        "no log line names {client}: {}",
+        server.logs()
+    );
+    let logs = server.logs();
+    let lines: Vec<serde_json::Value> = logs
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let about_client: Vec<&serde_json::Value> =
+        lines.iter().filter(|v| v.to_string().contains(&client)).collect();
+    assert!(
+        about_client.iter().all(|v| v["level"] == "WARN"),
+        "{about_client:?}"
+    );
+    assert!(
+        lines.iter().all(|v| v["level"] != "ERROR"),
+        "a client's bad request logged an error: {logs}"
+    );
+}
+
 /// `log.access_hit_sample = N` writes one access-log line in N for successful cache hits; misses
 /// and errors are always logged.
 #[tokio::test]
