@@ -2,10 +2,10 @@
 //! the biggest real projects' pages; and parsing the largest page of the real corpus
 //! (`tests/fixtures/real/numpy.*`, 4,415 files) as the index sent it.
 
-use std::collections::BTreeMap;
 use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use pkgmirror::pypi::model::Hashes;
 use pkgmirror::pypi::{
     DistFile, PageMeta, ProjectPage, ProjectStatus, parse_project_html, parse_project_json,
     render_project_html, render_project_json,
@@ -32,10 +32,11 @@ fn big_page() -> ProjectPage {
             DistFile {
                 url: format!("https://files.example/packages/{}/{filename}", hex(i, 8)),
                 filename,
-                hashes: BTreeMap::from([("sha256".to_owned(), hex(i, 64))]),
+                hashes: Hashes::from_iter([("sha256".to_owned(), hex(i, 64))]),
                 requires_python: Some(">=3.8, <4".to_owned()),
                 yanked: (i % 50 == 0).then(|| "broken <build>".to_owned()),
-                core_metadata: (i % 2 == 0).then(|| BTreeMap::from([("sha256".to_owned(), hex(i + 1, 64))])),
+                core_metadata: (i % 2 == 0)
+                    .then(|| Hashes::from_iter([("sha256".to_owned(), hex(i + 1, 64))])),
                 gpg_sig: Some(false),
                 size: Some(1_000_000 + i as u64),
                 upload_time: Some("2024-01-02T03:04:05.123456Z".to_owned()),

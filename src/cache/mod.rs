@@ -10,6 +10,7 @@ pub mod maintenance;
 pub mod pages;
 pub mod simple;
 pub mod singleflight;
+mod snapshot;
 pub mod spool;
 
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -243,10 +243,11 @@ impl<S: PageSource> PageCache<S> {
     ) -> Result<Served, CacheError> {
         let shared = Arc::clone(&self.shared);
         let flight_key = key.clone();
+        let flight_stored = stored.clone();
         let result = self
             .flights
             .run(key, move || async move {
-                shared.refresh(flight_key, form, mode).await
+                shared.refresh(flight_key, flight_stored, mode).await
             })
             .await?;
         let served = match result {
@@ -326,16 +327,15 @@ impl<S: PageSource> Shared<S> {
         Ok(Some(page))
     }
 
+    /// Runs the source's refresh of a page; `stored` is what the request that started it found
+    /// (passed on, not read again: for a big page, a second copy of it would be held through the
+    /// refresh).
     async fn refresh(
         self: Arc<Self>,
         key: S::Key,
-        form: PageForm,
+        stored: Option<Arc<StoredPage>>,
         mode: Refresh,
     ) -> Result<RefreshedForms, CacheError> {
-        let stored = match mode {
-            Refresh::Refetch => None,
-            Refresh::IfStale | Refresh::Revalidate => self.stored(&key, form).await?,
-        };
         if mode == Refresh::IfStale
             && let Some(fresh) = self.all_fresh(&key).await?
         {

@@ -5,22 +5,22 @@
 //! extra index expired. When an index fails and a snapshot of it exists, the snapshot is used and
 //! the answer is marked stale; only when nothing at all can be said is the request an error.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::io::Write;
 use std::sync::Arc;
 
 use bytes::Bytes;
 use futures::future::join_all;
-use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tokio::runtime::Handle;
 use tokio::sync::OwnedMutexGuard;
 
 use super::pages::{Keep, PageCache, PageCacheSettings, PageSource, Refresh, Refreshed, Served, Upstreams};
+use super::snapshot::{Snapshot, SnapshotContent, StoredSnapshot};
 use super::{CacheCounters, CacheError, CacheOutcome, blocking, unix_now};
 use crate::config::IndexConfig;
 use crate::ecosystem::Ecosystem;
-use crate::pypi::model::{ProjectList, ProjectPage};
+use crate::pypi::model::{Hashes, ProjectPage};
 use crate::pypi::negotiate::Format;
 use crate::pypi::{
     Parsed, merge, name, parse_list_html, parse_list_json, parse_project_html, parse_project_json, render,
@@ -66,46 +66,6 @@ impl PageRef {
 pub struct StorageCounts {
     pub catalogue: CatalogueCounts,
     pub pages: PageCounts,
-}
-
-/// What one index said about a page, as kept in the page store.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct Snapshot {
-    fetched_at: u64,
-    etag: Option<String>,
-    content: SnapshotContent,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-enum SnapshotContent {
-    Project(ProjectPage),
-    List(ProjectList),
-    /// The index answered 404: cached for its TTL like any answer.
-    Missing,
-}
-
-impl SnapshotContent {
-    /// Whether the page lists nothing (no file, or no project).
-    fn is_empty(&self) -> bool {
-        match self {
-            Self::Project(p) => p.files.is_empty(),
-            Self::List(l) => l.projects.is_empty(),
-            Self::Missing => true,
-        }
-    }
-
-    /// Whether an HTML page carries the marks of a Simple API page: PEP 629's
-    /// `pypi:repository-version` meta tag, or at least one link it could read. An empty page is
-    /// believed only with the meta tag: that is how a project really emptied upstream is told
-    /// from a page that is no index page at all.
-    fn says_it_is_an_index_page(&self) -> bool {
-        let meta = match self {
-            Self::Project(p) => &p.meta,
-            Self::List(l) => &l.meta,
-            Self::Missing => return true,
-        };
-        meta.api_version.is_some() || !self.is_empty()
-    }
 }
 
 /// An upstream page bigger than this is parsed, merged, rendered and stored by one refresh at a
@@ -372,12 +332,14 @@ impl PageSource for SimpleSource {
         let now = unix_now();
         let store = self.pages.clone();
         let key = page.key().to_owned();
-        let stored_snapshots = blocking(move || store.snapshots(ECOSYSTEM, &key)).await?;
-        let mut snapshots: HashMap<String, Snapshot> = stored_snapshots
-            .into_iter()
-            // An unreadable snapshot (say, from an older pkgmirror) is just a missing one.
-            .filter_map(|(index, bytes)| Some((index, serde_json::from_slice(&bytes).ok()?)))
-            .collect();
+        let mut snapshots: HashMap<String, StoredSnapshot> = blocking(move || {
+            Ok(store
+                .snapshots(ECOSYSTEM, &key)?
+                .into_iter()
+                .filter_map(|(index, bytes)| Some((index, StoredSnapshot::read(bytes)?)))
+                .collect())
+        })
+        .await?;
 
         let work = BigPageWork::default();
         let answers = join_all(
@@ -401,7 +363,7 @@ impl PageSource for SimpleSource {
                 } => {
                     fetched = true;
                     changed |= content_changed;
-                    snapshot_writes.push((index.key(), encode(&snapshot)?));
+                    snapshot_writes.push((index.key(), snapshot.encode()?));
                     snapshot
                 }
                 IndexAnswer::Stale(snapshot) => {
@@ -493,27 +455,29 @@ impl PageSource for SimpleSource {
     }
 }
 
-fn encode(snapshot: &Snapshot) -> Result<Vec<u8>, CacheError> {
-    serde_json::to_vec(snapshot).map_err(|e| CacheError::Internal(format!("cannot encode a snapshot: {e}")))
-}
-
 impl SimpleSource {
     /// Asks one index about a page unless its snapshot is still fresh (or `force`).
     async fn ask(
         &self,
         index: &Index,
         page: &PageRef,
-        old: Option<Snapshot>,
+        old: Option<StoredSnapshot>,
         now: u64,
         force: bool,
         work: &BigPageWork,
     ) -> IndexAnswer {
         if let Some(old) = old {
-            if !force && old.fetched_at.saturating_add(index.config.ttl.as_secs()) > now {
-                return IndexAnswer::Fresh(old);
-            }
-            if index.health.backing_off() {
-                return IndexAnswer::Stale(old);
+            let fresh = !force && old.fetched_at.saturating_add(index.config.ttl.as_secs()) > now;
+            if fresh || index.health.backing_off() {
+                // A snapshot whose content cannot be read is no snapshot: the index is asked.
+                if let Some(old) = old.decode().await {
+                    return if fresh {
+                        IndexAnswer::Fresh(old)
+                    } else {
+                        IndexAnswer::Stale(old)
+                    };
+                }
+                return self.fetch(index, page, None, now, work).await;
             }
             return self.fetch(index, page, Some(old), now, work).await;
         }
@@ -521,12 +485,13 @@ impl SimpleSource {
     }
 
     /// Fetches a page from one index. When its JSON cannot be read, the same index is asked for
-    /// HTML before giving up, and its JSON is left alone for a while.
+    /// HTML before giving up, and its JSON is left alone for a while. The old snapshot is decoded
+    /// only where it is used: after a 304, or to stand in for a failure.
     async fn fetch(
         &self,
         index: &Index,
         page: &PageRef,
-        old: Option<Snapshot>,
+        old: Option<StoredSnapshot>,
         now: u64,
         work: &BigPageWork,
     ) -> IndexAnswer {
@@ -561,12 +526,16 @@ impl SimpleSource {
             Ok(FetchedPage::NotModified) => {
                 index.health.record_success();
                 match old {
-                    Some(old) => IndexAnswer::Updated {
-                        snapshot: Snapshot {
-                            fetched_at: now,
-                            ..old
+                    Some(old) => match old.decode().await {
+                        Some(old) => IndexAnswer::Updated {
+                            snapshot: Snapshot {
+                                fetched_at: now,
+                                ..old
+                            },
+                            changed: false,
                         },
-                        changed: false,
+                        // What the 304 confirmed cannot be read: ask for the page itself.
+                        None => Box::pin(self.fetch(index, page, None, now, work)).await,
                     },
                     // Checked in `fetch_as`: a 304 comes only to a conditional request.
                     None => IndexAnswer::Failed(UpstreamErrorKind::Data(format!(
@@ -576,7 +545,7 @@ impl SimpleSource {
             }
             Ok(FetchedPage::New { snapshot, dropped }) => {
                 index.health.record_success();
-                if snapshot.content.is_empty() && old.as_ref().is_some_and(|old| !old.content.is_empty()) {
+                if snapshot.content.is_empty() && old.as_ref().is_some_and(|old| !old.lists_nothing) {
                     tracing::warn!(index = %redacted, page = page.key(), "the index no longer lists any file or project on this page; it is served empty");
                 }
                 if let Some(first) = dropped.first() {
@@ -596,7 +565,10 @@ impl SimpleSource {
                 index.health.record_failure(error.health_kind(), &message);
                 self.counters.count_upstream_error();
                 match old {
-                    Some(old) => IndexAnswer::Stale(old),
+                    Some(old) => match old.decode().await {
+                        Some(old) => IndexAnswer::Stale(old),
+                        None => IndexAnswer::Failed(error),
+                    },
                     None => IndexAnswer::Failed(error),
                 }
             }
@@ -791,75 +763,81 @@ fn render_pages(
             ))
         }
         PageRef::Project(normalized) => {
-            let mut origins = HashMap::new();
-            let mut pages = Vec::new();
-            for (index, content) in contents {
-                if let SnapshotContent::Project(p) = content {
-                    for file in &p.files {
-                        origins.entry(file.filename.clone()).or_insert(index.id);
-                    }
-                    pages.push(p);
-                }
-            }
-            let mut merged = merge::merge_projects(pages)
+            let (index_ids, pages): (Vec<i64>, Vec<ProjectPage>) = contents
+                .into_iter()
+                .filter_map(|(index, content)| match content {
+                    SnapshotContent::Project(p) => Some((index.id, p)),
+                    _ => None,
+                })
+                .unzip();
+            let (mut merged, origins) = merge::merge_projects(pages)
                 .ok_or_else(|| CacheError::Internal("no project page to merge".into()))?;
-            // The catalogue records what the indexes offer; metadata pkgmirror extracted itself is
-            // only advertised, so the `.metadata` route knows where each file's comes from.
-            let record = project_record(normalized, &merged, &origins, now);
-            advertise_extracted_metadata(&mut merged, extracted);
-            Ok((
-                render::render_project_html(&merged),
-                render::render_project_json(&merged),
-                Some(record),
-            ))
+            let advertised = advertise_extracted_metadata(&mut merged, extracted);
+            let html = render::render_project_html(&merged);
+            let json = render::render_project_json(&merged);
+            let origins: Vec<i64> = origins.into_iter().map(|page| index_ids[page]).collect();
+            let record = project_record(normalized, merged, &origins, &advertised, now);
+            Ok((html, json, Some(record)))
         }
     }
 }
 
-/// Offers the metadata extracted from cached wheels for wheels whose index offers none.
-fn advertise_extracted_metadata(page: &mut ProjectPage, extracted: &HashMap<String, String>) {
-    for file in &mut page.files {
-        if file.core_metadata.is_none()
-            && file.filename.ends_with(".whl")
-            && let Some(metadata) = file.hashes.get("sha256").and_then(|sha| extracted.get(sha))
-        {
-            file.core_metadata = Some(BTreeMap::from([("sha256".to_owned(), metadata.clone())]));
-        }
-    }
+/// Offers the metadata extracted from cached wheels for wheels whose index offers none; says
+/// which files it did this for.
+fn advertise_extracted_metadata(page: &mut ProjectPage, extracted: &HashMap<String, String>) -> Vec<bool> {
+    page.files
+        .iter_mut()
+        .map(|file| {
+            let metadata = (file.core_metadata.is_none() && file.filename.ends_with(".whl"))
+                .then(|| file.hashes.get("sha256").and_then(|sha| extracted.get(sha)))
+                .flatten();
+            if let Some(metadata) = metadata {
+                file.core_metadata = Some(Hashes::from_iter([("sha256".to_owned(), metadata.clone())]));
+            }
+            metadata.is_some()
+        })
+        .collect()
 }
 
+/// The catalogue record of a merged page, which it consumes (the page is rendered by now). It
+/// records what the indexes offer: metadata pkgmirror extracted itself (`advertised`) is only
+/// advertised, so the `.metadata` route knows where each file's comes from.
 fn project_record(
     normalized: &str,
-    page: &ProjectPage,
-    origins: &HashMap<String, i64>,
+    page: ProjectPage,
+    origins: &[i64],
+    advertised: &[bool],
     now: u64,
 ) -> ProjectRecord {
     let files = page
         .files
-        .iter()
-        .filter_map(|file| {
-            Some(FileRecord {
-                index_id: *origins.get(&file.filename)?,
-                filename: file.filename.clone(),
+        .into_iter()
+        .zip(origins)
+        .zip(advertised)
+        .map(|((file, &index_id), &advertised)| {
+            let metadata = if advertised { None } else { file.core_metadata };
+            FileRecord {
+                index_id,
                 version: name::version_from_filename(&file.filename, normalized),
-                url: file.url.clone(),
                 sha256: file.hashes.get("sha256").cloned(),
+                has_metadata: metadata.is_some(),
+                metadata_sha256: metadata.and_then(|h| h.get("sha256").cloned()),
+                filename: file.filename,
+                url: file.url,
                 size: file.size,
-                requires_python: file.requires_python.clone(),
-                yanked: file.yanked.clone(),
-                upload_time: file.upload_time.clone(),
-                has_metadata: file.core_metadata.is_some(),
-                metadata_sha256: file.core_metadata.as_ref().and_then(|h| h.get("sha256").cloned()),
+                requires_python: file.requires_python,
+                yanked: file.yanked,
+                upload_time: file.upload_time,
                 inner_checksum: None,
-            })
+            }
         })
         .collect();
     ProjectRecord {
         ecosystem: ECOSYSTEM,
         name: normalized.to_owned(),
-        display_name: page.name.clone(),
+        display_name: page.name,
         last_serial: page.meta.last_serial,
-        status: page.project_status.as_ref().map(|s| s.status.clone()),
+        status: page.project_status.map(|s| s.status),
         fetched_at: now,
         files,
     }

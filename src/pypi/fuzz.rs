@@ -14,7 +14,9 @@
 //! 15 s in a debug build on 2 cores); the long run is `PROPTEST_CASES=20000 cargo test --lib fuzz`
 //! (about half an hour, most of it RSA signing in `hex::fuzz::signed_payloads_are_still_checked`).
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
+
+use crate::pypi::model::Hashes;
 use std::sync::{Arc, OnceLock};
 
 use proptest::prelude::*;
@@ -509,7 +511,7 @@ fn parse_checked<T>(
     }
 }
 
-fn check_hashes(hashes: &BTreeMap<String, String>, what: &str) {
+fn check_hashes(hashes: &Hashes, what: &str) {
     for (name, digest) in hashes {
         let name_ok = !name.is_empty()
             && name

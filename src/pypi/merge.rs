@@ -36,48 +36,67 @@ fn merge_meta(metas: Vec<PageMeta>) -> PageMeta {
     merged
 }
 
-/// One project page from the pages of several indexes, in index order (main first). A file keeps
-/// the first index that lists its filename. `versions` is the union, first seen first; a page
-/// without them contributes the versions of its filenames, so that the union is right.
-pub fn merge_projects(pages: Vec<ProjectPage>) -> Option<ProjectPage> {
+/// One project page from the pages of several indexes, in index order (main first), with the
+/// position in `pages` each of its files came from. A file keeps the first index that lists its
+/// filename. `versions` is the union, first seen first; a page without them contributes the
+/// versions of its filenames, so that the union is right. The first page's allocations are reused
+/// and no filename is copied: a page can list hundreds of thousands of files.
+pub fn merge_projects(pages: Vec<ProjectPage>) -> Option<(ProjectPage, Vec<usize>)> {
+    fn versions_of(page: &mut ProjectPage) -> Option<Vec<String>> {
+        page.versions
+            .take()
+            .or_else(|| Some(derived_versions(page).0).filter(|v| !v.is_empty()))
+    }
     let mut pages = pages.into_iter();
-    let first = pages.next()?;
-    let mut merged = ProjectPage {
-        name: String::new(),
-        files: Vec::with_capacity(first.files.len()),
-        versions: None,
-        project_status: None,
-        meta: PageMeta::default(),
-    };
-    let mut metas = Vec::new();
-    let mut filenames = HashSet::new();
-    let mut versions_seen = HashSet::new();
-    for mut page in std::iter::once(first).chain(pages) {
-        let versions = match page.versions.take() {
-            Some(versions) => Some(versions),
-            None => Some(derived_versions(&page).0).filter(|v| !v.is_empty()),
-        };
-        if let Some(versions) = versions {
-            let merged_versions = merged.versions.get_or_insert_default();
-            for version in versions {
-                if versions_seen.insert(version.clone()) {
-                    merged_versions.push(version);
-                }
-            }
+    let mut merged = pages.next()?;
+    let mut origins = vec![0; merged.files.len()];
+    let mut versions = versions_of(&mut merged);
+    let mut metas = vec![std::mem::take(&mut merged.meta)];
+    for (position, mut page) in pages.enumerate() {
+        if let Some(more) = versions_of(&mut page) {
+            versions.get_or_insert_default().extend(more);
         }
         if merged.name.is_empty() {
             merged.name = page.name;
         }
         merged.project_status = merged.project_status.or(page.project_status);
-        for file in page.files {
-            if filenames.insert(file.filename.clone()) {
-                merged.files.push(file);
-            }
-        }
+        origins.extend(std::iter::repeat_n(position + 1, page.files.len()));
+        merged.files.append(&mut page.files);
         metas.push(page.meta);
     }
+    let first = first_of_each(&merged.files, |file| &file.filename);
+    keep_marked(&mut merged.files, &first);
+    keep_marked(&mut origins, &first);
+    if let Some(versions) = &mut versions {
+        let first = first_of_each(versions, String::as_str);
+        keep_marked(versions, &first);
+    }
+    merged.versions = versions;
     merged.meta = merge_meta(metas);
-    Some(merged)
+    Some((merged, origins))
+}
+
+/// Marks the first item of each key (by position), found by sorting positions rather than by
+/// hashing copies of the keys.
+pub(crate) fn first_of_each<T>(items: &[T], key: impl Fn(&T) -> &str) -> Vec<bool> {
+    let mut order: Vec<usize> = (0..items.len()).collect();
+    order.sort_unstable_by(|&a, &b| key(&items[a]).cmp(key(&items[b])).then(a.cmp(&b)));
+    let mut first = vec![false; items.len()];
+    let mut previous: Option<&str> = None;
+    for position in order {
+        let key = key(&items[position]);
+        if previous != Some(key) {
+            first[position] = true;
+            previous = Some(key);
+        }
+    }
+    first
+}
+
+/// Keeps the items whose flag is set, in order.
+pub(crate) fn keep_marked<T>(items: &mut Vec<T>, keep: &[bool]) {
+    let mut flags = keep.iter();
+    items.retain(|_| flags.next().copied().unwrap_or(false));
 }
 
 /// One project list from several indexes: the union by normalized name, the first spelling (in
@@ -103,14 +122,14 @@ pub fn merge_lists(lists: Vec<ProjectList>) -> ProjectList {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pypi::model::Hashes;
     use crate::pypi::model::{DistFile, ProjectStatus};
-    use std::collections::BTreeMap;
 
     fn file(filename: &str, index: &str) -> DistFile {
         DistFile {
             filename: filename.into(),
             url: format!("https://{index}/{filename}"),
-            hashes: BTreeMap::new(),
+            hashes: Hashes::new(),
             requires_python: None,
             yanked: None,
             core_metadata: None,
@@ -129,6 +148,30 @@ mod tests {
             project_status: None,
             meta: PageMeta::default(),
         }
+    }
+
+    #[test]
+    fn a_page_listing_a_file_twice_keeps_the_first() {
+        let listed_twice = page(
+            "foo",
+            vec![
+                file("foo-1.0.tar.gz", "first.example"),
+                file("foo-0.9.tar.gz", "first.example"),
+                file("foo-1.0.tar.gz", "second.example"),
+            ],
+            Some(&["1.0", "0.9", "1.0"]),
+        );
+        let (merged, origins) = merge_projects(vec![listed_twice]).unwrap();
+        let urls: Vec<&str> = merged.files.iter().map(|f| f.url.as_str()).collect();
+        assert_eq!(
+            urls,
+            [
+                "https://first.example/foo-1.0.tar.gz",
+                "https://first.example/foo-0.9.tar.gz"
+            ]
+        );
+        assert_eq!(origins, [0, 0]);
+        assert_eq!(merged.versions.unwrap(), ["1.0", "0.9"]);
     }
 
     #[test]
@@ -154,8 +197,9 @@ mod tests {
             ],
             Some(&["0.9", "1.1", "1.2"]),
         );
-        let merged = merge_projects(vec![main, extra]).unwrap();
+        let (merged, origins) = merge_projects(vec![main, extra]).unwrap();
         assert_eq!(merged.name, "Foo");
+        assert_eq!(origins, [0, 0, 1], "the page each file came from");
         let urls: Vec<&str> = merged.files.iter().map(|f| f.url.as_str()).collect();
         assert_eq!(
             urls,
@@ -172,16 +216,16 @@ mod tests {
     fn versions_are_derived_for_pages_without_them() {
         let html_main = page("foo", vec![file("foo-2.0.tar.gz", "main.example")], None);
         let json_extra = page("foo", vec![], Some(&["1.0", "2.0"]));
-        let merged = merge_projects(vec![html_main, json_extra]).unwrap();
+        let merged = merge_projects(vec![html_main, json_extra]).unwrap().0;
         assert_eq!(merged.versions.unwrap(), ["2.0", "1.0"]);
 
         let only_html = page("foo", vec![file("foo-2.0-py3-none-any.whl", "m")], None);
         assert_eq!(
-            merge_projects(vec![only_html]).unwrap().versions.unwrap(),
+            merge_projects(vec![only_html]).unwrap().0.versions.unwrap(),
             ["2.0"]
         );
         let nothing_known = page("foo", vec![], None);
-        assert_eq!(merge_projects(vec![nothing_known]).unwrap().versions, None);
+        assert_eq!(merge_projects(vec![nothing_known]).unwrap().0.versions, None);
     }
 
     #[test]
@@ -211,7 +255,7 @@ mod tests {
         let mut c = page("foo", vec![], Some(&[]));
         c.meta = meta(Some("1.2"), Some(8), &["https://u.example/"], &[]);
         c.project_status = status("quarantined");
-        let merged = merge_projects(vec![a.clone(), b.clone(), c.clone()]).unwrap();
+        let merged = merge_projects(vec![a.clone(), b.clone(), c.clone()]).unwrap().0;
         assert_eq!(merged.project_status, status("archived"));
         assert_eq!(
             merged.meta,
@@ -226,7 +270,7 @@ mod tests {
         // An index that advertises nothing counts as 1.0, the lowest.
         let mut d = page("foo", vec![], Some(&[]));
         d.meta = meta(None, None, &[], &[]);
-        assert_eq!(merge_projects(vec![a, d, b, c]).unwrap().meta.api_version, None);
+        assert_eq!(merge_projects(vec![a, d, b, c]).unwrap().0.meta.api_version, None);
     }
 
     #[test]

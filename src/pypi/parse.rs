@@ -1,6 +1,6 @@
 //! What the HTML and JSON parsers share: the error type and the rules both apply to a page.
 
-use std::collections::BTreeMap;
+use crate::pypi::model::Hashes;
 
 use thiserror::Error;
 use url::Url;
@@ -77,7 +77,7 @@ pub(crate) fn normalize_hash(mut name: String, mut digest: String) -> Option<(St
 }
 
 /// [`normalize_hash`] over a map, which is kept as it is when already normal (the usual case).
-pub(crate) fn normalize_hashes(hashes: BTreeMap<String, String>) -> BTreeMap<String, String> {
+pub(crate) fn normalize_hashes(hashes: Hashes) -> Hashes {
     let is_normal = |name: &str, digest: &str| {
         !name.is_empty()
             && !digest.is_empty()
@@ -122,7 +122,7 @@ pub(crate) fn file_hash(name: String, digest: String) -> Result<Option<(String, 
 }
 
 /// [`file_hash`] over a file's map of hashes.
-pub(crate) fn file_hashes(hashes: BTreeMap<String, String>) -> Result<BTreeMap<String, String>, String> {
+pub(crate) fn file_hashes(hashes: Hashes) -> Result<Hashes, String> {
     hashes
         .into_iter()
         .filter_map(|(name, digest)| file_hash(name, digest).transpose())
@@ -175,7 +175,7 @@ mod tests {
         assert_eq!(h("sha256", ""), None);
         assert_eq!(h("", "00"), None);
         assert_eq!(h("sha 256", "00"), None);
-        let map = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+        let map = |pairs: &[(&str, &str)]| -> Hashes {
             pairs
                 .iter()
                 .map(|(n, d)| (n.to_string(), d.to_string()))

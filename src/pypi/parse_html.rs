@@ -2,7 +2,9 @@
 //! entities, quoting and raw-text elements are handled as browsers and pip handle them.
 
 use std::cell::RefCell;
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
+
+use crate::pypi::model::Hashes;
 
 use html5ever::TokenizerResult;
 use html5ever::tendril::StrTendril;
@@ -189,13 +191,13 @@ fn tokenize(body: &str) -> Document {
 }
 
 /// `data-core-metadata` / `data-dist-info-metadata`: `true` (hash unknown) or `<hashname>=<hex>`.
-fn core_metadata(value: &str) -> Option<BTreeMap<String, String>> {
+fn core_metadata(value: &str) -> Option<Hashes> {
     let value = value.trim();
     if value.eq_ignore_ascii_case("true") {
-        return Some(BTreeMap::new());
+        return Some(Hashes::new());
     }
     let (name, digest) = value.split_once('=')?;
-    normalize_hash(name.to_owned(), digest.to_owned()).map(|hash| BTreeMap::from([hash]))
+    normalize_hash(name.to_owned(), digest.to_owned()).map(|hash| Hashes::from_iter([hash]))
 }
 
 fn gpg_sig(value: &str) -> Option<bool> {
@@ -240,7 +242,7 @@ fn file_from_link(link: RawLink, base: &Url) -> Result<DistFile, String> {
     if !is_safe_filename(&filename) {
         return Err(format!("unsafe filename {filename:?}"));
     }
-    Ok(DistFile {
+    let mut file = DistFile {
         filename,
         url: url.into(),
         hashes: hash.into_iter().collect(),
@@ -255,7 +257,9 @@ fn file_from_link(link: RawLink, base: &Url) -> Result<DistFile, String> {
         size: None,
         upload_time: None,
         provenance: link.provenance.and_then(|p| https_url(base, &p)),
-    })
+    };
+    file.shrink_to_fit();
+    Ok(file)
 }
 
 /// Reads a PEP 503 project page. Links are resolved against `<base href>` if the page has one, else
@@ -438,10 +442,10 @@ mod tests {
             f.url,
             "https://files.example/packages/foo_bar-1.0-py3-none-any.whl"
         );
-        assert_eq!(f.hashes, BTreeMap::from([("sha256".into(), SHA.into())]));
+        assert_eq!(f.hashes, Hashes::from_iter([("sha256".into(), SHA.into())]));
         assert_eq!(f.requires_python.as_deref(), Some(">=3.8,<4"));
         assert_eq!(f.yanked, None);
-        assert_eq!(f.core_metadata.as_ref().unwrap()["sha256"], META_SHA);
+        assert_eq!(f.core_metadata.as_ref().unwrap().get("sha256").unwrap(), META_SHA);
         assert_eq!(f.gpg_sig, Some(true));
         assert_eq!(
             f.provenance.as_deref(),
@@ -451,9 +455,9 @@ mod tests {
 
         let f = &page.files[1];
         assert_eq!(f.url, "https://index.example/packages/foo_bar-1.1.tar.gz");
-        assert_eq!(f.hashes["md5"], "0123456789abcdef0123456789abcdef");
+        assert_eq!(f.hashes.get("md5").unwrap(), "0123456789abcdef0123456789abcdef");
         assert_eq!(f.yanked.as_deref(), Some(""), "present without value");
-        assert_eq!(f.core_metadata, Some(BTreeMap::new()), "legacy attribute, true");
+        assert_eq!(f.core_metadata, Some(Hashes::new()), "legacy attribute, true");
         assert_eq!(f.gpg_sig, Some(false));
         assert_eq!(f.provenance, None, "non-https provenance dropped");
 
@@ -555,17 +559,20 @@ mod tests {
         let f = &page.files;
         assert_eq!(f.len(), 5);
         assert_eq!(f[0].url, "https://index.example/+f/aaa/foo_bar-1.0.tar.gz");
-        assert_eq!(f[0].hashes["sha256"], SHA);
+        assert_eq!(f[0].hashes.get("sha256").unwrap(), SHA);
         assert_eq!(f[0].requires_python.as_deref(), Some(">=3.7"));
         assert_eq!(f[1].url, "https://index.example/packages/foo_bar-1.1.zip");
-        assert_eq!(f[1].hashes["md5"], "0123456789abcdef0123456789abcdef");
+        assert_eq!(
+            f[1].hashes.get("md5").unwrap(),
+            "0123456789abcdef0123456789abcdef"
+        );
         assert_eq!(f[1].requires_python.as_deref(), Some(">=3.8,<4.0"));
-        assert_eq!(f[2].hashes["sha512"], format!("{SHA}{SHA}"));
+        assert_eq!(f[2].hashes.get("sha512").unwrap(), &format!("{SHA}{SHA}"));
         assert_eq!(
             f[3].url,
             "https://index.example/+simple/foo-bar/foo_bar-1.3.tar.gz"
         );
-        assert_eq!(f[3].hashes["blake2b_256"], "cd34");
+        assert_eq!(f[3].hashes.get("blake2b_256").unwrap(), "cd34");
         assert_eq!(f[3].yanked.as_deref(), Some(""));
         assert_eq!(f[4].filename, "foo_bar-1.5.tar.gz");
         assert_eq!(
@@ -609,7 +616,7 @@ mod tests {
         let files = &parsed.page.files;
         let names: Vec<&str> = files.iter().map(|f| f.filename.as_str()).collect();
         assert_eq!(names, ["foo-1.0.tar.gz", "foo-1.7.tar.gz", "foo-1.8.tar.gz"]);
-        assert_eq!(files[0].hashes["sha256"], SHA);
+        assert_eq!(files[0].hashes.get("sha256").unwrap(), SHA);
         assert!(files[1].hashes.is_empty(), "a fragment that names no hash");
         assert!(
             files[2].hashes.is_empty(),

@@ -6,7 +6,9 @@
 //! `name` and a `files` array) is required; a malformed file entry is dropped and reported, never
 //! the whole page.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
+
+use crate::pypi::model::Hashes;
 
 use std::fmt;
 
@@ -25,7 +27,7 @@ use super::parse::{
 /// Readers for a single value: each takes whatever JSON is there and keeps what it can mean.
 /// They never fail, so a value of an unexpected type costs that value alone.
 mod lenient {
-    use std::collections::BTreeMap;
+    use crate::pypi::model::Hashes;
 
     use serde::{Deserialize, Deserializer};
     use serde_json::Value;
@@ -73,7 +75,7 @@ mod lenient {
     }
 
     /// A map's string values; any other value is left out.
-    fn string_map(value: Value) -> Option<BTreeMap<String, String>> {
+    fn string_map(value: Value) -> Option<Hashes> {
         let Value::Object(map) = value else {
             return None;
         };
@@ -85,7 +87,7 @@ mod lenient {
     }
 
     /// A map of hashes, keeping those that are usable.
-    fn hash_map(value: Value) -> Option<BTreeMap<String, String>> {
+    fn hash_map(value: Value) -> Option<Hashes> {
         string_map(value).map(normalize_hashes)
     }
 
@@ -122,7 +124,7 @@ mod lenient {
 
     /// A file's `hashes` as sent (string values only): whether each is usable is decided with the
     /// rest of the entry, since a bad one invalidates it.
-    pub fn hashes<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, String>, D::Error> {
+    pub fn hashes<'de, D: Deserializer<'de>>(d: D) -> Result<Hashes, D::Error> {
         Ok(string_map(value(d)?).unwrap_or_default())
     }
 
@@ -136,12 +138,10 @@ mod lenient {
 
     /// PEP 658/714 `core-metadata`: `false`, `true` (hash unknown) or a map of hashes. `None` when
     /// absent or unreadable, so that the other key of the pair can stand in.
-    pub fn core_metadata<'de, D: Deserializer<'de>>(
-        d: D,
-    ) -> Result<Option<Option<BTreeMap<String, String>>>, D::Error> {
+    pub fn core_metadata<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<Hashes>>, D::Error> {
         Ok(match value(d)? {
             map @ Value::Object(_) => hash_map(map).map(Some),
-            other => truth(&other).map(|available| available.then(BTreeMap::new)),
+            other => truth(&other).map(|available| available.then(Hashes::new)),
         })
     }
 
@@ -199,12 +199,12 @@ struct RawProject {
 struct RawFile {
     filename: Option<String>,
     url: Option<String>,
-    hashes: BTreeMap<String, String>,
+    hashes: Hashes,
     requires_python: Option<String>,
     yanked: Option<String>,
-    core_metadata: Option<Option<BTreeMap<String, String>>>,
+    core_metadata: Option<Option<Hashes>>,
     /// The name PEP 658 first used; PEP 714 renamed it, but older servers still send it.
-    dist_info_metadata: Option<Option<BTreeMap<String, String>>>,
+    dist_info_metadata: Option<Option<Hashes>>,
     gpg_sig: Option<bool>,
     size: Option<u64>,
     upload_time: Option<String>,
@@ -242,13 +242,9 @@ macro_rules! lenient_value {
     };
 }
 lenient_value!(Text, Option<String>, lenient::text);
-lenient_value!(Hashes, BTreeMap<String, String>, lenient::hashes);
+lenient_value!(LenientHashes, Hashes, lenient::hashes);
 lenient_value!(Yanked, Option<String>, lenient::yanked);
-lenient_value!(
-    CoreMetadata,
-    Option<Option<BTreeMap<String, String>>>,
-    lenient::core_metadata
-);
+lenient_value!(CoreMetadata, Option<Option<Hashes>>, lenient::core_metadata);
 lenient_value!(Flag, Option<bool>, lenient::flag);
 lenient_value!(Size, Option<u64>, lenient::size);
 
@@ -275,7 +271,7 @@ impl<'de> Deserialize<'de> for FileEntry {
                     match key {
                         FileKey::Filename => raw.filename = map.next_value::<Text>()?.0,
                         FileKey::Url => raw.url = map.next_value::<Text>()?.0,
-                        FileKey::Hashes => raw.hashes = map.next_value::<Hashes>()?.0,
+                        FileKey::Hashes => raw.hashes = map.next_value::<LenientHashes>()?.0,
                         FileKey::RequiresPython => raw.requires_python = map.next_value::<Text>()?.0,
                         FileKey::Yanked => raw.yanked = map.next_value::<Yanked>()?.0,
                         FileKey::CoreMetadata => raw.core_metadata = map.next_value::<CoreMetadata>()?.0,
@@ -416,7 +412,7 @@ fn dist_file(entry: FileEntry, page_url: &Url) -> Result<DistFile, String> {
     if let Some((name, digest)) = take_fragment_hash(&mut url)? {
         hashes.entry(name).or_insert(digest);
     }
-    Ok(DistFile {
+    let mut file = DistFile {
         filename,
         url: url.into(),
         hashes,
@@ -427,7 +423,9 @@ fn dist_file(entry: FileEntry, page_url: &Url) -> Result<DistFile, String> {
         size: raw.size,
         upload_time: raw.upload_time,
         provenance: raw.provenance.and_then(|p| https_url(page_url, &p)),
-    })
+    };
+    file.shrink_to_fit();
+    Ok(file)
 }
 
 /// Reads a PEP 691 project page. File URLs (and provenance) are resolved against `page_url`.
@@ -599,11 +597,11 @@ mod tests {
             f.url,
             "https://files.example/packages/foo_bar-1.0-py3-none-any.whl"
         );
-        assert_eq!(f.hashes["sha256"], SHA);
-        assert_eq!(f.hashes["md5"], "0123456789abcdef0123456789abcdef");
+        assert_eq!(f.hashes.get("sha256").unwrap(), SHA);
+        assert_eq!(f.hashes.get("md5").unwrap(), "0123456789abcdef0123456789abcdef");
         assert_eq!(f.requires_python.as_deref(), Some(">=3.8"));
         assert_eq!(f.yanked, None);
-        assert_eq!(f.core_metadata.as_ref().unwrap()["sha256"], META_SHA);
+        assert_eq!(f.core_metadata.as_ref().unwrap().get("sha256").unwrap(), META_SHA);
         assert_eq!(f.gpg_sig, Some(true));
         assert_eq!(f.size, Some(1234));
         assert_eq!(f.upload_time.as_deref(), Some("2024-01-02T03:04:05.123456Z"));
@@ -614,9 +612,13 @@ mod tests {
 
         let f = &page.files[1];
         assert_eq!(f.url, "https://index.example/packages/foo_bar-1.1.tar.gz");
-        assert_eq!(f.hashes["sha256"], SHA, "hash taken from the URL fragment");
+        assert_eq!(
+            f.hashes.get("sha256").unwrap(),
+            SHA,
+            "hash taken from the URL fragment"
+        );
         assert_eq!(f.yanked.as_deref(), Some("broken build"));
-        assert_eq!(f.core_metadata, Some(BTreeMap::new()), "legacy key, true");
+        assert_eq!(f.core_metadata, Some(Hashes::new()), "legacy key, true");
         assert_eq!(f.gpg_sig, Some(false));
         assert_eq!(f.provenance, None, "non-https provenance dropped");
         assert_eq!(f.upload_time, None);
@@ -648,7 +650,7 @@ mod tests {
         );
         assert_eq!(page.versions, None);
         let f = &page.files[0];
-        assert_eq!(f.core_metadata.as_ref().unwrap()["sha256"], META_SHA);
+        assert_eq!(f.core_metadata.as_ref().unwrap().get("sha256").unwrap(), META_SHA);
         assert_eq!(f.yanked.as_deref(), Some(""));
     }
 
@@ -728,7 +730,7 @@ mod tests {
         assert_eq!(page.project_status, None);
         let f = &page.files;
         assert_eq!(f.len(), 6, "{f:#?}");
-        assert_eq!(f[0].hashes, BTreeMap::from([("sha256".into(), SHA.into())]));
+        assert_eq!(f[0].hashes, Hashes::from_iter([("sha256".into(), SHA.into())]));
         assert_eq!(f[0].size, Some(13292), "a size sent as a string");
         assert_eq!(
             (
@@ -742,13 +744,13 @@ mod tests {
         );
         assert_eq!(f[1].yanked.as_deref(), Some(""), "`1` is yanked");
         assert_eq!(f[1].size, None, "negative size dropped, file kept");
-        assert_eq!(f[1].core_metadata, Some(BTreeMap::new()));
+        assert_eq!(f[1].core_metadata, Some(Hashes::new()));
         assert_eq!(f[1].gpg_sig, Some(false));
         assert!(f[2].hashes.is_empty());
         assert_eq!(f[2].size, None, "fractional size dropped");
         assert_eq!(
             f[2].core_metadata,
-            Some(BTreeMap::from([("sha256".into(), META_SHA.into())])),
+            Some(Hashes::from_iter([("sha256".into(), META_SHA.into())])),
             "a non-string hash value is left out of the map"
         );
         assert_eq!(
@@ -761,7 +763,7 @@ mod tests {
         assert_eq!(f[4].size, None, "a size past u64 dropped");
         assert_eq!(
             f[4].core_metadata,
-            Some(BTreeMap::from([("sha256".into(), META_SHA.into())])),
+            Some(Hashes::from_iter([("sha256".into(), META_SHA.into())])),
             "an unreadable core-metadata lets the legacy key stand in"
         );
         assert_eq!(f[5].size, Some(40));
@@ -797,7 +799,7 @@ mod tests {
         assert_eq!(files.len(), 1);
         assert_eq!(
             files[0].hashes,
-            BTreeMap::from([("sha256".into(), SHA.into())]),
+            Hashes::from_iter([("sha256".into(), SHA.into())]),
             "a hash pip does not check is only ignored when it is no digest"
         );
     }

@@ -4,6 +4,8 @@
 //! body, and a project's two formats must give the same files.
 
 use std::collections::BTreeMap;
+
+use crate::pypi::model::Hashes;
 use std::fmt::Debug;
 use std::path::{Path, PathBuf};
 
@@ -58,7 +60,7 @@ struct Common<'a> {
     sha256: Option<&'a str>,
     yanked: Option<&'a str>,
     requires_python: Option<&'a str>,
-    core_metadata: Option<&'a BTreeMap<String, String>>,
+    core_metadata: Option<&'a Hashes>,
     provenance: Option<&'a str>,
 }
 
@@ -168,8 +170,7 @@ fn check_json_against_raw(project: &str, page: &ProjectPage, problems: &mut Vec<
             Some(file.url.as_str()),
             raw["url"].as_str(),
         );
-        let raw_hashes: BTreeMap<String, String> =
-            serde_json::from_value(raw["hashes"].clone()).unwrap_or_default();
+        let raw_hashes: Hashes = serde_json::from_value(raw["hashes"].clone()).unwrap_or_default();
         differ(problems, what("hashes"), &file.hashes, &raw_hashes);
         let raw_yanked = match &raw["yanked"] {
             Value::Bool(true) => Some(""),
@@ -396,7 +397,7 @@ fn the_captured_wheels_are_listed_with_their_sha256() {
             .find(|f| f.url == format!("https://files.example{url_path}"))
             .unwrap_or_else(|| panic!("{project}: no file at {url_path}"));
         assert_eq!(listed.filename, entry["filename"].as_str().unwrap());
-        assert_eq!(listed.hashes["sha256"], sha256, "{path}");
+        assert_eq!(listed.hashes.get("sha256").unwrap(), &sha256, "{path}");
         assert_eq!(listed.size, Some(bytes.len() as u64), "{path}");
         assert_eq!(listed.yanked, None, "{path}");
     }

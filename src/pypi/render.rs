@@ -1,12 +1,11 @@
 //! The pages we serve, from the model: PEP 503 HTML and PEP 691 JSON, with file links relative to
 //! the page (`{filename}#sha256=…`) so that they work under any prefix and go through the mirror.
 
-use std::collections::{BTreeMap, HashSet};
-
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde::ser::{Serialize, Serializer};
 
-use super::model::{DistFile, ProjectList, ProjectPage};
+use super::merge::{first_of_each, keep_marked};
+use super::model::{DistFile, Hashes, ProjectList, ProjectPage, hashes_as_map};
 use super::name::{normalize, version_from_filename};
 use super::parse_api_version;
 
@@ -24,12 +23,16 @@ const HASH_PREFERENCE: [&str; 6] = ["sha256", "sha512", "sha384", "sha224", "sha
 const API_VERSIONS: [&str; 5] = ["1.0", "1.1", "1.2", "1.3", "1.4"];
 
 /// The hash to advertise in a fragment or `data-core-metadata`: the preferred one, else any.
-fn best_hash(hashes: &BTreeMap<String, String>) -> Option<(&str, &str)> {
+fn best_hash(hashes: &Hashes) -> Option<(&str, &str)> {
     HASH_PREFERENCE
         .iter()
-        .find_map(|name| hashes.get_key_value(*name))
-        .or_else(|| hashes.iter().next())
-        .map(|(name, digest)| (name.as_str(), digest.as_str()))
+        .find_map(|name| Some((*name, hashes.get(*name)?.as_str())))
+        .or_else(|| {
+            hashes
+                .iter()
+                .next()
+                .map(|(name, digest)| (name.as_str(), digest.as_str()))
+        })
 }
 
 fn is_quarantined(page: &ProjectPage) -> bool {
@@ -48,16 +51,16 @@ fn served_files(page: &ProjectPage) -> &[DistFile] {
 /// filename gave a version, and there was a filename (a page without files says nothing).
 pub(crate) fn derived_versions(page: &ProjectPage) -> (Vec<String>, bool) {
     let project = normalize(&page.name);
-    let mut seen = HashSet::new();
     let mut versions = Vec::new();
     let mut complete = !page.files.is_empty();
     for file in &page.files {
         match version_from_filename(&file.filename, &project) {
-            Some(version) if seen.insert(version.clone()) => versions.push(version),
-            Some(_) => {}
+            Some(version) => versions.push(version),
             None => complete = false,
         }
     }
+    let first = first_of_each(&versions, String::as_str);
+    keep_marked(&mut versions, &first);
     (versions, complete)
 }
 
@@ -93,15 +96,20 @@ pub fn list_api_version(list: &ProjectList) -> &'static str {
 
 /// A capacity that a page almost always fits in, so that the output grows at most once.
 fn estimated_len(files: &[DistFile]) -> usize {
+    // A little over the JSON form's length (the longer of the two): the keys, the filename twice,
+    // every hash, and each optional field with its key.
+    let hashes = |hashes: &Hashes| hashes.iter().map(|(k, v)| k.len() + v.len() + 8).sum::<usize>();
+    let text = |value: &Option<String>, key: usize| value.as_ref().map_or(0, |v| 2 * v.len() + key);
     files.iter().fold(1024, |len, f| {
-        len + 320
-            + 3 * f.filename.len()
-            // A sha512 digest and its key; counting real lengths would walk every map.
-            + 160 * f.hashes.len()
-            + f.core_metadata.as_ref().map_or(0, |m| 2 * 160 * m.len())
-            + f.requires_python.as_ref().map_or(0, |s| 2 * s.len())
-            + f.yanked.as_ref().map_or(0, |s| 2 * s.len())
-            + f.provenance.as_ref().map_or(0, |s| s.len())
+        len + 160
+            + 2 * f.filename.len()
+            + hashes(&f.hashes)
+            + f.core_metadata.as_ref().map_or(0, |m| 2 * hashes(m))
+            + text(&f.requires_python, 24)
+            + text(&f.yanked, 16)
+            + text(&f.upload_time, 20)
+            + text(&f.provenance, 16)
+            + f.size.map_or(0, |_| 28)
     })
 }
 
@@ -159,7 +167,7 @@ fn push_head_end(out: &mut String, title: &str) {
 }
 
 /// `sha256=<hex>` (or another hash) when known, `true` when only availability is.
-fn push_core_metadata_value(out: &mut String, hashes: &BTreeMap<String, String>) {
+fn push_core_metadata_value(out: &mut String, hashes: &Hashes) {
     match best_hash(hashes) {
         Some((name, digest)) => {
             push_escaped(out, name);
@@ -274,14 +282,14 @@ impl Serialize for Yanked<'_> {
 
 /// PEP 658/714: `false`, `true` (hash unknown) or the hashes.
 #[derive(Clone, Copy)]
-struct CoreMetadata<'a>(Option<&'a BTreeMap<String, String>>);
+struct CoreMetadata<'a>(Option<&'a Hashes>);
 
 impl Serialize for CoreMetadata<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         match self.0 {
             None => serializer.serialize_bool(false),
             Some(hashes) if hashes.is_empty() => serializer.serialize_bool(true),
-            Some(hashes) => hashes.serialize(serializer),
+            Some(hashes) => hashes_as_map(hashes, serializer),
         }
     }
 }
@@ -290,7 +298,8 @@ impl Serialize for CoreMetadata<'_> {
 struct JsonFile<'a> {
     filename: &'a str,
     url: RelativeUrl<'a>,
-    hashes: &'a BTreeMap<String, String>,
+    #[serde(serialize_with = "hashes_as_map")]
+    hashes: &'a Hashes,
     #[serde(rename = "requires-python", skip_serializing_if = "Option::is_none")]
     requires_python: Option<&'a str>,
     yanked: Yanked<'a>,
@@ -447,7 +456,7 @@ mod tests {
         DistFile {
             filename: filename.into(),
             url: served_url(filename),
-            hashes: BTreeMap::from([("sha256".into(), SHA.into())]),
+            hashes: Hashes::from_iter([("sha256".into(), SHA.into())]),
             requires_python: None,
             yanked: None,
             core_metadata: None,
@@ -461,14 +470,14 @@ mod tests {
     fn sample_page() -> ProjectPage {
         let mut wheel = file("foo_bar-1.0-py3-none-any.whl");
         wheel.requires_python = Some(">=3.8, <4".into());
-        wheel.core_metadata = Some(BTreeMap::from([("sha256".into(), META_SHA.into())]));
+        wheel.core_metadata = Some(Hashes::from_iter([("sha256".into(), META_SHA.into())]));
         wheel.gpg_sig = Some(true);
         wheel.size = Some(1234);
         wheel.upload_time = Some("2024-01-02T03:04:05.123456Z".into());
         wheel.provenance = Some("https://files.example/provenance/foo_bar-1.0.json".into());
         let mut sdist = file("foo_bar-1.1+local.tar.gz");
         sdist.yanked = Some(String::new());
-        sdist.core_metadata = Some(BTreeMap::new());
+        sdist.core_metadata = Some(Hashes::new());
         sdist.gpg_sig = Some(false);
         sdist.size = Some(99);
         // Parsers refuse white space and `<>&` in names; what they let through is still escaped.
@@ -725,7 +734,7 @@ mod tests {
     #[test]
     fn strongest_hash_is_advertised() {
         let pick = |pairs: &[(&str, &str)]| {
-            let hashes: BTreeMap<String, String> = pairs
+            let hashes: Hashes = pairs
                 .iter()
                 .map(|(n, d)| (n.to_string(), d.to_string()))
                 .collect();
@@ -748,7 +757,7 @@ mod tests {
 
         let mut page = sample_page();
         page.files.truncate(1);
-        page.files[0].hashes = BTreeMap::from([("md5".into(), "00".into())]);
+        page.files[0].hashes = Hashes::from_iter([("md5".into(), "00".into())]);
         assert!(render_project_html(&page).contains(r#"href="foo_bar-1.0-py3-none-any.whl#md5=00""#));
         page.files[0].hashes.clear();
         assert!(render_project_html(&page).contains(r#"href="foo_bar-1.0-py3-none-any.whl""#));
