@@ -68,14 +68,17 @@ pub fn bind(
             })
             .client_request_timeout(timeouts.request_head)
             .client_disconnect_timeout(timeouts.disconnect)
-            // A stored file goes out as headers, then body chunks: with Nagle on, a keep-alive
-            // client's delayed ACK stalls each such response by up to 40 ms.
-            .tcp_nodelay(true)
             .local_addr(addr)
             .h1(map_config(app, move |()| app_config.clone()))
             .tcp();
         apply_fn_factory(http, |io: tokio::net::TcpStream, connection| {
             let peer = io.peer_addr().ok();
+            // A stored file goes out as headers, then body chunks: with Nagle on, a keep-alive
+            // client's delayed ACK stalls each such response by up to 40 ms. (The HTTP/1 service
+            // ignores its own `tcp_nodelay` setting, so it is set here.)
+            if let Err(e) = io.set_nodelay(true) {
+                tracing::debug!(error = %e, "could not set TCP_NODELAY");
+            }
             let served = connection.call(io);
             async move {
                 if let Err(e) = served.await {
