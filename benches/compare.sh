@@ -1,0 +1,294 @@
+#!/usr/bin/env bash
+# pkgmirror side by side with nginx serving the same bytes, on this machine, in one run.
+#
+# Usage: benches/compare.sh [path/to/pkgmirror]     (default: the release build; built if missing)
+#   DURATION=5s CONNECTIONS=32 THREADS=2 benches/compare.sh
+#
+# Installs nginx and wrk with apt when they are missing. Everything listens on 127.0.0.1 and stops
+# by itself. A fake upstream (python) serves the real pages of tests/fixtures/real (their file
+# host rewritten to it) and synthetic files; pkgmirror mirrors it; every warm row's bytes are then
+# captured from pkgmirror and handed to nginx (sendfile on), so both serve exactly the same bytes.
+# docs/PERFORMANCE.md explains the rows and holds the last table.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root="$PWD"
+duration="${DURATION:-5s}"
+connections="${CONNECTIONS:-32}"
+threads="${THREADS:-2}"
+
+need() {
+    command -v "$1" >/dev/null 2>&1 && return
+    echo "installing $2 with apt" >&2
+    local sudo=""
+    [ "$(id -u)" = 0 ] || sudo=sudo
+    $sudo apt-get update -qq >/dev/null && $sudo apt-get install -y -qq --no-install-recommends "$2" >/dev/null
+}
+need wrk wrk
+[ -x /usr/sbin/nginx ] || need nginx nginx
+nginx_bin=$(command -v nginx || echo /usr/sbin/nginx)
+
+target="${CARGO_TARGET_DIR:-$HOME/.cache/pkgmirror/target}"
+binary="${1:-$target/release/pkgmirror}"
+if [ ! -x "$binary" ]; then
+    CARGO_TARGET_DIR="$target" cargo build --release --bin pkgmirror
+fi
+
+work="$(mktemp -d)"
+chmod 755 "$work" # nginx's workers run as another user when started as root
+pids=()
+cleanup() {
+    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+    [ -f "$work/nginx/nginx.pid" ] && kill "$(cat "$work/nginx/nginx.pid")" 2>/dev/null || true
+    wait 2>/dev/null || true
+    rm -rf "$work"
+}
+trap cleanup EXIT
+port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_for() {
+    for _ in $(seq 200); do curl -fs -o /dev/null "$1" && return; sleep 0.05; done
+    echo "nothing answers at $1" >&2; exit 1
+}
+
+# ---------------------------------------------------------------------------------------------
+# The fake upstream: real pages, synthetic files, optional latency per request.
+upstream_port=$(port)
+slow_port=$(port)
+cat >"$work/upstream.py" <<'PY'
+import hashlib, http.server, os, socketserver, sys, time
+root, port, delay = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+base = f"http://127.0.0.1:{port}"
+real = os.path.join(root, "tests/fixtures/real")
+files = {}  # path -> bytes
+def synth(name, size):
+    data = (hashlib.sha256(name.encode()).digest() * (size // 32 + 1))[:size]
+    files[f"/packages/synthetic/{name}"] = data
+    return name, hashlib.sha256(data).hexdigest()
+synthetic = [synth("bench-1.0.0-py3-none-any.whl", 1 << 20),
+             synth("bench-2.0.0-py3-none-any.whl", 16 << 20),
+             synth("bench-3.0.0.tar.gz", 50 << 20)]
+pages = {}
+for name in os.listdir(real):
+    stem, ext = os.path.splitext(name)
+    if ext in (".html", ".json"):
+        with open(os.path.join(real, name)) as f:
+            pages[(stem, ext)] = f.read().replace("https://files.example/", base + "/").encode()
+links = "".join(f'<a href="{base}/packages/synthetic/{n}#sha256={h}">{n}</a>\n' for n, h in synthetic)
+pages[("bench", ".html")] = ('<!DOCTYPE html><html><head><meta name="pypi:repository-version" '
+                             f'content="1.0"></head><body>\n{links}</body></html>\n').encode()
+for top, _, names in os.walk(os.path.join(real, "files")):
+    for n in names:
+        path = os.path.join(top, n)
+        with open(path, "rb") as f:
+            files["/" + os.path.relpath(path, os.path.join(real, "files"))] = f.read()
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def log_message(self, *a): pass
+    def do_GET(self):
+        if delay: time.sleep(delay)
+        path = self.path.split("?")[0]
+        if path.startswith("/simple/"):
+            name = path[len("/simple/"):].strip("/")
+            json_wanted = "json" in self.headers.get("Accept", "")
+            body = None
+            if name.startswith("cold-"):
+                body = (f'<!DOCTYPE html><html><head><meta name="pypi:repository-version" content="1.0">'
+                        f'</head><body><a href="{base}/packages/synthetic/{name}-1.0.tar.gz#sha256={"0"*64}">'
+                        f'{name}-1.0.tar.gz</a></body></html>').encode()
+                ctype = "text/html"
+            elif json_wanted and (name, ".json") in pages:
+                body, ctype = pages[(name, ".json")], "application/vnd.pypi.simple.v1+json"
+            elif (name, ".html") in pages:
+                body, ctype = pages[(name, ".html")], "text/html"
+            if body is None:
+                return self.answer(404, b"not found", "text/plain")
+            return self.answer(200, body, ctype)
+        if path in files:
+            return self.answer(200, files[path], "application/octet-stream")
+        self.answer(404, b"not found", "text/plain")
+    def answer(self, status, body, ctype):
+        self.send_response(status)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
+    daemon_threads = True
+    request_queue_size = 512
+Server(("127.0.0.1", port), Handler).serve_forever()
+PY
+python3 "$work/upstream.py" "$root" "$upstream_port" 0 & pids+=($!)
+python3 "$work/upstream.py" "$root" "$slow_port" 0.1 & pids+=($!)
+wait_for "http://127.0.0.1:$upstream_port/simple/six/"
+wait_for "http://127.0.0.1:$slow_port/simple/six/"
+
+# ---------------------------------------------------------------------------------------------
+mirror_port=$(port)
+PKGMIRROR__PYPI__ALLOW_PRIVATE_UPSTREAMS=true PKGMIRROR__LOG__LEVEL=warn \
+    "$binary" serve --listen "127.0.0.1:$mirror_port" --data-dir "$work/data" \
+    --pypi-upstream "http://127.0.0.1:$upstream_port/simple/" >"$work/mirror.log" 2>&1 &
+mirror=$!
+pids+=("$mirror")
+wait_for "http://127.0.0.1:$mirror_port/health"
+m="http://127.0.0.1:$mirror_port"
+rss() { awk '$1 == "VmRSS:" {printf "%.0f", $2/1024}' "/proc/$1/status"; }
+hwm() { awk '$1 == "VmHWM:" {printf "%.0f", $2/1024}' "/proc/$1/status"; }
+
+html='application/vnd.pypi.simple.v1+html'
+json='application/vnd.pypi.simple.v1+json'
+six_whl="six-1.17.0-py2.py3-none-any.whl"
+
+# ---------------------------------------------------------------------------------------------
+# Cold rows first (the cache is empty).
+u="http://127.0.0.1:$upstream_port"
+curl -fs -o /dev/null "$m/simple/bench/"
+direct=$(curl -fs -o /dev/null -w '%{time_starttransfer} %{time_total}' "$u/packages/synthetic/bench-3.0.0.tar.gz")
+first=$(curl -fs -o /dev/null -w '%{time_starttransfer} %{time_total}' "$m/simple/bench/bench-3.0.0.tar.gz")
+# 20 clients on one cold file (the 16 MB wheel), against one download of it directly.
+one=$(curl -fs -o /dev/null -w '%{time_total}' "$u/packages/synthetic/bench-2.0.0-py3-none-any.whl")
+start=$(date +%s.%N)
+for _ in $(seq 20); do curl -fs -o /dev/null "$m/simple/bench/bench-2.0.0-py3-none-any.whl" & done
+wait_jobs() { for job in $(jobs -p); do case " ${pids[*]} " in *" $job "*) ;; *) wait "$job" ;; esac; done; }
+wait_jobs
+twenty=$(python3 -c "import time; print(f'{time.time() - $start:.3f}')")
+
+# 200 different cold pages at once through a second mirror on the slow (100 ms) upstream.
+slow_mirror_port=$(port)
+PKGMIRROR__PYPI__ALLOW_PRIVATE_UPSTREAMS=true PKGMIRROR__LOG__LEVEL=warn \
+    "$binary" serve --listen "127.0.0.1:$slow_mirror_port" --data-dir "$work/data-slow" \
+    --pypi-upstream "http://127.0.0.1:$slow_port/simple/" >"$work/mirror-slow.log" 2>&1 &
+slow_mirror=$!
+pids+=("$slow_mirror")
+wait_for "http://127.0.0.1:$slow_mirror_port/health"
+seq -w 0 199 | xargs -P 200 -I{} curl -fs -o /dev/null -w '%{time_total}\n' \
+    "http://127.0.0.1:$slow_mirror_port/simple/cold-{}/" >"$work/cold-pages" || true
+cold_ok=$(wc -l <"$work/cold-pages")
+cold_p99=$(sort -n "$work/cold-pages" | awk '{t[NR]=$1} END {i = int(NR * 0.99); if (i < 1) i = 1; print t[i]}')
+kill "$slow_mirror"
+
+# ---------------------------------------------------------------------------------------------
+# Warm the mirror, then capture what it serves for each row into nginx's root.
+mkdir -p "$work/nginx/root" "$work/nginx/tmp"
+capture() { # row url accept encoding file
+    curl -fs -o "$work/nginx/root/$1" -H "Accept: $3" ${4:+-H "Accept-Encoding: $4"} "$2"
+}
+for _ in 1 2; do # the first asks upstream, the second is a hit
+    for p in six numpy; do
+        curl -fs -o /dev/null -H "Accept: $html" "$m/simple/$p/"
+        curl -fs -o /dev/null -H "Accept: $json" "$m/simple/$p/"
+    done
+    curl -fs -o /dev/null "$m/simple/six/$six_whl"
+    curl -fs -o /dev/null "$m/simple/bench/bench-1.0.0-py3-none-any.whl"
+    curl -fs -o /dev/null "$m/simple/bench/bench-2.0.0-py3-none-any.whl"
+done
+metadata_row=yes
+curl -fs -o /dev/null "$m/simple/six/$six_whl.metadata" || metadata_row=""
+capture six.html "$m/simple/six/" "$html" ""
+capture six.json "$m/simple/six/" "$json" ""
+capture numpy.json.zst "$m/simple/numpy/" "$json" "zstd"
+capture numpy.json.gz "$m/simple/numpy/" "$json" "gzip"
+capture numpy.html "$m/simple/numpy/" "$html" ""
+[ -n "$metadata_row" ] && capture six.metadata "$m/simple/six/$six_whl.metadata" "*/*" ""
+capture six.whl "$m/simple/six/$six_whl" "*/*" ""
+capture 1m.whl "$m/simple/bench/bench-1.0.0-py3-none-any.whl" "*/*" ""
+capture 16m.whl "$m/simple/bench/bench-2.0.0-py3-none-any.whl" "*/*" ""
+etag=$(curl -fs -o /dev/null -D - -H "Accept: $html" "$m/simple/six/" | awk -F': ' 'tolower($1) == "etag" {print $2}' | tr -d '\r')
+
+nginx_port=$(port)
+cat >"$work/nginx/nginx.conf" <<NGINX
+worker_processes 2;
+pid $work/nginx/nginx.pid;
+error_log $work/nginx/error.log;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    sendfile on;
+    tcp_nopush on;
+    tcp_nodelay on;
+    keepalive_requests 1000000;
+    client_body_temp_path $work/nginx/tmp; proxy_temp_path $work/nginx/tmp;
+    fastcgi_temp_path $work/nginx/tmp; uwsgi_temp_path $work/nginx/tmp; scgi_temp_path $work/nginx/tmp;
+    default_type application/octet-stream;
+    server {
+        listen 127.0.0.1:$nginx_port;
+        root $work/nginx/root;
+        location ~ \.html\$ { default_type text/html; }
+        location ~ \.json\$ { default_type application/vnd.pypi.simple.v1+json; }
+        location ~ \.gz\$ { default_type application/vnd.pypi.simple.v1+json; add_header Content-Encoding gzip; }
+        location ~ \.zst\$ { default_type application/vnd.pypi.simple.v1+json; add_header Content-Encoding zstd; }
+    }
+}
+NGINX
+"$nginx_bin" -c "$work/nginx/nginx.conf" -p "$work/nginx" 2>>"$work/nginx/error.log" ||
+    { cat "$work/nginx/error.log" >&2; exit 1; }
+n="http://127.0.0.1:$nginx_port"
+wait_for "$n/six.html"
+nginx_etag=$(curl -fs -o /dev/null -D - "$n/six.html" | awk -F': ' 'tolower($1) == "etag" {print $2}' | tr -d '\r')
+
+# ---------------------------------------------------------------------------------------------
+# wrk_row URL [conns] [header...]: prints "req/s p50_ms p99_ms"
+wrk_row() {
+    local url=$1 conns=$2; shift 2
+    local args=()
+    for h in "$@"; do args+=(-H "$h"); done
+    local out
+    out=$(wrk -t"$threads" -c"$conns" -d"$duration" --latency "${args[@]}" "$url")
+    echo "$out" | awk '
+        function ms(v) { if (v ~ /us$/) return v / 1000; if (v ~ /ms$/) return v + 0; if (v ~ /s$/) return v * 1000; return v }
+        /Requests\/sec/ {rps=$2} /^ +50%/ {p50=ms($2)} /^ +99%/ {p99=ms($2)}
+        /Non-2xx or 3xx/ {bad=$NF}
+        END {printf "%.0f %.2f %.2f %s\n", rps, p50, p99, (bad ? bad : 0)}'
+}
+rows=()
+row() { # name conns mirror-url nginx-url header...
+    local name=$1 conns=$2 mu=$3 nu=$4; shift 4
+    local mine theirs
+    mine=$(wrk_row "$mu" "$conns" "$@")
+    theirs=$(wrk_row "$nu" "$conns" "$@")
+    rows+=("$name|$mine|$theirs")
+}
+row "small page, HTML (six)" "$connections" "$m/simple/six/" "$n/six.html" "Accept: $html"
+row "small page, JSON (six)" "$connections" "$m/simple/six/" "$n/six.json" "Accept: $json"
+row "numpy JSON as uv asks (zstd)" "$connections" "$m/simple/numpy/" "$n/numpy.json.zst" "Accept: $json" "Accept-Encoding: zstd, gzip"
+row "numpy JSON as pip asks (gzip)" "$connections" "$m/simple/numpy/" "$n/numpy.json.gz" "Accept: $json" "Accept-Encoding: gzip"
+row "numpy HTML, uncompressed" "$connections" "$m/simple/numpy/" "$n/numpy.html" "Accept: $html"
+[ -n "$metadata_row" ] && row ".metadata file" "$connections" "$m/simple/six/$six_whl.metadata" "$n/six.metadata"
+row "10 KB wheel (six)" "$connections" "$m/simple/six/$six_whl" "$n/six.whl"
+row "1 MB file" "$connections" "$m/simple/bench/bench-1.0.0-py3-none-any.whl" "$n/1m.whl"
+row "16 MB wheel (8 connections)" 8 "$m/simple/bench/bench-2.0.0-py3-none-any.whl" "$n/16m.whl"
+# No HEAD row: Debian's wrk 4.1 reads a HEAD answer as a broken one (read errors, 0 requests),
+# against nginx and python alike.
+mine=$(wrk_row "$m/simple/six/" "$connections" "Accept: $html" "If-None-Match: $etag")
+theirs=$(wrk_row "$n/six.html" "$connections" "If-None-Match: $nginx_etag")
+rows+=("304 revalidation of a page|$mine|$theirs")
+rss_after=$(rss "$mirror")
+hwm_after=$(hwm "$mirror")
+
+# ---------------------------------------------------------------------------------------------
+echo
+echo "pkgmirror $("$binary" --version 2>/dev/null | awk '{print $2}') against nginx $("$nginx_bin" -v 2>&1 | sed 's/.*nginx\///'), wrk -t$threads -d$duration, $(nproc) cores, $(date -u +%Y-%m-%d)"
+echo
+echo "| row | pkgmirror req/s | p50 ms | p99 ms | nginx req/s | p50 ms | p99 ms | ratio |"
+echo "|---|---:|---:|---:|---:|---:|---:|---:|"
+for r in "${rows[@]}"; do
+    IFS='|' read -r name mine theirs <<<"$r"
+    read -r a ap50 ap99 abad <<<"$mine"
+    read -r b bp50 bp99 bbad <<<"$theirs"
+    note=""
+    [ "$abad" != 0 ] && note=" ($abad non-2xx/3xx from pkgmirror)"
+    [ "$bbad" != 0 ] && note="$note ($bbad non-2xx/3xx from nginx)"
+    printf '| %s%s | %s | %s | %s | %s | %s | %s | %.2f |\n' "$name" "$note" "$a" "$ap50" "$ap99" "$b" "$bp50" "$bp99" \
+        "$(python3 -c "print($a / max($b, 1))")"
+done
+read -r dttfb dtotal <<<"$direct"
+read -r fttfb ftotal <<<"$first"
+echo
+echo "| cold row | pkgmirror | direct from the upstream | ratio |"
+echo "|---|---:|---:|---:|"
+printf '| 50 MB first download, time to first byte | %.3f s | %.3f s | %.2f |\n' "$fttfb" "$dttfb" "$(python3 -c "print($fttfb / $dttfb)")"
+printf '| 50 MB first download, total | %.3f s | %.3f s | %.2f |\n' "$ftotal" "$dtotal" "$(python3 -c "print($ftotal / $dtotal)")"
+printf '| 20 clients on one cold 16 MB file, all done | %.3f s | %.3f s (one download) | %.2f |\n' "$twenty" "$one" "$(python3 -c "print($twenty / $one)")"
+printf '| 200 cold pages at once, upstream 100 ms, p99 | %.3f s | (%s of 200 answered) | |\n' "$cold_p99" "$cold_ok"
+echo
+echo "pkgmirror RSS after the warm rows: $rss_after MB (peak $hwm_after MB)"
