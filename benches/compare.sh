@@ -124,14 +124,23 @@ wait_for "http://127.0.0.1:$upstream_port/simple/six/"
 wait_for "http://127.0.0.1:$slow_port/simple/six/"
 
 # ---------------------------------------------------------------------------------------------
-mirror_port=$(port)
-PKGMIRROR__PYPI__ALLOW_PRIVATE_UPSTREAMS=true PKGMIRROR__LOG__LEVEL=warn \
-    "$binary" serve --listen "127.0.0.1:$mirror_port" --data-dir "$work/data" \
-    --pypi-upstream "http://127.0.0.1:$upstream_port/simple/" >"$work/mirror.log" 2>&1 &
-mirror=$!
-pids+=("$mirror")
-wait_for "http://127.0.0.1:$mirror_port/health"
-m="http://127.0.0.1:$mirror_port"
+# start_mirror NAME UPSTREAM_PORT: starts a mirror of that upstream with its own data dir; sets
+# $mirror (its pid) and $m (its URL).
+start_mirror() {
+    local mirror_port
+    mirror_port=$(port)
+    PKGMIRROR__PYPI__ALLOW_PRIVATE_UPSTREAMS=true PKGMIRROR__LOG__LEVEL=warn \
+        "$binary" serve --listen "127.0.0.1:$mirror_port" --data-dir "$work/data-$1" \
+        --pypi-upstream "http://127.0.0.1:$2/simple/" >"$work/mirror-$1.log" 2>&1 &
+    mirror=$!
+    pids+=("$mirror")
+    m="http://127.0.0.1:$mirror_port"
+    wait_for "$m/health"
+}
+start_mirror slow "$slow_port"
+slow_mirror=$mirror
+slow_m=$m
+start_mirror main "$upstream_port"
 rss() { awk '$1 == "VmRSS:" {printf "%.0f", $2/1024}' "/proc/$1/status"; }
 hwm() { awk '$1 == "VmHWM:" {printf "%.0f", $2/1024}' "/proc/$1/status"; }
 
@@ -148,21 +157,14 @@ first=$(curl -fs -o /dev/null -w '%{time_starttransfer} %{time_total}' "$m/simpl
 # 20 clients on one cold file (the 16 MB wheel), against one download of it directly.
 one=$(curl -fs -o /dev/null -w '%{time_total}' "$u/packages/synthetic/bench-2.0.0-py3-none-any.whl")
 start=$(date +%s.%N)
-for _ in $(seq 20); do curl -fs -o /dev/null "$m/simple/bench/bench-2.0.0-py3-none-any.whl" & done
-wait_jobs() { for job in $(jobs -p); do case " ${pids[*]} " in *" $job "*) ;; *) wait "$job" ;; esac; done; }
-wait_jobs
+clients=()
+for _ in $(seq 20); do curl -fs -o /dev/null "$m/simple/bench/bench-2.0.0-py3-none-any.whl" & clients+=($!); done
+wait "${clients[@]}"
 twenty=$(python3 -c "import time; print(f'{time.time() - $start:.3f}')")
 
-# 200 different cold pages at once through a second mirror on the slow (100 ms) upstream.
-slow_mirror_port=$(port)
-PKGMIRROR__PYPI__ALLOW_PRIVATE_UPSTREAMS=true PKGMIRROR__LOG__LEVEL=warn \
-    "$binary" serve --listen "127.0.0.1:$slow_mirror_port" --data-dir "$work/data-slow" \
-    --pypi-upstream "http://127.0.0.1:$slow_port/simple/" >"$work/mirror-slow.log" 2>&1 &
-slow_mirror=$!
-pids+=("$slow_mirror")
-wait_for "http://127.0.0.1:$slow_mirror_port/health"
+# 200 different cold pages at once through the mirror of the slow (100 ms) upstream.
 seq -w 0 199 | xargs -P 200 -I{} curl -fs -o /dev/null -w '%{time_total}\n' \
-    "http://127.0.0.1:$slow_mirror_port/simple/cold-{}/" >"$work/cold-pages" || true
+    "$slow_m/simple/cold-{}/" >"$work/cold-pages" || true
 cold_ok=$(wc -l <"$work/cold-pages")
 cold_p99=$(sort -n "$work/cold-pages" | awk '{t[NR]=$1} END {i = int(NR * 0.99); if (i < 1) i = 1; print t[i]}')
 kill "$slow_mirror"

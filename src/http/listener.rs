@@ -1,8 +1,7 @@
 //! The HTTP/1.1 server around the app: what actix-web's `HttpServer` assembles, assembled here
 //! for one reason: a connection that ends in an error is logged here, with its peer, at a level
-//! that says whose fault it was.
-//! actix-http's dispatcher logs such ends itself as ERROR with no address, so a client sending
-//! garbage read like a server fault that could not be traced to anyone.
+//! that says whose fault it was. actix-http's dispatcher logs such ends itself as ERROR with no
+//! address, so a client sending garbage read like a server fault nobody could trace.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -18,7 +17,7 @@ use crate::state::AppState;
 
 /// actix-http's own logger of connection ends, silenced in the log output (`log_filter`) since
 /// [`log_connection_end`] logs every such end, with the peer.
-pub const DISPATCHER_TARGET: &str = "actix_http::h1::dispatcher";
+const DISPATCHER_TARGET: &str = "actix_http::h1::dispatcher";
 
 /// How connections are timed.
 #[derive(Debug, Clone, Copy)]
@@ -59,6 +58,7 @@ pub fn bind(
             .wrap(from_fn(super::access_log))
             .configure(crate::routes::configure);
         // The host stands in for requests without a `Host` header, as `HttpServer` sets it.
+        // actix-web builds an `AppConfig` only through this hidden constructor; Cargo.lock pins it.
         let app_config = AppConfig::__priv_test_new(false, addr.to_string(), addr);
         let http = HttpService::build()
             // Idle keep-alive connections close at once on shutdown instead of holding it up.
