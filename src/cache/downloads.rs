@@ -33,7 +33,7 @@ const MAX_UNSIZED_BYTES: u64 = 1024 * 1024 * 1024;
 
 /// What the HTTP layer sends.
 pub enum FileAnswer {
-    /// The blob is stored: serve it (zero-copy when it is a local file).
+    /// The blob is stored: serve it (an open file when the store is local).
     Stored {
         body: BlobBody,
         sha256: String,

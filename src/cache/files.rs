@@ -119,6 +119,10 @@ impl PypiFiles {
     }
 
     async fn lookup(&self, project: &str, filename: &str) -> Result<Option<FileRecord>, CacheError> {
+        // A file requested lately is found in memory, without a trip to the blocking pool.
+        if let Some(row) = self.catalogue.hot_file(ECOSYSTEM, project, filename) {
+            return Ok(Some(row));
+        }
         let catalogue = self.catalogue.clone();
         let (project, filename) = (project.to_owned(), filename.to_owned());
         blocking(move || catalogue.project_file(ECOSYSTEM, &project, &filename)).await
@@ -135,9 +139,14 @@ impl PypiFiles {
         let Some(wheel) = entry.sha256.clone().filter(|_| entry.filename.ends_with(".whl")) else {
             return Err(unavailable());
         };
-        let catalogue = self.catalogue.clone();
-        let key = wheel.clone();
-        let known = blocking(move || catalogue.wheel_metadata(&key)).await?;
+        let known = match self.catalogue.hot_wheel_metadata(&wheel) {
+            Some(metadata) => Some(metadata),
+            None => {
+                let catalogue = self.catalogue.clone();
+                let key = wheel.clone();
+                blocking(move || catalogue.wheel_metadata(&key)).await?
+            }
+        };
         if let Some(metadata) = &known
             && let Some(body) = self.downloads.stored_blob(metadata).await?
         {

@@ -1,11 +1,10 @@
 //! `/simple/{project}/{filename}` and `…/{filename}.metadata`: distribution files and their core
 //! metadata, from the blob store or streamed while they download.
 
-use actix_files::NamedFile;
-use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, HttpResponseBuilder, web};
 
+use super::file_body::FileBody;
 use super::representation::not_modified;
 use super::simple::{project_name, redirect_path};
 use crate::cache::CacheOutcome;
@@ -14,7 +13,7 @@ use crate::cache::files::FileKind;
 use crate::error::AppError;
 use crate::pypi::name::{is_safe_filename, normalize};
 use crate::state::AppState;
-use crate::storage::blob::{BlobBody, RangeRequest};
+use crate::storage::blob::{BlobBody, ByteRange, RangeRequest};
 
 /// Files never change under their name (a new upload is a new file), so clients may keep them.
 const IMMUTABLE: &str = "public, max-age=31536000, immutable";
@@ -47,8 +46,8 @@ pub async fn file(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpRe
     answer_response(&req, answer, content_type(requested), range).await
 }
 
-/// The response for a file the cache answered: the stored blob (zero-copy for a local file,
-/// with Range and If-None-Match), or the download as it arrives. The ETag is the sha256.
+/// The response for a file the cache answered: the stored blob (with Range, If-Range and
+/// If-None-Match), or the download as it arrives. The ETag is the sha256.
 pub(super) async fn answer_response(
     req: &HttpRequest,
     answer: FileAnswer,
@@ -94,70 +93,35 @@ async fn stored_response(
             .insert_header(("X-Cache", outcome.as_str()))
             .finish());
     }
+    // If-Range (RFC 9110, 13.1.5): the range only applies to the bytes the client already has.
+    let range = range.filter(|_| if_range_holds(req, &etag));
     let mut response = match body {
-        // A Range this server ignores (several ranges, bad syntax, on HEAD): actix-files would
-        // answer its first range, so the whole file goes out here.
-        BlobBody::File { path, .. } if range.is_none() && req.headers().contains_key(header::RANGE) => {
-            let (size, stream) = whole_file(&path)
-                .await
-                .map_err(|e| AppError::Internal(format!("cannot open a stored file: {e}")))?;
-            HttpResponse::Ok()
-                .insert_header((header::CONTENT_TYPE, content_type))
-                .insert_header((header::ACCEPT_RANGES, "bytes"))
-                .no_chunking(size)
-                .streaming(stream)
-        }
-        BlobBody::File { path, .. } => {
-            // actix-files answers Range (206/416) and HEAD, reading the file in chunks off the
-            // worker threads; its own validators are off because the sha256 is the ETag.
-            let file = NamedFile::open_async(&path)
-                .await
-                .map_err(|e| AppError::Internal(format!("cannot open a stored file: {e}")))?
-                .set_content_type(
-                    content_type
-                        .parse()
-                        .unwrap_or(actix_web::mime::APPLICATION_OCTET_STREAM),
-                )
-                .use_etag(false)
-                .use_last_modified(false)
-                .disable_content_disposition();
-            let mut response = file.into_response(req);
-            // actix-files answers a range covering the whole file (`bytes=0-`) with 200 and a
-            // Content-Range, which RFC 9110 allows only on 206: it is a 206 like any range.
-            if response.status() == StatusCode::OK && response.headers().contains_key(header::CONTENT_RANGE) {
-                *response.status_mut() = StatusCode::PARTIAL_CONTENT;
-            }
-            response
-        }
+        BlobBody::File { file, size, .. } => match range.map(|range| range.resolve(size)) {
+            Some(Some(sent)) => partial_content(content_type, sent, size).body(FileBody::new(
+                file,
+                sent.start,
+                sent.end - sent.start + 1,
+            )),
+            Some(None) => range_not_satisfiable(size),
+            // No range asked, or one this server ignores (several ranges, bad syntax, on HEAD):
+            // the whole file, which RFC 9110 allows as an answer to any Range request.
+            None => whole_file(content_type).body(FileBody::new(file, 0, size)),
+        },
+        // A streaming store (S3) sent only the bytes of the range already.
         BlobBody::Stream {
             size,
             range: Some(sent),
             stream,
-        } => HttpResponse::PartialContent()
-            .insert_header((header::CONTENT_TYPE, content_type))
-            .insert_header((
-                header::CONTENT_RANGE,
-                format!("bytes {}-{}/{size}", sent.start, sent.end),
-            ))
+        } => partial_content(content_type, sent, size)
             .no_chunking(sent.end - sent.start + 1)
             .streaming(stream),
         BlobBody::Stream {
             size, range: None, ..
-        } if range.is_some_and(|range| range.resolve(size).is_none()) => HttpResponse::RangeNotSatisfiable()
-            .insert_header((header::CONTENT_RANGE, format!("bytes */{size}")))
-            .finish(),
-        // No range asked, or the index gave no size to resolve it against: the whole file,
-        // which RFC 9110 allows as an answer to a Range request.
-        BlobBody::Stream { size, stream, .. } => HttpResponse::Ok()
-            .insert_header((header::CONTENT_TYPE, content_type))
-            .insert_header((header::ACCEPT_RANGES, "bytes"))
-            .no_chunking(size)
-            .streaming(stream),
+        } if range.is_some_and(|range| range.resolve(size).is_none()) => range_not_satisfiable(size),
+        // No range asked, or the index gave no size to resolve it against: the whole file.
+        BlobBody::Stream { size, stream, .. } => whole_file(content_type).no_chunking(size).streaming(stream),
     };
     let headers = response.headers_mut();
-    // Clients hash the bytes they get: an archive never carries a Content-Encoding, not even
-    // the `identity` actix-files adds to ranged answers.
-    headers.remove(header::CONTENT_ENCODING);
     headers.insert(header::ETAG, header_value(&etag));
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(IMMUTABLE));
     headers.insert(
@@ -167,23 +131,37 @@ async fn stored_response(
     Ok(response)
 }
 
-/// A stored file from its start, read in chunks off the worker thread, and its size.
-async fn whole_file(
-    path: &std::path::Path,
-) -> std::io::Result<(
-    u64,
-    impl futures::Stream<Item = std::io::Result<bytes::Bytes>> + use<>,
-)> {
-    use tokio::io::AsyncReadExt;
-    const CHUNK: usize = 64 * 1024;
-    let file = tokio::fs::File::open(path).await?;
-    let size = file.metadata().await?.len();
-    let chunks = futures::stream::try_unfold(file, |mut file| async move {
-        let mut chunk = bytes::BytesMut::with_capacity(CHUNK);
-        let read = file.read_buf(&mut chunk).await?;
-        Ok((read > 0).then(|| (chunk.freeze(), file)))
-    });
-    Ok((size, chunks))
+fn whole_file(content_type: &'static str) -> HttpResponseBuilder {
+    let mut response = HttpResponse::Ok();
+    response
+        .insert_header((header::CONTENT_TYPE, content_type))
+        .insert_header((header::ACCEPT_RANGES, "bytes"));
+    response
+}
+
+fn partial_content(content_type: &'static str, sent: ByteRange, size: u64) -> HttpResponseBuilder {
+    let mut response = HttpResponse::PartialContent();
+    response
+        .insert_header((header::CONTENT_TYPE, content_type))
+        .insert_header((
+            header::CONTENT_RANGE,
+            format!("bytes {}-{}/{size}", sent.start, sent.end),
+        ));
+    response
+}
+
+fn range_not_satisfiable(size: u64) -> HttpResponse {
+    HttpResponse::RangeNotSatisfiable()
+        .insert_header((header::CONTENT_RANGE, format!("bytes */{size}")))
+        .finish()
+}
+
+/// Whether a Range request may be answered with a range: no `If-Range`, or one naming our
+/// ETag (a date never matches: the ETag is the only validator files carry).
+fn if_range_holds(req: &HttpRequest, etag: &str) -> bool {
+    req.headers()
+        .get(header::IF_RANGE)
+        .is_none_or(|value| value.to_str().is_ok_and(|value| value.trim() == etag))
 }
 
 /// A range (or a HEAD, which must announce the final length) is answered from the stored blob,

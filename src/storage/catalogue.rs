@@ -1,7 +1,8 @@
 //! The SQLite catalogue: what pkgmirror knows about indexes, projects and files. It is the durable
 //! truth behind stats and the UI; page bytes live in the page store, file bytes in the blob store.
 //!
-//! Every method is blocking: call them from `spawn_blocking` (see `cache/`), never on a worker thread.
+//! Every method is blocking: call them from `spawn_blocking` (see `cache/`), never on a worker
+//! thread; [`Catalogue::hot_file`] alone only reads memory.
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
@@ -36,6 +37,41 @@ const RECOUNT_PROJECT_USAGE: &str = "UPDATE projects SET (cached_files, cached_b
         WHERE f.project_id = projects.id)
     WHERE id = ?1";
 
+/// The columns [`file_record`] reads, of `files f` joined with their `projects p` (a macro, so
+/// queries `concat!` it with their conditions).
+macro_rules! select_files {
+    () => {
+        "SELECT f.index_id, f.filename, f.version, f.url, f.sha256, f.size, f.requires_python,
+            f.yanked, f.yanked_reason, f.upload_time, f.has_metadata, f.metadata_sha256,
+            f.inner_checksum
+         FROM files f JOIN projects p ON p.id = f.project_id"
+    };
+}
+
+fn file_record(row: &rusqlite::Row<'_>) -> rusqlite::Result<FileRecord> {
+    let yanked: bool = row.get(7)?;
+    let reason: Option<String> = row.get(8)?;
+    Ok(FileRecord {
+        index_id: row.get(0)?,
+        filename: row.get(1)?,
+        version: row.get(2)?,
+        url: row.get(3)?,
+        sha256: row.get(4)?,
+        size: row.get::<_, Option<i64>>(5)?.map(|s| s as u64),
+        requires_python: row.get(6)?,
+        yanked: yanked.then(|| reason.unwrap_or_default()),
+        upload_time: row.get(9)?,
+        has_metadata: row.get(10)?,
+        metadata_sha256: row.get(11)?,
+        inner_checksum: row.get(12)?,
+    })
+}
+
+/// The key of a file row in [`Catalogue::hot_files`] (`\0` appears in no name).
+fn hot_file_key(ecosystem: Ecosystem, project: &str, filename: &str) -> String {
+    format!("{}\0{project}\0{filename}", ecosystem.as_str())
+}
+
 /// One file row as the refresh flow records it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FileRecord {
@@ -52,6 +88,27 @@ pub struct FileRecord {
     pub metadata_sha256: Option<String>,
     /// hex only: the tarball's inner checksum (lower-case hex).
     pub inner_checksum: Option<String>,
+}
+
+impl FileRecord {
+    /// Bytes its strings hold, for weighing it in memory.
+    fn heap_bytes(&self) -> usize {
+        let optional = [
+            &self.version,
+            &self.sha256,
+            &self.requires_python,
+            &self.yanked,
+            &self.upload_time,
+            &self.metadata_sha256,
+            &self.inner_checksum,
+        ];
+        self.filename.len()
+            + self.url.len()
+            + optional
+                .iter()
+                .map(|s| s.as_ref().map_or(0, String::len))
+                .sum::<usize>()
+    }
 }
 
 /// A project as the refresh flow records it, with all of its files (they replace the old rows).
@@ -119,10 +176,22 @@ pub struct BlobStats {
     pub unlisted_bytes: u64,
 }
 
+/// Memory for the file rows of recent file requests (about 20,000 rows).
+const HOT_FILE_BYTES: u64 = 8 * 1024 * 1024;
+
+/// Entries of wheel metadata kept in memory (two sha256 each).
+const HOT_WHEEL_METADATA: u64 = 20_000;
+
 /// A handle to the catalogue database; cheap to clone.
 #[derive(Clone)]
 pub struct Catalogue {
     conn: Arc<Mutex<Connection>>,
+    /// File rows looked up lately, so a cached file's next request reads no SQLite. A file
+    /// row only changes when its project is recorded again, which drops the project's entries;
+    /// both happen under the connection's lock, so an entry is never older than the table.
+    hot_files: moka::sync::Cache<String, FileRecord>,
+    /// Metadata extracted from wheels, by the wheel's sha256, looked up lately (the same idea).
+    hot_wheel_metadata: moka::sync::Cache<String, String>,
 }
 
 impl Catalogue {
@@ -138,6 +207,13 @@ impl Catalogue {
         migrate(&mut conn)?;
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
+            hot_files: moka::sync::Cache::builder()
+                .max_capacity(HOT_FILE_BYTES)
+                .weigher(|key: &String, row: &FileRecord| {
+                    u32::try_from(key.len() + row.heap_bytes() + size_of::<FileRecord>()).unwrap_or(u32::MAX)
+                })
+                .build(),
+            hot_wheel_metadata: moka::sync::Cache::new(HOT_WHEEL_METADATA),
         })
     }
 
@@ -184,6 +260,10 @@ impl Catalogue {
             ],
             |row| row.get(0),
         )?;
+        let replaced: Vec<String> = tx
+            .prepare_cached("SELECT filename FROM files WHERE project_id = ?1")?
+            .query_map(params![project_id], |row| row.get(0))?
+            .collect::<Result<_, _>>()?;
         tx.execute("DELETE FROM files WHERE project_id = ?1", params![project_id])?;
         {
             let mut insert = tx.prepare(
@@ -214,47 +294,22 @@ impl Catalogue {
         // The new file rows may list blobs already stored (or stop listing some).
         tx.execute(RECOUNT_PROJECT_USAGE, params![project_id])?;
         tx.commit()?;
+        // Still under the lock: no lookup can put a replaced row back in between.
+        for filename in &replaced {
+            self.hot_files
+                .invalidate(&hot_file_key(project.ecosystem, &project.name, filename));
+        }
         Ok(())
     }
 
     /// The recorded files of a project, in the order they were listed.
     pub fn project_files(&self, ecosystem: Ecosystem, name: &str) -> Result<Vec<FileRecord>, StorageError> {
-        self.project_files_where(ecosystem, name, None)
-    }
-
-    fn project_files_where(
-        &self,
-        ecosystem: Ecosystem,
-        name: &str,
-        filename: Option<&str>,
-    ) -> Result<Vec<FileRecord>, StorageError> {
         let conn = self.lock();
-        let mut stmt = conn.prepare_cached(
-            "SELECT f.index_id, f.filename, f.version, f.url, f.sha256, f.size, f.requires_python,
-                    f.yanked, f.yanked_reason, f.upload_time, f.has_metadata, f.metadata_sha256,
-                    f.inner_checksum
-             FROM files f JOIN projects p ON p.id = f.project_id
-             WHERE p.ecosystem = ?1 AND p.name = ?2 AND (?3 IS NULL OR f.filename = ?3)
-             ORDER BY f.id",
-        )?;
-        let rows = stmt.query_map(params![ecosystem, name, filename], |row| {
-            let yanked: bool = row.get(7)?;
-            let reason: Option<String> = row.get(8)?;
-            Ok(FileRecord {
-                index_id: row.get(0)?,
-                filename: row.get(1)?,
-                version: row.get(2)?,
-                url: row.get(3)?,
-                sha256: row.get(4)?,
-                size: row.get::<_, Option<i64>>(5)?.map(|s| s as u64),
-                requires_python: row.get(6)?,
-                yanked: yanked.then(|| reason.unwrap_or_default()),
-                upload_time: row.get(9)?,
-                has_metadata: row.get(10)?,
-                metadata_sha256: row.get(11)?,
-                inner_checksum: row.get(12)?,
-            })
-        })?;
+        let mut stmt = conn.prepare_cached(concat!(
+            select_files!(),
+            " WHERE p.ecosystem = ?1 AND p.name = ?2 ORDER BY f.id"
+        ))?;
+        let rows = stmt.query_map(params![ecosystem, name], file_record)?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
@@ -265,10 +320,29 @@ impl Catalogue {
         name: &str,
         filename: &str,
     ) -> Result<Option<FileRecord>, StorageError> {
-        Ok(self
-            .project_files_where(ecosystem, name, Some(filename))?
-            .into_iter()
-            .next())
+        let key = hot_file_key(ecosystem, name, filename);
+        if let Some(row) = self.hot_files.get(&key) {
+            return Ok(Some(row));
+        }
+        let conn = self.lock();
+        let mut stmt = conn.prepare_cached(concat!(
+            select_files!(),
+            " WHERE p.ecosystem = ?1 AND p.name = ?2 AND f.filename = ?3 ORDER BY f.id LIMIT 1"
+        ))?;
+        let row = stmt
+            .query_map(params![ecosystem, name, filename], file_record)?
+            .next()
+            .transpose()?;
+        if let Some(row) = &row {
+            self.hot_files.insert(key, row.clone());
+        }
+        Ok(row)
+    }
+
+    /// The row [`Self::project_file`] found lately, from memory (no I/O, so callers on a worker
+    /// thread may ask it first).
+    pub fn hot_file(&self, ecosystem: Ecosystem, name: &str, filename: &str) -> Option<FileRecord> {
+        self.hot_files.get(&hot_file_key(ecosystem, name, filename))
     }
 
     /// Records a committed blob; a blob stored again counts as just used (its hits stay).
@@ -290,24 +364,40 @@ impl Catalogue {
         metadata_sha256: &str,
         now: u64,
     ) -> Result<(), StorageError> {
-        self.lock().execute(
+        let conn = self.lock();
+        conn.execute(
             "INSERT INTO wheel_metadata (wheel_sha256, metadata_sha256, created_at) VALUES (?1, ?2, ?3)
              ON CONFLICT (wheel_sha256) DO UPDATE SET metadata_sha256 = excluded.metadata_sha256",
             params![wheel_sha256, metadata_sha256, now as i64],
         )?;
+        self.hot_wheel_metadata
+            .insert(wheel_sha256.to_owned(), metadata_sha256.to_owned());
         Ok(())
     }
 
     /// The metadata extracted from the wheel with this sha256, if any.
     pub fn wheel_metadata(&self, wheel_sha256: &str) -> Result<Option<String>, StorageError> {
+        if let Some(metadata) = self.hot_wheel_metadata.get(wheel_sha256) {
+            return Ok(Some(metadata));
+        }
         let conn = self.lock();
         let mut stmt =
             conn.prepare_cached("SELECT metadata_sha256 FROM wheel_metadata WHERE wheel_sha256 = ?1")?;
         let mut rows = stmt.query(params![wheel_sha256])?;
-        Ok(match rows.next()? {
+        let found: Option<String> = match rows.next()? {
             Some(row) => Some(row.get(0)?),
             None => None,
-        })
+        };
+        if let Some(metadata) = &found {
+            self.hot_wheel_metadata
+                .insert(wheel_sha256.to_owned(), metadata.clone());
+        }
+        Ok(found)
+    }
+
+    /// What [`Self::wheel_metadata`] found lately, from memory (no I/O).
+    pub fn hot_wheel_metadata(&self, wheel_sha256: &str) -> Option<String> {
+        self.hot_wheel_metadata.get(wheel_sha256)
     }
 
     /// Extracted metadata for the wheels a project lists: wheel sha256 → metadata sha256.
@@ -603,6 +693,55 @@ mod tests {
                 blobs: 0,
                 blob_bytes: 0
             }
+        );
+    }
+
+    /// A file row read once is served from memory; recording the project again (here without
+    /// that file, then with it changed) drops it, so memory never answers an older row.
+    #[test]
+    fn hot_file_rows_follow_the_recorded_project() {
+        let dir = tempfile::tempdir().unwrap();
+        let cat = Catalogue::open(&dir.path().join("catalogue.sqlite3")).unwrap();
+        let index = cat
+            .ensure_index(Ecosystem::Pypi, "https://index.example/simple/", 60)
+            .unwrap();
+        let mut project = ProjectRecord {
+            ecosystem: Ecosystem::Pypi,
+            name: "demo".into(),
+            display_name: "Demo".into(),
+            last_serial: None,
+            status: None,
+            fetched_at: 100,
+            files: vec![file(index, "demo-1.0.tar.gz"), file(index, "demo-2.0.tar.gz")],
+        };
+        cat.record_project(&project).unwrap();
+        let name = "demo-1.0.tar.gz";
+        assert_eq!(cat.hot_file(Ecosystem::Pypi, "demo", name), None, "not read yet");
+        let row = cat.project_file(Ecosystem::Pypi, "demo", name).unwrap();
+        assert_eq!(row.as_ref().map(|r| r.filename.as_str()), Some(name));
+        assert_eq!(cat.hot_file(Ecosystem::Pypi, "demo", name), row);
+        assert_eq!(cat.hot_file(Ecosystem::Hex, "demo", name), None, "per ecosystem");
+
+        project.files.remove(0);
+        cat.record_project(&project).unwrap();
+        assert_eq!(cat.hot_file(Ecosystem::Pypi, "demo", name), None);
+        assert_eq!(cat.project_file(Ecosystem::Pypi, "demo", name).unwrap(), None);
+
+        let mut changed = file(index, name);
+        changed.sha256 = Some("cd".repeat(32));
+        project.files.push(changed.clone());
+        cat.record_project(&project).unwrap();
+        assert_eq!(
+            cat.project_file(Ecosystem::Pypi, "demo", name).unwrap(),
+            Some(changed.clone())
+        );
+        project.files.last_mut().unwrap().sha256 = Some("ef".repeat(32));
+        cat.record_project(&project).unwrap();
+        assert_eq!(
+            cat.project_file(Ecosystem::Pypi, "demo", name)
+                .unwrap()
+                .and_then(|r| r.sha256),
+            Some("ef".repeat(32))
         );
     }
 

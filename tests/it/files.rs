@@ -247,8 +247,8 @@ async fn ranges_head_and_etags_on_files() {
 }
 
 /// RFC 9110 edge cases of Range on a stored file: several ranges are ignored (the whole file, 200,
-/// no Content-Range), `bytes=0-` is a range like any other (206 with its Content-Range), and so
-/// is a range on HEAD ignored.
+/// no Content-Range), `bytes=0-` is a range like any other (206 with its Content-Range), a range
+/// on HEAD is ignored, and so is one whose `If-Range` names other bytes than ours.
 #[tokio::test]
 async fn multiple_and_whole_file_ranges_follow_rfc_9110() {
     let fake = FakeIndex::start();
@@ -279,6 +279,32 @@ async fn multiple_and_whole_file_ranges_follow_rfc_9110() {
     assert_eq!(head.status(), 200, "Range is defined for GET only");
     assert_eq!(header(&head, "content-range"), "");
     assert_eq!(header(&head, "content-length"), "50000");
+
+    let etag = format!("\"{}\"", sha256_hex(&body));
+    let same = c
+        .get(&url)
+        .header("Range", "bytes=5-9")
+        .header("If-Range", &etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(same.status(), 206, "If-Range naming our ETag keeps the range");
+    assert_eq!(same.bytes().await.unwrap(), body[5..10]);
+    for other in ["\"0123\"", "Sat, 01 Jan 2000 00:00:00 GMT"] {
+        let changed = c
+            .get(&url)
+            .header("Range", "bytes=5-9")
+            .header("If-Range", other)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            changed.status(),
+            200,
+            "If-Range {other} does not match: the whole file"
+        );
+        assert_eq!(changed.bytes().await.unwrap(), body);
+    }
 }
 
 #[tokio::test]

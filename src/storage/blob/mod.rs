@@ -94,8 +94,12 @@ impl RangeRequest {
 
 /// How a stored blob is read.
 pub enum BlobBody {
-    /// A file on local disk: the HTTP layer serves it zero-copy, ranges included.
-    File { path: PathBuf, size: u64 },
+    /// A file on local disk, open (so eviction removing it meanwhile cannot cut a response).
+    File {
+        file: std::fs::File,
+        path: PathBuf,
+        size: u64,
+    },
     /// Bytes from elsewhere (an S3 bucket), already cut to the range asked for.
     Stream {
         size: u64,
