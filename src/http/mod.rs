@@ -1,7 +1,7 @@
 //! Routes and handlers: thin. They parse the request, ask `cache/`, and shape the response.
 
 mod admin;
-mod file_body;
+pub mod file_body;
 mod files;
 mod health;
 mod hex;
