@@ -7,6 +7,7 @@ pub mod files;
 pub mod hex;
 pub mod ingest;
 pub mod maintenance;
+mod page_writer;
 pub mod pages;
 pub mod simple;
 pub mod singleflight;

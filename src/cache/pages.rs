@@ -16,12 +16,13 @@ use moka::future::Cache;
 use tokio::runtime::Handle;
 use tokio::sync::OwnedMutexGuard;
 
+use super::page_writer::{PageJob, PageWriter};
 use super::singleflight::SingleFlight;
 use super::{CacheCounters, CacheError, CacheOutcome, blocking, unix_now};
 use crate::ecosystem::Ecosystem;
 use crate::storage::PageStore;
 use crate::storage::catalogue::ProjectRecord;
-use crate::storage::pages::{PageForm, PageHeader, PageKey, PageWrite, SnapshotKey, StoredPage};
+use crate::storage::pages::{PageForm, PageHeader, PageKey, StoredPage};
 
 /// After storing a refresh whose forms are bigger than this, freed memory is handed back.
 const RETURN_MEMORY_AFTER: usize = 8 << 20;
@@ -146,7 +147,7 @@ struct Shared<S: PageSource> {
     /// configuration is not fresh.
     sources: String,
     store: PageStore,
-    catalogue: crate::storage::Catalogue,
+    writer: PageWriter,
     l1: Cache<(S::Key, PageForm), Arc<StoredPage>>,
     counters: Arc<CacheCounters>,
 }
@@ -169,8 +170,8 @@ impl<S: PageSource> PageCache<S> {
             shared: Arc::new(Shared {
                 source,
                 sources,
+                writer: PageWriter::start(store.clone(), catalogue, &runtime),
                 store,
-                catalogue,
                 l1,
                 counters,
             }),
@@ -385,32 +386,19 @@ impl<S: PageSource> Shared<S> {
         if !keep.forms && keep.snapshots.is_empty() {
             return;
         }
-        let (store, catalogue) = (self.store.clone(), self.catalogue.clone());
-        let name = S::store_key(key);
-        let forms: Vec<_> = forms
-            .iter()
-            .filter(|_| keep.forms)
-            .map(|(form, page)| (*form, Arc::clone(page)))
-            .collect();
-        let written = blocking(move || {
-            // Catalogue first: if the process dies in between, the page store is behind the
-            // catalogue, which only costs a refetch.
-            if let Some(record) = &keep.record {
-                catalogue.record_project(record)?;
-            }
-            store.write(&PageWrite {
-                snapshots: keep
-                    .snapshots
-                    .iter()
-                    .map(|(index, bytes)| (SnapshotKey::new(S::ECOSYSTEM, &name, index), bytes.as_slice()))
-                    .collect(),
-                pages: forms
-                    .into_iter()
-                    .map(|(form, page)| (PageKey::new(S::ECOSYSTEM, &name, form), page))
-                    .collect(),
-            })
-        })
-        .await;
+        let job = PageJob {
+            ecosystem: S::ECOSYSTEM,
+            name: S::store_key(key),
+            record: keep.record,
+            snapshots: keep.snapshots,
+            forms: forms
+                .iter()
+                .filter(|_| keep.forms)
+                .map(|(form, page)| (*form, Arc::clone(page)))
+                .collect(),
+        };
+        let written = self.writer.write(job).await;
+        drop(keep.hold);
         if let Err(e) = written {
             tracing::error!(ecosystem = S::ECOSYSTEM.as_str(), page = %S::store_key(key), error = %e, "could not store a refreshed page; serving it anyway");
         }

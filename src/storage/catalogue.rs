@@ -67,6 +67,61 @@ fn file_record(row: &rusqlite::Row<'_>) -> rusqlite::Result<FileRecord> {
     })
 }
 
+/// Writes one project and replaces its file rows in `tx`; returns the filenames it replaced.
+fn record_in(tx: &rusqlite::Transaction<'_>, project: &ProjectRecord) -> Result<Vec<String>, StorageError> {
+    let project_id: i64 = tx.query_row(
+        "INSERT INTO projects (ecosystem, name, display_name, last_serial, status, fetched_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+         ON CONFLICT (ecosystem, name) DO UPDATE SET
+            display_name = excluded.display_name, last_serial = excluded.last_serial,
+            status = excluded.status, fetched_at = excluded.fetched_at
+         RETURNING id",
+        params![
+            project.ecosystem,
+            project.name,
+            project.display_name,
+            project.last_serial.map(|s| s as i64),
+            project.status,
+            project.fetched_at as i64
+        ],
+        |row| row.get(0),
+    )?;
+    let replaced: Vec<String> = tx
+        .prepare_cached("SELECT filename FROM files WHERE project_id = ?1")?
+        .query_map(params![project_id], |row| row.get(0))?
+        .collect::<Result<_, _>>()?;
+    tx.execute("DELETE FROM files WHERE project_id = ?1", params![project_id])?;
+    {
+        let mut insert = tx.prepare_cached(
+            "INSERT INTO files (project_id, index_id, filename, version, url, sha256, size,
+                requires_python, yanked, yanked_reason, upload_time, has_metadata, metadata_sha256,
+                inner_checksum)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+        )?;
+        for file in &project.files {
+            insert.execute(params![
+                project_id,
+                file.index_id,
+                file.filename,
+                file.version,
+                file.url,
+                file.sha256,
+                file.size.map(|s| s as i64),
+                file.requires_python,
+                file.yanked.is_some(),
+                file.yanked.as_deref().filter(|r| !r.is_empty()),
+                file.upload_time,
+                file.has_metadata,
+                file.metadata_sha256,
+                file.inner_checksum,
+            ])?;
+        }
+    }
+    // The new file rows may list blobs already stored (or stop listing some).
+    tx.execute(RECOUNT_PROJECT_USAGE, params![project_id])?;
+    Ok(replaced)
+}
+
 /// The key of a file row in [`Catalogue::hot_files`] (`\0` appears in no name).
 fn hot_file_key(ecosystem: Ecosystem, project: &str, filename: &str) -> String {
     format!("{}\0{project}\0{filename}", ecosystem.as_str())
@@ -241,63 +296,25 @@ impl Catalogue {
 
     /// Records a refreshed project and replaces its file rows, in one transaction.
     pub fn record_project(&self, project: &ProjectRecord) -> Result<(), StorageError> {
+        self.record_projects(&[project])
+    }
+
+    /// Records refreshed projects and replaces their file rows, all in one transaction.
+    pub fn record_projects(&self, projects: &[&ProjectRecord]) -> Result<(), StorageError> {
         let mut conn = self.lock();
         let tx = conn.transaction()?;
-        let project_id: i64 = tx.query_row(
-            "INSERT INTO projects (ecosystem, name, display_name, last_serial, status, fetched_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-             ON CONFLICT (ecosystem, name) DO UPDATE SET
-                display_name = excluded.display_name, last_serial = excluded.last_serial,
-                status = excluded.status, fetched_at = excluded.fetched_at
-             RETURNING id",
-            params![
-                project.ecosystem,
-                project.name,
-                project.display_name,
-                project.last_serial.map(|s| s as i64),
-                project.status,
-                project.fetched_at as i64
-            ],
-            |row| row.get(0),
-        )?;
-        let replaced: Vec<String> = tx
-            .prepare_cached("SELECT filename FROM files WHERE project_id = ?1")?
-            .query_map(params![project_id], |row| row.get(0))?
-            .collect::<Result<_, _>>()?;
-        tx.execute("DELETE FROM files WHERE project_id = ?1", params![project_id])?;
-        {
-            let mut insert = tx.prepare(
-                "INSERT INTO files (project_id, index_id, filename, version, url, sha256, size,
-                    requires_python, yanked, yanked_reason, upload_time, has_metadata, metadata_sha256,
-                    inner_checksum)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
-            )?;
-            for file in &project.files {
-                insert.execute(params![
-                    project_id,
-                    file.index_id,
-                    file.filename,
-                    file.version,
-                    file.url,
-                    file.sha256,
-                    file.size.map(|s| s as i64),
-                    file.requires_python,
-                    file.yanked.is_some(),
-                    file.yanked.as_deref().filter(|r| !r.is_empty()),
-                    file.upload_time,
-                    file.has_metadata,
-                    file.metadata_sha256,
-                    file.inner_checksum,
-                ])?;
-            }
+        let mut replaced = Vec::new();
+        for project in projects {
+            replaced.extend(
+                record_in(&tx, project)?
+                    .into_iter()
+                    .map(|filename| hot_file_key(project.ecosystem, &project.name, &filename)),
+            );
         }
-        // The new file rows may list blobs already stored (or stop listing some).
-        tx.execute(RECOUNT_PROJECT_USAGE, params![project_id])?;
         tx.commit()?;
         // Still under the lock: no lookup can put a replaced row back in between.
-        for filename in &replaced {
-            self.hot_files
-                .invalidate(&hot_file_key(project.ecosystem, &project.name, filename));
+        for key in &replaced {
+            self.hot_files.invalidate(key);
         }
         Ok(())
     }
