@@ -155,7 +155,7 @@ fn commit<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::storage::catalogue::FileRecord;
+    use crate::storage::catalogue::tests::file;
     use crate::storage::pages::{PageHeader, StoredPage};
 
     fn page(body: &str) -> Arc<StoredPage> {
@@ -184,20 +184,7 @@ mod tests {
                 last_serial: None,
                 status: None,
                 fetched_at: 1,
-                files: vec![FileRecord {
-                    index_id,
-                    filename: format!("{name}-1.0.tar.gz"),
-                    version: None,
-                    url: format!("https://files.example/{name}-1.0.tar.gz"),
-                    sha256: None,
-                    size: None,
-                    requires_python: None,
-                    yanked: None,
-                    upload_time: None,
-                    has_metadata: false,
-                    metadata_sha256: None,
-                    inner_checksum: None,
-                }],
+                files: vec![file(index_id, &format!("{name}-1.0.tar.gz"))],
             }),
             snapshots: vec![("https://index.example/".into(), name.as_bytes().to_vec())],
             forms,

@@ -648,10 +648,11 @@ fn migrate(conn: &mut Connection) -> Result<(), StorageError> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn file(index_id: i64, name: &str) -> FileRecord {
+    /// A listed file row, for tests.
+    pub(crate) fn file(index_id: i64, name: &str) -> FileRecord {
         FileRecord {
             index_id,
             filename: name.into(),
