@@ -57,11 +57,11 @@ impl LocalBlobStore {
         Ok(blob_dir(&self.blobs, sha256).join(sha256))
     }
 
-    /// The blob's path and size, `None` if it is not stored.
-    async fn stat(&self, sha256: &str) -> Result<Option<(PathBuf, u64)>, BlobError> {
+    /// The blob's size, `None` if it is not stored.
+    async fn stat(&self, sha256: &str) -> Result<Option<u64>, BlobError> {
         let path = self.blob_path(sha256)?;
         match tokio::fs::metadata(&path).await {
-            Ok(meta) if meta.is_file() => Ok(Some((path, meta.len()))),
+            Ok(meta) if meta.is_file() => Ok(Some(meta.len())),
             Ok(_) => Err(not_a_file(&path)),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(BlobError::io("reading metadata of", &path, e)),
@@ -126,7 +126,7 @@ impl BlobStore for LocalBlobStore {
     }
 
     async fn head(&self, sha256: &str) -> Result<Option<u64>, BlobError> {
-        Ok(self.stat(sha256).await?.map(|(_, size)| size))
+        self.stat(sha256).await
     }
 
     async fn delete(&self, sha256: &str) -> Result<bool, BlobError> {
