@@ -259,6 +259,7 @@ impl Catalogue {
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        use_incremental_vacuum(&conn)?;
         migrate(&mut conn)?;
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
@@ -620,12 +621,43 @@ impl Catalogue {
         Ok(counts)
     }
 
-    /// Folds the WAL back into the main file; called at shutdown so the data dir is compact.
+    /// Gives the pages that deleted rows left free back to the file system, once there are at
+    /// least `min_pages` of them; returns how many were given back.
+    pub fn reclaim_free_pages(&self, min_pages: u64) -> Result<u64, StorageError> {
+        let conn = self.lock();
+        let free: i64 = conn.pragma_query_value(None, "freelist_count", |row| row.get(0))?;
+        let free = u64::try_from(free).unwrap_or(0);
+        if free == 0 || free < min_pages {
+            return Ok(0);
+        }
+        // The pragma frees one page per step: step it to the end.
+        let mut vacuum = conn.prepare("PRAGMA incremental_vacuum")?;
+        let mut steps = vacuum.query([])?;
+        while steps.next()?.is_some() {}
+        Ok(free)
+    }
+
+    /// Gives free pages back and folds the WAL into the main file; called at shutdown so the
+    /// data dir is compact.
     pub fn checkpoint(&self) -> Result<(), StorageError> {
+        self.reclaim_free_pages(0)?;
         self.lock()
             .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
         Ok(())
     }
+}
+
+/// Deleted rows leave free pages that SQLite reuses but never returns; in incremental mode
+/// [`Catalogue::reclaim_free_pages`] returns them without rewriting the whole file. A catalogue
+/// made before this mode existed switches with one `VACUUM` (a new, empty one at no cost).
+fn use_incremental_vacuum(conn: &Connection) -> Result<(), StorageError> {
+    const INCREMENTAL: i64 = 2;
+    let mode: i64 = conn.pragma_query_value(None, "auto_vacuum", |row| row.get(0))?;
+    if mode != INCREMENTAL {
+        conn.pragma_update(None, "auto_vacuum", "INCREMENTAL")?;
+        conn.execute_batch("VACUUM")?;
+    }
+    Ok(())
 }
 
 fn migrate(conn: &mut Connection) -> Result<(), StorageError> {
@@ -667,6 +699,54 @@ pub(crate) mod tests {
             metadata_sha256: None,
             inner_checksum: None,
         }
+    }
+
+    #[test]
+    fn free_pages_go_back_to_the_file_system() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("catalogue.sqlite3");
+        let cat = Catalogue::open(&path).unwrap();
+        let index = cat
+            .ensure_index(Ecosystem::Pypi, "https://index.example/simple/", 60)
+            .unwrap();
+        let mut project = ProjectRecord {
+            ecosystem: Ecosystem::Pypi,
+            name: "big".into(),
+            display_name: "big".into(),
+            last_serial: None,
+            status: None,
+            fetched_at: 1,
+            files: (0..5_000)
+                .map(|i| file(index, &format!("big-{i}.tar.gz")))
+                .collect(),
+        };
+        cat.record_project(&project).unwrap();
+        let pages = |cat: &Catalogue| -> i64 {
+            cat.lock()
+                .pragma_query_value(None, "page_count", |r| r.get(0))
+                .unwrap()
+        };
+        let full = pages(&cat);
+        project.files.clear();
+        cat.record_project(&project).unwrap();
+        assert_eq!(
+            pages(&cat),
+            full,
+            "deleting rows frees pages without returning them"
+        );
+        assert_eq!(
+            cat.reclaim_free_pages(u64::MAX).unwrap(),
+            0,
+            "fewer free pages than asked for"
+        );
+        let freed = cat.reclaim_free_pages(16).unwrap();
+        assert!(freed > 100, "{freed} pages");
+        // The pointer-map pages that tracked them go too.
+        assert!(
+            pages(&cat) <= full - freed as i64,
+            "{full} - {freed} -> {}",
+            pages(&cat)
+        );
     }
 
     #[test]
