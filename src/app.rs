@@ -113,7 +113,24 @@ fn spawn_evictor(state: web::Data<AppState>, runtime: &tokio::runtime::Handle) {
     });
 }
 
+/// glibc gives a thread that meets contention an allocator arena of its own, up to eight per
+/// core, and each arena keeps what was freed in it. The blocking pool's threads (one per disk read
+/// that would wait: dozens while a cold file streams to many clients) each left one behind: 50
+/// clients on a cold 1 GiB file peaked at 88 MB RSS, and at 48 MB with one arena per core.
+fn limit_allocator_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get()).max(2);
+        // SAFETY: mallopt takes no pointers and only sets an allocator parameter; it is called
+        // before the server starts its threads.
+        unsafe {
+            libc::mallopt(libc::M_ARENA_MAX, i32::try_from(cores).unwrap_or(i32::MAX));
+        }
+    }
+}
+
 pub fn serve(config: Config) -> Result<(), ServeError> {
+    limit_allocator_arenas();
     // Upstream fetches and single-flight work run here, apart from the HTTP workers, so a slow
     // upstream never occupies a worker and a departing client never cancels a shared fetch.
     let background = tokio::runtime::Builder::new_multi_thread()
