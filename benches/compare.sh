@@ -59,6 +59,7 @@ slow_port=$(port)
 cat >"$work/upstream.py" <<'PY'
 import hashlib, http.server, os, socketserver, sys, time
 root, port, delay, rate = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4])
+big = len(sys.argv) > 5  # also serve the 1 GiB file (made up as it is sent, never held)
 base = f"http://127.0.0.1:{port}"
 real = os.path.join(root, "tests/fixtures/real")
 files = {}  # path -> bytes
@@ -69,6 +70,14 @@ def synth(name, size):
 synthetic = [synth("bench-1.0.0-py3-none-any.whl", 1 << 20),
              synth("bench-2.0.0-py3-none-any.whl", 16 << 20),
              synth("bench-3.0.0.tar.gz", 50 << 20)]
+streamed = {}  # path -> (size, block): the block repeated makes the file
+if big:
+    block, size = hashlib.sha256(b"big").digest() * (1 << 15), 1 << 30  # 1 MiB, 1 GiB
+    digest = hashlib.sha256()
+    for _ in range(size // len(block)):
+        digest.update(block)
+    streamed["/packages/synthetic/bench-4.0.0.tar.gz"] = (size, block)
+    synthetic.append(("bench-4.0.0.tar.gz", digest.hexdigest()))
 pages = {}
 for name in os.listdir(real):
     stem, ext = os.path.splitext(name)
@@ -108,6 +117,15 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return self.answer(200, body, ctype)
         if path in files:
             return self.answer(200, files[path], "application/octet-stream")
+        if path in streamed:
+            size, block = streamed[path]
+            self.send_response(200)
+            self.send_header("Content-Type", "application/octet-stream")
+            self.send_header("Content-Length", str(size))
+            self.end_headers()
+            for _ in range(size // len(block)):
+                self.wfile.write(block)
+            return
         self.answer(404, b"not found", "text/plain")
     def answer(self, status, body, ctype):
         self.send_response(status)
@@ -129,7 +147,7 @@ class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
 Server(("127.0.0.1", port), Handler).serve_forever()
 PY
 paced_port=$(port)
-python3 "$work/upstream.py" "$root" "$upstream_port" 0 0 & pids+=($!)
+python3 "$work/upstream.py" "$root" "$upstream_port" 0 0 big & pids+=($!)
 python3 "$work/upstream.py" "$root" "$slow_port" 0.1 0 & pids+=($!)
 python3 "$work/upstream.py" "$root" "$paced_port" 0 "$paced_rate" & pids+=($!)
 wait_for "http://127.0.0.1:$upstream_port/simple/six/"
@@ -314,6 +332,52 @@ rss_after=$(rss "$mirror")
 hwm_after=$(hwm "$mirror")
 
 # ---------------------------------------------------------------------------------------------
+# 1 GiB to 50 clients at once: first while the mirror downloads it (one upstream fetch, 50
+# readers following it), then from the cache. The mirror's RSS is sampled while each runs.
+big_url="$m/simple/bench/bench-4.0.0.tar.gz"
+fifty() { # prints how many of the 50 got the whole file
+    local i
+    for i in $(seq 50); do curl -fs -o /dev/null -w '%{size_download}\n' "$big_url" >"$work/fifty-$i" & done
+    wait
+    cat "$work"/fifty-* | grep -cx "$((1 << 30))" || true
+}
+peak_while_fifty() { # prints "complete seconds peak_rss_mb"
+    local start peak=0 r
+    start=$(date +%s.%N)
+    fifty >"$work/fifty-done.tmp" &
+    local job=$!
+    while kill -0 "$job" 2>/dev/null; do
+        r=$(rss "$mirror")
+        [ "$r" -gt "$peak" ] && peak=$r
+        sleep 0.05
+    done
+    wait "$job"
+    echo "$(cat "$work/fifty-done.tmp") $(python3 -c "import time; print(f'{time.time() - $start:.1f}')") $peak"
+}
+read -r big_cold_ok big_cold_secs big_cold_peak <<<"$(peak_while_fifty)"
+read -r big_warm_ok big_warm_secs big_warm_peak <<<"$(peak_while_fifty)"
+
+# ---------------------------------------------------------------------------------------------
+# What the metadata costs on disk: every page of the corpus in both formats, then the mirror
+# stopped (it gives free pages back and folds its WAL in as it stops) and its files measured.
+served=0
+for page in "$root"/tests/fixtures/real/*.html; do
+    page=$(basename "$page" .html)
+    for accept in "$html" "$json"; do
+        served=$((served + $(curl -fs -o /dev/null -w '%{size_download}' -H "Accept: $accept" "$m/simple/$page/")))
+    done
+done
+kill -TERM "$mirror"
+while kill -0 "$mirror" 2>/dev/null; do sleep 0.1; done
+data="$work/data-main"
+page_store=$(( $(stat -c %s "$data/pages.redb") + $(find "$data/page-bodies" -type f -printf '%s\n' | awk '{s += $1} END {print s + 0}') ))
+catalogue=$(find "$data" -maxdepth 1 -name 'catalogue.sqlite3*' -printf '%s\n' | awk '{s += $1} END {print s + 0}')
+read -r projects files <<<"$(python3 -c "
+import sqlite3, sys
+db = sqlite3.connect(sys.argv[1])
+print(*db.execute('SELECT (SELECT count(*) FROM projects), (SELECT count(*) FROM files)').fetchone())" "$data/catalogue.sqlite3")"
+
+# ---------------------------------------------------------------------------------------------
 echo
 echo "pkgmirror $("$binary" --version 2>/dev/null | awk '{print $2}') against nginx $("$nginx_bin" -v 2>&1 | sed 's/.*nginx\///'), wrk -t$threads -d$duration, $(nproc) cores, $(date -u +%Y-%m-%d)"
 echo
@@ -347,3 +411,15 @@ echo
 echo "files from an upstream paced at $((paced_rate / 1000000)) MB/s; pages: $cold_ok of 200 answered through pkgmirror, $cold_direct_ok directly"
 echo
 echo "pkgmirror RSS after the warm rows: $rss_after MB (peak $hwm_after MB)"
+echo
+echo "| 1 GiB file to 50 clients at once | complete | seconds | pkgmirror peak RSS |"
+echo "|---|---:|---:|---:|"
+echo "| while the mirror downloads it | $big_cold_ok of 50 | $big_cold_secs | $big_cold_peak MB |"
+echo "| from the cache | $big_warm_ok of 50 | $big_warm_secs | $big_warm_peak MB |"
+echo
+echo "| on disk: $projects projects, $files files, every page in both formats | bytes | per project | per file | against the pages served |"
+echo "|---|---:|---:|---:|---:|"
+per() { python3 -c "print(f'{$1 / max($2, 1):,.0f}')"; }
+printf '| pages served (HTML + JSON, uncompressed) | %s | %s | %s | 1.00 |\n' "$served" "$(per "$served" "$projects")" "$(per "$served" "$files")"
+printf '| page store (pages.redb + page-bodies/) | %s | %s | %s | %s |\n' "$page_store" "$(per "$page_store" "$projects")" "$(per "$page_store" "$files")" "$(ratio "$page_store" "$served")"
+printf '| catalogue (catalogue.sqlite3) | %s | %s | %s | %s |\n' "$catalogue" "$(per "$catalogue" "$projects")" "$(per "$catalogue" "$files")" "$(ratio "$catalogue" "$served")"
