@@ -22,6 +22,7 @@ mod keys;
 mod multipart;
 mod orphans;
 mod read;
+mod records;
 #[cfg(test)]
 mod testing;
 mod writer;
@@ -54,8 +55,8 @@ struct Inner {
     bucket: String,
     keys: Keys,
     part_size: u64,
-    /// Where blobs are staged before upload.
-    staging: PathBuf,
+    /// Where blobs are staged before upload; `None` in a store opened for records only.
+    staging: Option<PathBuf>,
     /// "s3://bucket/prefix at endpoint", for messages.
     location: String,
     breaker: BucketBreaker,
@@ -66,7 +67,13 @@ impl S3BlobStore {
     /// profiles, instance roles) and prepares `staging`, removing spools an earlier run left.
     /// Does not touch the bucket: [`BlobStore::health`] is the start-up check.
     pub async fn connect(config: &S3Config, staging: &Path) -> Result<Self, BlobError> {
-        Self::connect_with(client::loader(config), config, staging).await
+        Self::connect_with(client::loader(config), config, Some(staging)).await
+    }
+
+    /// A store for the bucket's records only (what `pkgmirror token` uses beside a running
+    /// server): it stages nothing, so it leaves the server's staging directory alone.
+    pub async fn connect_for_records(config: &S3Config) -> Result<Self, BlobError> {
+        Self::connect_with(client::loader(config), config, None).await
     }
 
     /// [`S3BlobStore::connect`] with the SDK's shared settings from `loader` (tests give it
@@ -74,10 +81,12 @@ impl S3BlobStore {
     async fn connect_with(
         loader: ConfigLoader,
         config: &S3Config,
-        staging: &Path,
+        staging: Option<&Path>,
     ) -> Result<Self, BlobError> {
-        std::fs::create_dir_all(staging).map_err(|e| BlobError::io("creating directory", staging, e))?;
-        super::local::remove_leftover_spools(staging)?;
+        if let Some(staging) = staging {
+            std::fs::create_dir_all(staging).map_err(|e| BlobError::io("creating directory", staging, e))?;
+            super::local::remove_leftover_spools(staging)?;
+        }
         let client = client::build(&loader.load().await, config);
         let keys = Keys::new(&config.prefix);
         let endpoint = if config.endpoint.is_empty() {
@@ -96,7 +105,8 @@ impl S3BlobStore {
                 bucket: config.bucket.clone(),
                 keys,
                 part_size: config.part_size,
-                staging: std::path::absolute(staging).unwrap_or_else(|_| staging.to_path_buf()),
+                staging: staging
+                    .map(|staging| std::path::absolute(staging).unwrap_or_else(|_| staging.to_path_buf())),
                 breaker: BucketBreaker::default(),
             }),
         })
@@ -109,6 +119,25 @@ impl S3BlobStore {
 }
 
 impl Inner {
+    /// Every object whose key starts with `root`, page after page.
+    async fn objects_under(&self, root: &str) -> Result<Vec<aws_sdk_s3::types::Object>, BlobError> {
+        self.check()?;
+        let mut pages = self
+            .client
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .prefix(root)
+            .into_paginator()
+            .send();
+        let mut objects = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| self.failed("listing", root, e))?;
+            objects.extend(page.contents.unwrap_or_default());
+        }
+        self.succeeded();
+        Ok(objects)
+    }
+
     async fn delete_key(&self, key: &str) -> Result<(), BlobError> {
         self.check()?;
         self.client
@@ -155,30 +184,18 @@ impl BlobStore for S3BlobStore {
 
     async fn list(&self) -> Result<Vec<BlobEntry>, BlobError> {
         let inner = &self.inner;
-        inner.check()?;
-        let root = inner.keys.blobs();
-        let mut pages = inner
-            .client
-            .list_objects_v2()
-            .bucket(&inner.bucket)
-            .prefix(&root)
-            .into_paginator()
-            .send();
-        let mut found = Vec::new();
-        while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| inner.failed("listing", &root, e))?;
-            for object in page.contents() {
-                // Only keys where `get` would look.
-                if let Some(sha256) = object.key().and_then(|key| inner.keys.sha256_of(key)) {
-                    found.push(BlobEntry {
-                        sha256: sha256.to_owned(),
-                        size: object.size().unwrap_or(0).max(0) as u64,
-                    });
-                }
-            }
-        }
-        inner.succeeded();
-        Ok(found)
+        let objects = inner.objects_under(&inner.keys.blobs()).await?;
+        // Only keys where `get` would look.
+        Ok(objects
+            .iter()
+            .filter_map(|object| {
+                let sha256 = object.key().and_then(|key| inner.keys.sha256_of(key))?;
+                Some(BlobEntry {
+                    sha256: sha256.to_owned(),
+                    size: object.size().unwrap_or(0).max(0) as u64,
+                })
+            })
+            .collect())
     }
 
     async fn quarantine(&self, sha256: &str) -> Result<bool, BlobError> {

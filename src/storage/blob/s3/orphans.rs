@@ -70,27 +70,14 @@ impl S3BlobStore {
 
     /// Objects under `{prefix}tmp/` (health probes a killed process left), with their age.
     pub async fn temporary_objects(&self) -> Result<Vec<(String, Option<SystemTime>)>, BlobError> {
-        let inner = &self.inner;
-        let mut pages = inner
-            .client
-            .list_objects_v2()
-            .bucket(&inner.bucket)
-            .prefix(inner.keys.temporary())
-            .into_paginator()
-            .send();
-        let mut found = Vec::new();
-        while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| inner.failed("listing", &inner.keys.temporary(), e))?;
-            for object in page.contents() {
-                if let Some(key) = object.key() {
-                    found.push((
-                        key.to_owned(),
-                        object.last_modified().and_then(|t| SystemTime::try_from(*t).ok()),
-                    ));
-                }
-            }
-        }
-        Ok(found)
+        let objects = self.inner.objects_under(&self.inner.keys.temporary()).await?;
+        Ok(objects
+            .iter()
+            .filter_map(|object| {
+                let modified = object.last_modified().and_then(|t| SystemTime::try_from(*t).ok());
+                Some((object.key()?.to_owned(), modified))
+            })
+            .collect())
     }
 
     /// Deletes an object by its full key (temporary objects only; blobs go through `delete`).

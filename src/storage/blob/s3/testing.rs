@@ -155,7 +155,9 @@ async fn store(endpoint: &str, bucket: &str, prefix: &str, staging: &Path) -> S3
         part_size: PART_SIZE,
     };
     let loader = client::loader(&config).credentials_provider(credentials());
-    S3BlobStore::connect_with(loader, &config, staging).await.unwrap()
+    S3BlobStore::connect_with(loader, &config, Some(staging))
+        .await
+        .unwrap()
 }
 
 /// A store whose bucket cannot be reached: nothing listens at its endpoint.

@@ -29,7 +29,13 @@ impl S3BlobStore {
         let target = expected_sha256.and_then(|sha256| self.inner.keys.blob(sha256).ok());
         let staged = match &local {
             Some(local) => local.stage().await?,
-            None => StagedFile::create(&self.inner.staging, "part").await?,
+            None => {
+                let staging =
+                    self.inner.staging.as_deref().ok_or_else(|| {
+                        BlobError::Remote("this S3 store was opened for records only".into())
+                    })?;
+                StagedFile::create(staging, "part").await?
+            }
         };
         // With the bucket unreachable the bytes still stage (the client still gets them); only
         // the commit fails.
