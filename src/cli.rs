@@ -13,10 +13,12 @@ use std::process::ExitCode;
 use bytesize::ByteSize;
 use clap::{Args, Parser, Subcommand};
 
+use crate::auth::tokens::{Scope, TokenError, TokenRecord, Tokens};
 use crate::cache::maintenance;
 use crate::config::{self, CliOverrides, Config, Loaded, LogConfig, LogFormat};
 use crate::storage::Catalogue;
 use crate::storage::blob::{BlobStore as _, ConfiguredStore, LocalBlobStore};
+use crate::storage::browse::AdminLogEntry;
 use crate::storage::catalogue::BlobStats;
 use crate::storage::data_dir::{self, DataDirLock, LockError};
 
@@ -50,6 +52,41 @@ enum Command {
     /// Inspect and maintain the data dir's blob store.
     #[command(subcommand)]
     Cache(CacheCommand),
+    /// Access tokens (read, upload to hosted indexes, admin); safe while the server runs.
+    #[command(subcommand)]
+    Token(TokenCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum TokenCommand {
+    /// Make a token and print it: the only time it is shown.
+    Create {
+        /// A name to list and revoke it by (letters, digits, '.', '_', '-').
+        #[arg(long)]
+        name: String,
+        /// read, admin, upload:<hosted index> or upload:* (repeatable).
+        #[arg(long = "scope", value_name = "SCOPE", required = true)]
+        scopes: Vec<String>,
+        /// Stop accepting it after this long, e.g. 90d.
+        #[arg(long, value_name = "DURATION")]
+        expires: Option<String>,
+        #[command(flatten)]
+        overrides: Overrides,
+    },
+    /// List every token's name, scopes, times and state (never the tokens themselves).
+    List {
+        /// Print a JSON array instead of a table.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        overrides: Overrides,
+    },
+    /// Revoke the active token with this name.
+    Revoke {
+        name: String,
+        #[command(flatten)]
+        overrides: Overrides,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -90,7 +127,7 @@ enum ConfigCommand {
 }
 
 /// Flags that override configuration keys; they win over every other layer.
-#[derive(Debug, Args)]
+#[derive(Debug, Default, Args)]
 struct Overrides {
     /// Address to listen on (server.listen), e.g. 0.0.0.0:5000.
     #[arg(long, value_name = "ADDR")]
@@ -150,6 +187,7 @@ pub fn run() -> ExitCode {
             s3_orphans,
             overrides,
         }) => cache_gc(&overrides.into_cli_overrides(cli.config), s3_orphans),
+        Command::Token(command) => token(command, cli.config),
     }
 }
 
@@ -381,6 +419,138 @@ fn open_for_maintenance(
         runtime,
         _lock: lock,
     })
+}
+
+fn token(mut command: TokenCommand, config_file: Option<PathBuf>) -> ExitCode {
+    let overrides = match &mut command {
+        TokenCommand::Create { overrides, .. }
+        | TokenCommand::List { overrides, .. }
+        | TokenCommand::Revoke { overrides, .. } => std::mem::take(overrides),
+    };
+    let overrides = overrides.into_cli_overrides(config_file);
+    let config = match load_config(&overrides) {
+        Ok(loaded) => loaded.config,
+        Err(code) => return code,
+    };
+    let fail = |code: u8, message: String| {
+        eprintln!("pkgmirror: {message}");
+        ExitCode::from(code)
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => return fail(FAILURE, format!("cannot start a runtime: {e}")),
+    };
+    let tokens = match runtime.block_on(crate::storage::records::open(&config.storage)) {
+        Ok(records) => Tokens::new(records),
+        Err(e) => return fail(FAILURE, format!("cannot open the token store: {e}")),
+    };
+    let now = crate::cache::unix_now();
+    match command {
+        TokenCommand::Create {
+            name,
+            scopes,
+            expires,
+            ..
+        } => {
+            let scopes: Result<Vec<Scope>, _> = scopes.iter().map(|s| s.parse()).collect();
+            let scopes = match scopes {
+                Ok(scopes) => scopes,
+                Err(e) => return fail(BAD_USAGE, e.to_string()),
+            };
+            let expires_at = match expires.as_deref().map(humantime::parse_duration) {
+                None => None,
+                Some(Ok(after)) => Some(now.saturating_add(after.as_secs())),
+                Some(Err(e)) => return fail(BAD_USAGE, format!("--expires: {e}")),
+            };
+            match runtime.block_on(tokens.create(&name, scopes, expires_at, now)) {
+                Ok((record, token)) => {
+                    log_token_action(&config, "token-create", &record.name, "ok");
+                    print_stdout(&format!("{token}\n"))
+                }
+                Err(e @ (TokenError::InvalidName(_) | TokenError::NoScope | TokenError::NameTaken(_))) => {
+                    fail(BAD_USAGE, e.to_string())
+                }
+                Err(e) => fail(FAILURE, e.to_string()),
+            }
+        }
+        TokenCommand::List { json, .. } => match runtime.block_on(tokens.list()) {
+            Ok(list) if json => print_stdout(&format!("{}\n", tokens_json(&list, now))),
+            Ok(list) => print_stdout(&tokens_text(&list, now)),
+            Err(e) => fail(FAILURE, e.to_string()),
+        },
+        TokenCommand::Revoke { name, .. } => match runtime.block_on(tokens.revoke(&name, now)) {
+            Ok(revoked) => {
+                log_token_action(&config, "token-revoke", &name, "ok");
+                print_stdout(&format!(
+                    "revoked {}\n",
+                    plural(revoked.len() as u64, "token", "tokens")
+                ))
+            }
+            Err(e @ TokenError::NotFound(_)) => fail(BAD_USAGE, e.to_string()),
+            Err(e) => fail(FAILURE, e.to_string()),
+        },
+    }
+}
+
+/// Records a token change made from the command line in the data dir's admin log.
+fn log_token_action(config: &Config, action: &str, name: &str, outcome: &str) {
+    let entry = AdminLogEntry {
+        at: crate::cache::unix_now(),
+        actor: "command line".to_owned(),
+        action: action.to_owned(),
+        target: Some(name.to_owned()),
+        outcome: outcome.to_owned(),
+    };
+    let logged = std::fs::create_dir_all(&config.storage.data_dir)
+        .map_err(crate::storage::StorageError::from)
+        .and_then(|()| Catalogue::open(&config.storage.data_dir.join(data_dir::CATALOGUE_FILE)))
+        .and_then(|catalogue| catalogue.record_admin_action(&entry));
+    if let Err(e) = logged {
+        eprintln!("pkgmirror: warning: the admin log could not record this: {e}");
+    }
+}
+
+fn when(at: u64) -> String {
+    humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_secs(at)).to_string()
+}
+
+fn tokens_json(list: &[TokenRecord], now: u64) -> String {
+    let rows: Vec<serde_json::Value> = list
+        .iter()
+        .map(|t| {
+            serde_json::json!({
+                "name": t.name,
+                "scopes": t.scopes,
+                "created": when(t.created_at),
+                "expires": t.expires_at.map(when),
+                "revoked": t.revoked_at.map(when),
+                "state": t.state(now),
+            })
+        })
+        .collect();
+    serde_json::Value::Array(rows).to_string()
+}
+
+fn tokens_text(list: &[TokenRecord], now: u64) -> String {
+    if list.is_empty() {
+        return "no tokens\n".to_owned();
+    }
+    let mut out = format!(
+        "{:<20} {:<8} {:<21} {:<21} scopes\n",
+        "name", "state", "created", "expires"
+    );
+    for t in list {
+        let scopes: Vec<String> = t.scopes.iter().map(ToString::to_string).collect();
+        out.push_str(&format!(
+            "{:<20} {:<8} {:<21} {:<21} {}\n",
+            t.name,
+            t.state(now),
+            when(t.created_at),
+            t.expires_at.map_or_else(|| "never".to_owned(), when),
+            scopes.join(" ")
+        ));
+    }
+    out
 }
 
 fn plural(n: u64, one: &str, many: &str) -> String {

@@ -93,9 +93,7 @@ impl Sessions {
 
 /// 32 random bytes, hex.
 pub fn random_token() -> Result<String, getrandom::Error> {
-    let mut bytes = [0u8; 32];
-    getrandom::fill(&mut bytes)?;
-    Ok(hex::encode(bytes))
+    crate::auth::random_hex(32)
 }
 
 /// Whether a presented token is the expected one, in constant time.

@@ -163,3 +163,74 @@ fn usage_errors_exit_2_and_version_exits_0() {
     assert_eq!(code, 0);
     assert!(out.starts_with("pkgmirror "), "{out}");
 }
+
+#[test]
+fn tokens_are_created_shown_once_listed_and_revoked_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let data = data.to_str().unwrap();
+    let token = |args: &[&str]| {
+        let mut cmd = pkgmirror(dir.path());
+        cmd.arg("token").args(args).args(["--data-dir", data]);
+        run(&mut cmd)
+    };
+    let (code, created, err) = token(&[
+        "create",
+        "--name",
+        "ci",
+        "--scope",
+        "upload:internal",
+        "--expires",
+        "90d",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let created = created.trim();
+    assert!(created.starts_with("pkgm_") && created.len() > 70, "{created}");
+
+    let (code, _, err) = token(&["create", "--name", "ci", "--scope", "read"]);
+    assert_eq!(
+        (code, err.trim()),
+        (2, "pkgmirror: an active token is already named \"ci\"")
+    );
+    let (code, _, err) = token(&["create", "--name", "x", "--scope", "write"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("invalid scope \"write\""), "{err}");
+
+    let (code, listed, _) = token(&["list", "--json"]);
+    assert_eq!(code, 0);
+    let listed: serde_json::Value = serde_json::from_str(&listed).unwrap();
+    assert_eq!(listed[0]["name"], "ci");
+    assert_eq!(listed[0]["state"], "active");
+    assert_eq!(listed[0]["scopes"], serde_json::json!(["upload:internal"]));
+    assert!(listed[0]["expires"].as_str().unwrap().starts_with("20"));
+    // The secret is shown once: not in the list, not in any file under the data dir.
+    let secret = created.rsplit('_').next().unwrap();
+    assert!(!listed.to_string().contains(secret));
+    for entry in walk(Path::new(data)) {
+        let bytes = std::fs::read(&entry).unwrap();
+        assert!(
+            !String::from_utf8_lossy(&bytes).contains(secret),
+            "{} holds the secret",
+            entry.display()
+        );
+    }
+
+    assert_eq!(token(&["revoke", "ci"]).0, 0);
+    let (code, _, err) = token(&["revoke", "ci"]);
+    assert_eq!(code, 2, "{err}");
+    let (_, table, _) = token(&["list"]);
+    assert!(table.lines().nth(1).unwrap().contains("revoked"), "{table}");
+}
+
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            files.extend(walk(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
+}

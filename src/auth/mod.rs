@@ -25,6 +25,8 @@ use subtle::ConstantTimeEq;
 use crate::config::{IpRange, Secret};
 use crate::error::AppError;
 
+pub mod tokens;
+
 /// Failed admin attempts a client may make within [`FAILURE_WINDOW`].
 pub const MAX_FAILURES: usize = 5;
 pub const FAILURE_WINDOW: Duration = Duration::from_secs(60);
@@ -127,6 +129,13 @@ fn token_matches(admin_token: &Secret, presented: &str) -> bool {
         && bool::from(
             Sha256::digest(presented.as_bytes()).ct_eq(&Sha256::digest(admin_token.expose().as_bytes())),
         )
+}
+
+/// `bytes` random bytes, hex.
+pub fn random_hex(bytes: usize) -> Result<String, getrandom::Error> {
+    let mut buf = vec![0u8; bytes];
+    getrandom::fill(&mut buf)?;
+    Ok(hex::encode(buf))
 }
 
 /// Whether the client is on loopback (an unknown one is not).
