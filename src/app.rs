@@ -320,12 +320,19 @@ fn open(config: &Config, background: tokio::runtime::Handle) -> Result<Parts, Se
             catalogue.clone(),
             Arc::clone(&downloads),
             Arc::clone(&counters),
-            background,
+            background.clone(),
         ))
     } else {
         None
     };
     crate::web::check_templates().map_err(ServeError::Startup)?;
+    let records = background
+        .block_on(crate::storage::records::open(&config.storage))
+        .map_err(|e| {
+            ServeError::Startup(format!(
+                "cannot open the record store (tokens, hosted packages): {e}"
+            ))
+        })?;
     let state = web::Data::new(AppState {
         pages,
         files,
@@ -336,6 +343,8 @@ fn open(config: &Config, background: tokio::runtime::Handle) -> Result<Parts, Se
         explorer: Explorer::new(catalogue.clone()),
         ui: crate::web::Ui::default(),
         admin: crate::auth::AdminAuth::new(config.server.admin_token.clone()),
+        tokens: crate::auth::tokens::TokenGate::new(crate::auth::tokens::Tokens::new(records)),
+        anonymous_read: config.server.anonymous_read,
         trusted_proxies: config.server.trusted_proxies.clone(),
         request_body_timeout: config.server.request_body_timeout,
         access_hits: http::HitSampler::new(config.log.access_hit_sample),

@@ -13,6 +13,10 @@ pub enum AppError {
     BadRequest(String),
     #[error("{0}")]
     Unauthorized(String),
+    /// A read without a usable access token while anonymous reads are off: answered with a
+    /// Basic challenge, which pip, uv and browsers answer with the credentials they hold.
+    #[error("{0}")]
+    TokenRequired(String),
     #[error("{0}")]
     Forbidden(String),
     #[error("{0}")]
@@ -67,7 +71,7 @@ impl ResponseError for AppError {
     fn status_code(&self) -> StatusCode {
         match self {
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
-            Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Self::Unauthorized(_) | Self::TokenRequired(_) => StatusCode::UNAUTHORIZED,
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::NotAcceptable(_) => StatusCode::NOT_ACCEPTABLE,
@@ -88,6 +92,9 @@ impl ResponseError for AppError {
         match self {
             Self::Unauthorized(_) => {
                 response.insert_header(("WWW-Authenticate", "Bearer"));
+            }
+            Self::TokenRequired(_) => {
+                response.insert_header(("WWW-Authenticate", "Basic realm=\"pkgmirror\", charset=\"UTF-8\""));
             }
             // The answer depended on Accept (PEP 691 wants Vary on every negotiated answer).
             Self::NotAcceptable(_) => {

@@ -7,6 +7,7 @@ use actix_web::HttpRequest;
 use url::Url;
 
 use crate::auth::AdminAuth;
+use crate::auth::tokens::{Denial, Scope, TokenGate, TokenRecord};
 use crate::cache::CacheCounters;
 use crate::cache::downloads::Downloads;
 use crate::cache::explorer::Explorer;
@@ -16,6 +17,7 @@ use crate::cache::maintenance::Evictor;
 use crate::cache::simple::SimplePages;
 use crate::cache::unix_now;
 use crate::config::IpRange;
+use crate::error::AppError;
 use crate::storage::browse::AdminLogEntry;
 use crate::upstream::IndexHealthReport;
 
@@ -35,6 +37,10 @@ pub struct AppState {
     pub ui: crate::web::Ui,
     /// The admin token and the failed-attempt limit of every admin entry point.
     pub admin: AdminAuth,
+    /// Access tokens, and the limit on wrong ones.
+    pub tokens: TokenGate,
+    /// `server.anonymous_read`.
+    pub anonymous_read: bool,
     /// `server.trusted_proxies`: whose forwarded client addresses are believed.
     pub trusted_proxies: Vec<IpRange>,
     /// `server.request_body_timeout`.
@@ -80,6 +86,51 @@ impl AppState {
     /// The request's client ([`crate::auth::client_addr`]).
     pub fn client(&self, req: &HttpRequest) -> Option<std::net::IpAddr> {
         crate::auth::client_addr(req, &self.trusted_proxies)
+    }
+
+    /// The token `req` carries, if it grants `wanted`; otherwise the answer to give. A wrong
+    /// token, and the first refusal of a client over its limit, go to the admin log.
+    pub async fn require_token(
+        &self,
+        req: &HttpRequest,
+        wanted: &Scope,
+    ) -> Result<Arc<TokenRecord>, AppError> {
+        let client = self.client(req);
+        let presented = crate::auth::presented_token(req);
+        let admitted = self
+            .tokens
+            .admit(client, presented.as_deref(), wanted, unix_now())
+            .await
+            .map_err(|e| AppError::Unavailable(format!("cannot check the access token: {e}")))?;
+        let actor = crate::auth::describe(client);
+        match admitted {
+            Ok(record) => Ok(record),
+            Err(Denial::NoToken) => Err(AppError::TokenRequired(
+                "this mirror needs an access token: send it as the password of HTTP Basic auth \
+                 (any user name) or as a Bearer token"
+                    .into(),
+            )),
+            Err(Denial::WrongToken) => {
+                self.record_admin_action(&actor, "token-failed", Some(req.path()), "not an active token")
+                    .await;
+                Err(AppError::TokenRequired(
+                    "the access token is not valid: unknown, expired or revoked".into(),
+                ))
+            }
+            Err(Denial::NotAllowed { name }) => Err(AppError::Forbidden(format!(
+                "the token {name:?} does not grant {wanted}"
+            ))),
+            Err(Denial::Limited { retry_after, first }) => {
+                if first {
+                    self.record_admin_action(&actor, "token-failed", Some(req.path()), "rate limited")
+                        .await;
+                }
+                Err(AppError::TooManyRequests(
+                    format!("too many wrong access tokens from {actor}: try again in {retry_after} s"),
+                    retry_after,
+                ))
+            }
+        }
     }
 
     /// Writes an admin action (or a failed attempt at one) to the admin log, and to the log.

@@ -94,8 +94,7 @@ impl AdminAuth {
     pub fn attempt(&self, client: Option<IpAddr>, presented: Option<&str>) -> Attempt {
         let client = client.unwrap_or(IpAddr::from(Ipv6Addr::UNSPECIFIED));
         let now = Instant::now();
-        if let Err((wait, first)) = self.failures.check(client, now) {
-            let retry_after = wait.as_secs_f64().ceil().max(1.0) as u64;
+        if let Err((retry_after, first)) = self.failures.allowance(client, now) {
             return Attempt::Limited { retry_after, first };
         }
         match presented {
@@ -120,6 +119,28 @@ pub fn bearer_token(req: &HttpRequest) -> Option<&str> {
         .and_then(|v| v.split_once(' '))
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
         .map(|(_, token)| token.trim())
+}
+
+/// The access token a request carries: HTTP Basic (any user name and the token as password, as
+/// pip, uv and twine send `__token__:<token>`; a user name alone is taken as the token, as in
+/// `https://<token>@host/`), or Bearer.
+pub fn presented_token(req: &HttpRequest) -> Option<String> {
+    use base64::Engine as _;
+    if let Some(token) = bearer_token(req) {
+        return Some(token.to_owned());
+    }
+    let value = req.headers().get(AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, encoded) = value.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .ok()?;
+    let decoded = String::from_utf8(decoded).ok()?;
+    let (user, password) = decoded.split_once(':').unwrap_or((&decoded, ""));
+    let token = if password.is_empty() { user } else { password };
+    (!token.is_empty()).then(|| token.to_owned())
 }
 
 /// Whether `presented` is the configured admin token (never true when none is configured).
@@ -218,7 +239,7 @@ fn node_addr(node: &str) -> Option<IpAddr> {
 
 /// Recent failures per client: a sliding window of at most [`MAX_FAILURES`] instants.
 #[derive(Default)]
-struct FailureLimiter {
+pub(crate) struct FailureLimiter {
     clients: Mutex<HashMap<IpAddr, Failures>>,
 }
 
@@ -258,7 +279,7 @@ impl FailureLimiter {
     }
 
     /// `Err((wait, first refusal))` while `client` has used up its allowance.
-    fn check(&self, client: IpAddr, now: Instant) -> Result<(), (Duration, bool)> {
+    pub(crate) fn check(&self, client: IpAddr, now: Instant) -> Result<(), (Duration, bool)> {
         let mut clients = self.lock();
         let Some(failures) = clients.get_mut(&client_key(client)) else {
             return Ok(());
@@ -274,7 +295,14 @@ impl FailureLimiter {
         }
     }
 
-    fn fail(&self, client: IpAddr, now: Instant) {
+    /// [`FailureLimiter::check`] with the wait in whole seconds (at least one), as
+    /// `Retry-After` says it.
+    pub(crate) fn allowance(&self, client: IpAddr, now: Instant) -> Result<(), (u64, bool)> {
+        self.check(client, now)
+            .map_err(|(wait, first)| (wait.as_secs_f64().ceil().max(1.0) as u64, first))
+    }
+
+    pub(crate) fn fail(&self, client: IpAddr, now: Instant) {
         let mut clients = self.lock();
         if clients.len() >= TRACKED_CLIENTS {
             clients.retain(|_, failures| {
@@ -300,6 +328,33 @@ mod tests {
 
     fn ip(text: &str) -> IpAddr {
         text.parse().unwrap()
+    }
+
+    #[test]
+    fn access_tokens_are_read_from_basic_or_bearer() {
+        use base64::Engine as _;
+        let basic = |credentials: &str| {
+            format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(credentials)
+            )
+        };
+        for (header, expected) in [
+            (basic("__token__:pkgm_a_b"), Some("pkgm_a_b")),
+            (basic("anyone:pkgm_a_b"), Some("pkgm_a_b")),
+            (basic("pkgm_a_b:"), Some("pkgm_a_b")),
+            (basic("pkgm_a_b"), Some("pkgm_a_b")),
+            (basic(":"), None),
+            ("Basic !!!".to_owned(), None),
+            ("Bearer pkgm_a_b".to_owned(), Some("pkgm_a_b")),
+            ("Digest x".to_owned(), None),
+        ] {
+            let req = TestRequest::default()
+                .insert_header((AUTHORIZATION, header.as_str()))
+                .to_http_request();
+            assert_eq!(presented_token(&req).as_deref(), expected, "{header}");
+        }
+        assert_eq!(presented_token(&TestRequest::default().to_http_request()), None);
     }
 
     #[test]

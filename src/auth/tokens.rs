@@ -291,6 +291,73 @@ impl Tokens {
     }
 }
 
+/// Why a request's token was not enough.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Denial {
+    NoToken,
+    /// Not an active token (unknown, wrong, expired or revoked); counted against the client.
+    WrongToken,
+    /// A valid token without the scope asked for.
+    NotAllowed {
+        name: String,
+    },
+    /// Too many wrong tokens lately: refused without looking. `first` is true for the first
+    /// refusal since the limit was reached (the one worth an admin log line).
+    Limited {
+        retry_after: u64,
+        first: bool,
+    },
+}
+
+/// Tokens as the server checks them: a wrong token counts against its client, and a client with
+/// [`super::MAX_FAILURES`] wrong tokens within [`super::FAILURE_WINDOW`] is refused without its
+/// token being looked at, so guessing runs at a few tokens a minute.
+pub struct TokenGate {
+    tokens: Tokens,
+    failures: super::FailureLimiter,
+}
+
+impl TokenGate {
+    pub fn new(tokens: Tokens) -> Self {
+        Self {
+            tokens,
+            failures: super::FailureLimiter::default(),
+        }
+    }
+
+    pub fn tokens(&self) -> &Tokens {
+        &self.tokens
+    }
+
+    /// Whether `presented` (from `client`) grants `wanted` at `now`.
+    pub async fn admit(
+        &self,
+        client: Option<std::net::IpAddr>,
+        presented: Option<&str>,
+        wanted: &Scope,
+        now: u64,
+    ) -> Result<Result<Arc<TokenRecord>, Denial>, TokenError> {
+        let client = client.unwrap_or(std::net::IpAddr::from(std::net::Ipv6Addr::UNSPECIFIED));
+        let Some(presented) = presented else {
+            return Ok(Err(Denial::NoToken));
+        };
+        let instant = std::time::Instant::now();
+        if let Err((retry_after, first)) = self.failures.allowance(client, instant) {
+            return Ok(Err(Denial::Limited { retry_after, first }));
+        }
+        match self.tokens.verify(presented, now).await? {
+            Some(record) if record.allows(wanted) => Ok(Ok(record)),
+            Some(record) => Ok(Err(Denial::NotAllowed {
+                name: record.name.clone(),
+            })),
+            None => {
+                self.failures.fail(client, instant);
+                Ok(Err(Denial::WrongToken))
+            }
+        }
+    }
+}
+
 fn key(id: &str) -> Result<RecordKey, TokenError> {
     Ok(RecordKey::new(&[RECORDS, id])?)
 }

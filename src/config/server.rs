@@ -26,6 +26,8 @@ pub struct ServerConfig {
     /// Start with `public_url` set and no `admin_token` (every client the proxy makes look like
     /// loopback is then an admin, unless `trusted_proxies` names the proxy).
     pub allow_open_admin: bool,
+    /// False: every read (indexes, files, the UI) needs an access token (`pkgmirror token`).
+    pub anonymous_read: bool,
     /// How long a request's body may take to arrive, from the end of its head.
     #[serde(deserialize_with = "duration")]
     pub request_body_timeout: Duration,
@@ -117,6 +119,7 @@ impl Default for ServerConfig {
             public_url: None,
             trusted_proxies: Vec::new(),
             allow_open_admin: false,
+            anonymous_read: true,
             request_body_timeout: Duration::from_secs(30),
         }
     }

@@ -74,6 +74,7 @@ pub(super) fn leaves(c: &Config) -> Vec<Leaf> {
             List(c.server.trusted_proxies.iter().map(ToString::to_string).collect()),
         ),
         leaf("server", "allow_open_admin", Bool(c.server.allow_open_admin)),
+        leaf("server", "anonymous_read", Bool(c.server.anonymous_read)),
         leaf(
             "server",
             "request_body_timeout",

@@ -10,7 +10,7 @@ use actix_http::{HttpService, error::DispatchError};
 use actix_server::Server;
 use actix_service::{Service, apply_fn_factory, map_config};
 use actix_web::dev::AppConfig;
-use actix_web::middleware::from_fn;
+use actix_web::middleware::{Condition, from_fn};
 use actix_web::{App, web};
 
 use crate::state::AppState;
@@ -53,6 +53,7 @@ pub fn bind(
         let shutdown = shutdown.clone();
         let app = App::new()
             .app_data(state.clone())
+            .wrap(Condition::new(!state.anonymous_read, from_fn(super::read_access)))
             .wrap(from_fn(super::body_deadline))
             .wrap(from_fn(super::html_errors))
             .wrap(from_fn(super::access_log))

@@ -142,6 +142,27 @@ pub async fn body_deadline(
     Ok(ServiceResponse::new(req, late))
 }
 
+/// With `server.anonymous_read = false`, every read needs an access token (any active token
+/// may read). The admin API and pages keep their own sign-in; `/health` and the UI's assets stay
+/// open.
+pub async fn read_access(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, Error> {
+    let path = req.path();
+    let open = path == "/health"
+        || path.starts_with("/static/")
+        || path == "/admin"
+        || path.starts_with("/admin/")
+        || path.starts_with("/cache/");
+    if !open && let Some(state) = req.app_data::<actix_web::web::Data<crate::state::AppState>>() {
+        state
+            .require_token(req.request(), &crate::auth::tokens::Scope::Read)
+            .await?;
+    }
+    Ok(next.call(req).await?.map_into_boxed_body())
+}
+
 /// Re-renders an [`AppError`] as a small HTML page when the client is a browser.
 pub async fn html_errors(
     req: ServiceRequest,

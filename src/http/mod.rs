@@ -14,7 +14,7 @@ use actix_web::{HttpRequest, web};
 
 use crate::error::AppError;
 
-pub use middleware::{HitSampler, access_log, body_deadline, html_errors};
+pub use middleware::{HitSampler, access_log, body_deadline, html_errors, read_access};
 
 /// The methods of a path answered by GET and HEAD.
 pub(crate) const GET_HEAD: &str = "GET, HEAD";

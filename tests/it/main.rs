@@ -1,5 +1,6 @@
 //! The integration tests: one binary, the real server, fake upstreams on 127.0.0.1.
 
+mod access;
 mod admin_health;
 mod browser;
 mod cli;
