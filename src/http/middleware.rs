@@ -123,7 +123,9 @@ pub async fn body_deadline(
                 }
             }
         }
-    });
+    })
+    // Readers may poll again after the end (actix-multipart does); an unfused unfold panics.
+    .fuse();
     let body: std::pin::Pin<Box<dyn futures::Stream<Item = Result<bytes::Bytes, PayloadError>>>> =
         Box::pin(body);
     req.set_payload(Payload::from(body));
