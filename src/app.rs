@@ -11,6 +11,7 @@ use crate::cache::downloads::{ACCESS_FLUSH_INTERVAL, Downloads};
 use crate::cache::explorer::Explorer;
 use crate::cache::files::PypiFiles;
 use crate::cache::hex::{HexMirror, HexSettings};
+use crate::cache::hosted::HostedPypi;
 use crate::cache::maintenance::{self, Evictor};
 use crate::cache::pages::PageCacheSettings;
 use crate::cache::simple::{Index, SimplePages};
@@ -333,6 +334,13 @@ fn open(config: &Config, background: tokio::runtime::Handle) -> Result<Parts, Se
                 "cannot open the record store (tokens, hosted packages): {e}"
             ))
         })?;
+    let hosted = HostedPypi::new(
+        config.pypi.hosted.iter().map(|h| h.name.clone()).collect(),
+        Arc::clone(&records),
+        downloads.ingest().clone(),
+        catalogue.clone(),
+        config.pypi.max_upload_size,
+    );
     let state = web::Data::new(AppState {
         pages,
         files,
@@ -343,6 +351,7 @@ fn open(config: &Config, background: tokio::runtime::Handle) -> Result<Parts, Se
         explorer: Explorer::new(catalogue.clone()),
         ui: crate::web::Ui::default(),
         admin: crate::auth::AdminAuth::new(config.server.admin_token.clone()),
+        hosted,
         tokens: crate::auth::tokens::TokenGate::new(crate::auth::tokens::Tokens::new(records)),
         anonymous_read: config.server.anonymous_read,
         trusted_proxies: config.server.trusted_proxies.clone(),

@@ -23,6 +23,9 @@ pub enum AppError {
     NotFound(String),
     #[error("{0}")]
     NotAcceptable(String),
+    /// The request clashes with what is stored (an upload of other bytes under a taken name).
+    #[error("{0}")]
+    Conflict(String),
     /// The request's body did not arrive in time.
     #[error("{0}")]
     RequestTimeout(String),
@@ -72,6 +75,7 @@ impl ResponseError for AppError {
         match self {
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::Unauthorized(_) | Self::TokenRequired(_) => StatusCode::UNAUTHORIZED,
+            Self::Conflict(_) => StatusCode::CONFLICT,
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::NotAcceptable(_) => StatusCode::NOT_ACCEPTABLE,

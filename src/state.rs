@@ -13,6 +13,7 @@ use crate::cache::downloads::Downloads;
 use crate::cache::explorer::Explorer;
 use crate::cache::files::PypiFiles;
 use crate::cache::hex::HexMirror;
+use crate::cache::hosted::HostedPypi;
 use crate::cache::maintenance::Evictor;
 use crate::cache::simple::SimplePages;
 use crate::cache::unix_now;
@@ -37,6 +38,8 @@ pub struct AppState {
     pub ui: crate::web::Ui,
     /// The admin token and the failed-attempt limit of every admin entry point.
     pub admin: AdminAuth,
+    /// The hosted PyPI indexes (`pypi.hosted`).
+    pub hosted: HostedPypi,
     /// Access tokens, and the limit on wrong ones.
     pub tokens: TokenGate,
     /// `server.anonymous_read`.

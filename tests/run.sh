@@ -22,13 +22,13 @@ export PKGMIRROR_REQUIRE_TOOLS=1
 
 # Real Python clients drive the mirror in the tests (tests/it/support/sandbox.rs); they live in a
 # venv outside the clone, at exact versions, and are installed only when missing or at another
-# version. pdm[locked] pins pdm's own dependencies to the set its release was tested with. moto's
-# standalone server is the S3-compatible bucket the S3 tests run against
-# (tests/it/support/s3_server.rs).
+# version (twine publishes to hosted indexes). pdm[locked] pins pdm's own dependencies to the set
+# its release was tested with. moto's standalone server is the S3-compatible bucket the S3 tests
+# run against (tests/it/support/s3_server.rs).
 step "python clients"
 venv="${PKGMIRROR_TEST_VENV:-$HOME/.cache/pkgmirror/venv}"
 export PKGMIRROR_TEST_VENV="$venv"
-clients=(pip==26.3 uv==0.13.9 poetry==2.5.1 "pdm[locked]==2.29.3" "moto[server]==5.2.5")
+clients=(pip==26.3 uv==0.13.9 poetry==2.5.1 "pdm[locked]==2.29.3" twine==6.2.0 "moto[server]==5.2.5")
 if ! "$venv/bin/python" -m pip --version >/dev/null 2>&1; then
     python3 -m venv --clear "$venv"
 fi
@@ -61,6 +61,7 @@ fi
 "$venv/bin/uv" --version
 "$venv/bin/poetry" --version
 "$venv/bin/pdm" --version
+"$venv/bin/twine" --version
 "$PKGMIRROR_TEST_PYTHON" -c 'import moto; print("moto", moto.__version__)'
 
 # Other index servers stand upstream of the mirror (tests/it/index_servers.rs): pypiserver,

@@ -127,7 +127,7 @@ impl Staged {
     pub async fn receive(
         &mut self,
         response: reqwest::Response,
-        mut published: impl FnMut(u64),
+        published: impl FnMut(u64),
     ) -> Result<(), IngestError> {
         if let (SizeLimit::Exact(expected), Some(announced)) = (self.limit, response.content_length())
             && expected != announced
@@ -136,12 +136,25 @@ impl Staged {
                 "the upstream announces {announced} bytes but the index says {expected}"
             )));
         }
-        let mut body = response.bytes_stream();
-        while let Some(chunk) = body.next().await {
-            let chunk = chunk.map_err(|e| match e.is_timeout() {
+        let body = response.bytes_stream().map(|chunk| {
+            chunk.map_err(|e| match e.is_timeout() {
                 true => IngestError::TimedOut(format!("the upstream stopped sending: {}", e.without_url())),
                 false => IngestError::Upstream(format!("the upstream connection broke: {}", e.without_url())),
-            })?;
+            })
+        });
+        self.receive_chunks(body, published).await
+    }
+
+    /// Streams chunks in (an upstream body, an upload), within the size limit; `published` as
+    /// for [`Self::receive`].
+    pub async fn receive_chunks(
+        &mut self,
+        body: impl futures::Stream<Item = Result<bytes::Bytes, IngestError>>,
+        mut published: impl FnMut(u64),
+    ) -> Result<(), IngestError> {
+        let mut body = std::pin::pin!(body);
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk?;
             let total = self.writer.written() + chunk.len() as u64;
             match self.limit {
                 SizeLimit::Exact(expected) if total > expected => {

@@ -5,6 +5,7 @@ pub mod downloads;
 pub mod explorer;
 pub mod files;
 pub mod hex;
+pub mod hosted;
 pub mod ingest;
 pub mod maintenance;
 mod page_writer;

@@ -42,6 +42,57 @@ pub struct PypiConfig {
     /// Accepted for proxpi compatibility; streaming makes it moot.
     #[serde(deserialize_with = "duration")]
     pub download_timeout: Duration,
+    /// Hosted indexes: the team's own packages, uploaded to `/indexes/{name}/`.
+    #[serde(deserialize_with = "hosted_indexes")]
+    pub hosted: Vec<HostedIndexConfig>,
+    /// The largest file an upload may carry.
+    #[serde(deserialize_with = "size")]
+    pub max_upload_size: u64,
+}
+
+/// One hosted index (`[[pypi.hosted]]`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HostedIndexConfig {
+    /// Lower-case letters, digits, `-` and `_`: it is a path segment and a token scope.
+    pub name: String,
+}
+
+/// `[[pypi.hosted]]` tables with a `name`, or names alone (as the environment and
+/// `config show` write them: `PKGMIRROR__PYPI__HOSTED=internal,other`).
+fn hosted_indexes<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<HostedIndexConfig>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Table {
+        name: String,
+    }
+    #[derive(Deserialize)]
+    #[serde(untagged, expecting = "a table with a name (and nothing else), or a name")]
+    enum Entry {
+        Name(String),
+        Table(Table),
+    }
+    let mut seen = std::collections::HashSet::new();
+    let mut out = Vec::new();
+    for entry in Vec::<Entry>::deserialize(d)? {
+        let name = match entry {
+            Entry::Name(name) | Entry::Table(Table { name }) => name,
+        };
+        let valid = !name.is_empty()
+            && name.len() <= 64
+            && name
+                .bytes()
+                .all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_'));
+        if !valid {
+            return Err(de::Error::custom(format!(
+                "hosted index name {name:?}: use 1-64 lower-case letters, digits, '-' or '_'"
+            )));
+        }
+        if !seen.insert(name.clone()) {
+            return Err(de::Error::custom(format!("hosted index {name:?} is named twice")));
+        }
+        out.push(HostedIndexConfig { name });
+    }
+    Ok(out)
 }
 
 impl Default for PypiConfig {
@@ -59,6 +110,8 @@ impl Default for PypiConfig {
             max_page_size: 64 * MIB,
             verify_tls: true,
             download_timeout: Duration::ZERO,
+            hosted: Vec::new(),
+            max_upload_size: 1024 * MIB,
         }
     }
 }
@@ -101,7 +154,34 @@ fn optional_upstream<'de, D: Deserializer<'de>>(d: D) -> Result<Option<UpstreamU
 
 #[cfg(test)]
 mod tests {
-    use crate::config::test_support::{load_ok, none};
+    use crate::config::test_support::{file_err, load_err, load_ok, none, toml_file, with_file};
+
+    #[test]
+    fn hosted_indexes_are_tables_or_names() {
+        let names = |loaded: crate::config::Loaded| -> Vec<String> {
+            loaded.config.pypi.hosted.into_iter().map(|h| h.name).collect()
+        };
+        let (_dir, path) =
+            toml_file("[[pypi.hosted]]\nname = \"internal\"\n\n[[pypi.hosted]]\nname = \"gpu\"\n");
+        assert_eq!(names(load_ok(&[], &with_file(&path))), ["internal", "gpu"]);
+        assert_eq!(
+            names(load_ok(
+                &[("PKGMIRROR__PYPI__HOSTED", "internal, team_b")],
+                &none()
+            )),
+            ["internal", "team_b"]
+        );
+        assert!(
+            load_err(&[("PKGMIRROR__PYPI__HOSTED", "Internal")], &none())
+                .contains("hosted index name \"Internal\"")
+        );
+        assert!(load_err(&[("PKGMIRROR__PYPI__HOSTED", "a,a")], &none()).contains("named twice"));
+        let unknown = file_err("[[pypi.hosted]]\nname = \"x\"\nurl = \"y\"\n");
+        assert!(
+            unknown.starts_with("pypi.hosted[0]: a table with a name (and nothing else)"),
+            "{unknown}"
+        );
+    }
 
     #[test]
     fn extra_index_ttls_default_to_index_ttl() {

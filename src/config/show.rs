@@ -136,6 +136,12 @@ pub(super) fn leaves(c: &Config) -> Vec<Leaf> {
             "download_timeout",
             Str(format_duration(pypi.download_timeout)),
         ),
+        leaf(
+            "pypi",
+            "hosted",
+            List(pypi.hosted.iter().map(|h| h.name.clone()).collect()),
+        ),
+        leaf("pypi", "max_upload_size", Str(format_size(pypi.max_upload_size))),
         leaf("hex", "enabled", Bool(c.hex.enabled)),
         leaf("hex", "upstream_url", Str(c.hex.upstream_url.redacted())),
         leaf("hex", "ttl", Str(format_duration(c.hex.ttl))),

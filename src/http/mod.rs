@@ -9,6 +9,7 @@ pub mod listener;
 mod middleware;
 mod representation;
 mod simple;
+mod upload;
 
 use actix_web::{HttpRequest, web};
 
@@ -61,6 +62,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(resource("/cache/list", "DELETE").route(web::delete().to(admin::forget_list)))
         .service(resource("/cache/{project}", "DELETE").route(web::delete().to(admin::forget_project)))
         .service(get_head("/health", health::health));
+    // Hosted indexes take uploads at their own root, as twine's --repository-url names it.
+    for path in ["/indexes/{name}/", "/indexes/{name}"] {
+        cfg.service(resource(path, "POST").route(web::post().to(upload::upload)));
+    }
 }
 
 /// What answers a path no route takes.

@@ -2,6 +2,7 @@
 //! protocol logic: names, content negotiation, parsing upstream pages, rendering ours, merging
 //! several indexes. Nothing here does I/O.
 
+pub mod hosted;
 pub mod merge;
 pub mod model;
 pub mod name;

@@ -27,6 +27,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0003_wheel_metadata.sql"),
     include_str!("../../migrations/0004_web_ui.sql"),
     include_str!("../../migrations/0005_hex.sql"),
+    include_str!("../../migrations/0006_pinned_blobs.sql"),
 ];
 
 /// Recounts one project's cached files, bytes and last access (the triggers of migration 0004
@@ -375,6 +376,13 @@ impl Catalogue {
         Ok(())
     }
 
+    /// Marks a stored blob as one eviction must never take (a hosted file).
+    pub fn pin_blob(&self, sha256: &str) -> Result<(), StorageError> {
+        self.lock()
+            .execute("UPDATE blobs SET pinned = 1 WHERE sha256 = ?1", params![sha256])?;
+        Ok(())
+    }
+
     /// Records the core metadata extracted from a cached wheel.
     pub fn record_wheel_metadata(
         &self,
@@ -481,8 +489,9 @@ impl Catalogue {
         Ok(keys.collect::<Result<_, _>>()?)
     }
 
-    /// Up to `limit` recorded blobs, least recently used first, starting after `after` (the last
-    /// row of the previous batch), so a caller can walk them all in bounded batches.
+    /// Up to `limit` evictable (not pinned) blobs, least recently used first, starting after
+    /// `after` (the last row of the previous batch), so a caller can walk them all in bounded
+    /// batches.
     pub fn blobs_by_last_access(
         &self,
         after: Option<&BlobUse>,
@@ -491,7 +500,7 @@ impl Catalogue {
         let conn = self.lock();
         let mut stmt = conn.prepare_cached(
             "SELECT sha256, size, last_access FROM blobs
-             WHERE ?1 IS NULL OR last_access > ?1 OR (last_access = ?1 AND sha256 > ?2)
+             WHERE pinned = 0 AND (?1 IS NULL OR last_access > ?1 OR (last_access = ?1 AND sha256 > ?2))
              ORDER BY last_access, sha256
              LIMIT ?3",
         )?;
@@ -871,6 +880,12 @@ pub(crate) mod tests {
         let rest = cat.blobs_by_last_access(first.last(), 10).unwrap();
         assert_eq!(order(&rest), [key('a'), key('d')]);
         assert!(cat.blobs_by_last_access(rest.last(), 10).unwrap().is_empty());
+        // A pinned blob (a hosted file) is never offered for eviction.
+        cat.pin_blob(&key('b')).unwrap();
+        assert_eq!(
+            order(&cat.blobs_by_last_access(None, 2).unwrap()),
+            [key('c'), key('a')]
+        );
 
         let gone = [key('a'), key('z')];
         assert_eq!(cat.delete_blob_rows(&gone).unwrap(), 1);

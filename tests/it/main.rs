@@ -8,6 +8,7 @@ mod clients;
 mod files;
 mod hex_client;
 mod hex_mirror;
+mod hosted;
 mod index_servers;
 mod live;
 mod maintenance;

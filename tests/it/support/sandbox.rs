@@ -46,7 +46,7 @@ fn shown(cmd: &Command) -> String {
 const OWN_ENV: [&str; 3] = ["PYTHONPATH", "PDM_PYTHON", "PDM_PYPI_URL"];
 
 /// Runs `cmd`, killed after [`TOOL_TIMEOUT`].
-async fn run(cmd: Command) -> Run {
+pub async fn run(cmd: Command) -> Run {
     let what = shown(&cmd);
     run_tool(cmd, what, TOOL_TIMEOUT, "").await
 }

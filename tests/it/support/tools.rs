@@ -18,10 +18,11 @@ use std::time::{Duration, Instant};
 pub enum Tool {
     /// The test venv's python, with pip: `PKGMIRROR_TEST_PYTHON`, else `python3` on `PATH`.
     Pip,
-    /// uv, poetry and pdm: next to that python.
+    /// uv, poetry, pdm and twine: next to that python.
     Uv,
     Poetry,
     Pdm,
+    Twine,
     /// moto's standalone S3 server: `$PKGMIRROR_TEST_VENV/bin/moto_server`, the venv defaulting
     /// to `~/.cache/pkgmirror/venv`.
     Moto,
@@ -91,6 +92,7 @@ fn locate(tool: Tool) -> Result<PathBuf, String> {
         Tool::Uv => next_to_python("uv"),
         Tool::Poetry => next_to_python("poetry"),
         Tool::Pdm => next_to_python("pdm"),
+        Tool::Twine => next_to_python("twine"),
         Tool::Moto => {
             let venv = match std::env::var_os("PKGMIRROR_TEST_VENV").filter(|v| !v.is_empty()) {
                 Some(venv) => PathBuf::from(venv),

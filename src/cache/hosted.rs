@@ -1,0 +1,332 @@
+//! Hosted indexes: uploads become blobs and a line in the project's record.
+//!
+//! A project's record (`hosted/pypi/{index}/{project}` in the record store, a
+//! [`HostedProject`]) is the truth every node shares; the files' bytes are blobs in the configured
+//! store, pinned so this node's LRU never evicts them. An upload is staged and hashed first; a file
+//! name already in the record is then either the same bytes (nothing changes: `--skip-existing`
+//! works) or a conflict. New bytes are committed, then the record is written by compare-and-swap
+//! (a racing upload of the same name makes the loser look again), then the blob is pinned.
+
+use std::io::Read as _;
+use std::sync::Arc;
+
+use md5::Digest as _;
+
+use super::blocking;
+use super::ingest::{Ingest, IngestError, Kept, SizeLimit, Staged};
+use crate::pypi::hosted::{HostedFile, HostedProject, check_upload, requires_python};
+use crate::pypi::wheel::extract_metadata;
+use crate::storage::Catalogue;
+use crate::storage::blob::BlobError;
+use crate::storage::records::{Expect, RecordKey, RecordStore};
+
+/// Why an upload was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum UploadError {
+    #[error("no hosted index is named {0:?}")]
+    UnknownIndex(String),
+    /// The request is wrong: a missing field, a bad name, a digest that does not match.
+    #[error("{0}")]
+    Invalid(String),
+    /// The file name exists with other bytes: files are immutable.
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    Storage(String),
+}
+
+impl From<BlobError> for UploadError {
+    fn from(e: BlobError) -> Self {
+        Self::Storage(e.to_string())
+    }
+}
+
+/// One upload's form fields, as the legacy upload API names them.
+#[derive(Debug, Clone, Default)]
+pub struct UploadForm {
+    pub name: String,
+    pub version: String,
+    pub filename: String,
+    pub sha256_digest: Option<String>,
+    pub md5_digest: Option<String>,
+    pub requires_python: Option<String>,
+}
+
+/// What an accepted upload did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Uploaded {
+    Stored,
+    /// The same file with the same bytes was there already.
+    AlreadyThere,
+}
+
+/// The hosted PyPI indexes of this mirror.
+pub struct HostedPypi {
+    indexes: Vec<String>,
+    records: Arc<dyn RecordStore>,
+    ingest: Ingest,
+    catalogue: Catalogue,
+    max_upload: u64,
+}
+
+impl HostedPypi {
+    pub fn new(
+        indexes: Vec<String>,
+        records: Arc<dyn RecordStore>,
+        ingest: Ingest,
+        catalogue: Catalogue,
+        max_upload: u64,
+    ) -> Self {
+        Self {
+            indexes,
+            records,
+            ingest,
+            catalogue,
+            max_upload,
+        }
+    }
+
+    pub fn has_index(&self, name: &str) -> bool {
+        self.indexes.iter().any(|index| index == name)
+    }
+
+    /// Receives an upload's file into a staged blob (not yet kept anywhere).
+    pub async fn receive(
+        &self,
+        body: impl futures::Stream<Item = Result<bytes::Bytes, IngestError>>,
+    ) -> Result<Staged, UploadError> {
+        let mut staged = self
+            .ingest
+            .stage(None, SizeLimit::AtMost(self.max_upload))
+            .await?;
+        if let Err(e) = staged.receive_chunks(body, |_| {}).await {
+            staged.abort().await;
+            return Err(UploadError::Invalid(format!(
+                "the uploaded file did not arrive whole: {e}"
+            )));
+        }
+        Ok(staged)
+    }
+
+    /// Checks a received upload and, unless it is already there, keeps it and records it.
+    pub async fn accept(
+        &self,
+        index: &str,
+        form: UploadForm,
+        staged: Staged,
+        uploader: &str,
+    ) -> Result<Uploaded, UploadError> {
+        match self.check_and_keep(index, form, &staged, uploader).await {
+            Ok(Some(file)) => self.keep(index, staged, file).await,
+            Ok(None) => {
+                staged.abort().await;
+                Ok(Uploaded::AlreadyThere)
+            }
+            Err(e) => {
+                staged.abort().await;
+                Err(e)
+            }
+        }
+    }
+
+    /// The file's record line, or `None` when the same bytes are there already.
+    async fn check_and_keep(
+        &self,
+        index: &str,
+        form: UploadForm,
+        staged: &Staged,
+        uploader: &str,
+    ) -> Result<Option<Accepted>, UploadError> {
+        if !self.has_index(index) {
+            return Err(UploadError::UnknownIndex(index.to_owned()));
+        }
+        let project =
+            check_upload(&form.name, &form.version, &form.filename).map_err(UploadError::Invalid)?;
+        let sha256 = staged
+            .verified()
+            .ok_or_else(|| UploadError::Storage("the staged upload has no hash".into()))?;
+        if let Some(sent) = &form.sha256_digest
+            && !sent.eq_ignore_ascii_case(&sha256)
+        {
+            return Err(UploadError::Invalid(format!(
+                "sha256_digest is {sent} but the file's sha256 is {sha256}"
+            )));
+        }
+        let spool = staged.spool_path().to_path_buf();
+        let filename = form.filename.clone();
+        let wants_md5 = form.md5_digest.is_some();
+        let (md5, metadata) = tokio::task::spawn_blocking(move || read_spool(&spool, &filename, wants_md5))
+            .await
+            .map_err(|e| UploadError::Storage(e.to_string()))?
+            .map_err(|e| UploadError::Storage(format!("reading the staged upload: {e}")))?;
+        if let (Some(sent), Some(md5)) = (&form.md5_digest, md5)
+            && !sent.eq_ignore_ascii_case(&md5)
+        {
+            return Err(UploadError::Invalid(format!(
+                "md5_digest is {sent} but the file's md5 is {md5}"
+            )));
+        }
+        if let Some(existing) = self
+            .project(index, &project)
+            .await?
+            .and_then(|p| p.file(&form.filename).cloned())
+        {
+            return same_or_conflict(&existing, &sha256).map(|()| None);
+        }
+        // As the public index does: a wheel must carry readable core metadata.
+        let metadata = metadata
+            .transpose()
+            .map_err(|why| UploadError::Invalid(format!("{} is not a valid wheel: {why}", form.filename)))?;
+        let metadata_sha256 = match &metadata {
+            Some(bytes) => match self.ingest.bytes(bytes).await {
+                Ok(Kept::Stored { sha256, .. }) => Some(sha256),
+                Ok(Kept::Unstored { .. }) => {
+                    return Err(UploadError::Storage(
+                        "the blob store cannot keep files now".into(),
+                    ));
+                }
+                Err(e) => return Err(UploadError::Storage(e.to_string())),
+            },
+            None => None,
+        };
+        let requires_python = form
+            .requires_python
+            .filter(|r| !r.trim().is_empty())
+            .or_else(|| metadata.as_deref().and_then(requires_python));
+        let file = HostedFile {
+            filename: form.filename,
+            version: form.version,
+            sha256,
+            size: 0,
+            requires_python,
+            upload_time: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
+            metadata_sha256,
+            uploader: uploader.to_owned(),
+            yanked: None,
+        };
+        Ok(Some(Accepted {
+            project,
+            display: form.name,
+            file,
+        }))
+    }
+
+    /// Commits the blob, adds the file to the project's record, pins the blob.
+    async fn keep(&self, index: &str, staged: Staged, accepted: Accepted) -> Result<Uploaded, UploadError> {
+        let Accepted {
+            project,
+            display,
+            mut file,
+        } = accepted;
+        match staged.commit().await {
+            Ok(Kept::Stored { size, .. }) => file.size = size,
+            Ok(Kept::Unstored { .. }) => {
+                return Err(UploadError::Storage(
+                    "the blob store cannot keep files now".into(),
+                ));
+            }
+            Err(e) => return Err(UploadError::Storage(e.to_string())),
+        }
+        let key = project_key(index, &project)?;
+        loop {
+            let stored = self.records.get(&key).await?;
+            let (mut record, expect) = match &stored {
+                Some(stored) => (parse(&stored.body)?, Expect::Version(stored.version.clone())),
+                None => (
+                    HostedProject {
+                        name: display.clone(),
+                        files: Vec::new(),
+                    },
+                    Expect::Absent,
+                ),
+            };
+            if let Some(existing) = record.file(&file.filename) {
+                // A racing upload of the same name won: the same bytes are fine.
+                return same_or_conflict(existing, &file.sha256).map(|()| Uploaded::AlreadyThere);
+            }
+            record.files.push(file.clone());
+            let body = serde_json::to_vec(&record).map_err(|e| UploadError::Storage(e.to_string()))?;
+            if self.records.put(&key, &body, expect).await? {
+                break;
+            }
+        }
+        let catalogue = self.catalogue.clone();
+        let pinned = [Some(file.sha256.clone()), file.metadata_sha256.clone()];
+        let pin = blocking(move || {
+            for sha256 in pinned.iter().flatten() {
+                catalogue.pin_blob(sha256)?;
+            }
+            Ok(())
+        })
+        .await;
+        if let Err(e) = pin {
+            tracing::warn!(file = %file.filename, error = %e, "could not pin a hosted file's blob");
+        }
+        tracing::info!(index, project, file = %file.filename, uploader = %file.uploader, "hosted file uploaded");
+        Ok(Uploaded::Stored)
+    }
+
+    /// A hosted project's record, if the index has the project.
+    pub async fn project(&self, index: &str, project: &str) -> Result<Option<HostedProject>, UploadError> {
+        match self.records.get(&project_key(index, project)?).await? {
+            Some(stored) => parse(&stored.body).map(Some),
+            None => Ok(None),
+        }
+    }
+}
+
+/// An upload that passed its checks: where it goes and its record line.
+struct Accepted {
+    project: String,
+    /// The project's name as the upload spells it.
+    display: String,
+    file: HostedFile,
+}
+
+fn project_key(index: &str, project: &str) -> Result<RecordKey, UploadError> {
+    Ok(RecordKey::new(&["hosted", "pypi", index, project])?)
+}
+
+fn parse(body: &[u8]) -> Result<HostedProject, UploadError> {
+    serde_json::from_slice(body).map_err(|e| UploadError::Storage(format!("a hosted project's record: {e}")))
+}
+
+fn same_or_conflict(existing: &HostedFile, sha256: &str) -> Result<(), UploadError> {
+    if existing.sha256 == sha256 {
+        Ok(())
+    } else {
+        Err(UploadError::Conflict(format!(
+            "{} exists with other bytes (sha256 {}): files are immutable; upload a new version",
+            existing.filename, existing.sha256
+        )))
+    }
+}
+
+/// The staged file's md5 (when asked for) and, for a wheel, its core metadata (or why there is
+/// none).
+type SpoolFacts = (Option<String>, Option<Result<Vec<u8>, String>>);
+
+fn read_spool(path: &std::path::Path, filename: &str, md5: bool) -> std::io::Result<SpoolFacts> {
+    let md5 = if md5 {
+        let mut file = std::fs::File::open(path)?;
+        let mut hasher = md5::Md5::new();
+        let mut buf = vec![0u8; 128 * 1024];
+        loop {
+            let n = file.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buf[..n]);
+        }
+        Some(hex::encode(hasher.finalize()))
+    } else {
+        None
+    };
+    let metadata = if filename.to_ascii_lowercase().ends_with(".whl") {
+        let file = std::io::BufReader::new(std::fs::File::open(path)?);
+        Some(extract_metadata(file, filename).map_err(|e| e.to_string()))
+    } else {
+        None
+    };
+    Ok((md5, metadata))
+}

@@ -1,0 +1,285 @@
+//! Hosted indexes: uploads through the legacy upload API, as twine sends them (multipart,
+//! `:action=file_upload`, the token as the Basic password of `__token__`).
+
+use reqwest::multipart::{Form, Part};
+
+use crate::support::packages::{self, Dist};
+use crate::support::sandbox::{self, Sandbox};
+use crate::support::tools::{self, Tool};
+use crate::support::*;
+
+fn token_command(data: &std::path::Path, args: &[&str]) -> String {
+    let output = pkgmirror_command(data)
+        .arg("token")
+        .args(args)
+        .arg("--data-dir")
+        .arg(data)
+        .output()
+        .unwrap();
+    let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).trim().to_owned();
+    assert!(
+        output.status.success(),
+        "pkgmirror token {args:?}: {}",
+        text(&output.stderr)
+    );
+    text(&output.stdout)
+}
+
+/// The form twine sends for `dist` (the fields pkgmirror reads, and one it ignores).
+fn twine_form(dist: &Dist, name: &str, bytes: Vec<u8>, sha256: &str) -> Form {
+    use md5::Digest as _;
+    Form::new()
+        .text(":action", "file_upload")
+        .text("protocol_version", "1")
+        .text("metadata_version", "2.1")
+        .text("name", name.to_owned())
+        .text("version", dist.version.clone())
+        .text(
+            "filetype",
+            if dist.filename.ends_with(".whl") {
+                "bdist_wheel"
+            } else {
+                "sdist"
+            },
+        )
+        .text("pyversion", "py3")
+        .text("description", "x".repeat(100_000))
+        .text("sha256_digest", sha256.to_owned())
+        .text("md5_digest", hex::encode(md5::Md5::digest(&bytes)))
+        .part("content", Part::bytes(bytes).file_name(dist.filename.clone()))
+}
+
+#[tokio::test]
+async fn uploads_are_checked_kept_once_and_immutable() {
+    let data = temp_dir();
+    let uploader = token_command(
+        data.path(),
+        &["create", "--name", "ci", "--scope", "upload:internal"],
+    );
+    let reader = token_command(data.path(), &["create", "--name", "reader", "--scope", "read"]);
+    let mut launch = Launch::with_upstreams(&[], "10m");
+    launch.env("PKGMIRROR__PYPI__HOSTED", "internal");
+    let server = Server::start(data.path(), &launch);
+    let http = client();
+    let url = server.url("/indexes/internal/");
+    let wheel = packages::wheel("acme-utils", "1.0", &[], Some(">=3.8"));
+    let post = |form: Form, token: Option<&str>| {
+        let request = http.post(&url).multipart(form);
+        match token {
+            Some(token) => request.basic_auth("__token__", Some(token)),
+            None => request,
+        }
+        .send()
+    };
+    let upload = |token: Option<&str>| {
+        post(
+            twine_form(&wheel, "acme-utils", wheel.bytes.clone(), &wheel.sha256),
+            token,
+        )
+    };
+
+    // Without a token, or with one that does not grant upload:internal: nothing is stored.
+    assert_eq!(upload(None).await.unwrap().status(), 401);
+    assert_eq!(upload(Some(&reader)).await.unwrap().status(), 403);
+    let unknown = http.post(server.url("/indexes/other/")).multipart(twine_form(
+        &wheel,
+        "acme-utils",
+        wheel.bytes.clone(),
+        &wheel.sha256,
+    ));
+    assert_eq!(
+        unknown
+            .basic_auth("__token__", Some(&uploader))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
+    assert!(
+        !data.path().join("records/hosted").exists(),
+        "a refused upload leaves no record"
+    );
+
+    let stored = upload(Some(&uploader))
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", server.logs()));
+    assert_eq!(stored.status(), 200, "{}", stored.text().await.unwrap());
+    let record: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(data.path().join("records/hosted/pypi/internal/acme-utils")).unwrap(),
+    )
+    .unwrap();
+    let file = &record["files"][0];
+    assert_eq!(record["name"], "acme-utils");
+    assert_eq!(file["filename"], wheel.filename);
+    assert_eq!(file["sha256"], wheel.sha256);
+    assert_eq!(file["size"], wheel.bytes.len());
+    assert_eq!(file["requires_python"], ">=3.8", "read from the wheel's METADATA");
+    assert_eq!(file["uploader"], "ci");
+    let metadata_sha = file["metadata_sha256"].as_str().unwrap();
+    assert_eq!(
+        metadata_sha,
+        fixtures::sha256_hex(wheel.metadata.as_ref().unwrap())
+    );
+    assert!(blob_path(data.path(), &wheel.sha256).exists());
+    assert!(blob_path(data.path(), metadata_sha).exists());
+
+    // The same bytes again succeed (twine --skip-existing); other bytes under the name are 409.
+    assert_eq!(upload(Some(&uploader)).await.unwrap().status(), 200);
+    let mut other = wheel.bytes.clone();
+    other.extend_from_slice(b"trailing");
+    let other_sha = fixtures::sha256_hex(&other);
+    let conflict = post(
+        twine_form(&wheel, "acme-utils", other, &other_sha),
+        Some(&uploader),
+    )
+    .await
+    .unwrap();
+    assert_eq!(conflict.status(), 409);
+    assert!(
+        !blob_path(data.path(), &other_sha).exists(),
+        "the refused bytes are not kept"
+    );
+    let after: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(data.path().join("records/hosted/pypi/internal/acme-utils")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(after["files"].as_array().unwrap().len(), 1);
+
+    // Bad uploads: a digest that does not match, a file of another project, a broken wheel.
+    let lying = post(
+        twine_form(&wheel, "acme-utils", wheel.bytes.clone(), &"0".repeat(64)),
+        Some(&uploader),
+    )
+    .await
+    .unwrap();
+    assert_eq!(lying.status(), 400);
+    assert!(lying.text().await.unwrap().contains("sha256_digest"));
+    let renamed = post(
+        twine_form(&wheel, "someone-else", wheel.bytes.clone(), &wheel.sha256),
+        Some(&uploader),
+    )
+    .await
+    .unwrap();
+    assert_eq!(renamed.status(), 400);
+    let broken = packages::wheel("acme-utils", "2.0", &[], None);
+    let junk = b"not a zip".to_vec();
+    let junk_sha = fixtures::sha256_hex(&junk);
+    let broken = post(
+        twine_form(&broken, "acme-utils", junk, &junk_sha),
+        Some(&uploader),
+    )
+    .await
+    .unwrap();
+    assert_eq!(broken.status(), 400);
+    assert!(broken.text().await.unwrap().contains("not a valid wheel"));
+
+    // An sdist of the same project joins the record; everything survives a restart.
+    let sdist = packages::sdist("acme-utils", "1.0", &[]);
+    let sdist_upload = post(
+        twine_form(&sdist, "acme-utils", sdist.bytes.clone(), &sdist.sha256),
+        Some(&uploader),
+    )
+    .await
+    .unwrap();
+    assert_eq!(sdist_upload.status(), 200);
+    let (status, _) = server.terminate();
+    assert!(status.success());
+    let server = Server::start(data.path(), &launch);
+    assert_eq!(
+        http.post(server.url("/indexes/internal"))
+            .multipart(twine_form(
+                &sdist,
+                "acme-utils",
+                sdist.bytes.clone(),
+                &sdist.sha256
+            ))
+            .basic_auth("__token__", Some(&uploader))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200,
+        "the token and the record outlive the restart"
+    );
+    let record: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(data.path().join("records/hosted/pypi/internal/acme-utils")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(record["files"].as_array().unwrap().len(), 2);
+}
+
+/// twine and `uv publish`, as a team's CI runs them, against a hosted index.
+#[tokio::test]
+async fn twine_and_uv_publish_to_a_hosted_index() {
+    if !tools::require_all(&[Tool::Twine, Tool::Uv]) {
+        return;
+    }
+    let data = temp_dir();
+    let token = token_command(
+        data.path(),
+        &["create", "--name", "ci", "--scope", "upload:internal"],
+    );
+    let mut launch = Launch::with_upstreams(&[], "10m");
+    launch.env("PKGMIRROR__PYPI__HOSTED", "internal");
+    let server = Server::start(data.path(), &launch);
+    let url = server.url("/indexes/internal/");
+    let mut sandbox = Sandbox::new();
+    let wheel = packages::wheel("acme-utils", "1.0", &[], Some(">=3.8"));
+    let sdist = packages::sdist("acme-utils", "1.0", &[]);
+    for dist in [&wheel, &sdist] {
+        std::fs::write(sandbox.path(&dist.filename), &dist.bytes).unwrap();
+    }
+    let twine = |sandbox: &Sandbox, file: &str| {
+        let mut cmd = sandbox.command(tools::path(Tool::Twine));
+        cmd.args([
+            "upload",
+            "--non-interactive",
+            "--disable-progress-bar",
+            "--repository-url",
+            &url,
+        ])
+        .args(["--username", "__token__", "--password", &token])
+        .arg(sandbox.path(file));
+        cmd
+    };
+    sandbox.must(twine(&sandbox, &wheel.filename), &server).await;
+    // Again, same bytes: accepted, as twine --skip-existing expects of an index.
+    sandbox.must(twine(&sandbox, &wheel.filename), &server).await;
+
+    let mut uv = sandbox.command(tools::path(Tool::Uv));
+    uv.args(["publish", "--trusted-publishing", "never", "--publish-url", &url])
+        .args(["--username", "__token__", "--password", &token])
+        .arg(sandbox.path(&sdist.filename));
+    sandbox.must(uv, &server).await;
+
+    let record: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(data.path().join("records/hosted/pypi/internal/acme-utils")).unwrap(),
+    )
+    .unwrap();
+    let files: Vec<(&str, &str)> = record["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| (f["filename"].as_str().unwrap(), f["sha256"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        files,
+        [
+            (wheel.filename.as_str(), wheel.sha256.as_str()),
+            (sdist.filename.as_str(), sdist.sha256.as_str())
+        ]
+    );
+
+    // Other bytes under a published name: twine fails with the mirror's 409.
+    let mut changed = wheel.bytes.clone();
+    changed.extend_from_slice(b"changed");
+    std::fs::write(sandbox.path(&wheel.filename), changed).unwrap();
+    let run = sandbox::run(twine(&sandbox, &wheel.filename)).await;
+    assert!(!run.ok(), "{}", run.report());
+    assert!(
+        run.stdout.contains("409") || run.stderr.contains("409"),
+        "{}",
+        run.report()
+    );
+}
