@@ -11,10 +11,11 @@ use crate::cache::downloads::{ACCESS_FLUSH_INTERVAL, Downloads};
 use crate::cache::explorer::Explorer;
 use crate::cache::files::PypiFiles;
 use crate::cache::hex::{HexMirror, HexSettings};
-use crate::cache::hosted::HostedPypi;
+use crate::cache::hosted::{HostedIndex, HostedPypi};
+use crate::cache::ingest::Ingest;
 use crate::cache::maintenance::{self, Evictor};
 use crate::cache::pages::PageCacheSettings;
-use crate::cache::simple::{Index, SimplePages};
+use crate::cache::simple::{Index, PypiIndexes, SimplePages};
 use crate::config::Config;
 use crate::ecosystem::Ecosystem;
 use crate::hex::{HexPublicKey, RegistryVerifier};
@@ -279,8 +280,36 @@ fn open(config: &Config, background: tokio::runtime::Handle) -> Result<Parts, Se
         l1_bytes: config.storage.page_cache_size,
         refresh_wait: config.pypi.refresh_wait,
     };
+    let records = background
+        .block_on(crate::storage::records::open(&config.storage))
+        .map_err(|e| {
+            ServeError::Startup(format!(
+                "cannot open the record store (tokens, hosted packages): {e}"
+            ))
+        })?;
+    let mut hosted_indexes = Vec::new();
+    for hosted in &config.pypi.hosted {
+        let id = catalogue
+            .ensure_index(Ecosystem::Pypi, &format!("hosted:{}", hosted.name), 0)
+            .map_err(storage_error(data_dir::CATALOGUE_FILE))?;
+        tracing::info!(index = %hosted.name, "hosted index");
+        hosted_indexes.push(HostedIndex {
+            name: hosted.name.clone(),
+            id,
+        });
+    }
+    let hosted = Arc::new(HostedPypi::new(
+        hosted_indexes,
+        Arc::clone(&records),
+        Ingest::new(Arc::clone(&store), catalogue.clone(), Arc::clone(&counters)),
+        catalogue.clone(),
+        config.pypi.max_upload_size,
+    ));
     let pages = Arc::new(SimplePages::new(
-        indexes,
+        PypiIndexes {
+            upstreams: indexes,
+            hosted: Arc::clone(&hosted),
+        },
         client,
         page_store.clone(),
         catalogue.clone(),
@@ -327,20 +356,6 @@ fn open(config: &Config, background: tokio::runtime::Handle) -> Result<Parts, Se
         None
     };
     crate::web::check_templates().map_err(ServeError::Startup)?;
-    let records = background
-        .block_on(crate::storage::records::open(&config.storage))
-        .map_err(|e| {
-            ServeError::Startup(format!(
-                "cannot open the record store (tokens, hosted packages): {e}"
-            ))
-        })?;
-    let hosted = HostedPypi::new(
-        config.pypi.hosted.iter().map(|h| h.name.clone()).collect(),
-        Arc::clone(&records),
-        downloads.ingest().clone(),
-        catalogue.clone(),
-        config.pypi.max_upload_size,
-    );
     let state = web::Data::new(AppState {
         pages,
         files,

@@ -39,7 +39,7 @@ pub struct AppState {
     /// The admin token and the failed-attempt limit of every admin entry point.
     pub admin: AdminAuth,
     /// The hosted PyPI indexes (`pypi.hosted`).
-    pub hosted: HostedPypi,
+    pub hosted: Arc<HostedPypi>,
     /// Access tokens, and the limit on wrong ones.
     pub tokens: TokenGate,
     /// `server.anonymous_read`.

@@ -60,9 +60,25 @@ pub enum Uploaded {
     AlreadyThere,
 }
 
+/// A hosted index at run time: its name and its id in the catalogue (whose file rows say which
+/// index a file came from).
+#[derive(Debug, Clone)]
+pub struct HostedIndex {
+    pub name: String,
+    pub id: i64,
+}
+
+impl HostedIndex {
+    /// Where the catalogue says this index's files are (a name, not a place anything fetches
+    /// from: hosted files are stored blobs).
+    pub fn url_prefix(&self) -> String {
+        format!("hosted:{}/", self.name)
+    }
+}
+
 /// The hosted PyPI indexes of this mirror.
 pub struct HostedPypi {
-    indexes: Vec<String>,
+    indexes: Vec<HostedIndex>,
     records: Arc<dyn RecordStore>,
     ingest: Ingest,
     catalogue: Catalogue,
@@ -71,7 +87,7 @@ pub struct HostedPypi {
 
 impl HostedPypi {
     pub fn new(
-        indexes: Vec<String>,
+        indexes: Vec<HostedIndex>,
         records: Arc<dyn RecordStore>,
         ingest: Ingest,
         catalogue: Catalogue,
@@ -87,7 +103,28 @@ impl HostedPypi {
     }
 
     pub fn has_index(&self, name: &str) -> bool {
-        self.indexes.iter().any(|index| index == name)
+        self.indexes.iter().any(|index| index.name == name)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.indexes.is_empty()
+    }
+
+    /// The names, for telling one configured set from another.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.indexes.iter().map(|index| index.name.as_str())
+    }
+
+    /// Every hosted index's record of `project`, in configuration order. An error (the record
+    /// store unreachable) is never "not hosted": the caller must not fall back to upstreams.
+    pub async fn find(&self, project: &str) -> Result<Vec<(HostedIndex, HostedProject)>, UploadError> {
+        let mut found = Vec::new();
+        for index in &self.indexes {
+            if let Some(record) = self.project(&index.name, project).await? {
+                found.push((index.clone(), record));
+            }
+        }
+        Ok(found)
     }
 
     /// Receives an upload's file into a staged blob (not yet kept anywhere).
@@ -199,7 +236,8 @@ impl HostedPypi {
             sha256,
             size: 0,
             requires_python,
-            upload_time: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
+            // PEP 700's form: microseconds, UTC.
+            upload_time: humantime::format_rfc3339_micros(std::time::SystemTime::now()).to_string(),
             metadata_sha256,
             uploader: uploader.to_owned(),
             yanked: None,

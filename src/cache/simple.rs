@@ -15,11 +15,13 @@ use sha2::{Digest, Sha256};
 use tokio::runtime::Handle;
 use tokio::sync::OwnedMutexGuard;
 
+use super::hosted::{HostedIndex, HostedPypi};
 use super::pages::{Keep, PageCache, PageCacheSettings, PageSource, Refresh, Refreshed, Served, Upstreams};
 use super::snapshot::{Snapshot, SnapshotContent, StoredSnapshot};
 use super::{CacheCounters, CacheError, CacheOutcome, blocking, unix_now};
 use crate::config::IndexConfig;
 use crate::ecosystem::Ecosystem;
+use crate::pypi::hosted::HostedProject;
 use crate::pypi::model::{Hashes, ProjectPage};
 use crate::pypi::negotiate::Format;
 use crate::pypi::{
@@ -36,6 +38,8 @@ use crate::upstream::{
 const ECOSYSTEM: Ecosystem = Ecosystem::Pypi;
 /// The page-store key of the project list; no normalized project name contains a `/`.
 const LIST_KEY: &str = "/";
+/// How long a hosted project's page is served before its records are read again.
+const HOSTED_TTL: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// A page of the Simple API.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -91,6 +95,12 @@ impl BigPageWork {
     fn into_guard(self) -> Option<OwnedMutexGuard<()>> {
         self.guard.into_inner()
     }
+}
+
+/// Where PyPI pages come from: the hosted indexes first, then the upstreams in lookup order.
+pub struct PypiIndexes {
+    pub upstreams: Vec<Index>,
+    pub hosted: Arc<HostedPypi>,
 }
 
 /// One configured upstream index at run time.
@@ -176,6 +186,8 @@ pub struct SimplePages {
 /// rendered in both formats.
 struct SimpleSource {
     indexes: Vec<Index>,
+    /// Asked first: a project any hosted index has is served from the hosted indexes alone.
+    hosted: Arc<HostedPypi>,
     /// Identifies the configured index set; pages built from another set are rebuilt.
     sources: String,
     client: SimpleClient,
@@ -188,7 +200,10 @@ struct SimpleSource {
 
 impl SimplePages {
     pub fn new(
-        indexes: Vec<Index>,
+        PypiIndexes {
+            upstreams: indexes,
+            hosted,
+        }: PypiIndexes,
         client: SimpleClient,
         pages: PageStore,
         catalogue: Catalogue,
@@ -199,10 +214,12 @@ impl SimplePages {
         let sources = indexes
             .iter()
             .map(|i| format!("{}@{}", i.key(), i.config.ttl.as_secs()))
+            .chain(hosted.names().map(|name| format!("hosted:{name}")))
             .collect::<Vec<_>>()
             .join(" ");
         let source = SimpleSource {
             indexes,
+            hosted,
             sources: sources.clone(),
             client,
             pages: pages.clone(),
@@ -305,7 +322,10 @@ impl PageSource for SimpleSource {
     }
 
     fn upstreams(&self) -> Upstreams {
-        if self.indexes.is_empty() {
+        if !self.hosted.is_empty() {
+            // The hosted indexes are always there to ask (they are this mirror's own).
+            Upstreams::Available
+        } else if self.indexes.is_empty() {
             Upstreams::None
         } else if self.indexes.iter().all(|i| i.health.backing_off()) {
             Upstreams::BackingOff
@@ -320,6 +340,17 @@ impl PageSource for SimpleSource {
         _stored: Option<Arc<StoredPage>>,
         mode: Refresh,
     ) -> Result<Refreshed, CacheError> {
+        let now = unix_now();
+        if let PageRef::Project(name) = &page {
+            // An error here must not fall through to the upstreams: that would let a public
+            // project shadow the hosted one. The stored copy stands in, if there is one.
+            let hosted = self.hosted.find(name).await.map_err(|e| {
+                CacheError::StorageUnavailable(format!("the hosted indexes cannot be read: {e}"))
+            })?;
+            if !hosted.is_empty() {
+                return self.hosted_page(&page, hosted, now);
+            }
+        }
         if self.indexes.is_empty() {
             return Err(CacheError::NotFound(match page {
                 PageRef::List => "no upstream configured and no project list is cached".into(),
@@ -329,7 +360,6 @@ impl PageSource for SimpleSource {
             }));
         }
         let force = mode != Refresh::IfStale;
-        let now = unix_now();
         let store = self.pages.clone();
         let key = page.key().to_owned();
         let mut snapshots: HashMap<String, StoredSnapshot> = blocking(move || {
@@ -377,7 +407,7 @@ impl PageSource for SimpleSource {
                 }
             };
             expires_at = expires_at.min(snapshot.fetched_at.saturating_add(index.config.ttl.as_secs()));
-            contents.push((index, snapshot.content));
+            contents.push((index.id, snapshot.content));
         }
 
         let found = contents
@@ -456,6 +486,47 @@ impl PageSource for SimpleSource {
 }
 
 impl SimpleSource {
+    /// A project the hosted indexes have, from their records alone (no upstream file is ever
+    /// merged in). Rebuilt after [`HOSTED_TTL`], so an upload through another node on the same
+    /// bucket shows within it; one through this node shows at once.
+    fn hosted_page(
+        &self,
+        page: &PageRef,
+        hosted: Vec<(HostedIndex, HostedProject)>,
+        now: u64,
+    ) -> Result<Refreshed, CacheError> {
+        let contents = hosted
+            .into_iter()
+            .map(|(index, project)| {
+                (
+                    index.id,
+                    SnapshotContent::Project(project.page(&index.url_prefix())),
+                )
+            })
+            .collect();
+        let (html, json, record) = render_pages(page, contents, &HashMap::new(), now)?;
+        let header = PageHeader {
+            etag: String::new(),
+            fetched_at: now,
+            expires_at: now.saturating_add(HOSTED_TTL.as_secs()),
+            sources: self.sources.clone(),
+            upstream_etag: None,
+        };
+        Ok(Refreshed::Page {
+            forms: vec![
+                (PageForm::Html, Arc::new(compressed(html, header.clone()))),
+                (PageForm::Json, Arc::new(compressed(json, header))),
+            ],
+            outcome: CacheOutcome::Hit,
+            keep: Keep {
+                snapshots: Vec::new(),
+                record,
+                forms: true,
+                hold: None,
+            },
+        })
+    }
+
     /// Asks one index about a page unless its snapshot is still fresh (or `force`).
     async fn ask(
         &self,
@@ -742,7 +813,7 @@ fn with_serial(mut content: SnapshotContent, header_serial: Option<u64>) -> Snap
 /// Merges the indexes' contents and renders both formats; for a project, also the catalogue record.
 fn render_pages(
     page: &PageRef,
-    contents: Vec<(&Index, SnapshotContent)>,
+    contents: Vec<(i64, SnapshotContent)>,
     extracted: &HashMap<String, String>,
     now: u64,
 ) -> Result<(String, String, Option<ProjectRecord>), CacheError> {
@@ -765,8 +836,8 @@ fn render_pages(
         PageRef::Project(normalized) => {
             let (index_ids, pages): (Vec<i64>, Vec<ProjectPage>) = contents
                 .into_iter()
-                .filter_map(|(index, content)| match content {
-                    SnapshotContent::Project(p) => Some((index.id, p)),
+                .filter_map(|(index_id, content)| match content {
+                    SnapshotContent::Project(p) => Some((index_id, p)),
                     _ => None,
                 })
                 .unzip();

@@ -10,7 +10,9 @@ use futures::StreamExt;
 use crate::auth::tokens::Scope;
 use crate::cache::hosted::{UploadError, UploadForm, Uploaded};
 use crate::cache::ingest::{IngestError, Staged};
+use crate::cache::simple::PageRef;
 use crate::error::AppError;
+use crate::pypi::name::normalize;
 use crate::state::AppState;
 
 /// The most bytes kept of one text field (a project's name, a digest...). Fields this server
@@ -111,9 +113,14 @@ async fn receive(
         )));
     }
     let filename = fields.filename.clone();
+    let project = normalize(&fields.name);
     let outcome = state.hosted.accept(&index, fields, staged, &token.name).await?;
     let message = match outcome {
-        Uploaded::Stored => format!("stored {filename}\n"),
+        Uploaded::Stored => {
+            // This node shows the new file at once; others when their page's TTL ends.
+            state.pages.forget_rendering(PageRef::Project(project)).await?;
+            format!("stored {filename}\n")
+        }
         Uploaded::AlreadyThere => format!("{filename} is already there with the same bytes\n"),
     };
     Ok(HttpResponse::Ok()

@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::model::{DistFile, Hashes, PageMeta, ProjectPage};
 use super::name::{is_safe_filename, normalize, validate_project_name, version_from_filename};
 
 /// A hosted project: its files, in upload order.
@@ -37,6 +38,44 @@ pub struct HostedFile {
 impl HostedProject {
     pub fn file(&self, filename: &str) -> Option<&HostedFile> {
         self.files.iter().find(|f| f.filename == filename)
+    }
+
+    /// The project as a Simple API page. `url_prefix` plus a file's name is where the catalogue
+    /// says it lives (nothing fetches it: the blob is stored).
+    pub fn page(&self, url_prefix: &str) -> ProjectPage {
+        let sha256 = |digest: &str| Hashes::from_iter([("sha256".to_owned(), digest.to_owned())]);
+        let mut versions: Vec<String> = Vec::new();
+        let files = self
+            .files
+            .iter()
+            .map(|f| {
+                if !versions.contains(&f.version) {
+                    versions.push(f.version.clone());
+                }
+                DistFile {
+                    filename: f.filename.clone(),
+                    url: format!("{url_prefix}{}", f.filename),
+                    hashes: sha256(&f.sha256),
+                    requires_python: f.requires_python.clone(),
+                    yanked: f.yanked.clone(),
+                    core_metadata: f.metadata_sha256.as_deref().map(sha256),
+                    gpg_sig: None,
+                    size: Some(f.size),
+                    upload_time: Some(f.upload_time.clone()),
+                    provenance: None,
+                }
+            })
+            .collect();
+        ProjectPage {
+            name: self.name.clone(),
+            files,
+            versions: Some(versions),
+            project_status: None,
+            meta: PageMeta {
+                api_version: Some("1.4".into()),
+                ..PageMeta::default()
+            },
+        }
     }
 }
 

@@ -283,3 +283,129 @@ async fn twine_and_uv_publish_to_a_hosted_index() {
         run.report()
     );
 }
+
+/// The dependency-confusion rule: a project a hosted index has is served from it alone, whatever
+/// an upstream lists under the same name, and every client installs the hosted version.
+#[tokio::test]
+async fn a_hosted_project_is_never_mixed_with_an_upstreams_files() {
+    let fake = FakeIndex::start();
+    let public = packages::wheel("acme-utils", "99.0", &[], None);
+    let mut dists = packages::tree();
+    dists.push(packages::wheel("acme-utils", "99.0", &[], None));
+    packages::serve(&fake, &dists);
+    let data = temp_dir();
+    let uploader = token_command(
+        data.path(),
+        &["create", "--name", "ci", "--scope", "upload:internal"],
+    );
+    let mut launch = Launch::with_upstreams(&[&fake.url()], "10m");
+    launch
+        .env("PKGMIRROR__PYPI__ALLOW_PRIVATE_UPSTREAMS", "true")
+        .env("PKGMIRROR__PYPI__HOSTED", "internal");
+    let server = Server::start(data.path(), &launch);
+    let http = client();
+
+    // Before the upload, the public project is mirrored as any other.
+    let before = get_json(&server.url("/simple/acme-utils/")).await;
+    assert_eq!(before["versions"], serde_json::json!(["99.0"]));
+
+    let wheel = packages::wheel("acme-utils", "1.0", &[], Some(">=3.8"));
+    let stored = http
+        .post(server.url("/indexes/internal/"))
+        .multipart(twine_form(
+            &wheel,
+            "acme-utils",
+            wheel.bytes.clone(),
+            &wheel.sha256,
+        ))
+        .basic_auth("__token__", Some(&uploader))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stored.status(), 200);
+
+    // At once on this node: the hosted file alone, with its hashes, size, upload time and metadata.
+    let page = get_json(&server.url("/simple/acme-utils/")).await;
+    assert_eq!(page["versions"], serde_json::json!(["1.0"]), "{page}");
+    let files = page["files"].as_array().unwrap();
+    assert_eq!(files.len(), 1, "{page}");
+    assert_eq!(files[0]["filename"], wheel.filename);
+    assert_eq!(files[0]["hashes"]["sha256"], wheel.sha256);
+    assert_eq!(files[0]["size"], wheel.bytes.len());
+    assert_eq!(files[0]["requires-python"], ">=3.8");
+    assert!(files[0]["upload-time"].as_str().unwrap().ends_with('Z'));
+    let metadata_sha = fixtures::sha256_hex(wheel.metadata.as_ref().unwrap());
+    assert_eq!(files[0]["core-metadata"]["sha256"], metadata_sha);
+    let html = get(&server.url("/simple/acme-utils/"), "text/html")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        html.contains(&wheel.filename) && !html.contains(&public.filename),
+        "{html}"
+    );
+    let hits = fake.hits("acme-utils/");
+
+    // The file and its metadata come from the store.
+    let file = get(
+        &server.url(&format!("/simple/acme-utils/{}", wheel.filename)),
+        "*/*",
+    )
+    .await;
+    assert_eq!(file.status(), 200);
+    assert_eq!(file.bytes().await.unwrap().as_ref(), wheel.bytes.as_slice());
+    let metadata = get(
+        &server.url(&format!("/simple/acme-utils/{}.metadata", wheel.filename)),
+        "*/*",
+    )
+    .await;
+    assert_eq!(
+        metadata.bytes().await.unwrap().as_ref(),
+        wheel.metadata.as_deref().unwrap()
+    );
+    let public_file = get(
+        &server.url(&format!("/simple/acme-utils/{}", public.filename)),
+        "*/*",
+    )
+    .await;
+    assert_eq!(
+        public_file.status(),
+        404,
+        "the public file is not reachable through the hosted name"
+    );
+
+    // Every client installs the hosted version, and the upstream is not asked about the name.
+    for client in sandbox::Client::ALL {
+        if tools::require(client.tool()).is_none() {
+            continue;
+        }
+        let mut sandbox = Sandbox::new();
+        let installed = sandbox::install_in(
+            &mut sandbox,
+            client,
+            &server.url("/simple/"),
+            &["acme-utils"],
+            &server,
+        )
+        .await;
+        let versions = installed.versions(&mut sandbox, &server).await;
+        assert_eq!(
+            versions.get("acme-utils").map(String::as_str),
+            Some("1.0"),
+            "{client:?}: {versions:?}"
+        );
+    }
+    assert_eq!(
+        fake.hits("acme-utils/"),
+        hits,
+        "hosted pages never ask the upstream"
+    );
+    // A project no hosted index has still comes from the upstream.
+    assert_eq!(
+        get(&server.url("/simple/app/"), "application/vnd.pypi.simple.v1+json")
+            .await
+            .status(),
+        200
+    );
+}
