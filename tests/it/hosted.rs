@@ -4,12 +4,19 @@
 use reqwest::multipart::{Form, Part};
 
 use crate::support::packages::{self, Dist};
+use crate::support::s3_server::{S3Server, unique_bucket};
 use crate::support::sandbox::{self, Sandbox};
 use crate::support::tools::{self, Tool};
 use crate::support::*;
 
 fn token_command(data: &std::path::Path, args: &[&str]) -> String {
+    token_command_with(data, args, &[])
+}
+
+/// [`token_command`] with more of the environment (a bucket's settings).
+fn token_command_with(data: &std::path::Path, args: &[&str], env: &[(String, String)]) -> String {
     let output = pkgmirror_command(data)
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .arg("token")
         .args(args)
         .arg("--data-dir")
@@ -407,5 +414,84 @@ async fn a_hosted_project_is_never_mixed_with_an_upstreams_files() {
             .await
             .status(),
         200
+    );
+}
+
+/// Two nodes on one bucket: the token and the hosted record live in the bucket, so a file uploaded
+/// through node A is listed and installed through node B, which never saw the upload.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_through_one_node_installs_through_another_on_the_bucket() {
+    if !tools::require_all(&[Tool::Moto, Tool::Pip]) {
+        return;
+    }
+    let s3 = S3Server::start();
+    let bucket = unique_bucket();
+    s3.create_bucket(&bucket).await;
+    let fake = FakeIndex::start();
+    packages::serve(&fake, &[packages::wheel("acme-utils", "99.0", &[], None)]);
+    let mut env = s3.env(&bucket);
+    env.push(("PKGMIRROR__STORAGE__BACKEND".into(), "s3".into()));
+    let (dir_a, dir_b) = (temp_dir(), temp_dir());
+    let token = token_command_with(
+        dir_a.path(),
+        &["create", "--name", "ci", "--scope", "upload:internal"],
+        &env,
+    );
+    let node = |dir: &std::path::Path, backend: &str| {
+        let mut launch = Launch::with_upstreams(&[&fake.url()], "10m");
+        launch
+            .env("PKGMIRROR__PYPI__ALLOW_PRIVATE_UPSTREAMS", "true")
+            .env("PKGMIRROR__PYPI__HOSTED", "internal")
+            .env("PKGMIRROR__STORAGE__BACKEND", backend);
+        for (key, value) in s3.env(&bucket) {
+            launch.env(&key, &value);
+        }
+        Server::start(dir, &launch)
+    };
+    let node_a = node(dir_a.path(), "s3");
+    let node_b = node(dir_b.path(), "tiered");
+
+    let wheel = packages::wheel("acme-utils", "1.0", &[], None);
+    let stored = client()
+        .post(node_a.url("/indexes/internal/"))
+        .multipart(twine_form(
+            &wheel,
+            "acme-utils",
+            wheel.bytes.clone(),
+            &wheel.sha256,
+        ))
+        .basic_auth("__token__", Some(&token))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stored.status(), 200, "{}", node_a.logs());
+    let keys = s3.keys(&bucket).await;
+    assert!(
+        keys.iter()
+            .any(|k| k == "records/hosted/pypi/internal/acme-utils"),
+        "{keys:?}"
+    );
+    assert!(
+        !dir_a.path().join("records").exists(),
+        "the bucket holds the records, not the node"
+    );
+
+    let page = get_json(&node_b.url("/simple/acme-utils/")).await;
+    assert_eq!(page["versions"], serde_json::json!(["1.0"]), "{page}");
+    let mut sandbox = Sandbox::new();
+    let installed = sandbox::install_in(
+        &mut sandbox,
+        sandbox::Client::Pip,
+        &node_b.url("/simple/"),
+        &["acme-utils"],
+        &node_b,
+    )
+    .await;
+    let versions = installed.versions(&mut sandbox, &node_b).await;
+    assert_eq!(versions.get("acme-utils").map(String::as_str), Some("1.0"));
+    assert_eq!(
+        fake.hits("acme-utils/"),
+        0,
+        "neither node asked the upstream about a hosted name"
     );
 }
