@@ -14,6 +14,7 @@ use bytesize::ByteSize;
 use clap::{Args, Parser, Subcommand};
 
 use crate::auth::tokens::{Scope, TokenError, TokenRecord, Tokens};
+use crate::cache::hosted::{FileChange, HostedError, change_file};
 use crate::cache::maintenance;
 use crate::config::{self, CliOverrides, Config, Loaded, LogConfig, LogFormat};
 use crate::storage::Catalogue;
@@ -55,6 +56,43 @@ enum Command {
     /// Access tokens (read, upload to hosted indexes, admin); safe while the server runs.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Yank, unyank or delete a file of a hosted index; safe while the server runs (which shows
+    /// the change within 30 s, or at once after `DELETE /cache/{project}`).
+    #[command(subcommand)]
+    Hosted(HostedCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum HostedCommand {
+    /// Yank a file (PEP 592): installers skip it unless asked for its version exactly.
+    Yank {
+        #[command(flatten)]
+        file: HostedFileArgs,
+        /// Why, shown to installers.
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
+    /// Take a yank back.
+    Unyank {
+        #[command(flatten)]
+        file: HostedFileArgs,
+    },
+    /// Remove a file from the index (its name stays hosted: upstreams never fill it in).
+    Delete {
+        #[command(flatten)]
+        file: HostedFileArgs,
+    },
+}
+
+#[derive(Debug, Args)]
+struct HostedFileArgs {
+    /// The hosted index (pypi.hosted).
+    #[arg(long)]
+    index: String,
+    project: String,
+    filename: String,
+    #[command(flatten)]
+    overrides: Overrides,
 }
 
 #[derive(Debug, Subcommand)]
@@ -188,6 +226,7 @@ pub fn run() -> ExitCode {
             overrides,
         }) => cache_gc(&overrides.into_cli_overrides(cli.config), s3_orphans),
         Command::Token(command) => token(command, cli.config),
+        Command::Hosted(command) => hosted(command, cli.config),
     }
 }
 
@@ -464,7 +503,7 @@ fn token(mut command: TokenCommand, config_file: Option<PathBuf>) -> ExitCode {
             };
             match runtime.block_on(tokens.create(&name, scopes, expires_at, now)) {
                 Ok((record, token)) => {
-                    log_token_action(&config, "token-create", &record.name, "ok");
+                    log_cli_action(&config, "token-create", &record.name, "ok");
                     print_stdout(&format!("{token}\n"))
                 }
                 Err(e @ (TokenError::InvalidName(_) | TokenError::NoScope | TokenError::NameTaken(_))) => {
@@ -480,7 +519,7 @@ fn token(mut command: TokenCommand, config_file: Option<PathBuf>) -> ExitCode {
         },
         TokenCommand::Revoke { name, .. } => match runtime.block_on(tokens.revoke(&name, now)) {
             Ok(revoked) => {
-                log_token_action(&config, "token-revoke", &name, "ok");
+                log_cli_action(&config, "token-revoke", &name, "ok");
                 print_stdout(&format!(
                     "revoked {}\n",
                     plural(revoked.len() as u64, "token", "tokens")
@@ -492,8 +531,61 @@ fn token(mut command: TokenCommand, config_file: Option<PathBuf>) -> ExitCode {
     }
 }
 
-/// Records a token change made from the command line in the data dir's admin log.
-fn log_token_action(config: &Config, action: &str, name: &str, outcome: &str) {
+fn hosted(command: HostedCommand, config_file: Option<PathBuf>) -> ExitCode {
+    let (args, change, action) = match command {
+        HostedCommand::Yank { file, reason } => (file, FileChange::Yank(reason), "hosted-yank"),
+        HostedCommand::Unyank { file } => (file, FileChange::Unyank, "hosted-unyank"),
+        HostedCommand::Delete { file } => (file, FileChange::Delete, "hosted-delete"),
+    };
+    let HostedFileArgs {
+        index,
+        project,
+        filename,
+        overrides,
+    } = args;
+    let config = match load_config(&overrides.into_cli_overrides(config_file)) {
+        Ok(loaded) => loaded.config,
+        Err(code) => return code,
+    };
+    let fail = |code: u8, message: String| {
+        eprintln!("pkgmirror: {message}");
+        ExitCode::from(code)
+    };
+    if !config.pypi.hosted.iter().any(|h| h.name == index) {
+        return fail(
+            BAD_USAGE,
+            format!("no hosted index is named {index:?} (pypi.hosted)"),
+        );
+    }
+    let project = crate::pypi::name::normalize(&project);
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => return fail(FAILURE, format!("cannot start a runtime: {e}")),
+    };
+    let changed = runtime.block_on(async {
+        let records = crate::storage::records::open(&config.storage).await?;
+        change_file(records.as_ref(), &index, &project, &filename, &change).await
+    });
+    let target = format!("{index}/{project}/{filename}");
+    match changed {
+        Ok(before) => {
+            log_cli_action(&config, action, &target, "ok");
+            if change == FileChange::Delete {
+                let unpinned = Catalogue::open(&config.storage.data_dir.join(data_dir::CATALOGUE_FILE))
+                    .and_then(|catalogue| catalogue.pin_blob(&before.sha256, false));
+                if let Err(e) = unpinned {
+                    eprintln!("pkgmirror: warning: the deleted file's blob stays pinned here: {e}");
+                }
+            }
+            print_stdout(&format!("{action} {target}: done\n"))
+        }
+        Err(e @ HostedError::NotFound(_)) => fail(BAD_USAGE, e.to_string()),
+        Err(e) => fail(FAILURE, e.to_string()),
+    }
+}
+
+/// Records a change made from the command line in the data dir's admin log.
+fn log_cli_action(config: &Config, action: &str, name: &str, outcome: &str) {
     let entry = AdminLogEntry {
         at: crate::cache::unix_now(),
         actor: "command line".to_owned(),

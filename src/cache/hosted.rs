@@ -20,11 +20,13 @@ use crate::storage::Catalogue;
 use crate::storage::blob::BlobError;
 use crate::storage::records::{Expect, RecordKey, RecordStore};
 
-/// Why an upload was refused.
+/// Why an upload (or a change to a hosted file) was refused.
 #[derive(Debug, thiserror::Error)]
-pub enum UploadError {
+pub enum HostedError {
     #[error("no hosted index is named {0:?}")]
     UnknownIndex(String),
+    #[error("{0}")]
+    NotFound(String),
     /// The request is wrong: a missing field, a bad name, a digest that does not match.
     #[error("{0}")]
     Invalid(String),
@@ -35,7 +37,7 @@ pub enum UploadError {
     Storage(String),
 }
 
-impl From<BlobError> for UploadError {
+impl From<BlobError> for HostedError {
     fn from(e: BlobError) -> Self {
         Self::Storage(e.to_string())
     }
@@ -117,7 +119,7 @@ impl HostedPypi {
 
     /// Every hosted index's record of `project`, in configuration order. An error (the record
     /// store unreachable) is never "not hosted": the caller must not fall back to upstreams.
-    pub async fn find(&self, project: &str) -> Result<Vec<(HostedIndex, HostedProject)>, UploadError> {
+    pub async fn find(&self, project: &str) -> Result<Vec<(HostedIndex, HostedProject)>, HostedError> {
         let mut found = Vec::new();
         for index in &self.indexes {
             if let Some(record) = self.project(&index.name, project).await? {
@@ -131,14 +133,14 @@ impl HostedPypi {
     pub async fn receive(
         &self,
         body: impl futures::Stream<Item = Result<bytes::Bytes, IngestError>>,
-    ) -> Result<Staged, UploadError> {
+    ) -> Result<Staged, HostedError> {
         let mut staged = self
             .ingest
             .stage(None, SizeLimit::AtMost(self.max_upload))
             .await?;
         if let Err(e) = staged.receive_chunks(body, |_| {}).await {
             staged.abort().await;
-            return Err(UploadError::Invalid(format!(
+            return Err(HostedError::Invalid(format!(
                 "the uploaded file did not arrive whole: {e}"
             )));
         }
@@ -152,7 +154,7 @@ impl HostedPypi {
         form: UploadForm,
         staged: Staged,
         uploader: &str,
-    ) -> Result<Uploaded, UploadError> {
+    ) -> Result<Uploaded, HostedError> {
         match self.check_and_keep(index, form, &staged, uploader).await {
             Ok(Some(file)) => self.keep(index, staged, file).await,
             Ok(None) => {
@@ -173,19 +175,19 @@ impl HostedPypi {
         form: UploadForm,
         staged: &Staged,
         uploader: &str,
-    ) -> Result<Option<Accepted>, UploadError> {
+    ) -> Result<Option<Accepted>, HostedError> {
         if !self.has_index(index) {
-            return Err(UploadError::UnknownIndex(index.to_owned()));
+            return Err(HostedError::UnknownIndex(index.to_owned()));
         }
         let project =
-            check_upload(&form.name, &form.version, &form.filename).map_err(UploadError::Invalid)?;
+            check_upload(&form.name, &form.version, &form.filename).map_err(HostedError::Invalid)?;
         let sha256 = staged
             .verified()
-            .ok_or_else(|| UploadError::Storage("the staged upload has no hash".into()))?;
+            .ok_or_else(|| HostedError::Storage("the staged upload has no hash".into()))?;
         if let Some(sent) = &form.sha256_digest
             && !sent.eq_ignore_ascii_case(&sha256)
         {
-            return Err(UploadError::Invalid(format!(
+            return Err(HostedError::Invalid(format!(
                 "sha256_digest is {sent} but the file's sha256 is {sha256}"
             )));
         }
@@ -194,12 +196,12 @@ impl HostedPypi {
         let wants_md5 = form.md5_digest.is_some();
         let (md5, metadata) = tokio::task::spawn_blocking(move || read_spool(&spool, &filename, wants_md5))
             .await
-            .map_err(|e| UploadError::Storage(e.to_string()))?
-            .map_err(|e| UploadError::Storage(format!("reading the staged upload: {e}")))?;
+            .map_err(|e| HostedError::Storage(e.to_string()))?
+            .map_err(|e| HostedError::Storage(format!("reading the staged upload: {e}")))?;
         if let (Some(sent), Some(md5)) = (&form.md5_digest, md5)
             && !sent.eq_ignore_ascii_case(&md5)
         {
-            return Err(UploadError::Invalid(format!(
+            return Err(HostedError::Invalid(format!(
                 "md5_digest is {sent} but the file's md5 is {md5}"
             )));
         }
@@ -213,16 +215,16 @@ impl HostedPypi {
         // As the public index does: a wheel must carry readable core metadata.
         let metadata = metadata
             .transpose()
-            .map_err(|why| UploadError::Invalid(format!("{} is not a valid wheel: {why}", form.filename)))?;
+            .map_err(|why| HostedError::Invalid(format!("{} is not a valid wheel: {why}", form.filename)))?;
         let metadata_sha256 = match &metadata {
             Some(bytes) => match self.ingest.bytes(bytes).await {
                 Ok(Kept::Stored { sha256, .. }) => Some(sha256),
                 Ok(Kept::Unstored { .. }) => {
-                    return Err(UploadError::Storage(
+                    return Err(HostedError::Storage(
                         "the blob store cannot keep files now".into(),
                     ));
                 }
-                Err(e) => return Err(UploadError::Storage(e.to_string())),
+                Err(e) => return Err(HostedError::Storage(e.to_string())),
             },
             None => None,
         };
@@ -250,7 +252,7 @@ impl HostedPypi {
     }
 
     /// Commits the blob, adds the file to the project's record, pins the blob.
-    async fn keep(&self, index: &str, staged: Staged, accepted: Accepted) -> Result<Uploaded, UploadError> {
+    async fn keep(&self, index: &str, staged: Staged, accepted: Accepted) -> Result<Uploaded, HostedError> {
         let Accepted {
             project,
             display,
@@ -259,11 +261,11 @@ impl HostedPypi {
         match staged.commit().await {
             Ok(Kept::Stored { size, .. }) => file.size = size,
             Ok(Kept::Unstored { .. }) => {
-                return Err(UploadError::Storage(
+                return Err(HostedError::Storage(
                     "the blob store cannot keep files now".into(),
                 ));
             }
-            Err(e) => return Err(UploadError::Storage(e.to_string())),
+            Err(e) => return Err(HostedError::Storage(e.to_string())),
         }
         let key = project_key(index, &project)?;
         loop {
@@ -283,7 +285,7 @@ impl HostedPypi {
                 return same_or_conflict(existing, &file.sha256).map(|()| Uploaded::AlreadyThere);
             }
             record.files.push(file.clone());
-            let body = serde_json::to_vec(&record).map_err(|e| UploadError::Storage(e.to_string()))?;
+            let body = serde_json::to_vec(&record).map_err(|e| HostedError::Storage(e.to_string()))?;
             if self.records.put(&key, &body, expect).await? {
                 break;
             }
@@ -292,7 +294,7 @@ impl HostedPypi {
         let pinned = [Some(file.sha256.clone()), file.metadata_sha256.clone()];
         let pin = blocking(move || {
             for sha256 in pinned.iter().flatten() {
-                catalogue.pin_blob(sha256)?;
+                catalogue.pin_blob(sha256, true)?;
             }
             Ok(())
         })
@@ -305,7 +307,7 @@ impl HostedPypi {
     }
 
     /// A hosted project's record, if the index has the project.
-    pub async fn project(&self, index: &str, project: &str) -> Result<Option<HostedProject>, UploadError> {
+    pub async fn project(&self, index: &str, project: &str) -> Result<Option<HostedProject>, HostedError> {
         match self.records.get(&project_key(index, project)?).await? {
             Some(stored) => parse(&stored.body).map(Some),
             None => Ok(None),
@@ -321,19 +323,67 @@ struct Accepted {
     file: HostedFile,
 }
 
-fn project_key(index: &str, project: &str) -> Result<RecordKey, UploadError> {
+/// What an admin does to a hosted file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FileChange {
+    /// PEP 592: installers skip it unless pinned to its version exactly. The reason may be empty.
+    Yank(String),
+    Unyank,
+    /// Gone from the index; the blob is no longer pinned.
+    Delete,
+}
+
+/// Applies `change` to one file of a hosted project's record (compare-and-swap, so a racing
+/// upload is kept); returns the file as it was.
+pub async fn change_file(
+    records: &dyn RecordStore,
+    index: &str,
+    project: &str,
+    filename: &str,
+    change: &FileChange,
+) -> Result<HostedFile, HostedError> {
+    let key = project_key(index, project)?;
+    let missing = || {
+        HostedError::NotFound(format!(
+            "the hosted index {index:?} has no file {filename:?} of {project:?}"
+        ))
+    };
+    loop {
+        let stored = records.get(&key).await?.ok_or_else(missing)?;
+        let mut record = parse(&stored.body)?;
+        let at = record
+            .files
+            .iter()
+            .position(|f| f.filename == filename)
+            .ok_or_else(missing)?;
+        let before = record.files[at].clone();
+        match change {
+            FileChange::Yank(reason) => record.files[at].yanked = Some(reason.clone()),
+            FileChange::Unyank => record.files[at].yanked = None,
+            FileChange::Delete => {
+                record.files.remove(at);
+            }
+        }
+        let body = serde_json::to_vec(&record).map_err(|e| HostedError::Storage(e.to_string()))?;
+        if records.put(&key, &body, Expect::Version(stored.version)).await? {
+            return Ok(before);
+        }
+    }
+}
+
+fn project_key(index: &str, project: &str) -> Result<RecordKey, HostedError> {
     Ok(RecordKey::new(&["hosted", "pypi", index, project])?)
 }
 
-fn parse(body: &[u8]) -> Result<HostedProject, UploadError> {
-    serde_json::from_slice(body).map_err(|e| UploadError::Storage(format!("a hosted project's record: {e}")))
+fn parse(body: &[u8]) -> Result<HostedProject, HostedError> {
+    serde_json::from_slice(body).map_err(|e| HostedError::Storage(format!("a hosted project's record: {e}")))
 }
 
-fn same_or_conflict(existing: &HostedFile, sha256: &str) -> Result<(), UploadError> {
+fn same_or_conflict(existing: &HostedFile, sha256: &str) -> Result<(), HostedError> {
     if existing.sha256 == sha256 {
         Ok(())
     } else {
-        Err(UploadError::Conflict(format!(
+        Err(HostedError::Conflict(format!(
             "{} exists with other bytes (sha256 {}): files are immutable; upload a new version",
             existing.filename, existing.sha256
         )))

@@ -8,7 +8,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use futures::StreamExt;
 
 use crate::auth::tokens::Scope;
-use crate::cache::hosted::{UploadError, UploadForm, Uploaded};
+use crate::cache::hosted::{HostedError, UploadForm, Uploaded};
 use crate::cache::ingest::{IngestError, Staged};
 use crate::cache::simple::PageRef;
 use crate::error::AppError;
@@ -19,13 +19,14 @@ use crate::state::AppState;
 /// does not use (a long description, classifiers) are read past, never kept.
 const MAX_FIELD: usize = 64 * 1024;
 
-impl From<UploadError> for AppError {
-    fn from(e: UploadError) -> Self {
+impl From<HostedError> for AppError {
+    fn from(e: HostedError) -> Self {
         match e {
-            UploadError::UnknownIndex(_) => AppError::NotFound(e.to_string()),
-            UploadError::Invalid(m) => AppError::BadRequest(m),
-            UploadError::Conflict(m) => AppError::Conflict(m),
-            UploadError::Storage(m) => AppError::Unavailable(m),
+            HostedError::UnknownIndex(_) => AppError::NotFound(e.to_string()),
+            HostedError::NotFound(m) => AppError::NotFound(m),
+            HostedError::Invalid(m) => AppError::BadRequest(m),
+            HostedError::Conflict(m) => AppError::Conflict(m),
+            HostedError::Storage(m) => AppError::Unavailable(m),
         }
     }
 }
@@ -55,7 +56,7 @@ async fn receive(
     mut form: Multipart,
 ) -> Result<HttpResponse, AppError> {
     if !state.hosted.has_index(&index) {
-        return Err(UploadError::UnknownIndex(index).into());
+        return Err(HostedError::UnknownIndex(index).into());
     }
     let token = state
         .require_token(&req, &Scope::Upload(Some(index.clone())))

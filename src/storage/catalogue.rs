@@ -376,10 +376,13 @@ impl Catalogue {
         Ok(())
     }
 
-    /// Marks a stored blob as one eviction must never take (a hosted file).
-    pub fn pin_blob(&self, sha256: &str) -> Result<(), StorageError> {
-        self.lock()
-            .execute("UPDATE blobs SET pinned = 1 WHERE sha256 = ?1", params![sha256])?;
+    /// Marks a stored blob as one eviction must never take (a hosted file), or, with `pinned`
+    /// false, as an ordinary one again (a deleted hosted file).
+    pub fn pin_blob(&self, sha256: &str, pinned: bool) -> Result<(), StorageError> {
+        self.lock().execute(
+            "UPDATE blobs SET pinned = ?2 WHERE sha256 = ?1",
+            params![sha256, pinned],
+        )?;
         Ok(())
     }
 
@@ -881,7 +884,7 @@ pub(crate) mod tests {
         assert_eq!(order(&rest), [key('a'), key('d')]);
         assert!(cat.blobs_by_last_access(rest.last(), 10).unwrap().is_empty());
         // A pinned blob (a hosted file) is never offered for eviction.
-        cat.pin_blob(&key('b')).unwrap();
+        cat.pin_blob(&key('b'), true).unwrap();
         assert_eq!(
             order(&cat.blobs_by_last_access(None, 2).unwrap()),
             [key('c'), key('a')]

@@ -495,3 +495,111 @@ async fn an_upload_through_one_node_installs_through_another_on_the_bucket() {
         "neither node asked the upstream about a hosted name"
     );
 }
+
+/// `pkgmirror hosted yank|unyank|delete`: a yanked file is skipped by `pip install name` and
+/// installed by `pip install name==version` (PEP 592); a deleted one is gone from the page.
+#[tokio::test]
+async fn yanked_and_deleted_hosted_files_as_pip_sees_them() {
+    let data = temp_dir();
+    let uploader = token_command(
+        data.path(),
+        &["create", "--name", "ci", "--scope", "upload:internal"],
+    );
+    let mut launch = Launch::with_upstreams(&[], "10m");
+    launch.env("PKGMIRROR__PYPI__HOSTED", "internal");
+    let server = Server::start(data.path(), &launch);
+    let http = client();
+    let (one, two) = (
+        packages::wheel("acme-utils", "1.0", &[], None),
+        packages::wheel("acme-utils", "2.0", &[], None),
+    );
+    for wheel in [&one, &two] {
+        let stored = http
+            .post(server.url("/indexes/internal/"))
+            .multipart(twine_form(
+                wheel,
+                "acme-utils",
+                wheel.bytes.clone(),
+                &wheel.sha256,
+            ))
+            .basic_auth("__token__", Some(&uploader))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(stored.status(), 200);
+    }
+    let hosted = |args: &[&str]| {
+        let output = pkgmirror_command(data.path())
+            .env("PKGMIRROR__PYPI__HOSTED", "internal")
+            .arg("hosted")
+            .args(args)
+            .args(["--index", "internal", "acme-utils"])
+            .arg(&two.filename)
+            .arg("--data-dir")
+            .arg(data.path())
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    };
+    // The CLI's change shows at the page's next rebuild; the admin endpoint makes that now.
+    let rebuilt = async || {
+        let forgot = http.delete(server.url("/cache/acme-utils")).send().await.unwrap();
+        assert_eq!(forgot.status(), 200);
+        get_json(&server.url("/simple/acme-utils/")).await
+    };
+
+    hosted(&["yank", "--reason", "broken build"]);
+    let page = rebuilt().await;
+    assert_eq!(page["files"][1]["filename"], two.filename);
+    assert_eq!(page["files"][1]["yanked"], "broken build");
+    let pip_installs = async |requirement: &str| {
+        let mut sandbox = Sandbox::new();
+        let installed = sandbox::install_in(
+            &mut sandbox,
+            sandbox::Client::Pip,
+            &server.url("/simple/"),
+            &[requirement],
+            &server,
+        )
+        .await;
+        installed.versions(&mut sandbox, &server).await["acme-utils"].clone()
+    };
+    if tools::require(Tool::Pip).is_some() {
+        assert_eq!(
+            pip_installs("acme-utils").await,
+            "1.0",
+            "a yanked file is skipped"
+        );
+        assert_eq!(
+            pip_installs("acme-utils==2.0").await,
+            "2.0",
+            "unless pinned exactly"
+        );
+    }
+
+    hosted(&["unyank"]);
+    assert_eq!(rebuilt().await["files"][1]["yanked"], false);
+    hosted(&["delete"]);
+    let page = rebuilt().await;
+    assert_eq!(page["versions"], serde_json::json!(["1.0"]), "{page}");
+    let gone = get(
+        &server.url(&format!("/simple/acme-utils/{}", two.filename)),
+        "*/*",
+    )
+    .await;
+    assert_eq!(gone.status(), 404);
+
+    let catalogue = rusqlite::Connection::open(data.path().join("catalogue.sqlite3")).unwrap();
+    let actions: Vec<String> = catalogue
+        .prepare("SELECT action FROM admin_log WHERE action LIKE 'hosted-%' ORDER BY id")
+        .unwrap()
+        .query_map([], |row| row.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(actions, ["hosted-yank", "hosted-unyank", "hosted-delete"]);
+}
