@@ -603,3 +603,79 @@ async fn yanked_and_deleted_hosted_files_as_pip_sees_them() {
         .collect();
     assert_eq!(actions, ["hosted-yank", "hosted-unyank", "hosted-delete"]);
 }
+
+/// `poetry publish` and `pdm publish`, each from a project whose dist/ holds the built files.
+#[tokio::test]
+async fn poetry_and_pdm_publish_to_a_hosted_index() {
+    if !tools::require_all(&[Tool::Poetry, Tool::Pdm]) {
+        return;
+    }
+    let data = temp_dir();
+    let token = token_command(
+        data.path(),
+        &["create", "--name", "ci", "--scope", "upload:internal"],
+    );
+    let mut launch = Launch::with_upstreams(&[], "10m");
+    launch.env("PKGMIRROR__PYPI__HOSTED", "internal");
+    let server = Server::start(data.path(), &launch);
+    let url = server.url("/indexes/internal/");
+    let mut sandbox = Sandbox::new();
+    // One project per tool, each with its wheel built already in dist/.
+    let project = |sandbox: &Sandbox, name: &str, dist: &Dist| {
+        let dir = sandbox.path(name);
+        std::fs::create_dir_all(dir.join("dist")).unwrap();
+        std::fs::write(
+            dir.join("pyproject.toml"),
+            format!(
+                "[project]\nname = \"{}\"\nversion = \"{}\"\n",
+                dist.project, dist.version
+            ),
+        )
+        .unwrap();
+        std::fs::write(dir.join("dist").join(&dist.filename), &dist.bytes).unwrap();
+        dir
+    };
+    let by_poetry = packages::wheel("team-poetry", "1.0", &[], None);
+    let by_pdm = packages::wheel("team-pdm", "1.0", &[], None);
+
+    let dir = project(&sandbox, "poetry-project", &by_poetry);
+    let mut config = sandbox.command(tools::path(Tool::Poetry));
+    config
+        .args(["config", "repositories.internal", &url])
+        .current_dir(&dir);
+    sandbox.must(config, &server).await;
+    let mut poetry = sandbox.command(tools::path(Tool::Poetry));
+    poetry
+        .args([
+            "publish",
+            "--repository",
+            "internal",
+            "--username",
+            "__token__",
+            "--password",
+            &token,
+        ])
+        .current_dir(&dir);
+    sandbox.must(poetry, &server).await;
+
+    let dir = project(&sandbox, "pdm-project", &by_pdm);
+    let mut pdm = sandbox.command(tools::path(Tool::Pdm));
+    pdm.args([
+        "publish",
+        "--no-build",
+        "--repository",
+        &url,
+        "--username",
+        "__token__",
+        "--password",
+        &token,
+    ])
+    .current_dir(&dir);
+    sandbox.must(pdm, &server).await;
+
+    for dist in [&by_poetry, &by_pdm] {
+        let page = get_json(&server.url(&format!("/simple/{}/", dist.project))).await;
+        assert_eq!(page["files"][0]["filename"], dist.filename, "{page}");
+        assert_eq!(page["files"][0]["hashes"]["sha256"], dist.sha256);
+    }
+}
