@@ -117,6 +117,20 @@ impl HostedPypi {
         self.indexes.iter().map(|index| index.name.as_str())
     }
 
+    /// The (normalized) names of every hosted project, sorted, each once.
+    pub async fn project_names(&self) -> Result<Vec<String>, HostedError> {
+        let mut names = std::collections::BTreeSet::new();
+        for index in &self.indexes {
+            let under = RecordKey::new(&["hosted", "pypi", &index.name])?;
+            for key in self.records.list(&under).await? {
+                if let Some(name) = key.as_str().rsplit('/').next() {
+                    names.insert(name.to_owned());
+                }
+            }
+        }
+        Ok(names.into_iter().collect())
+    }
+
     /// Every hosted index's record of `project`, in configuration order. An error (the record
     /// store unreachable) is never "not hosted": the caller must not fall back to upstreams.
     pub async fn find(&self, project: &str) -> Result<Vec<(HostedIndex, HostedProject)>, HostedError> {

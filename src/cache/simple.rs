@@ -22,7 +22,7 @@ use super::{CacheCounters, CacheError, CacheOutcome, blocking, unix_now};
 use crate::config::IndexConfig;
 use crate::ecosystem::Ecosystem;
 use crate::pypi::hosted::HostedProject;
-use crate::pypi::model::{Hashes, ProjectPage};
+use crate::pypi::model::{Hashes, PageMeta, ProjectList, ProjectPage};
 use crate::pypi::negotiate::Format;
 use crate::pypi::{
     Parsed, merge, name, parse_list_html, parse_list_json, parse_project_html, parse_project_json, render,
@@ -38,7 +38,11 @@ use crate::upstream::{
 const ECOSYSTEM: Ecosystem = Ecosystem::Pypi;
 /// The page-store key of the project list; no normalized project name contains a `/`.
 const LIST_KEY: &str = "/";
-/// How long a hosted project's page is served before its records are read again.
+/// Where the project list keeps the hosted names it was last rendered with (no index URL looks
+/// like this).
+const HOSTED_SNAPSHOT: &str = "hosted";
+/// How long a hosted project's page (and the list, with hosted indexes) is served before the
+/// records are read again.
 const HOSTED_TTL: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// A page of the Simple API.
@@ -351,7 +355,7 @@ impl PageSource for SimpleSource {
                 return self.hosted_page(&page, hosted, now);
             }
         }
-        if self.indexes.is_empty() {
+        if self.indexes.is_empty() && (self.hosted.is_empty() || matches!(page, PageRef::Project(_))) {
             return Err(CacheError::NotFound(match page {
                 PageRef::List => "no upstream configured and no project list is cached".into(),
                 PageRef::Project(name) => {
@@ -408,6 +412,34 @@ impl PageSource for SimpleSource {
             };
             expires_at = expires_at.min(snapshot.fetched_at.saturating_add(index.config.ttl.as_secs()));
             contents.push((index.id, snapshot.content));
+        }
+        if matches!(page, PageRef::List) && !self.hosted.is_empty() {
+            // The hosted names join the list; kept as a snapshot of their own so the list is
+            // rendered again only when they change.
+            let names = self.hosted.project_names().await.map_err(|e| {
+                CacheError::StorageUnavailable(format!("the hosted indexes cannot be read: {e}"))
+            })?;
+            let previous = match snapshots.remove(HOSTED_SNAPSHOT) {
+                Some(stored) => stored.decode().await,
+                None => None,
+            };
+            let same = previous
+                .is_some_and(|s| matches!(&s.content, SnapshotContent::List(l) if l.projects == names));
+            let list = SnapshotContent::List(ProjectList {
+                projects: names,
+                meta: PageMeta::default(),
+            });
+            if !same {
+                changed = true;
+                let snapshot = Snapshot {
+                    fetched_at: now,
+                    etag: None,
+                    content: list.clone(),
+                };
+                snapshot_writes.push((HOSTED_SNAPSHOT.to_owned(), snapshot.encode()?));
+            }
+            expires_at = expires_at.min(now.saturating_add(HOSTED_TTL.as_secs()));
+            contents.push((0, list));
         }
 
         let found = contents

@@ -408,6 +408,16 @@ async fn a_hosted_project_is_never_mixed_with_an_upstreams_files() {
         hits,
         "hosted pages never ask the upstream"
     );
+    // The list has the upstream's projects and the hosted ones, each name once.
+    let list = get_json(&server.url("/simple/")).await;
+    let mut names: Vec<&str> = list["projects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["acme-utils", "app", "lib-a", "lib-b"], "{list}");
     // A project no hosted index has still comes from the upstream.
     assert_eq!(
         get(&server.url("/simple/app/"), "application/vnd.pypi.simple.v1+json")
@@ -551,6 +561,16 @@ async fn yanked_and_deleted_hosted_files_as_pip_sees_them() {
         assert_eq!(forgot.status(), 200);
         get_json(&server.url("/simple/acme-utils/")).await
     };
+
+    // With no upstream, the project list is the hosted projects.
+    let list = get_json(&server.url("/simple/")).await;
+    let names: Vec<&str> = list["projects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["acme-utils"], "{list}");
 
     hosted(&["yank", "--reason", "broken build"]);
     let page = rebuilt().await;
