@@ -9,33 +9,19 @@ use crate::support::sandbox::{Client, Sandbox, install};
 use crate::support::tools::{self, Tool, require, run_tool};
 use crate::support::*;
 
-/// Runs `pkgmirror token ARGS` on the data dir; returns stdout.
-fn token_command(data: &std::path::Path, args: &[&str]) -> String {
-    let output = pkgmirror_command(data)
-        .arg("token")
-        .args(args)
-        .arg("--data-dir")
-        .arg(data)
-        .output()
-        .unwrap();
-    let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).trim().to_owned();
-    assert!(
-        output.status.success(),
-        "pkgmirror token {args:?}: {}",
-        text(&output.stderr)
-    );
-    text(&output.stdout)
-}
-
 #[tokio::test]
 async fn reads_need_a_token_when_anonymous_reads_are_off() {
     let dists = packages::tree();
     let fake = FakeIndex::start();
     packages::serve(&fake, &dists);
     let data = temp_dir();
-    let reader = token_command(data.path(), &["create", "--name", "reader", "--scope", "read"]);
-    let revoked = token_command(data.path(), &["create", "--name", "gone", "--scope", "read"]);
-    token_command(data.path(), &["revoke", "gone"]);
+    let reader = token_command(
+        data.path(),
+        &["create", "--name", "reader", "--scope", "read"],
+        &[],
+    );
+    let revoked = token_command(data.path(), &["create", "--name", "gone", "--scope", "read"], &[]);
+    token_command(data.path(), &["revoke", "gone"], &[]);
     let mut launch = Launch::with_upstreams(&[&fake.url()], "10m");
     launch
         .env("PKGMIRROR__PYPI__ALLOW_PRIVATE_UPSTREAMS", "true")

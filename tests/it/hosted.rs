@@ -9,27 +9,38 @@ use crate::support::sandbox::{self, Sandbox};
 use crate::support::tools::{self, Tool};
 use crate::support::*;
 
-fn token_command(data: &std::path::Path, args: &[&str]) -> String {
-    token_command_with(data, args, &[])
+/// A launch serving the hosted index `internal` (beside `upstream`, if any) with an upload token
+/// for it made in `data`.
+fn hosted_launch(data: &std::path::Path, upstream: Option<&FakeIndex>) -> (String, Launch) {
+    let token = token_command(
+        data,
+        &["create", "--name", "ci", "--scope", "upload:internal"],
+        &[],
+    );
+    let upstreams: Vec<String> = upstream.iter().map(|fake| fake.url()).collect();
+    let upstreams: Vec<&str> = upstreams.iter().map(String::as_str).collect();
+    let mut launch = Launch::with_upstreams(&upstreams, "10m");
+    launch
+        .env("PKGMIRROR__PYPI__ALLOW_PRIVATE_UPSTREAMS", "true")
+        .env("PKGMIRROR__PYPI__HOSTED", "internal");
+    (token, launch)
 }
 
-/// [`token_command`] with more of the environment (a bucket's settings).
-fn token_command_with(data: &std::path::Path, args: &[&str], env: &[(String, String)]) -> String {
-    let output = pkgmirror_command(data)
-        .envs(env.iter().map(|(k, v)| (k, v)))
-        .arg("token")
-        .args(args)
-        .arg("--data-dir")
-        .arg(data)
-        .output()
-        .unwrap();
-    let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).trim().to_owned();
-    assert!(
-        output.status.success(),
-        "pkgmirror token {args:?}: {}",
-        text(&output.stderr)
-    );
-    text(&output.stdout)
+/// The record of `acme-utils` in the index `internal`, read from the data dir.
+fn acme_record(data: &std::path::Path) -> serde_json::Value {
+    let path = data.join("records/hosted/pypi/internal/acme-utils");
+    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+}
+
+/// Uploads `dist` to `internal` as twine would.
+async fn publish(server: &Server, token: &str, dist: &Dist) -> reqwest::Response {
+    client()
+        .post(server.url("/indexes/internal/"))
+        .multipart(twine_form(dist, &dist.project, dist.bytes.clone(), &dist.sha256))
+        .basic_auth("__token__", Some(token))
+        .send()
+        .await
+        .unwrap()
 }
 
 /// The form twine sends for `dist` (the fields pkgmirror reads, and one it ignores).
@@ -59,13 +70,12 @@ fn twine_form(dist: &Dist, name: &str, bytes: Vec<u8>, sha256: &str) -> Form {
 #[tokio::test]
 async fn uploads_are_checked_kept_once_and_immutable() {
     let data = temp_dir();
-    let uploader = token_command(
+    let (uploader, launch) = hosted_launch(data.path(), None);
+    let reader = token_command(
         data.path(),
-        &["create", "--name", "ci", "--scope", "upload:internal"],
+        &["create", "--name", "reader", "--scope", "read"],
+        &[],
     );
-    let reader = token_command(data.path(), &["create", "--name", "reader", "--scope", "read"]);
-    let mut launch = Launch::with_upstreams(&[], "10m");
-    launch.env("PKGMIRROR__PYPI__HOSTED", "internal");
     let server = Server::start(data.path(), &launch);
     let http = client();
     let url = server.url("/indexes/internal/");
@@ -112,10 +122,7 @@ async fn uploads_are_checked_kept_once_and_immutable() {
         .await
         .unwrap_or_else(|e| panic!("{e}\n{}", server.logs()));
     assert_eq!(stored.status(), 200, "{}", stored.text().await.unwrap());
-    let record: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(data.path().join("records/hosted/pypi/internal/acme-utils")).unwrap(),
-    )
-    .unwrap();
+    let record = acme_record(data.path());
     let file = &record["files"][0];
     assert_eq!(record["name"], "acme-utils");
     assert_eq!(file["filename"], wheel.filename);
@@ -147,10 +154,7 @@ async fn uploads_are_checked_kept_once_and_immutable() {
         !blob_path(data.path(), &other_sha).exists(),
         "the refused bytes are not kept"
     );
-    let after: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(data.path().join("records/hosted/pypi/internal/acme-utils")).unwrap(),
-    )
-    .unwrap();
+    let after = acme_record(data.path());
     assert_eq!(after["files"].as_array().unwrap().len(), 1);
 
     // Bad uploads: a digest that does not match, a file of another project, a broken wheel.
@@ -209,10 +213,7 @@ async fn uploads_are_checked_kept_once_and_immutable() {
         200,
         "the token and the record outlive the restart"
     );
-    let record: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(data.path().join("records/hosted/pypi/internal/acme-utils")).unwrap(),
-    )
-    .unwrap();
+    let record = acme_record(data.path());
     assert_eq!(record["files"].as_array().unwrap().len(), 2);
 }
 
@@ -223,12 +224,7 @@ async fn twine_and_uv_publish_to_a_hosted_index() {
         return;
     }
     let data = temp_dir();
-    let token = token_command(
-        data.path(),
-        &["create", "--name", "ci", "--scope", "upload:internal"],
-    );
-    let mut launch = Launch::with_upstreams(&[], "10m");
-    launch.env("PKGMIRROR__PYPI__HOSTED", "internal");
+    let (token, launch) = hosted_launch(data.path(), None);
     let server = Server::start(data.path(), &launch);
     let url = server.url("/indexes/internal/");
     let mut sandbox = Sandbox::new();
@@ -260,10 +256,7 @@ async fn twine_and_uv_publish_to_a_hosted_index() {
         .arg(sandbox.path(&sdist.filename));
     sandbox.must(uv, &server).await;
 
-    let record: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(data.path().join("records/hosted/pypi/internal/acme-utils")).unwrap(),
-    )
-    .unwrap();
+    let record = acme_record(data.path());
     let files: Vec<(&str, &str)> = record["files"]
         .as_array()
         .unwrap()
@@ -301,34 +294,15 @@ async fn a_hosted_project_is_never_mixed_with_an_upstreams_files() {
     dists.push(packages::wheel("acme-utils", "99.0", &[], None));
     packages::serve(&fake, &dists);
     let data = temp_dir();
-    let uploader = token_command(
-        data.path(),
-        &["create", "--name", "ci", "--scope", "upload:internal"],
-    );
-    let mut launch = Launch::with_upstreams(&[&fake.url()], "10m");
-    launch
-        .env("PKGMIRROR__PYPI__ALLOW_PRIVATE_UPSTREAMS", "true")
-        .env("PKGMIRROR__PYPI__HOSTED", "internal");
+    let (uploader, launch) = hosted_launch(data.path(), Some(&fake));
     let server = Server::start(data.path(), &launch);
-    let http = client();
 
     // Before the upload, the public project is mirrored as any other.
     let before = get_json(&server.url("/simple/acme-utils/")).await;
     assert_eq!(before["versions"], serde_json::json!(["99.0"]));
 
     let wheel = packages::wheel("acme-utils", "1.0", &[], Some(">=3.8"));
-    let stored = http
-        .post(server.url("/indexes/internal/"))
-        .multipart(twine_form(
-            &wheel,
-            "acme-utils",
-            wheel.bytes.clone(),
-            &wheel.sha256,
-        ))
-        .basic_auth("__token__", Some(&uploader))
-        .send()
-        .await
-        .unwrap();
+    let stored = publish(&server, &uploader, &wheel).await;
     assert_eq!(stored.status(), 200);
 
     // At once on this node: the hosted file alone, with its hashes, size, upload time and metadata.
@@ -442,7 +416,7 @@ async fn an_upload_through_one_node_installs_through_another_on_the_bucket() {
     let mut env = s3.env(&bucket);
     env.push(("PKGMIRROR__STORAGE__BACKEND".into(), "s3".into()));
     let (dir_a, dir_b) = (temp_dir(), temp_dir());
-    let token = token_command_with(
+    let token = token_command(
         dir_a.path(),
         &["create", "--name", "ci", "--scope", "upload:internal"],
         &env,
@@ -462,18 +436,7 @@ async fn an_upload_through_one_node_installs_through_another_on_the_bucket() {
     let node_b = node(dir_b.path(), "tiered");
 
     let wheel = packages::wheel("acme-utils", "1.0", &[], None);
-    let stored = client()
-        .post(node_a.url("/indexes/internal/"))
-        .multipart(twine_form(
-            &wheel,
-            "acme-utils",
-            wheel.bytes.clone(),
-            &wheel.sha256,
-        ))
-        .basic_auth("__token__", Some(&token))
-        .send()
-        .await
-        .unwrap();
+    let stored = publish(&node_a, &token, &wheel).await;
     assert_eq!(stored.status(), 200, "{}", node_a.logs());
     let keys = s3.keys(&bucket).await;
     assert!(
@@ -511,12 +474,7 @@ async fn an_upload_through_one_node_installs_through_another_on_the_bucket() {
 #[tokio::test]
 async fn yanked_and_deleted_hosted_files_as_pip_sees_them() {
     let data = temp_dir();
-    let uploader = token_command(
-        data.path(),
-        &["create", "--name", "ci", "--scope", "upload:internal"],
-    );
-    let mut launch = Launch::with_upstreams(&[], "10m");
-    launch.env("PKGMIRROR__PYPI__HOSTED", "internal");
+    let (uploader, launch) = hosted_launch(data.path(), None);
     let server = Server::start(data.path(), &launch);
     let http = client();
     let (one, two) = (
@@ -524,18 +482,7 @@ async fn yanked_and_deleted_hosted_files_as_pip_sees_them() {
         packages::wheel("acme-utils", "2.0", &[], None),
     );
     for wheel in [&one, &two] {
-        let stored = http
-            .post(server.url("/indexes/internal/"))
-            .multipart(twine_form(
-                wheel,
-                "acme-utils",
-                wheel.bytes.clone(),
-                &wheel.sha256,
-            ))
-            .basic_auth("__token__", Some(&uploader))
-            .send()
-            .await
-            .unwrap();
+        let stored = publish(&server, &uploader, wheel).await;
         assert_eq!(stored.status(), 200);
     }
     let hosted = |args: &[&str]| {
@@ -631,12 +578,7 @@ async fn poetry_and_pdm_publish_to_a_hosted_index() {
         return;
     }
     let data = temp_dir();
-    let token = token_command(
-        data.path(),
-        &["create", "--name", "ci", "--scope", "upload:internal"],
-    );
-    let mut launch = Launch::with_upstreams(&[], "10m");
-    launch.env("PKGMIRROR__PYPI__HOSTED", "internal");
+    let (token, launch) = hosted_launch(data.path(), None);
     let server = Server::start(data.path(), &launch);
     let url = server.url("/indexes/internal/");
     let mut sandbox = Sandbox::new();

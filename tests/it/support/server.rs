@@ -252,6 +252,26 @@ pub fn pkgmirror_command(dir: &Path) -> Command {
     cmd
 }
 
+/// Runs `pkgmirror token ARGS --data-dir DIR` with `env` (a bucket's settings, say) and returns
+/// its stdout; a failure fails the test.
+pub fn token_command(dir: &Path, args: &[&str], env: &[(String, String)]) -> String {
+    let output = pkgmirror_command(dir)
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .arg("token")
+        .args(args)
+        .arg("--data-dir")
+        .arg(dir)
+        .output()
+        .expect("run pkgmirror token");
+    let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).trim().to_owned();
+    assert!(
+        output.status.success(),
+        "pkgmirror token {args:?}: {}",
+        text(&output.stderr)
+    );
+    text(&output.stdout)
+}
+
 /// Runs `pkgmirror cache ARGS --data-dir DIR` and returns (exit code, stdout, stderr).
 pub fn cache_command(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
     let Output {
