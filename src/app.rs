@@ -309,6 +309,7 @@ fn open(config: &Config, background: tokio::runtime::Handle) -> Result<Parts, Se
         PypiIndexes {
             upstreams: indexes,
             hosted: Arc::clone(&hosted),
+            strategy: config.pypi.extra_index_strategy,
         },
         client,
         page_store.clone(),

@@ -19,7 +19,7 @@ use super::hosted::{HostedIndex, HostedPypi};
 use super::pages::{Keep, PageCache, PageCacheSettings, PageSource, Refresh, Refreshed, Served, Upstreams};
 use super::snapshot::{Snapshot, SnapshotContent, StoredSnapshot};
 use super::{CacheCounters, CacheError, CacheOutcome, blocking, unix_now};
-use crate::config::IndexConfig;
+use crate::config::{ExtraIndexStrategy, IndexConfig};
 use crate::ecosystem::Ecosystem;
 use crate::pypi::hosted::HostedProject;
 use crate::pypi::model::{Hashes, PageMeta, ProjectList, ProjectPage};
@@ -105,6 +105,7 @@ impl BigPageWork {
 pub struct PypiIndexes {
     pub upstreams: Vec<Index>,
     pub hosted: Arc<HostedPypi>,
+    pub strategy: ExtraIndexStrategy,
 }
 
 /// One configured upstream index at run time.
@@ -192,6 +193,7 @@ struct SimpleSource {
     indexes: Vec<Index>,
     /// Asked first: a project any hosted index has is served from the hosted indexes alone.
     hosted: Arc<HostedPypi>,
+    strategy: ExtraIndexStrategy,
     /// Identifies the configured index set; pages built from another set are rebuilt.
     sources: String,
     client: SimpleClient,
@@ -207,6 +209,7 @@ impl SimplePages {
         PypiIndexes {
             upstreams: indexes,
             hosted,
+            strategy,
         }: PypiIndexes,
         client: SimpleClient,
         pages: PageStore,
@@ -219,11 +222,13 @@ impl SimplePages {
             .iter()
             .map(|i| format!("{}@{}", i.key(), i.config.ttl.as_secs()))
             .chain(hosted.names().map(|name| format!("hosted:{name}")))
+            .chain((strategy == ExtraIndexStrategy::FirstIndex).then(|| strategy.as_str().to_owned()))
             .collect::<Vec<_>>()
             .join(" ");
         let source = SimpleSource {
             indexes,
             hosted,
+            strategy,
             sources: sources.clone(),
             client,
             pages: pages.clone(),
@@ -388,6 +393,9 @@ impl PageSource for SimpleSource {
         let (mut stale, mut fetched, mut changed) = (false, false, false);
         let mut expires_at = u64::MAX;
         let mut snapshot_writes = Vec::new();
+        // Where the first index listing the project is in `contents`, and whether an index
+        // before it failed (then first-index cannot tell which index comes first).
+        let mut first_listing = None;
         for (index, answer) in self.indexes.iter().zip(answers) {
             let snapshot = match answer {
                 IndexAnswer::Fresh(snapshot) => snapshot,
@@ -411,7 +419,23 @@ impl PageSource for SimpleSource {
                 }
             };
             expires_at = expires_at.min(snapshot.fetched_at.saturating_add(index.config.ttl.as_secs()));
+            if first_listing.is_none() && matches!(snapshot.content, SnapshotContent::Project(_)) {
+                first_listing = Some((contents.len(), first_error.is_some()));
+            }
             contents.push((index.id, snapshot.content));
+        }
+        if self.strategy == ExtraIndexStrategy::FirstIndex
+            && let Some((at, failed_before)) = first_listing
+        {
+            if failed_before {
+                // An earlier index might list the project too: never let a later one decide.
+                return Err(match first_error {
+                    Some(UpstreamErrorKind::Transport(e)) => CacheError::Upstream(e),
+                    Some(UpstreamErrorKind::Data(e)) => CacheError::UpstreamData(e),
+                    None => CacheError::Internal("an index failed without an error".into()),
+                });
+            }
+            contents = vec![contents.swap_remove(at)];
         }
         if matches!(page, PageRef::List) && !self.hosted.is_empty() {
             // The hosted names join the list; kept as a snapshot of their own so the list is

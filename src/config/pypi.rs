@@ -42,12 +42,34 @@ pub struct PypiConfig {
     /// Accepted for proxpi compatibility; streaming makes it moot.
     #[serde(deserialize_with = "duration")]
     pub download_timeout: Duration,
+    /// How the extra indexes' files join the main index's.
+    pub extra_index_strategy: ExtraIndexStrategy,
     /// Hosted indexes: the team's own packages, uploaded to `/indexes/{name}/`.
     #[serde(deserialize_with = "hosted_indexes")]
     pub hosted: Vec<HostedIndexConfig>,
     /// The largest file an upload may carry.
     #[serde(deserialize_with = "size")]
     pub max_upload_size: u64,
+}
+
+/// How a project listed by several upstream indexes is served.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ExtraIndexStrategy {
+    /// Every index's files, merged (what pip and proxpi do).
+    #[default]
+    Merge,
+    /// The files of the first index (in order) that lists the project, alone (what uv does).
+    FirstIndex,
+}
+
+impl ExtraIndexStrategy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Merge => "merge",
+            Self::FirstIndex => "first-index",
+        }
+    }
 }
 
 /// One hosted index (`[[pypi.hosted]]`).
@@ -110,6 +132,7 @@ impl Default for PypiConfig {
             max_page_size: 64 * MIB,
             verify_tls: true,
             download_timeout: Duration::ZERO,
+            extra_index_strategy: ExtraIndexStrategy::Merge,
             hosted: Vec::new(),
             max_upload_size: 1024 * MIB,
         }

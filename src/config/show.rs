@@ -138,6 +138,11 @@ pub(super) fn leaves(c: &Config) -> Vec<Leaf> {
         ),
         leaf(
             "pypi",
+            "extra_index_strategy",
+            Str(pypi.extra_index_strategy.as_str().to_owned()),
+        ),
+        leaf(
+            "pypi",
             "hosted",
             List(pypi.hosted.iter().map(|h| h.name.clone()).collect()),
         ),

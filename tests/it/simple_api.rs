@@ -499,3 +499,58 @@ async fn other_methods_on_known_paths_are_405_with_allow() {
     let nowhere = c.post(server.url("/nowhere")).send().await.unwrap();
     assert_eq!(nowhere.status(), 404, "an unknown path is still 404");
 }
+
+/// `pypi.extra_index_strategy`: merge (the default) joins every index's files; first-index serves
+/// a project from the first index that lists it, and when an earlier index fails it refuses to
+/// let a later one decide.
+#[tokio::test]
+async fn first_index_keeps_an_extra_index_from_adding_to_a_main_project() {
+    let (main, extra) = (FakeIndex::start(), FakeIndex::start());
+    main.json("demo/", &simple_json("demo", &[("demo-1.0.tar.gz", 'a')]));
+    extra.json("demo/", &simple_json("demo", &[("demo-99.0.tar.gz", 'b')]));
+    extra.json(
+        "only-extra/",
+        &simple_json("only-extra", &[("only_extra-1.0.tar.gz", 'c')]),
+    );
+    let filenames = async |server: &Server, project: &str| {
+        let page = get_json(&server.url(&format!("/simple/{project}/"))).await;
+        let files = page["files"].as_array().unwrap().iter();
+        let names: Vec<String> = files
+            .map(|f| f["filename"].as_str().unwrap().to_owned())
+            .collect();
+        serde_json::Value::from(names)
+    };
+
+    let merged = temp_dir();
+    let server = Server::start(
+        merged.path(),
+        &Launch::with_upstreams(&[&main.url(), &extra.url()], "10m"),
+    );
+    assert_eq!(
+        filenames(&server, "demo").await,
+        json!(["demo-1.0.tar.gz", "demo-99.0.tar.gz"])
+    );
+    drop(server);
+
+    let first = temp_dir();
+    let mut launch = Launch::with_upstreams(&[&main.url(), &extra.url()], "10m");
+    launch.env("PKGMIRROR__PYPI__EXTRA_INDEX_STRATEGY", "first-index");
+    let server = Server::start(first.path(), &launch);
+    assert_eq!(filenames(&server, "demo").await, json!(["demo-1.0.tar.gz"]));
+    assert_eq!(
+        filenames(&server, "only-extra").await,
+        json!(["only_extra-1.0.tar.gz"]),
+        "a project only the extra index has"
+    );
+
+    // The main index down and nothing stored: the extra index's 99.0 is not served in its place.
+    main.json("other/", &simple_json("other", &[("other-1.0.tar.gz", 'd')]));
+    extra.json("other/", &simple_json("other", &[("other-99.0.tar.gz", 'e')]));
+    main.set(Behaviour::Status(503));
+    let refused = get(
+        &server.url("/simple/other/"),
+        "application/vnd.pypi.simple.v1+json",
+    )
+    .await;
+    assert_eq!(refused.status(), 502, "{}", refused.text().await.unwrap());
+}
