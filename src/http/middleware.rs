@@ -86,6 +86,15 @@ pub async fn access_log(
     Ok(response)
 }
 
+/// Whether the request announces a body.
+fn has_body(req: &ServiceRequest) -> bool {
+    req.headers().contains_key(header::TRANSFER_ENCODING)
+        || req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .is_some_and(|len| len.as_bytes() != b"0")
+}
+
 /// Gives a request body `server.request_body_timeout` to arrive: a client trickling a body (or
 /// announcing one and sending nothing) would otherwise hold its connection and its handler for as
 /// long as it likes. Past the deadline the body reads fail, and the answer is 408 on a closing
@@ -94,11 +103,7 @@ pub async fn body_deadline(
     mut req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, Error> {
-    let has_body = req.headers().contains_key(header::TRANSFER_ENCODING)
-        || req
-            .headers()
-            .get(header::CONTENT_LENGTH)
-            .is_some_and(|len| len.as_bytes() != b"0");
+    let has_body = has_body(&req);
     let timeout = req
         .app_data::<actix_web::web::Data<crate::state::AppState>>()
         .map(|state| state.request_body_timeout);
@@ -158,9 +163,19 @@ pub async fn read_access(
         || path.starts_with("/admin/")
         || path.starts_with("/cache/");
     if !open && let Some(state) = req.app_data::<actix_web::web::Data<crate::state::AppState>>() {
-        state
+        let admitted = state
             .require_token(req.request(), &crate::auth::tokens::Scope::Read)
-            .await?;
+            .await;
+        if let Err(refused) = admitted {
+            // A body left unread (an upload) leaves the connection unusable for another request.
+            let mut response = HttpResponse::from_error(refused);
+            if has_body(&req) {
+                response
+                    .head_mut()
+                    .set_connection_type(actix_web::http::ConnectionType::Close);
+            }
+            return Ok(req.into_response(response));
+        }
     }
     Ok(next.call(req).await?.map_into_boxed_body())
 }

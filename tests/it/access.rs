@@ -37,6 +37,15 @@ async fn reads_need_a_token_when_anonymous_reads_are_off() {
         "Basic realm=\"pkgmirror\", charset=\"UTF-8\""
     );
     assert_eq!(fake.hits("app/"), 0, "nothing is fetched for a refused read");
+    // A refused request whose body is left unread ends its connection.
+    let with_body = http
+        .post(server.url("/indexes/internal/"))
+        .body(vec![0u8; 100_000])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(with_body.status(), 401);
+    assert_eq!(header(&with_body, "connection"), "close");
     assert_eq!(
         http.get(server.url("/health")).send().await.unwrap().status(),
         200
