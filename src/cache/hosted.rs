@@ -169,7 +169,10 @@ impl HostedPypi {
         staged: Staged,
         uploader: &str,
     ) -> Result<Uploaded, HostedError> {
-        match self.check_and_keep(index, form, &staged, uploader).await {
+        match self
+            .check_upload_against_record(index, form, &staged, uploader)
+            .await
+        {
             Ok(Some(file)) => self.keep(index, staged, file).await,
             Ok(None) => {
                 staged.abort().await;
@@ -183,7 +186,7 @@ impl HostedPypi {
     }
 
     /// The file's record line, or `None` when the same bytes are there already.
-    async fn check_and_keep(
+    async fn check_upload_against_record(
         &self,
         index: &str,
         form: UploadForm,
