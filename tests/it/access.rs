@@ -134,13 +134,10 @@ async fn reads_need_a_token_when_anonymous_reads_are_off() {
 
     let (status, _) = server.terminate();
     assert!(status.success());
-    let catalogue = rusqlite::Connection::open(data.path().join("catalogue.sqlite3")).unwrap();
-    let failures: Vec<String> = catalogue
-        .prepare("SELECT outcome FROM admin_log WHERE action = 'token-failed' ORDER BY id")
-        .unwrap()
-        .query_map([], |row| row.get(0))
-        .unwrap()
-        .map(Result::unwrap)
+    let failures: Vec<String> = stored_admin_log(data.path())
+        .into_iter()
+        .filter(|(action, _)| action == "token-failed")
+        .map(|(_, outcome)| outcome)
         .collect();
     // The revoked token, four wrong ones, then the first refusal over the limit.
     assert_eq!(failures.len(), 6, "{failures:?}");

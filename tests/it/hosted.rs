@@ -560,13 +560,10 @@ async fn yanked_and_deleted_hosted_files_as_pip_sees_them() {
     .await;
     assert_eq!(gone.status(), 404);
 
-    let catalogue = rusqlite::Connection::open(data.path().join("catalogue.sqlite3")).unwrap();
-    let actions: Vec<String> = catalogue
-        .prepare("SELECT action FROM admin_log WHERE action LIKE 'hosted-%' ORDER BY id")
-        .unwrap()
-        .query_map([], |row| row.get(0))
-        .unwrap()
-        .map(Result::unwrap)
+    let actions: Vec<String> = stored_admin_log(data.path())
+        .into_iter()
+        .map(|(action, _)| action)
+        .filter(|action| action.starts_with("hosted-"))
         .collect();
     assert_eq!(actions, ["hosted-yank", "hosted-unyank", "hosted-delete"]);
 }

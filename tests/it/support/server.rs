@@ -272,6 +272,18 @@ pub fn token_command(dir: &Path, args: &[&str], env: &[(String, String)]) -> Str
     text(&output.stdout)
 }
 
+/// The admin log of the data dir `dir`, oldest first, as (action, outcome).
+pub fn stored_admin_log(dir: &Path) -> Vec<(String, String)> {
+    let catalogue = rusqlite::Connection::open(dir.join("catalogue.sqlite3")).expect("open the catalogue");
+    let mut rows = catalogue
+        .prepare("SELECT action, outcome FROM admin_log ORDER BY id")
+        .expect("query the admin log");
+    rows.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+        .expect("read the admin log")
+        .map(|row| row.expect("an admin log row"))
+        .collect()
+}
+
 /// Runs `pkgmirror cache ARGS --data-dir DIR` and returns (exit code, stdout, stderr).
 pub fn cache_command(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
     let Output {
