@@ -154,9 +154,11 @@ impl HostedPypi {
             .await?;
         if let Err(e) = staged.receive_chunks(body, |_| {}).await {
             staged.abort().await;
-            return Err(HostedError::Invalid(format!(
-                "the uploaded file did not arrive whole: {e}"
-            )));
+            // The store failing (a full disk, S3 down) is ours to say, not the uploader's fault.
+            return Err(match e {
+                IngestError::Storage(e) => HostedError::Storage(format!("the upload could not be kept: {e}")),
+                e => HostedError::Invalid(format!("the uploaded file did not arrive whole: {e}")),
+            });
         }
         Ok(staged)
     }
