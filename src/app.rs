@@ -310,6 +310,7 @@ fn open(config: &Config, background: tokio::runtime::Handle) -> Result<Parts, Se
             upstreams: indexes,
             hosted: Arc::clone(&hosted),
             strategy: config.pypi.extra_index_strategy,
+            only_from: config.pypi.only_from.clone(),
         },
         client,
         page_store.clone(),

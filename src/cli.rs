@@ -13,7 +13,7 @@ use std::process::ExitCode;
 use bytesize::ByteSize;
 use clap::{Args, Parser, Subcommand};
 
-use crate::auth::tokens::{Scope, TokenError, TokenRecord, Tokens};
+use crate::auth::tokens::{TokenError, TokenRecord, Tokens, grant};
 use crate::cache::hosted::{FileChange, HostedError, change_file};
 use crate::cache::maintenance;
 use crate::config::{self, CliOverrides, Config, Loaded, LogConfig, LogFormat};
@@ -491,15 +491,10 @@ fn token(mut command: TokenCommand, config_file: Option<PathBuf>) -> ExitCode {
             expires,
             ..
         } => {
-            let scopes: Result<Vec<Scope>, _> = scopes.iter().map(|s| s.parse()).collect();
-            let scopes = match scopes {
-                Ok(scopes) => scopes,
+            let scopes: Vec<&str> = scopes.iter().map(String::as_str).collect();
+            let (scopes, expires_at) = match grant(&scopes, expires.as_deref(), now) {
+                Ok(grant) => grant,
                 Err(e) => return fail(BAD_USAGE, e.to_string()),
-            };
-            let expires_at = match expires.as_deref().map(humantime::parse_duration) {
-                None => None,
-                Some(Ok(after)) => Some(now.saturating_add(after.as_secs())),
-                Some(Err(e)) => return fail(BAD_USAGE, format!("--expires: {e}")),
             };
             match runtime.block_on(tokens.create(&name, scopes, expires_at, now)) {
                 Ok((record, token)) => {
@@ -562,21 +557,18 @@ fn hosted(command: HostedCommand, config_file: Option<PathBuf>) -> ExitCode {
         Ok(runtime) => runtime,
         Err(e) => return fail(FAILURE, format!("cannot start a runtime: {e}")),
     };
+    let catalogue = match Catalogue::open(&config.storage.data_dir.join(data_dir::CATALOGUE_FILE)) {
+        Ok(catalogue) => catalogue,
+        Err(e) => return fail(FAILURE, format!("cannot open the catalogue: {e}")),
+    };
     let changed = runtime.block_on(async {
         let records = crate::storage::records::open(&config.storage).await?;
-        change_file(records.as_ref(), &index, &project, &filename, &change).await
+        change_file(records.as_ref(), &catalogue, &index, &project, &filename, &change).await
     });
     let target = format!("{index}/{project}/{filename}");
     match changed {
-        Ok(before) => {
+        Ok(_) => {
             log_cli_action(&config, action, &target, "ok");
-            if change == FileChange::Delete {
-                let unpinned = Catalogue::open(&config.storage.data_dir.join(data_dir::CATALOGUE_FILE))
-                    .and_then(|catalogue| catalogue.pin_blob(&before.sha256, false));
-                if let Err(e) = unpinned {
-                    eprintln!("pkgmirror: warning: the deleted file's blob stays pinned here: {e}");
-                }
-            }
             print_stdout(&format!("{action} {target}: done\n"))
         }
         Err(e @ HostedError::NotFound(_)) => fail(BAD_USAGE, e.to_string()),

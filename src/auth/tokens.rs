@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+use crate::config::valid_index_name;
 use crate::storage::blob::BlobError;
 use crate::storage::records::{Expect, RecordKey, RecordStore};
 
@@ -77,15 +78,6 @@ impl<'de> Deserialize<'de> for Scope {
     }
 }
 
-/// A hosted index's name as scopes and paths spell it.
-fn valid_index_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= MAX_NAME
-        && name
-            .bytes()
-            .all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_'))
-}
-
 /// What the record store keeps of a token.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TokenRecord {
@@ -137,6 +129,8 @@ pub enum TokenError {
     InvalidScope(String),
     #[error("a token needs at least one scope")]
     NoScope,
+    #[error("invalid expiry {0:?}: expected a duration such as 90d or 12h")]
+    InvalidExpiry(String),
     #[error("an active token is already named {0:?}")]
     NameTaken(String),
     #[error("no active token is named {0:?}")]
@@ -147,6 +141,26 @@ pub enum TokenError {
     Random(String),
     #[error("the token store: {0}")]
     Store(#[from] BlobError),
+}
+
+/// A new token's scopes and expiry as people write them (`upload:internal`, `read`; `90d`).
+pub fn grant(
+    scopes: &[&str],
+    expires: Option<&str>,
+    now: u64,
+) -> Result<(Vec<Scope>, Option<u64>), TokenError> {
+    let scopes = scopes
+        .iter()
+        .map(|s| s.parse())
+        .collect::<Result<Vec<Scope>, _>>()?;
+    let expires_at = match expires.map(str::trim).filter(|e| !e.is_empty()) {
+        None => None,
+        Some(text) => match humantime::parse_duration(text) {
+            Ok(after) => Some(now.saturating_add(after.as_secs())),
+            Err(_) => return Err(TokenError::InvalidExpiry(text.chars().take(40).collect())),
+        },
+    };
+    Ok((scopes, expires_at))
 }
 
 /// The tokens in a record store.

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use super::downloads::{AfterVerify, Downloads, FileAnswer, Source};
 use super::ingest::Kept;
-use super::simple::{PageRef, SimplePages};
+use super::simple::{PageRef, SimplePages, View, ViewPage};
 use super::{CacheCounters, CacheError, CacheOutcome, UNLISTED_REFRESH_INTERVAL, blocking, unix_now};
 use crate::ecosystem::Ecosystem;
 use crate::pypi::negotiate::Format;
@@ -57,16 +57,18 @@ impl PypiFiles {
         }
     }
 
-    /// Finds `filename` of `project` (normalized) and answers it (see [`Downloads::open`]).
+    /// Finds `filename` of `project` (normalized) on the view's page and answers it (see
+    /// [`Downloads::open`]).
     pub async fn open(
         &self,
+        view: &View,
         project: &str,
         filename: &str,
         kind: FileKind,
         complete_first: bool,
         range: Option<RangeRequest>,
     ) -> Result<FileAnswer, CacheError> {
-        let entry = self.listed_file(project, filename).await?;
+        let entry = self.listed_file(view, project, filename).await?;
         if kind == FileKind::Metadata && !entry.has_metadata {
             return self.extracted_metadata(project, &entry).await;
         }
@@ -86,7 +88,7 @@ impl PypiFiles {
     /// downloads it again. A file being downloaded is left alone.
     pub async fn evict(&self, project: &str, filename: &str) -> Result<Eviction, CacheError> {
         // Only what the catalogue lists: evicting never asks an upstream.
-        let entry = self.lookup(project, filename).await?.ok_or_else(|| {
+        let entry = self.lookup(&View::All, project, filename).await?.ok_or_else(|| {
             CacheError::NotFound(format!(
                 "'{filename}' is not listed on the cached page of project '{project}'"
             ))
@@ -99,17 +101,24 @@ impl PypiFiles {
 
     /// The catalogue row of a listed file. A file not listed gets the page refreshed once (the
     /// project may have released since the page was cached), at most every few seconds per project.
-    async fn listed_file(&self, project: &str, filename: &str) -> Result<FileRecord, CacheError> {
-        if let Some(entry) = self.lookup(project, filename).await? {
+    async fn listed_file(
+        &self,
+        view: &View,
+        project: &str,
+        filename: &str,
+    ) -> Result<FileRecord, CacheError> {
+        if let Some(entry) = self.lookup(view, project, filename).await? {
             return Ok(entry);
         }
-        let recently_forced = self.forced_refreshes.contains_key(project);
-        if !recently_forced {
-            self.forced_refreshes.insert(project.to_owned(), ()).await;
-            self.pages
-                .revalidate(PageRef::Project(project.to_owned()), Format::Json)
-                .await?;
-            if let Some(entry) = self.lookup(project, filename).await? {
+        let page = ViewPage {
+            view: view.clone(),
+            page: PageRef::Project(project.to_owned()),
+        };
+        let forced = page.store_key();
+        if !self.forced_refreshes.contains_key(&forced) {
+            self.forced_refreshes.insert(forced, ()).await;
+            self.pages.revalidate(view, page.page, Format::Json).await?;
+            if let Some(entry) = self.lookup(view, project, filename).await? {
                 return Ok(entry);
             }
         }
@@ -118,7 +127,15 @@ impl PypiFiles {
         )))
     }
 
-    async fn lookup(&self, project: &str, filename: &str) -> Result<Option<FileRecord>, CacheError> {
+    async fn lookup(
+        &self,
+        view: &View,
+        project: &str,
+        filename: &str,
+    ) -> Result<Option<FileRecord>, CacheError> {
+        if let View::Index(index) = view {
+            return self.pages.listed_in_view(index, project, filename).await;
+        }
         // A file requested lately is found in memory, without a trip to the blocking pool.
         if let Some(row) = self.catalogue.hot_file(ECOSYSTEM, project, filename) {
             return Ok(Some(row));

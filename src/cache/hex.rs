@@ -284,7 +284,7 @@ impl HexMirror {
     pub async fn forget_package(&self, name: &str) -> Result<bool, CacheError> {
         let file = RegistryFile::Package(name.to_owned());
         self.source().missing.invalidate(&file.path()).await;
-        self.cache.forget(&HexPage::Registry(file), false).await
+        self.cache.forget(&[HexPage::Registry(file)], false).await
     }
 
     /// When a package's registry file was fetched and when it expires, if it is stored.

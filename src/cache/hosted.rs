@@ -76,6 +76,11 @@ impl HostedIndex {
     pub fn url_prefix(&self) -> String {
         format!("hosted:{}/", self.name)
     }
+
+    /// The index key its snapshots are kept under (no upstream's key looks like this).
+    pub fn snapshot_key(&self) -> String {
+        format!("hosted:{}", self.name)
+    }
 }
 
 /// The hosted PyPI indexes of this mirror.
@@ -105,7 +110,18 @@ impl HostedPypi {
     }
 
     pub fn has_index(&self, name: &str) -> bool {
-        self.indexes.iter().any(|index| index.name == name)
+        self.index(name).is_some()
+    }
+
+    pub fn index(&self, name: &str) -> Option<&HostedIndex> {
+        self.indexes.iter().find(|index| index.name == name)
+    }
+
+    /// Every hosted index, or only the one named.
+    fn asked<'a>(&'a self, only: Option<&'a str>) -> impl Iterator<Item = &'a HostedIndex> + 'a {
+        self.indexes
+            .iter()
+            .filter(move |index| only.is_none_or(|name| index.name == name))
     }
 
     pub fn is_empty(&self) -> bool {
@@ -117,10 +133,11 @@ impl HostedPypi {
         self.indexes.iter().map(|index| index.name.as_str())
     }
 
-    /// The (normalized) names of every hosted project, sorted, each once.
-    pub async fn project_names(&self) -> Result<Vec<String>, HostedError> {
+    /// The (normalized) names of every hosted project (of every index, or only the one named),
+    /// sorted, each once.
+    pub async fn project_names(&self, only: Option<&str>) -> Result<Vec<String>, HostedError> {
         let mut names = std::collections::BTreeSet::new();
-        for index in &self.indexes {
+        for index in self.asked(only) {
             let under = RecordKey::new(&["hosted", "pypi", &index.name])?;
             for key in self.records.list(&under).await? {
                 if let Some(name) = key.as_str().rsplit('/').next() {
@@ -131,11 +148,16 @@ impl HostedPypi {
         Ok(names.into_iter().collect())
     }
 
-    /// Every hosted index's record of `project`, in configuration order. An error (the record
-    /// store unreachable) is never "not hosted": the caller must not fall back to upstreams.
-    pub async fn find(&self, project: &str) -> Result<Vec<(HostedIndex, HostedProject)>, HostedError> {
+    /// Every hosted index's record of `project` (or only the named index's), in configuration
+    /// order. An error (the record store unreachable) is never "not hosted": the caller must not
+    /// fall back to upstreams.
+    pub async fn find(
+        &self,
+        only: Option<&str>,
+        project: &str,
+    ) -> Result<Vec<(HostedIndex, HostedProject)>, HostedError> {
         let mut found = Vec::new();
-        for index in &self.indexes {
+        for index in self.asked(only) {
             if let Some(record) = self.project(&index.name, project).await? {
                 found.push((index.clone(), record));
             }
@@ -326,6 +348,28 @@ impl HostedPypi {
     }
 
     /// A hosted project's record, if the index has the project.
+    /// Yanks, unyanks or deletes a file (see [`change_file`]).
+    pub async fn change(
+        &self,
+        index: &str,
+        project: &str,
+        filename: &str,
+        change: &FileChange,
+    ) -> Result<HostedFile, HostedError> {
+        if !self.has_index(index) {
+            return Err(HostedError::UnknownIndex(index.to_owned()));
+        }
+        change_file(
+            self.records.as_ref(),
+            &self.catalogue,
+            index,
+            project,
+            filename,
+            change,
+        )
+        .await
+    }
+
     pub async fn project(&self, index: &str, project: &str) -> Result<Option<HostedProject>, HostedError> {
         match self.records.get(&project_key(index, project)?).await? {
             Some(stored) => parse(&stored.body).map(Some),
@@ -353,9 +397,11 @@ pub enum FileChange {
 }
 
 /// Applies `change` to one file of a hosted project's record (compare-and-swap, so a racing
-/// upload is kept); returns the file as it was.
+/// upload is kept); returns the file as it was. A deleted file's blobs are unpinned in
+/// `catalogue`, this node's (other nodes on the bucket keep theirs pinned).
 pub async fn change_file(
     records: &dyn RecordStore,
+    catalogue: &Catalogue,
     index: &str,
     project: &str,
     filename: &str,
@@ -385,6 +431,20 @@ pub async fn change_file(
         }
         let body = serde_json::to_vec(&record).map_err(|e| HostedError::Storage(e.to_string()))?;
         if records.put(&key, &body, Expect::Version(stored.version)).await? {
+            if *change == FileChange::Delete {
+                let catalogue = catalogue.clone();
+                let blobs = [Some(before.sha256.clone()), before.metadata_sha256.clone()];
+                let unpinned = tokio::task::spawn_blocking(move || {
+                    blobs
+                        .iter()
+                        .flatten()
+                        .try_for_each(|sha256| catalogue.pin_blob(sha256, false))
+                })
+                .await;
+                if !matches!(unpinned, Ok(Ok(()))) {
+                    tracing::warn!(file = %filename, "the deleted file's blob stays pinned on this node");
+                }
+            }
             return Ok(before);
         }
     }

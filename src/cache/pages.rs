@@ -281,10 +281,10 @@ impl<S: PageSource> PageCache<S> {
         Ok(served)
     }
 
-    /// Forgets a page's forms (memory and disk) and, unless `keep_snapshots`, what the upstreams
-    /// said of it. Returns whether anything was stored.
-    pub async fn forget(&self, key: &S::Key, keep_snapshots: bool) -> Result<bool, CacheError> {
-        self.shared.forget(key, keep_snapshots).await
+    /// Forgets pages' forms (memory and disk) and, unless `keep_snapshots`, what the upstreams
+    /// said of them, in one store transaction. Returns whether anything was stored.
+    pub async fn forget(&self, keys: &[S::Key], keep_snapshots: bool) -> Result<bool, CacheError> {
+        self.shared.forget(keys, keep_snapshots).await
     }
 
     /// Forgets every page of the ecosystem; returns how many were stored.
@@ -359,7 +359,7 @@ impl<S: PageSource> Shared<S> {
                 Ok(RefreshedForms { forms, outcome })
             }
             Refreshed::Gone(error) => {
-                self.forget(&key, false).await?;
+                self.forget(std::slice::from_ref(&key), false).await?;
                 Err(error)
             }
         }
@@ -404,13 +404,19 @@ impl<S: PageSource> Shared<S> {
         }
     }
 
-    async fn forget(&self, key: &S::Key, keep_snapshots: bool) -> Result<bool, CacheError> {
-        for form in S::forms(key) {
-            self.l1.invalidate(&(key.clone(), *form)).await;
+    async fn forget(&self, keys: &[S::Key], keep_snapshots: bool) -> Result<bool, CacheError> {
+        for key in keys {
+            for form in S::forms(key) {
+                self.l1.invalidate(&(key.clone(), *form)).await;
+            }
         }
         let store = self.store.clone();
-        let name = S::store_key(key);
-        blocking(move || store.forget(S::ECOSYSTEM, &name, keep_snapshots)).await
+        let names: Vec<String> = keys.iter().map(S::store_key).collect();
+        blocking(move || {
+            let names: Vec<&str> = names.iter().map(String::as_str).collect();
+            store.forget(S::ECOSYSTEM, &names, keep_snapshots)
+        })
+        .await
     }
 }
 
@@ -608,7 +614,7 @@ mod tests {
                 .is_none()
         );
         assert!(
-            !cache.forget(&"demo".into(), false).await.unwrap(),
+            !cache.forget(&["demo".into()], false).await.unwrap(),
             "nothing left to forget"
         );
     }

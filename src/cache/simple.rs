@@ -19,10 +19,10 @@ use super::hosted::{HostedIndex, HostedPypi};
 use super::pages::{Keep, PageCache, PageCacheSettings, PageSource, Refresh, Refreshed, Served, Upstreams};
 use super::snapshot::{Snapshot, SnapshotContent, StoredSnapshot};
 use super::{CacheCounters, CacheError, CacheOutcome, blocking, unix_now};
-use crate::config::{ExtraIndexStrategy, IndexConfig};
+use crate::config::{ExtraIndexStrategy, IndexConfig, OnlyFrom};
 use crate::ecosystem::Ecosystem;
 use crate::pypi::hosted::HostedProject;
-use crate::pypi::model::{Hashes, PageMeta, ProjectList, ProjectPage};
+use crate::pypi::model::{DistFile, Hashes, PageMeta, ProjectList, ProjectPage};
 use crate::pypi::negotiate::Format;
 use crate::pypi::{
     Parsed, merge, name, parse_list_html, parse_list_json, parse_project_html, parse_project_json, render,
@@ -69,6 +69,49 @@ impl PageRef {
     }
 }
 
+/// Which indexes a page is built from.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum View {
+    /// `/simple/`: the hosted indexes first, then `pypi.only_from`, then every upstream.
+    All,
+    /// `/indexes/{name}/simple/`: one upstream or hosted index on its own.
+    Index(Arc<str>),
+}
+
+/// A page as one view shows it: what the page cache keys.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ViewPage {
+    pub view: View,
+    pub page: PageRef,
+}
+
+impl ViewPage {
+    /// Where the page store keeps it: a view's pages and snapshots apart from `/simple/`'s (`@`
+    /// is in no normalized project name).
+    pub fn store_key(&self) -> String {
+        match &self.view {
+            View::All => self.page.key().to_owned(),
+            View::Index(name) => format!("@{name}/{}", self.page.key()),
+        }
+    }
+}
+
+/// The indexes one refresh asks.
+struct Plan<'a> {
+    /// Asked first: a project any of them has is served from them alone.
+    hosted: HostedAsk<'a>,
+    upstreams: Vec<&'a Index>,
+    /// The `only_from` rule that chose the upstreams, if one did.
+    rule: Option<&'a OnlyFrom>,
+}
+
+#[derive(Clone, Copy)]
+enum HostedAsk<'a> {
+    Skip,
+    /// Every hosted index (`None`) or the one named.
+    Ask(Option<&'a str>),
+}
+
 /// What the stores hold.
 #[derive(Debug, Clone, Copy)]
 pub struct StorageCounts {
@@ -106,6 +149,7 @@ pub struct PypiIndexes {
     pub upstreams: Vec<Index>,
     pub hosted: Arc<HostedPypi>,
     pub strategy: ExtraIndexStrategy,
+    pub only_from: Vec<OnlyFrom>,
 }
 
 /// One configured upstream index at run time.
@@ -194,6 +238,7 @@ struct SimpleSource {
     /// Asked first: a project any hosted index has is served from the hosted indexes alone.
     hosted: Arc<HostedPypi>,
     strategy: ExtraIndexStrategy,
+    only_from: Vec<OnlyFrom>,
     /// Identifies the configured index set; pages built from another set are rebuilt.
     sources: String,
     client: SimpleClient,
@@ -210,6 +255,7 @@ impl SimplePages {
             upstreams: indexes,
             hosted,
             strategy,
+            only_from,
         }: PypiIndexes,
         client: SimpleClient,
         pages: PageStore,
@@ -220,15 +266,21 @@ impl SimplePages {
     ) -> Self {
         let sources = indexes
             .iter()
-            .map(|i| format!("{}@{}", i.key(), i.config.ttl.as_secs()))
+            .map(|i| format!("{}={}@{}", i.config.name, i.key(), i.config.ttl.as_secs()))
             .chain(hosted.names().map(|name| format!("hosted:{name}")))
             .chain((strategy == ExtraIndexStrategy::FirstIndex).then(|| strategy.as_str().to_owned()))
+            .chain(
+                only_from
+                    .iter()
+                    .map(|rule| format!("only:{}={}", rule.pattern, rule.index)),
+            )
             .collect::<Vec<_>>()
             .join(" ");
         let source = SimpleSource {
             indexes,
             hosted,
             strategy,
+            only_from,
             sources: sources.clone(),
             client,
             pages: pages.clone(),
@@ -276,30 +328,114 @@ impl SimplePages {
         self.cache.l1_entries().await
     }
 
-    /// Answers a page in `format` (see [`PageCache::get`]).
-    pub async fn get(&self, page: PageRef, format: Format) -> Result<Served, CacheError> {
-        self.cache.get(page, form_of(format)).await
+    /// The view `/indexes/{name}/simple/` names, if an upstream or hosted index has that name.
+    pub fn view(&self, name: &str) -> Option<View> {
+        let source = self.cache.source();
+        let known = source.indexes.iter().any(|i| i.config.name == name) || source.hosted.has_index(name);
+        known.then(|| View::Index(name.into()))
     }
 
-    /// Asks every index again now, TTL or not (a file was asked for that the cached page does not
-    /// list: the project may have released since). Shares any refresh of the page under way.
-    pub async fn revalidate(&self, page: PageRef, format: Format) -> Result<Served, CacheError> {
+    /// Every view: `/simple/` and each index on its own.
+    fn views(&self) -> impl Iterator<Item = View> + '_ {
+        let source = self.cache.source();
+        let names = source
+            .indexes
+            .iter()
+            .map(|i| i.config.name.as_str())
+            .chain(source.hosted.names());
+        std::iter::once(View::All).chain(names.map(|name| View::Index(name.into())))
+    }
+
+    /// Answers a page of a view in `format` (see [`PageCache::get`]).
+    pub async fn get(&self, view: &View, page: PageRef, format: Format) -> Result<Served, CacheError> {
+        let key = ViewPage {
+            view: view.clone(),
+            page,
+        };
+        self.cache.get(key, form_of(format)).await
+    }
+
+    /// Asks the view's indexes again now, TTL or not (a file was asked for that the cached page
+    /// does not list: the project may have released since). Shares any refresh under way.
+    pub async fn revalidate(&self, view: &View, page: PageRef, format: Format) -> Result<Served, CacheError> {
+        let key = ViewPage {
+            view: view.clone(),
+            page,
+        };
         self.cache
-            .refresh(page, form_of(format), Refresh::Revalidate)
+            .refresh(key, form_of(format), Refresh::Revalidate)
             .await
     }
 
-    /// Forgets a page everywhere (memory and disk), so the next request refetches it. Returns
-    /// whether anything was cached.
+    /// Forgets a page in every view (memory and disk), so the next request refetches it.
+    /// Returns whether any view had it cached.
     pub async fn forget(&self, page: PageRef) -> Result<bool, CacheError> {
-        self.cache.forget(&page, false).await
+        self.forget_in_views(page, false).await
     }
 
-    /// Drops a page's renderings but keeps what the indexes said: the next request renders it
-    /// again without asking upstream (used when pkgmirror itself learned something new about the
-    /// project, such as metadata extracted from a wheel).
+    /// Drops a page's renderings in every view but keeps what the indexes said: the next request
+    /// renders it again without asking upstream (used when pkgmirror itself learned something new
+    /// about the project: an upload, metadata extracted from a wheel).
     pub async fn forget_rendering(&self, page: PageRef) -> Result<bool, CacheError> {
-        self.cache.forget(&page, true).await
+        self.forget_in_views(page, true).await
+    }
+
+    async fn forget_in_views(&self, page: PageRef, keep_snapshots: bool) -> Result<bool, CacheError> {
+        let keys: Vec<ViewPage> = self
+            .views()
+            .map(|view| ViewPage {
+                view,
+                page: page.clone(),
+            })
+            .collect();
+        self.cache.forget(&keys, keep_snapshots).await
+    }
+
+    /// A file of `project` as the stored page of the view of index `name` lists it. Views keep no
+    /// catalogue rows (those are `/simple/`'s), so this reads the view's own snapshot.
+    pub async fn listed_in_view(
+        &self,
+        name: &str,
+        project: &str,
+        filename: &str,
+    ) -> Result<Option<FileRecord>, CacheError> {
+        let source = self.cache.source();
+        let (index_id, index_key) = match source.indexes.iter().find(|i| i.config.name == name) {
+            Some(index) => (index.id, index.key()),
+            None => match source.hosted.index(name) {
+                Some(hosted) => (hosted.id, hosted.snapshot_key()),
+                None => return Ok(None),
+            },
+        };
+        let store = source.pages.clone();
+        let key = ViewPage {
+            view: View::Index(name.into()),
+            page: PageRef::Project(project.to_owned()),
+        }
+        .store_key();
+        let stored = blocking(move || {
+            Ok(store
+                .snapshots(ECOSYSTEM, &key)?
+                .into_iter()
+                .find(|(index, _)| *index == index_key)
+                .and_then(|(_, bytes)| StoredSnapshot::read(bytes)))
+        })
+        .await?;
+        let Some(snapshot) = stored else {
+            return Ok(None);
+        };
+        let Some(Snapshot {
+            content: SnapshotContent::Project(page),
+            ..
+        }) = snapshot.decode().await
+        else {
+            return Ok(None);
+        };
+        Ok(page
+            .files
+            .into_iter()
+            .find(|f| f.filename == filename)
+            .map(|file| file_record(file, index_id, project, false)))
     }
 
     /// Forgets every page, the project list included; returns how many were stored.
@@ -310,24 +446,25 @@ impl SimplePages {
     /// When the stored page of a project (by normalized name) was fetched and when it expires,
     /// if one is stored.
     pub async fn page_times(&self, name: &str) -> Result<Option<(u64, u64)>, CacheError> {
-        let page = self
-            .cache
-            .stored(&PageRef::Project(name.to_owned()), PageForm::Html)
-            .await?;
+        let key = ViewPage {
+            view: View::All,
+            page: PageRef::Project(name.to_owned()),
+        };
+        let page = self.cache.stored(&key, PageForm::Html).await?;
         Ok(page.map(|p| (p.header.fetched_at, p.header.expires_at)))
     }
 }
 
 impl PageSource for SimpleSource {
-    type Key = PageRef;
+    type Key = ViewPage;
     const ECOSYSTEM: Ecosystem = ECOSYSTEM;
 
-    fn forms(_: &PageRef) -> &'static [PageForm] {
+    fn forms(_: &ViewPage) -> &'static [PageForm] {
         &[PageForm::Html, PageForm::Json]
     }
 
-    fn store_key(key: &PageRef) -> String {
-        key.key().to_owned()
+    fn store_key(key: &ViewPage) -> String {
+        key.store_key()
     }
 
     fn upstreams(&self) -> Upstreams {
@@ -345,35 +482,38 @@ impl PageSource for SimpleSource {
 
     async fn refresh(
         self: Arc<Self>,
-        page: PageRef,
+        key: ViewPage,
         _stored: Option<Arc<StoredPage>>,
         mode: Refresh,
     ) -> Result<Refreshed, CacheError> {
         let now = unix_now();
-        if let PageRef::Project(name) = &page {
+        let page = &key.page;
+        let plan = self.plan(&key);
+        if let (PageRef::Project(name), HostedAsk::Ask(only)) = (page, plan.hosted) {
             // An error here must not fall through to the upstreams: that would let a public
             // project shadow the hosted one. The stored copy stands in, if there is one.
-            let hosted = self.hosted.find(name).await.map_err(|e| {
+            let hosted = self.hosted.find(only, name).await.map_err(|e| {
                 CacheError::StorageUnavailable(format!("the hosted indexes cannot be read: {e}"))
             })?;
             if !hosted.is_empty() {
-                return self.hosted_page(&page, hosted, now);
+                return self.hosted_page(&key, hosted, now);
             }
         }
-        if self.indexes.is_empty() && (self.hosted.is_empty() || matches!(page, PageRef::Project(_))) {
+        if plan.upstreams.is_empty() && (matches!(plan.hosted, HostedAsk::Skip) || page != &PageRef::List) {
             return Err(CacheError::NotFound(match page {
                 PageRef::List => "no upstream configured and no project list is cached".into(),
-                PageRef::Project(name) => {
+                PageRef::Project(name) if key.view == View::All && plan.rule.is_none() => {
                     format!("project '{name}' is not cached and no upstream is configured")
                 }
+                PageRef::Project(name) => not_listed(&key.view, name, plan.rule),
             }));
         }
         let force = mode != Refresh::IfStale;
         let store = self.pages.clone();
-        let key = page.key().to_owned();
+        let store_key = key.store_key();
         let mut snapshots: HashMap<String, StoredSnapshot> = blocking(move || {
             Ok(store
-                .snapshots(ECOSYSTEM, &key)?
+                .snapshots(ECOSYSTEM, &store_key)?
                 .into_iter()
                 .filter_map(|(index, bytes)| Some((index, StoredSnapshot::read(bytes)?)))
                 .collect())
@@ -382,9 +522,9 @@ impl PageSource for SimpleSource {
 
         let work = BigPageWork::default();
         let answers = join_all(
-            self.indexes
+            plan.upstreams
                 .iter()
-                .map(|index| self.ask(index, &page, snapshots.remove(&index.key()), now, force, &work)),
+                .map(|index| self.ask(index, page, snapshots.remove(&index.key()), now, force, &work)),
         )
         .await;
 
@@ -396,7 +536,7 @@ impl PageSource for SimpleSource {
         // Where the first index listing the project is in `contents`, and whether an index
         // before it failed (then first-index cannot tell which index comes first).
         let mut first_listing = None;
-        for (index, answer) in self.indexes.iter().zip(answers) {
+        for (index, answer) in plan.upstreams.iter().zip(answers) {
             let snapshot = match answer {
                 IndexAnswer::Fresh(snapshot) => snapshot,
                 IndexAnswer::Updated {
@@ -437,10 +577,10 @@ impl PageSource for SimpleSource {
             }
             contents = vec![contents.swap_remove(at)];
         }
-        if matches!(page, PageRef::List) && !self.hosted.is_empty() {
+        if let (PageRef::List, HostedAsk::Ask(only)) = (page, plan.hosted) {
             // The hosted names join the list; kept as a snapshot of their own so the list is
             // rendered again only when they change.
-            let names = self.hosted.project_names().await.map_err(|e| {
+            let names = self.hosted.project_names(only).await.map_err(|e| {
                 CacheError::StorageUnavailable(format!("the hosted indexes cannot be read: {e}"))
             })?;
             let previous = match snapshots.remove(HOSTED_SNAPSHOT) {
@@ -473,11 +613,9 @@ impl PageSource for SimpleSource {
             return Err(match first_error {
                 Some(UpstreamErrorKind::Transport(e)) => CacheError::Upstream(e),
                 Some(UpstreamErrorKind::Data(e)) => CacheError::UpstreamData(e),
-                None => CacheError::NotFound(match &page {
+                None => CacheError::NotFound(match page {
                     PageRef::List => "no configured index has a project list".into(),
-                    PageRef::Project(name) => {
-                        format!("project '{name}' was not found on any configured index")
-                    }
+                    PageRef::Project(name) => not_listed(&key.view, name, plan.rule),
                 }),
             });
         }
@@ -496,7 +634,7 @@ impl PageSource for SimpleSource {
         let previous = if changed {
             None
         } else {
-            self.previous_rendering(&page).await?
+            self.previous_rendering(&key).await?
         };
         let header = |etag: String| PageHeader {
             etag,
@@ -518,12 +656,12 @@ impl PageSource for SimpleSource {
                 None,
             ),
             None => {
-                let extracted = self.extracted_metadata(&page).await?;
-                let (html, json, record) = render_pages(&page, contents, &extracted, now)?;
+                let extracted = self.extracted_metadata(page).await?;
+                let (html, json, record) = render_pages(page, contents, &extracted, now)?;
                 (
                     compressed(html, header(String::new())),
                     compressed(json, header(String::new())),
-                    record,
+                    record.filter(|_| key.view == View::All),
                 )
             }
         };
@@ -542,17 +680,59 @@ impl PageSource for SimpleSource {
 }
 
 impl SimpleSource {
+    /// Which indexes a refresh of `key` asks. `/simple/`: every hosted index first; then, for a
+    /// project an `only_from` rule matches, the index it names alone (none when that is a hosted
+    /// index: such a name never comes from an upstream); else every upstream.
+    fn plan<'a>(&'a self, key: &'a ViewPage) -> Plan<'a> {
+        match &key.view {
+            View::Index(name) => match self.indexes.iter().find(|i| *i.config.name == **name) {
+                Some(index) => Plan {
+                    hosted: HostedAsk::Skip,
+                    upstreams: vec![index],
+                    rule: None,
+                },
+                // Views are only made for configured names (`SimplePages::view`).
+                None => Plan {
+                    hosted: HostedAsk::Ask(Some(name)),
+                    upstreams: Vec::new(),
+                    rule: None,
+                },
+            },
+            View::All => {
+                let rule = match &key.page {
+                    PageRef::Project(name) => self.only_from.iter().find(|rule| rule.matches(name)),
+                    PageRef::List => None,
+                };
+                let upstreams = self
+                    .indexes
+                    .iter()
+                    .filter(|i| rule.is_none_or(|rule| rule.index == i.config.name))
+                    .collect();
+                let hosted = if self.hosted.is_empty() {
+                    HostedAsk::Skip
+                } else {
+                    HostedAsk::Ask(None)
+                };
+                Plan {
+                    hosted,
+                    upstreams,
+                    rule,
+                }
+            }
+        }
+    }
+
     /// A project the hosted indexes have, from their records alone (no upstream file is ever
     /// merged in). Rebuilt after [`HOSTED_TTL`], so an upload through another node on the same
     /// bucket shows within it; one through this node shows at once.
     fn hosted_page(
         &self,
-        page: &PageRef,
+        key: &ViewPage,
         hosted: Vec<(HostedIndex, HostedProject)>,
         now: u64,
     ) -> Result<Refreshed, CacheError> {
-        let contents = hosted
-            .into_iter()
+        let contents: Vec<(i64, SnapshotContent)> = hosted
+            .iter()
             .map(|(index, project)| {
                 (
                     index.id,
@@ -560,7 +740,19 @@ impl SimpleSource {
                 )
             })
             .collect();
-        let (html, json, record) = render_pages(page, contents, &HashMap::new(), now)?;
+        // A view keeps no catalogue rows: its file route finds the files in these instead.
+        let mut snapshots = Vec::new();
+        if key.view != View::All {
+            for ((index, _), (_, content)) in hosted.iter().zip(&contents) {
+                let snapshot = Snapshot {
+                    fetched_at: now,
+                    etag: None,
+                    content: content.clone(),
+                };
+                snapshots.push((index.snapshot_key(), snapshot.encode()?));
+            }
+        }
+        let (html, json, record) = render_pages(&key.page, contents, &HashMap::new(), now)?;
         let header = PageHeader {
             etag: String::new(),
             fetched_at: now,
@@ -575,8 +767,8 @@ impl SimpleSource {
             ],
             outcome: CacheOutcome::Hit,
             keep: Keep {
-                snapshots: Vec::new(),
-                record,
+                snapshots,
+                record: record.filter(|_| key.view == View::All),
                 forms: true,
                 hold: None,
             },
@@ -800,10 +992,10 @@ impl SimpleSource {
 
     async fn previous_rendering(
         &self,
-        page: &PageRef,
+        page: &ViewPage,
     ) -> Result<Option<(StoredPage, StoredPage)>, CacheError> {
         let store = self.pages.clone();
-        let key = page.key().to_owned();
+        let key = page.store_key();
         let sources = self.sources.clone();
         blocking(move || {
             let html = store.page(PageKey::new(ECOSYSTEM, &key, PageForm::Html))?;
@@ -816,6 +1008,18 @@ impl SimpleSource {
             })
         })
         .await
+    }
+}
+
+/// Why a project has no page in a view.
+fn not_listed(view: &View, project: &str, rule: Option<&OnlyFrom>) -> String {
+    match (view, rule) {
+        (View::Index(index), _) => format!("project '{project}' is not on index '{index}'"),
+        (View::All, Some(rule)) => format!(
+            "project '{project}' is served only from index '{}' (pypi.only_from \"{rule}\"), which does not have it",
+            rule.index
+        ),
+        (View::All, None) => format!("project '{project}' was not found on any configured index"),
     }
 }
 
@@ -941,23 +1145,7 @@ fn project_record(
         .into_iter()
         .zip(origins)
         .zip(advertised)
-        .map(|((file, &index_id), &advertised)| {
-            let metadata = if advertised { None } else { file.core_metadata };
-            FileRecord {
-                index_id,
-                version: name::version_from_filename(&file.filename, normalized),
-                sha256: file.hashes.get("sha256").cloned(),
-                has_metadata: metadata.is_some(),
-                metadata_sha256: metadata.and_then(|h| h.get("sha256").cloned()),
-                filename: file.filename,
-                url: file.url,
-                size: file.size,
-                requires_python: file.requires_python,
-                yanked: file.yanked,
-                upload_time: file.upload_time,
-                inner_checksum: None,
-            }
-        })
+        .map(|((file, &index_id), &advertised)| file_record(file, index_id, normalized, advertised))
         .collect();
     ProjectRecord {
         ecosystem: ECOSYSTEM,
@@ -967,6 +1155,26 @@ fn project_record(
         status: page.project_status.map(|s| s.status),
         fetched_at: now,
         files,
+    }
+}
+
+/// The catalogue row of one file an index lists (`advertised`: the metadata on the page is one
+/// pkgmirror extracted, not the index's).
+fn file_record(file: DistFile, index_id: i64, project: &str, advertised: bool) -> FileRecord {
+    let metadata = if advertised { None } else { file.core_metadata };
+    FileRecord {
+        index_id,
+        version: name::version_from_filename(&file.filename, project),
+        sha256: file.hashes.get("sha256").cloned(),
+        has_metadata: metadata.is_some(),
+        metadata_sha256: metadata.and_then(|h| h.get("sha256").cloned()),
+        filename: file.filename,
+        url: file.url,
+        size: file.size,
+        requires_python: file.requires_python,
+        yanked: file.yanked,
+        upload_time: file.upload_time,
+        inner_checksum: None,
     }
 }
 

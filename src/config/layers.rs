@@ -309,13 +309,15 @@ impl Layers {
                 Value::new(None, extras),
                 origin.clone(),
             )?;
-            // TTLs configured elsewhere belong to the replaced extras; the
-            // new ones take pypi.index_ttl.
-            self.set(
-                "pypi.extra_index_ttls".to_owned(),
-                Value::new(None, Vec::<Value>::new()),
-                origin,
-            )?;
+            // TTLs and names configured elsewhere belong to the replaced
+            // extras; the new ones take pypi.index_ttl and `extra-N`.
+            for key in ["pypi.extra_index_ttls", "pypi.extra_index_names"] {
+                self.set(
+                    key.to_owned(),
+                    Value::new(None, Vec::<Value>::new()),
+                    origin.clone(),
+                )?;
+            }
         }
         if let Some(url) = &o.hex_upstream {
             self.set_text("hex.upstream_url", url, flag("--hex-upstream"))?;
@@ -378,6 +380,10 @@ impl Layers {
                 format!("{ttls} TTLs for {urls} extra index URLs (at most one per extra index)"),
             ));
         }
+        config
+            .pypi
+            .check_index_names()
+            .map_err(|(key, reason)| invalid(key, reason))?;
         if config.storage.backend != StorageBackend::Local && config.storage.s3.bucket.is_empty() {
             return Err(invalid(
                 "storage.s3.bucket",

@@ -26,7 +26,7 @@ use serde::Deserialize;
 pub use hex::HexConfig;
 pub use layers::{CliOverrides, ConfigError, Loaded, Source, load, load_from};
 pub use log::{LogConfig, LogFormat};
-pub use pypi::{ExtraIndexStrategy, HostedIndexConfig, IndexConfig, PypiConfig};
+pub use pypi::{ExtraIndexStrategy, HostedIndexConfig, IndexConfig, OnlyFrom, PypiConfig, valid_index_name};
 pub use server::{IpRange, ServerConfig};
 pub use show::{render_sources, render_toml};
 pub use storage::{S3Config, StorageBackend, StorageConfig};

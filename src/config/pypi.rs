@@ -16,7 +16,11 @@ pub struct PypiConfig {
     pub index_url: Option<UpstreamUrl>,
     #[serde(deserialize_with = "duration")]
     pub index_ttl: Duration,
+    /// The main index's name in `/indexes/{name}/simple/` and in `only_from`.
+    pub index_name: String,
     pub extra_index_urls: Vec<UpstreamUrl>,
+    /// One per extra index; missing ones are `extra-1`, `extra-2`, … by position.
+    pub extra_index_names: Vec<String>,
     /// One per extra index; missing ones default to `index_ttl`.
     #[serde(deserialize_with = "durations")]
     pub extra_index_ttls: Vec<Duration>,
@@ -50,6 +54,97 @@ pub struct PypiConfig {
     /// The largest file an upload may carry.
     #[serde(deserialize_with = "size")]
     pub max_upload_size: u64,
+    /// Projects whose names match a pattern are served from the named index alone
+    /// (`"acme-* = company"`); the first matching rule wins.
+    pub only_from: Vec<OnlyFrom>,
+}
+
+/// One `pypi.only_from` rule: a project-name pattern and the index it is served from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OnlyFrom {
+    /// Normalized, with `*` matching any run of characters.
+    pub pattern: String,
+    pub index: String,
+}
+
+impl OnlyFrom {
+    /// Whether a normalized project name matches the pattern.
+    pub fn matches(&self, project: &str) -> bool {
+        let mut parts = self.pattern.split('*');
+        let first = parts.next().unwrap_or("");
+        let Some(mut rest) = project.strip_prefix(first) else {
+            return false;
+        };
+        let mut parts: Vec<&str> = parts.collect();
+        let Some(last) = parts.pop() else {
+            // No `*`: the whole name.
+            return rest.is_empty();
+        };
+        for part in parts {
+            match rest.find(part) {
+                Some(at) => rest = &rest[at + part.len()..],
+                None => return false,
+            }
+        }
+        rest.ends_with(last)
+    }
+}
+
+impl std::fmt::Display for OnlyFrom {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} = {}", self.pattern, self.index)
+    }
+}
+
+impl std::str::FromStr for OnlyFrom {
+    type Err = String;
+
+    fn from_str(rule: &str) -> Result<Self, String> {
+        let Some((pattern, index)) = rule.split_once('=') else {
+            return Err(format!(
+                "{rule:?}: write a rule as \"PATTERN = INDEX\", e.g. \"acme-* = company\""
+            ));
+        };
+        let (pattern, index) = (pattern.trim(), index.trim());
+        let valid_pattern = !pattern.is_empty()
+            && pattern
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'*'));
+        if !valid_pattern {
+            return Err(format!(
+                "{rule:?}: the pattern is a project name in which '*' matches anything"
+            ));
+        }
+        if !valid_index_name(index) {
+            return Err(format!("{rule:?}: {index:?} is not an index name"));
+        }
+        // Matched against normalized names (PEP 503), so normalized the same way.
+        let pattern = pattern
+            .split('*')
+            .map(crate::pypi::name::normalize)
+            .collect::<Vec<_>>()
+            .join("*");
+        Ok(Self {
+            pattern,
+            index: index.to_owned(),
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for OnlyFrom {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d)?.parse().map_err(de::Error::custom)
+    }
+}
+
+/// An index name as paths, scopes and `only_from` spell it: 1-64 lower-case letters, digits, `-`
+/// and `_`.
+pub fn valid_index_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_'))
 }
 
 /// How a project listed by several upstream indexes is served.
@@ -99,12 +194,7 @@ fn hosted_indexes<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<HostedIndexConf
         let name = match entry {
             Entry::Name(name) | Entry::Table(Table { name }) => name,
         };
-        let valid = !name.is_empty()
-            && name.len() <= 64
-            && name
-                .bytes()
-                .all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_'));
-        if !valid {
+        if !valid_index_name(&name) {
             return Err(de::Error::custom(format!(
                 "hosted index name {name:?}: use 1-64 lower-case letters, digits, '-' or '_'"
             )));
@@ -122,7 +212,9 @@ impl Default for PypiConfig {
         Self {
             index_url: None,
             index_ttl: Duration::from_secs(30 * 60),
+            index_name: "main".to_owned(),
             extra_index_urls: Vec::new(),
+            extra_index_names: Vec::new(),
             extra_index_ttls: Vec::new(),
             allow_private_upstreams: false,
             connect_timeout: Duration::from_secs(5),
@@ -135,6 +227,7 @@ impl Default for PypiConfig {
             extra_index_strategy: ExtraIndexStrategy::Merge,
             hosted: Vec::new(),
             max_upload_size: 1024 * MIB,
+            only_from: Vec::new(),
         }
     }
 }
@@ -142,15 +235,18 @@ impl Default for PypiConfig {
 /// One upstream simple index with its time-to-live.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct IndexConfig {
+    /// Its name in `/indexes/{name}/simple/` and `pypi.only_from`.
+    pub name: String,
     pub url: UpstreamUrl,
     pub ttl: Duration,
 }
 
 impl PypiConfig {
     /// The upstream indexes in lookup order: the main index first, then the
-    /// extras, each extra with its own TTL or else `index_ttl`.
+    /// extras, each extra with its own name and TTL or else `extra-N` and `index_ttl`.
     pub fn indexes(&self) -> Vec<IndexConfig> {
         let main = self.index_url.iter().map(|url| IndexConfig {
+            name: self.index_name.clone(),
             url: url.clone(),
             ttl: self.index_ttl,
         });
@@ -159,10 +255,63 @@ impl PypiConfig {
             .iter()
             .enumerate()
             .map(|(i, url)| IndexConfig {
+                name: (self.extra_index_names.get(i).cloned()).unwrap_or_else(|| format!("extra-{}", i + 1)),
                 url: url.clone(),
                 ttl: self.extra_index_ttls.get(i).copied().unwrap_or(self.index_ttl),
             });
         main.chain(extras).collect()
+    }
+
+    /// Checks what spans keys: every index name valid and used once (upstreams and hosted
+    /// indexes share `/indexes/`), every `only_from` rule naming one of them.
+    pub(super) fn check_index_names(&self) -> Result<(), (&'static str, String)> {
+        if self.extra_index_names.len() > self.extra_index_urls.len() {
+            return Err((
+                "pypi.extra_index_names",
+                format!(
+                    "{} names for {} extra index URLs (at most one per extra index)",
+                    self.extra_index_names.len(),
+                    self.extra_index_urls.len()
+                ),
+            ));
+        }
+        let upstreams = self.indexes();
+        let names = upstreams
+            .iter()
+            .map(|i| i.name.as_str())
+            .chain(self.hosted.iter().map(|h| h.name.as_str()));
+        let mut seen = std::collections::HashSet::new();
+        for name in names {
+            if !valid_index_name(name) {
+                let key = if name == self.index_name {
+                    "pypi.index_name"
+                } else {
+                    "pypi.extra_index_names"
+                };
+                return Err((
+                    key,
+                    format!("{name:?}: use 1-64 lower-case letters, digits, '-' or '_'"),
+                ));
+            }
+            if !seen.insert(name) {
+                return Err((
+                    "pypi.extra_index_names",
+                    format!(
+                        "{name:?} names two indexes (upstream and hosted names share /indexes/{{name}}/)"
+                    ),
+                ));
+            }
+        }
+        if let Some(rule) = self.only_from.iter().find(|r| !seen.contains(r.index.as_str())) {
+            return Err((
+                "pypi.only_from",
+                format!(
+                    "\"{rule}\": no upstream or hosted index is named {:?}",
+                    rule.index
+                ),
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -204,6 +353,67 @@ mod tests {
             unknown.starts_with("pypi.hosted[0]: a table with a name (and nothing else)"),
             "{unknown}"
         );
+    }
+
+    #[test]
+    fn indexes_have_names_each_used_once() {
+        let names = |loaded: crate::config::Loaded| -> Vec<String> {
+            loaded.config.pypi.indexes().into_iter().map(|i| i.name).collect()
+        };
+        let urls = [
+            ("PKGMIRROR__PYPI__INDEX_URL", "https://main.example/"),
+            (
+                "PKGMIRROR__PYPI__EXTRA_INDEX_URLS",
+                "https://a.example/,https://b.example/",
+            ),
+        ];
+        assert_eq!(names(load_ok(&urls, &none())), ["main", "extra-1", "extra-2"]);
+        let named = [
+            urls[0],
+            urls[1],
+            ("PKGMIRROR__PYPI__INDEX_NAME", "public"),
+            ("PKGMIRROR__PYPI__EXTRA_INDEX_NAMES", "gpu"),
+        ];
+        assert_eq!(names(load_ok(&named, &none())), ["public", "gpu", "extra-2"]);
+        let clash = [urls[0], urls[1], ("PKGMIRROR__PYPI__HOSTED", "extra-2")];
+        assert!(load_err(&clash, &none()).contains("\"extra-2\" names two indexes"));
+        let bad = [urls[0], ("PKGMIRROR__PYPI__INDEX_NAME", "Main")];
+        assert!(load_err(&bad, &none()).starts_with("pypi.index_name: \"Main\""));
+        let too_many = [urls[0], ("PKGMIRROR__PYPI__EXTRA_INDEX_NAMES", "a")];
+        assert!(load_err(&too_many, &none()).contains("1 names for 0 extra index URLs"));
+    }
+
+    #[test]
+    fn only_from_rules_name_a_configured_index_and_match_normalized_names() {
+        let rules = |loaded: crate::config::Loaded| loaded.config.pypi.only_from;
+        let env = [
+            ("PKGMIRROR__PYPI__INDEX_URL", "https://main.example/"),
+            ("PKGMIRROR__PYPI__HOSTED", "internal"),
+            ("PKGMIRROR__PYPI__ONLY_FROM", "Acme_* = main, torch=internal"),
+        ];
+        let loaded = rules(load_ok(&env, &none()));
+        assert_eq!(
+            loaded.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            ["acme-* = main", "torch = internal"]
+        );
+        let acme = &loaded[0];
+        assert!(acme.matches("acme-utils") && acme.matches("acme-"));
+        assert!(!acme.matches("acm") && !acme.matches("my-acme-utils"));
+        assert!(loaded[1].matches("torch") && !loaded[1].matches("torchvision"));
+        let middle: super::OnlyFrom = "a*b*c = x".parse().unwrap();
+        assert!(middle.matches("abc") && middle.matches("a-b-x-c") && !middle.matches("acb"));
+        assert!(!middle.matches("abcd"));
+
+        let unknown = [env[0], ("PKGMIRROR__PYPI__ONLY_FROM", "acme-* = company")];
+        assert!(
+            load_err(&unknown, &none()).contains("no upstream or hosted index is named \"company\""),
+            "{}",
+            load_err(&unknown, &none())
+        );
+        for bad in ["acme-*", "acme/* = main", "acme = Main"] {
+            let e = load_err(&[env[0], ("PKGMIRROR__PYPI__ONLY_FROM", bad)], &none());
+            assert!(e.starts_with("pypi.only_from"), "{bad}: {e}");
+        }
     }
 
     #[test]

@@ -100,11 +100,13 @@ pub(super) fn leaves(c: &Config) -> Vec<Leaf> {
         leaf("storage.s3", "part_size", Str(format_size(s3.part_size))),
         leaf("pypi", "index_url", url_or_empty(&pypi.index_url)),
         leaf("pypi", "index_ttl", Str(format_duration(pypi.index_ttl))),
+        leaf("pypi", "index_name", Str(pypi.index_name.clone())),
         leaf(
             "pypi",
             "extra_index_urls",
             List(pypi.extra_index_urls.iter().map(UpstreamUrl::redacted).collect()),
         ),
+        leaf("pypi", "extra_index_names", List(pypi.extra_index_names.clone())),
         leaf(
             "pypi",
             "extra_index_ttls",
@@ -147,6 +149,11 @@ pub(super) fn leaves(c: &Config) -> Vec<Leaf> {
             List(pypi.hosted.iter().map(|h| h.name.clone()).collect()),
         ),
         leaf("pypi", "max_upload_size", Str(format_size(pypi.max_upload_size))),
+        leaf(
+            "pypi",
+            "only_from",
+            List(pypi.only_from.iter().map(ToString::to_string).collect()),
+        ),
         leaf("hex", "enabled", Bool(c.hex.enabled)),
         leaf("hex", "upstream_url", Str(c.hex.upstream_url.redacted())),
         leaf("hex", "ttl", Str(format_duration(c.hex.ttl))),

@@ -6,7 +6,7 @@ use actix_web::{HttpRequest, HttpResponse, HttpResponseBuilder, web};
 
 use super::file_body::FileBody;
 use super::representation::not_modified;
-use super::simple::{project_name, redirect_path};
+use super::simple::{project_name, redirect, view_of};
 use crate::cache::CacheOutcome;
 use crate::cache::downloads::FileAnswer;
 use crate::cache::files::FileKind;
@@ -19,6 +19,7 @@ use crate::storage::blob::{BlobBody, ByteRange, RangeRequest};
 const IMMUTABLE: &str = "public, max-age=31536000, immutable";
 
 pub async fn file(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, AppError> {
+    let (view, prefix) = view_of(&state, &req)?;
     let project = project_name(&req)?;
     let raw = req.match_info().get("filename").unwrap_or("");
     // actix's router leaves `%2B`, `%2F` and `%25` encoded in path segments; our own pages
@@ -32,7 +33,7 @@ pub async fn file(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpRe
     }
     let normalized = normalize(project);
     if normalized != project {
-        return Ok(redirect_path(&state, &req, &format!("{normalized}/{raw}")));
+        return Ok(redirect(&state, &req, &format!("{prefix}/{normalized}/{raw}")));
     }
     let (filename, kind) = match requested.strip_suffix(".metadata") {
         Some(dist) => (dist, FileKind::Metadata),
@@ -41,7 +42,7 @@ pub async fn file(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpRe
     let range = requested_range(&req);
     let answer = state
         .files
-        .open(&normalized, filename, kind, complete_first(&req), range)
+        .open(&view, &normalized, filename, kind, complete_first(&req), range)
         .await?;
     answer_response(&req, answer, content_type(requested), range).await
 }

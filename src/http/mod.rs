@@ -45,8 +45,8 @@ where
 
 /// The tool-facing routes (the browser UI's are `web::configure`; `routes` assembles both).
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    // `/index/...` is proxpi's spelling of `/simple/...`.
-    for prefix in ["/simple", "/index"] {
+    // `/index/...` is proxpi's spelling of `/simple/...`; each index alone is under `/indexes/`.
+    for prefix in ["/simple", "/index", "/indexes/{index}/simple"] {
         cfg.service(
             web::scope(prefix)
                 .service(get_head("", simple::add_slash))

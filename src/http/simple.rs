@@ -1,4 +1,5 @@
-//! `/simple/` and `/simple/{project}/` (and their `/index/` aliases).
+//! `/simple/` and `/simple/{project}/` (and their `/index/` aliases), and the same for each index
+//! on its own under `/indexes/{index}/simple/`.
 
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
@@ -6,7 +7,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 
 use super::representation::{Encoding, accept_encoding, choose_encoding, not_modified};
 use crate::cache::pages::Served;
-use crate::cache::simple::PageRef;
+use crate::cache::simple::{PageRef, View};
 use crate::error::AppError;
 use crate::pypi::name::{normalize, validate_project_name};
 use crate::pypi::negotiate::{Negotiated, negotiate};
@@ -21,16 +22,25 @@ fn negotiated(req: &HttpRequest) -> Result<Negotiated, AppError> {
     negotiate(accept, req.query_string()).map_err(|e| AppError::NotAcceptable(e.to_string()))
 }
 
-/// The scope prefix the request came in on (`/simple` or `/index`).
-fn prefix(req: &HttpRequest) -> &'static str {
-    if req.path().starts_with("/index") {
-        "/index"
-    } else {
-        "/simple"
+/// The view a request names (`/indexes/{index}/simple/...`, else `/simple/`) and the path
+/// prefix its pages are under; an index no one configured is a 404.
+pub(crate) fn view_of(state: &AppState, req: &HttpRequest) -> Result<(View, String), AppError> {
+    match req.match_info().get("index") {
+        Some(name) => match state.pages.view(name) {
+            Some(view) => Ok((view, format!("/indexes/{name}/simple"))),
+            None => Err(AppError::NotFound(format!(
+                "no upstream or hosted index is named '{name}'"
+            ))),
+        },
+        // `/index/...` is proxpi's spelling of `/simple/...`.
+        None if req.path().starts_with("/index/") || req.path() == "/index" => {
+            Ok((View::All, "/index".to_owned()))
+        }
+        None => Ok((View::All, "/simple".to_owned())),
     }
 }
 
-fn redirect(state: &AppState, req: &HttpRequest, path: &str) -> HttpResponse {
+pub(crate) fn redirect(state: &AppState, req: &HttpRequest, path: &str) -> HttpResponse {
     let mut location = external_url(state, req, path);
     if !req.query_string().is_empty() {
         location.push('?');
@@ -41,13 +51,9 @@ fn redirect(state: &AppState, req: &HttpRequest, path: &str) -> HttpResponse {
         .finish()
 }
 
-pub async fn add_slash(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
-    redirect(&state, &req, &format!("{}/", prefix(&req)))
-}
-
-/// Redirects to `{prefix}/{rest}` under the prefix the request came in on.
-pub(crate) fn redirect_path(state: &AppState, req: &HttpRequest, rest: &str) -> HttpResponse {
-    redirect(state, req, &format!("{}/{rest}", prefix(req)))
+pub async fn add_slash(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, AppError> {
+    let (_, prefix) = view_of(&state, &req)?;
+    Ok(redirect(&state, &req, &format!("{prefix}/")))
 }
 
 /// A project name from the path, checked: a bad one is answered before anything else happens.
@@ -61,34 +67,29 @@ pub async fn project_redirect(
     state: web::Data<AppState>,
     req: HttpRequest,
 ) -> Result<HttpResponse, AppError> {
+    let (_, prefix) = view_of(&state, &req)?;
     let name = project_name(&req)?;
-    Ok(redirect(
-        &state,
-        &req,
-        &format!("{}/{}/", prefix(&req), normalize(name)),
-    ))
+    Ok(redirect(&state, &req, &format!("{prefix}/{}/", normalize(name))))
 }
 
 pub async fn project_list(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, AppError> {
+    let (view, _) = view_of(&state, &req)?;
     let negotiated = negotiated(&req)?;
-    let served = state.pages.get(PageRef::List, negotiated.format).await?;
+    let served = state.pages.get(&view, PageRef::List, negotiated.format).await?;
     Ok(page_response(&req, &negotiated, served))
 }
 
 pub async fn project_page(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, AppError> {
+    let (view, prefix) = view_of(&state, &req)?;
     let name = project_name(&req)?;
     let normalized = normalize(name);
     if normalized != name {
-        return Ok(redirect(
-            &state,
-            &req,
-            &format!("{}/{}/", prefix(&req), normalized),
-        ));
+        return Ok(redirect(&state, &req, &format!("{prefix}/{normalized}/")));
     }
     let negotiated = negotiated(&req)?;
     let served = state
         .pages
-        .get(PageRef::Project(normalized), negotiated.format)
+        .get(&view, PageRef::Project(normalized), negotiated.format)
         .await?;
     Ok(page_response(&req, &negotiated, served))
 }

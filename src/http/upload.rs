@@ -10,9 +10,10 @@ use futures::StreamExt;
 use crate::auth::tokens::Scope;
 use crate::cache::hosted::{HostedError, UploadForm, Uploaded};
 use crate::cache::ingest::{IngestError, Staged};
-use crate::cache::simple::PageRef;
+use crate::cache::simple::{PageRef, View};
 use crate::error::AppError;
 use crate::pypi::name::normalize;
+use crate::pypi::negotiate::Format;
 use crate::state::AppState;
 
 /// The most bytes kept of one text field (a project's name, a digest...). Fields this server
@@ -119,7 +120,19 @@ async fn receive(
     let message = match outcome {
         Uploaded::Stored => {
             // This node shows the new file at once; others when their page's TTL ends.
-            state.pages.forget_rendering(PageRef::Project(project)).await?;
+            state
+                .pages
+                .forget_rendering(PageRef::Project(project.clone()))
+                .await?;
+            // Rendered now, so the catalogue (and the web UI) knows the project before anyone
+            // installs it. The upload is kept either way.
+            if let Err(e) = state
+                .pages
+                .get(&View::All, PageRef::Project(project), Format::Json)
+                .await
+            {
+                tracing::warn!(file = %filename, error = %e, "an uploaded project's page could not be rendered");
+            }
             format!("stored {filename}\n")
         }
         Uploaded::AlreadyThere => format!("{filename} is already there with the same bytes\n"),

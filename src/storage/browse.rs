@@ -74,6 +74,8 @@ pub struct ProjectSummary {
     pub cached_bytes: u64,
     /// Unix seconds of the newest read of a cached file.
     pub last_access: Option<u64>,
+    /// The hosted index its files come from, if they come from one.
+    pub hosted: Option<String>,
 }
 
 /// Rows of one page and how many projects match in all.
@@ -128,7 +130,9 @@ const ADMIN_LOG_KEEP: i64 = 10_000;
 
 const SUMMARY_COLUMNS: &str = "ecosystem, name, display_name, fetched_at,
     (SELECT count(*) FROM files f WHERE f.project_id = projects.id),
-    cached_files, cached_bytes, last_access";
+    cached_files, cached_bytes, last_access,
+    (SELECT substr(i.url, 8) FROM files f JOIN indexes i ON i.id = f.index_id
+     WHERE f.project_id = projects.id AND i.url LIKE 'hosted:%' LIMIT 1)";
 
 fn summary(row: &rusqlite::Row<'_>) -> rusqlite::Result<ProjectSummary> {
     Ok(ProjectSummary {
@@ -140,6 +144,8 @@ fn summary(row: &rusqlite::Row<'_>) -> rusqlite::Result<ProjectSummary> {
         cached_files: row.get::<_, i64>(5)?.max(0) as u64,
         cached_bytes: row.get::<_, i64>(6)?.max(0) as u64,
         last_access: row.get::<_, Option<i64>>(7)?.map(|t| t.max(0) as u64),
+        // The catalogue names a hosted index `hosted:{name}`.
+        hosted: row.get(8)?,
     })
 }
 
@@ -210,7 +216,7 @@ impl Catalogue {
             conn.prepare_cached(&format!(
                 "SELECT {SUMMARY_COLUMNS}, status FROM projects WHERE ecosystem = ?1 AND name = ?2"
             ))?
-            .query_row(params![ecosystem, name], |row| Ok((summary(row)?, row.get(8)?)))
+            .query_row(params![ecosystem, name], |row| Ok((summary(row)?, row.get(9)?)))
             .optional()?
         };
         let Some((summary, status)) = found else {

@@ -495,13 +495,13 @@ impl PageStore {
         Ok(())
     }
 
-    /// Forgets a page's rendered forms and, unless `keep_snapshots`, every index's snapshot (then
-    /// the next request refetches; with the snapshots kept it only re-renders). Returns whether
-    /// anything was stored.
+    /// Forgets pages' rendered forms and, unless `keep_snapshots`, every index's snapshot (then
+    /// the next request refetches; with the snapshots kept it only re-renders), in one
+    /// transaction. Returns whether anything was stored.
     pub fn forget(
         &self,
         ecosystem: Ecosystem,
-        page: &str,
+        pages: &[&str],
         keep_snapshots: bool,
     ) -> Result<bool, StorageError> {
         let ecosystem = ecosystem.as_str();
@@ -509,20 +509,22 @@ impl PageStore {
         let mut removed = Vec::new();
         let mut any = false;
         {
-            let range = (ecosystem, page, "")..=(ecosystem, page, "\u{10FFFF}");
-            let mut pages = tx.open_table(PAGES)?;
-            pages.retain_in(range.clone(), |_, value| {
-                any = true;
-                removed.extend(body_file(value));
-                false
-            })?;
-            if !keep_snapshots {
-                let mut snapshots = tx.open_table(SNAPSHOTS)?;
-                snapshots.retain_in(range, |_, value| {
+            let mut forms = tx.open_table(PAGES)?;
+            let mut snapshots = tx.open_table(SNAPSHOTS)?;
+            for &page in pages {
+                let range = (ecosystem, page, "")..=(ecosystem, page, "\u{10FFFF}");
+                forms.retain_in(range.clone(), |_, value| {
                     any = true;
                     removed.extend(body_file(value));
                     false
                 })?;
+                if !keep_snapshots {
+                    snapshots.retain_in(range, |_, value| {
+                        any = true;
+                        removed.extend(body_file(value));
+                        false
+                    })?;
+                }
             }
             forget_bodies(&tx, &removed)?;
         }
@@ -666,7 +668,7 @@ mod tests {
         let snaps = store.snapshots(Ecosystem::Pypi, "demo").unwrap();
         assert_eq!(snaps.len(), 2);
         assert_eq!(snaps[1], ("https://b.example/".to_owned(), b"B".to_vec()));
-        assert!(store.forget(Ecosystem::Pypi, "demo2", true).unwrap());
+        assert!(store.forget(Ecosystem::Pypi, &["demo2"], true).unwrap());
         assert_eq!(
             store
                 .page(PageKey::new(Ecosystem::Pypi, "demo2", PageForm::Json))
@@ -678,8 +680,8 @@ mod tests {
             1,
             "snapshots kept"
         );
-        assert!(store.forget(Ecosystem::Pypi, "demo", false).unwrap());
-        assert!(!store.forget(Ecosystem::Pypi, "demo", false).unwrap());
+        assert!(store.forget(Ecosystem::Pypi, &["demo"], false).unwrap());
+        assert!(!store.forget(Ecosystem::Pypi, &["demo"], false).unwrap());
         assert_eq!(
             store
                 .page(PageKey::new(Ecosystem::Pypi, "demo", PageForm::Json))
@@ -766,7 +768,7 @@ mod tests {
         let full = std::fs::metadata(&path).unwrap().len();
         assert!(full > COMPACT_MIN_BYTES, "{full} bytes");
         for name in names.iter().skip(1) {
-            store.forget(Ecosystem::Pypi, name, false).unwrap();
+            store.forget(Ecosystem::Pypi, &[name], false).unwrap();
         }
         assert!(
             std::fs::metadata(&path).unwrap().len() >= full / 2,
@@ -849,7 +851,7 @@ mod tests {
         let store = PageStore::open(&path, &bodies).unwrap();
         assert_eq!(body_files(&bodies), after);
 
-        assert!(store.forget(Ecosystem::Pypi, "huge", false).unwrap());
+        assert!(store.forget(Ecosystem::Pypi, &["huge"], false).unwrap());
         assert!(body_files(&bodies).is_empty());
         assert_eq!(
             store

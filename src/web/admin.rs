@@ -9,10 +9,13 @@ use serde::{Deserialize, Serialize};
 
 use super::session::{self, Flash, SESSION_COOKIE, SIGNIN_COOKIE, SharedSession};
 use super::{UiError, html, render, secure_page, view};
+use crate::auth::tokens::{TokenError, grant};
 use crate::auth::{Attempt, describe, is_loopback, too_many_failures};
 use crate::cache::CacheError;
 use crate::cache::files::Eviction;
-use crate::cache::simple::PageRef;
+use crate::cache::hosted::{FileChange, HostedError};
+use crate::cache::simple::{PageRef, View};
+use crate::cache::unix_now;
 use crate::error::AppError;
 use crate::hex::validate_package_name;
 use crate::pypi::name::{normalize, validate_project_name};
@@ -39,6 +42,15 @@ struct LogRow {
 }
 
 #[derive(Serialize)]
+struct TokenRow {
+    name: String,
+    state: &'static str,
+    scopes: String,
+    created: String,
+    expires: String,
+}
+
+#[derive(Serialize)]
 struct AdminPage {
     signed_in: bool,
     csrf: String,
@@ -48,6 +60,9 @@ struct AdminPage {
     project: String,
     /// Whether the hex actions are offered (the hex mirror is on).
     hex_enabled: bool,
+    /// The hosted indexes, for the hosted-file actions.
+    hosted_indexes: Vec<String>,
+    tokens: Vec<TokenRow>,
     log: Vec<LogRow>,
 }
 
@@ -153,6 +168,28 @@ async fn signed_in_page(
             outcome: entry.outcome,
         })
         .collect();
+    let now = unix_now();
+    let tokens = state
+        .tokens
+        .tokens()
+        .list()
+        .await
+        .map_err(|e| AppError::Unavailable(format!("the token store cannot be read: {e}")))?
+        .into_iter()
+        .rev()
+        .map(|t| TokenRow {
+            state: t.state(now),
+            scopes: t
+                .scopes
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(" "),
+            created: view::timestamp(t.created_at),
+            expires: t.expires_at.map_or_else(|| "never".to_owned(), view::timestamp),
+            name: t.name,
+        })
+        .collect();
     let page = AdminPage {
         signed_in: true,
         csrf,
@@ -161,6 +198,8 @@ async fn signed_in_page(
         flash,
         project,
         hex_enabled: state.hex.is_some(),
+        hosted_indexes: state.hosted.names().map(str::to_owned).collect(),
+        tokens,
         log,
     };
     Ok(html(StatusCode::OK, render("admin.html", "admin", "", &page)?))
@@ -189,6 +228,8 @@ fn signin_form(
         flash: None,
         project: String::new(),
         hex_enabled: false,
+        hosted_indexes: Vec::new(),
+        tokens: Vec::new(),
         log: Vec::new(),
     };
     let body = render("admin.html", "admin", "", &page)?;
@@ -274,6 +315,14 @@ pub struct ActionForm {
     csrf: String,
     project: Option<String>,
     filename: Option<String>,
+    /// A hosted index (hosted-file actions).
+    index: Option<String>,
+    /// Why a file is yanked.
+    reason: Option<String>,
+    /// A token's name, scopes (space- or comma-separated) and expiry (token actions).
+    name: Option<String>,
+    scopes: Option<String>,
+    expires: Option<String>,
 }
 
 /// The signed-in session of a form post whose CSRF token matches it.
@@ -330,12 +379,13 @@ pub async fn act(
     let (_, session) = authorized(&state, &req, &form.csrf).await?;
     let actor = session::lock(&session).actor.clone();
     let project = project_name(form.project.as_deref());
+    let mut secret = None;
     let (target, outcome): (Option<String>, Result<String, String>) = match action.as_str() {
         "refresh-project" => match project {
             Ok(name) => {
                 let result = state
                     .pages
-                    .revalidate(PageRef::Project(name.clone()), Format::Html)
+                    .revalidate(&View::All, PageRef::Project(name.clone()), Format::Html)
                     .await
                     .map(|served| {
                         format!(
@@ -429,6 +479,68 @@ pub async fn act(
                 Err(e) => (form.project.clone(), Err(format!("refused: {e}"))),
             }
         }
+        "hosted-yank" | "hosted-unyank" | "hosted-delete" => {
+            let change = match action.as_str() {
+                "hosted-yank" => FileChange::Yank(form.reason.as_deref().unwrap_or("").trim().to_owned()),
+                "hosted-unyank" => FileChange::Unyank,
+                _ => FileChange::Delete,
+            };
+            let index = form.index.as_deref().unwrap_or("").trim();
+            let filename = form.filename.as_deref().unwrap_or("").trim();
+            match project {
+                Ok(name) => {
+                    let target = format!("{index}/{name}/{filename}");
+                    let result = match state.hosted.change(index, &name, filename, &change).await {
+                        Ok(_) => state
+                            .pages
+                            .forget_rendering(PageRef::Project(name))
+                            .await
+                            .map(|_| "ok".to_owned())
+                            .map_err(failed),
+                        Err(e @ (HostedError::NotFound(_) | HostedError::UnknownIndex(_))) => {
+                            Err(format!("refused: {e}"))
+                        }
+                        Err(e) => Err(format!("failed: {e}")),
+                    };
+                    (Some(target), result)
+                }
+                Err(e) => (form.project.clone(), Err(format!("refused: {e}"))),
+            }
+        }
+        "token-create" => {
+            let name = form.name.as_deref().unwrap_or("").trim().to_owned();
+            let scopes = form.scopes.as_deref().unwrap_or("");
+            let scopes: Vec<&str> = scopes
+                .split(|c: char| c == ',' || c.is_whitespace())
+                .filter(|s| !s.is_empty())
+                .collect();
+            let now = unix_now();
+            let created = match grant(&scopes, form.expires.as_deref(), now) {
+                Ok((scopes, expires_at)) => {
+                    state.tokens.tokens().create(&name, scopes, expires_at, now).await
+                }
+                Err(e) => Err(e),
+            };
+            let result = match created {
+                Ok((record, token)) => {
+                    secret = Some(token);
+                    let scopes: Vec<String> = record.scopes.iter().map(ToString::to_string).collect();
+                    Ok(format!("ok: created with scopes {}", scopes.join(" ")))
+                }
+                Err(e @ TokenError::Store(_)) => Err(format!("failed: {e}")),
+                Err(e) => Err(format!("refused: {e}")),
+            };
+            (Some(name), result)
+        }
+        "token-revoke" => {
+            let name = form.name.as_deref().unwrap_or("").trim().to_owned();
+            let result = match state.tokens.tokens().revoke(&name, unix_now()).await {
+                Ok(revoked) => Ok(format!("ok: revoked {}", revoked.len())),
+                Err(e @ TokenError::NotFound(_)) => Err(format!("refused: {e}")),
+                Err(e) => Err(format!("failed: {e}")),
+            };
+            (Some(name), result)
+        }
         "gc" => (
             None,
             state
@@ -461,6 +573,7 @@ pub async fn act(
     session::lock(&session).flash = Some(Flash {
         kind: if outcome.is_ok() { "ok" } else { "bad" },
         text: headline,
+        secret,
     });
     // The PyPI forms are filled in again with the project acted on.
     let back = match form.project.as_deref().map(|p| project_name(Some(p))) {

@@ -1,7 +1,7 @@
 //! The pages anyone may read: home, the package list and one PyPI project (a hex package's page
 //! is in `hex_page.rs`).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use actix_web::http::StatusCode;
 use actix_web::http::header::LOCATION;
@@ -282,6 +282,8 @@ struct ProjectRow {
     cached_files: u64,
     cached_size: String,
     last_access: String,
+    /// The hosted index it comes from, if any.
+    hosted: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -384,6 +386,7 @@ pub async fn packages(
             last_access: p
                 .last_access
                 .map_or_else(|| "—".into(), |at| view::relative(at, now)),
+            hosted: p.hosted,
         })
         .collect();
     let sorts = [
@@ -448,6 +451,8 @@ struct FileView {
     sha256: Option<String>,
     requires_python: String,
     upload_time: String,
+    /// The name of the token that uploaded it (hosted files).
+    uploader: Option<String>,
     yanked: bool,
     yanked_reason: Option<String>,
     cached: bool,
@@ -472,6 +477,8 @@ struct ProjectView {
     expired: bool,
     index_href: String,
     admin_href: String,
+    /// The hosted index the project lives in, if it is hosted.
+    hosted: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -520,6 +527,23 @@ pub async fn project(
         ));
     };
     let times = state.pages.page_times(&name).await?;
+    // Who uploaded each file is in the hosted record, not the catalogue.
+    let uploaders: HashMap<String, String> = match &detail.summary.hosted {
+        Some(index) => state
+            .hosted
+            .project(index, &name)
+            .await
+            .map_err(|e| AppError::Unavailable(format!("the hosted index cannot be read: {e}")))?
+            .map(|record| {
+                record
+                    .files
+                    .into_iter()
+                    .map(|f| (f.filename, f.uploader))
+                    .collect()
+            })
+            .unwrap_or_default(),
+        None => HashMap::new(),
+    };
     let now = unix_now();
     let mut by_version: BTreeMap<String, Vec<FileView>> = BTreeMap::new();
     for file in detail.files {
@@ -536,6 +560,7 @@ pub async fn project(
                 sha256: record.sha256,
                 requires_python: record.requires_python.unwrap_or_default(),
                 upload_time: record.upload_time.unwrap_or_default(),
+                uploader: uploaders.get(&record.filename).cloned(),
                 yanked: record.yanked.is_some(),
                 yanked_reason: record.yanked.filter(|r| !r.is_empty()),
                 cached: file.cached,
@@ -571,6 +596,7 @@ pub async fn project(
             expired: expires_at <= now,
             index_href: format!("/simple/{name}/"),
             admin_href: format!("/admin?project={name}"),
+            hosted: summary.hosted,
         },
         versions,
     };

@@ -29,6 +29,8 @@ pub struct Flash {
     /// `ok` or `bad`: the banner's style.
     pub kind: &'static str,
     pub text: String,
+    /// A new access token, shown this once (never logged).
+    pub secret: Option<String>,
 }
 
 #[derive(Debug)]

@@ -11,7 +11,7 @@ use crate::support::*;
 
 /// A launch serving the hosted index `internal` (beside `upstream`, if any) with an upload token
 /// for it made in `data`.
-fn hosted_launch(data: &std::path::Path, upstream: Option<&FakeIndex>) -> (String, Launch) {
+pub(crate) fn hosted_launch(data: &std::path::Path, upstream: Option<&FakeIndex>) -> (String, Launch) {
     let token = token_command(
         data,
         &["create", "--name", "ci", "--scope", "upload:internal"],
@@ -33,7 +33,7 @@ fn acme_record(data: &std::path::Path) -> serde_json::Value {
 }
 
 /// Uploads `dist` to `internal` as twine would.
-async fn publish(server: &Server, token: &str, dist: &Dist) -> reqwest::Response {
+pub(crate) async fn publish(server: &Server, token: &str, dist: &Dist) -> reqwest::Response {
     client()
         .post(server.url("/indexes/internal/"))
         .multipart(twine_form(dist, &dist.project, dist.bytes.clone(), &dist.sha256))
@@ -361,16 +361,8 @@ async fn a_hosted_project_is_never_mixed_with_an_upstreams_files() {
         if tools::require(client.tool()).is_none() {
             continue;
         }
-        let mut sandbox = Sandbox::new();
-        let installed = sandbox::install_in(
-            &mut sandbox,
-            client,
-            &server.url("/simple/"),
-            &["acme-utils"],
-            &server,
-        )
-        .await;
-        let versions = installed.versions(&mut sandbox, &server).await;
+        let versions =
+            sandbox::installed_versions(client, &server.url("/simple/"), &["acme-utils"], &server).await;
         assert_eq!(
             versions.get("acme-utils").map(String::as_str),
             Some("1.0"),
@@ -451,16 +443,13 @@ async fn an_upload_through_one_node_installs_through_another_on_the_bucket() {
 
     let page = get_json(&node_b.url("/simple/acme-utils/")).await;
     assert_eq!(page["versions"], serde_json::json!(["1.0"]), "{page}");
-    let mut sandbox = Sandbox::new();
-    let installed = sandbox::install_in(
-        &mut sandbox,
+    let versions = sandbox::installed_versions(
         sandbox::Client::Pip,
         &node_b.url("/simple/"),
         &["acme-utils"],
         &node_b,
     )
     .await;
-    let versions = installed.versions(&mut sandbox, &node_b).await;
     assert_eq!(versions.get("acme-utils").map(String::as_str), Some("1.0"));
     assert_eq!(
         fake.hits("acme-utils/"),
@@ -524,16 +513,14 @@ async fn yanked_and_deleted_hosted_files_as_pip_sees_them() {
     assert_eq!(page["files"][1]["filename"], two.filename);
     assert_eq!(page["files"][1]["yanked"], "broken build");
     let pip_installs = async |requirement: &str| {
-        let mut sandbox = Sandbox::new();
-        let installed = sandbox::install_in(
-            &mut sandbox,
+        let versions = sandbox::installed_versions(
             sandbox::Client::Pip,
             &server.url("/simple/"),
             &[requirement],
             &server,
         )
         .await;
-        installed.versions(&mut sandbox, &server).await["acme-utils"].clone()
+        versions["acme-utils"].clone()
     };
     if tools::require(Tool::Pip).is_some() {
         assert_eq!(
@@ -637,4 +624,83 @@ async fn poetry_and_pdm_publish_to_a_hosted_index() {
         assert_eq!(page["files"][0]["filename"], dist.filename, "{page}");
         assert_eq!(page["files"][0]["hashes"]["sha256"], dist.sha256);
     }
+}
+
+/// The web UI marks hosted projects and names their uploaders; `/admin` makes and revokes tokens
+/// (the token shown once, never logged) and yanks and deletes hosted files.
+#[tokio::test]
+async fn hosted_packages_and_tokens_in_the_web_ui() {
+    use crate::support::web::{self, Browser, act, sign_in, text_of};
+    let data = temp_dir();
+    let (uploader, mut launch) = hosted_launch(data.path(), None);
+    launch.env("PKGMIRROR__SERVER__ADMIN_TOKEN", web::TOKEN);
+    let server = Server::start(data.path(), &launch);
+    let wheel = packages::wheel("acme-utils", "1.0", &[], None);
+    assert_eq!(publish(&server, &uploader, &wheel).await.status(), 200);
+
+    // Known to the UI at once, badged, with its uploader.
+    let mut b = Browser::new(&server);
+    let list = b.get("/packages").await;
+    let row = web::row_linking(&list.body, "acme-utils");
+    assert!(row.contains("hosted: internal"), "{row}");
+    let project = b.get("/packages/pypi/acme-utils").await;
+    assert!(project.body.contains("id=\"hosted-note\""), "{}", project.body);
+    assert!(project.body.contains("by ci"), "{}", project.body);
+
+    let csrf = sign_in(&mut b).await;
+    let fields = [("name", "reader"), ("scopes", "read"), ("expires", "30d")];
+    let (page, row) = act(&mut b, &csrf, "token-create", &fields, "/admin").await;
+    assert_eq!(row.2, "ok: created with scopes read");
+    let secret = text_of(&page.body, "<code class=\"mono\"");
+    assert!(secret.starts_with("pkgm_"), "{}", page.body);
+    assert!(web::admin_log(&page.body).iter().all(|r| !r.2.contains(&secret)));
+    assert!(
+        page.body
+            .contains("<td class=\"mono\">reader</td><td>active</td>"),
+        "{}",
+        page.body
+    );
+    assert!(!b.get("/admin").await.body.contains(&secret), "shown once");
+    let upload_with = async |token: &str| publish(&server, token, &wheel).await.status();
+    assert_eq!(upload_with(&secret).await, 403, "a valid token without the scope");
+    let (page, row) = act(&mut b, &csrf, "token-revoke", &[("name", "reader")], "/admin").await;
+    assert_eq!(row.2, "ok: revoked 1");
+    assert!(
+        page.body
+            .contains("<td class=\"mono\">reader</td><td>revoked</td>"),
+        "{}",
+        page.body
+    );
+    assert_eq!(upload_with(&secret).await, 401, "a revoked token is no token");
+
+    // Yank with a reason, then delete; a file the index does not have is refused.
+    let file = [
+        ("index", "internal"),
+        ("project", "acme-utils"),
+        ("filename", wheel.filename.as_str()),
+        ("reason", "broken build"),
+    ];
+    let back = "/admin?project=acme-utils";
+    let (_, row) = act(&mut b, &csrf, "hosted-yank", &file, back).await;
+    assert_eq!(
+        row,
+        (
+            "hosted-yank".into(),
+            format!("internal/acme-utils/{}", wheel.filename),
+            "ok".into()
+        )
+    );
+    let page = get_json(&server.url("/simple/acme-utils/")).await;
+    assert_eq!(page["files"][0]["yanked"], "broken build", "{page}");
+    let missing = [
+        ("index", "internal"),
+        ("project", "acme-utils"),
+        ("filename", "acme_utils-9.0.tar.gz"),
+    ];
+    let (page, row) = act(&mut b, &csrf, "hosted-delete", &missing, back).await;
+    assert!(row.2.starts_with("refused: the hosted index"), "{row:?}");
+    assert!(page.body.contains("class=\"banner bad\""));
+    act(&mut b, &csrf, "hosted-delete", &file[..3], back).await;
+    let page = get_json(&server.url("/simple/acme-utils/")).await;
+    assert_eq!(page["files"], serde_json::json!([]), "{page}");
 }

@@ -10,6 +10,7 @@ mod hex_client;
 mod hex_mirror;
 mod hosted;
 mod index_servers;
+mod index_views;
 mod live;
 mod maintenance;
 mod proxies;

@@ -257,6 +257,19 @@ print(json.dumps(found))
     }
 }
 
+/// What `client` installs of `requirements` from the mirror at `index`, in a fresh sandbox: each
+/// distribution's version by normalized name.
+pub async fn installed_versions(
+    client: Client,
+    index: &str,
+    requirements: &[&str],
+    server: &Server,
+) -> BTreeMap<String, String> {
+    let mut sandbox = Sandbox::new();
+    let installed = install_in(&mut sandbox, client, index, requirements, server).await;
+    installed.versions(&mut sandbox, server).await
+}
+
 /// Installs `requirements` with `client` from the mirror at `index` inside `sandbox`.
 pub async fn install_in(
     sandbox: &mut Sandbox,
