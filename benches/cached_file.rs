@@ -33,6 +33,7 @@ fn record(index_id: i64, n: usize) -> FileRecord {
         has_metadata: true,
         metadata_sha256: None,
         inner_checksum: None,
+        first_seen: None,
     }
 }
 

@@ -20,6 +20,7 @@ use crate::config::Config;
 use crate::ecosystem::Ecosystem;
 use crate::hex::{HexPublicKey, RegistryVerifier};
 use crate::http;
+use crate::policy::Policy;
 use crate::state::AppState;
 use crate::storage::blob::ConfiguredStore;
 use crate::storage::data_dir::{self, DataDirLock, LockError};
@@ -305,12 +306,14 @@ fn open(config: &Config, background: tokio::runtime::Handle) -> Result<Parts, Se
         catalogue.clone(),
         config.pypi.max_upload_size,
     ));
+    let policy = Arc::new(Policy::new(config.policy.clone()));
     let pages = Arc::new(SimplePages::new(
         PypiIndexes {
             upstreams: indexes,
             hosted: Arc::clone(&hosted),
             strategy: config.pypi.extra_index_strategy,
             only_from: config.pypi.only_from.clone(),
+            policy: Arc::clone(&policy),
         },
         client,
         page_store.clone(),
@@ -331,6 +334,7 @@ fn open(config: &Config, background: tokio::runtime::Handle) -> Result<Parts, Se
         catalogue.clone(),
         Arc::clone(&downloads),
         Arc::clone(&counters),
+        policy,
     ));
     let hex = if config.hex.enabled {
         let key = HexPublicKey::from_config(&config.hex.public_key)

@@ -23,6 +23,9 @@ pub enum AppError {
     NotFound(String),
     #[error("{0}")]
     NotAcceptable(String),
+    /// The release policy holds the file back (403, with the rule and when it becomes eligible).
+    #[error("{}", .0.message)]
+    HeldBack(crate::policy::Hold),
     /// The request clashes with what is stored (an upload of other bytes under a taken name).
     #[error("{0}")]
     Conflict(String),
@@ -49,6 +52,7 @@ impl From<CacheError> for AppError {
     fn from(err: CacheError) -> Self {
         match err {
             CacheError::NotFound(m) => Self::NotFound(m),
+            CacheError::HeldBack(hold) => Self::HeldBack(hold),
             CacheError::Upstream(e) if e.is_timeout() => {
                 Self::GatewayTimeout(format!("upstream timed out and nothing is cached: {e}"))
             }
@@ -76,7 +80,7 @@ impl ResponseError for AppError {
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::Unauthorized(_) | Self::TokenRequired(_) => StatusCode::UNAUTHORIZED,
             Self::Conflict(_) => StatusCode::CONFLICT,
-            Self::Forbidden(_) => StatusCode::FORBIDDEN,
+            Self::Forbidden(_) | Self::HeldBack(_) => StatusCode::FORBIDDEN,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::NotAcceptable(_) => StatusCode::NOT_ACCEPTABLE,
             Self::MethodNotAllowed(..) => StatusCode::METHOD_NOT_ALLOWED,
@@ -110,6 +114,16 @@ impl ResponseError for AppError {
             // RFC 9110 requires it on a 405.
             Self::MethodNotAllowed(_, allow) => {
                 response.insert_header(("Allow", *allow));
+            }
+            Self::HeldBack(hold) => {
+                return response.json(serde_json::json!({
+                    "status": "error",
+                    "error": "policy",
+                    "message": hold.message,
+                    "check": hold.check.as_str(),
+                    "rule": hold.rule,
+                    "eligible_at": hold.eligible_at.map(crate::policy::format_time),
+                }));
             }
             _ => {}
         }

@@ -9,6 +9,7 @@ use super::ingest::Kept;
 use super::simple::{PageRef, SimplePages, View, ViewPage};
 use super::{CacheCounters, CacheError, CacheOutcome, UNLISTED_REFRESH_INTERVAL, blocking, unix_now};
 use crate::ecosystem::Ecosystem;
+use crate::policy::{Policy, Release, parse_time};
 use crate::pypi::negotiate::Format;
 use crate::pypi::wheel::extract_metadata;
 use crate::storage::Catalogue;
@@ -19,6 +20,8 @@ use crate::upstream::UrlOrigin;
 pub use super::downloads::Eviction;
 
 const ECOSYSTEM: Ecosystem = Ecosystem::Pypi;
+/// How the catalogue's rows name a hosted file's place (see `HostedIndex::url_prefix`).
+const HOSTED_URL: &str = "hosted:";
 
 /// A distribution file, or its PEP 658 core metadata.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,6 +36,8 @@ pub struct PypiFiles {
     counters: Arc<CacheCounters>,
     catalogue: Catalogue,
     downloads: Arc<Downloads>,
+    /// Which files may be served (`[policy]`).
+    policy: Arc<Policy>,
     /// Projects whose page was refreshed for an unlisted file lately (names come from requests,
     /// so the set is bounded and entries expire).
     forced_refreshes: moka::future::Cache<String, ()>,
@@ -44,12 +49,14 @@ impl PypiFiles {
         catalogue: Catalogue,
         downloads: Arc<Downloads>,
         counters: Arc<CacheCounters>,
+        policy: Arc<Policy>,
     ) -> Self {
         Self {
             pages,
             counters,
             catalogue,
             downloads,
+            policy,
             forced_refreshes: moka::future::Cache::builder()
                 .max_capacity(10_000)
                 .time_to_live(UNLISTED_REFRESH_INTERVAL)
@@ -69,6 +76,7 @@ impl PypiFiles {
         range: Option<RangeRequest>,
     ) -> Result<FileAnswer, CacheError> {
         let entry = self.listed_file(view, project, filename).await?;
+        self.check_policy(project, &entry)?;
         if kind == FileKind::Metadata && !entry.has_metadata {
             return self.extracted_metadata(project, &entry).await;
         }
@@ -97,6 +105,26 @@ impl PypiFiles {
             return Ok(Eviction::NotStored);
         };
         self.downloads.evict(sha256).await
+    }
+
+    /// Whether the release policy lets the file (or its metadata) out; hosted files always go.
+    fn check_policy(&self, project: &str, entry: &FileRecord) -> Result<(), CacheError> {
+        if !self.policy.is_active() || entry.url.starts_with(HOSTED_URL) {
+            return Ok(());
+        }
+        let now = unix_now();
+        let release = Release {
+            ecosystem: ECOSYSTEM,
+            project,
+            version: entry.version.as_deref(),
+            uploaded_at: entry.upload_time.as_deref().and_then(parse_time),
+            first_seen: entry.first_seen.unwrap_or(now),
+        };
+        self.policy.judge(&release, now).map_err(|hold| {
+            // Clients show the 403, rarely its body: the log says why.
+            tracing::info!(file = %entry.filename, reason = %hold.message, "held back by the release policy");
+            CacheError::HeldBack(hold)
+        })
     }
 
     /// The catalogue row of a listed file. A file not listed gets the page refreshed once (the

@@ -546,6 +546,7 @@ impl HexSource {
                     has_metadata: false,
                     metadata_sha256: None,
                     inner_checksum: Some(release.inner_checksum),
+                    first_seen: None,
                 }
             })
             .collect();

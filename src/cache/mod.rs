@@ -55,6 +55,9 @@ impl CacheOutcome {
 pub enum CacheError {
     #[error("{0}")]
     NotFound(String),
+    /// The release policy holds the file back.
+    #[error("{}", .0.message)]
+    HeldBack(crate::policy::Hold),
     #[error("{0}")]
     Upstream(UpstreamError),
     #[error("{0}")]

@@ -21,9 +21,11 @@ use super::snapshot::{Snapshot, SnapshotContent, StoredSnapshot};
 use super::{CacheCounters, CacheError, CacheOutcome, blocking, unix_now};
 use crate::config::{ExtraIndexStrategy, IndexConfig, OnlyFrom};
 use crate::ecosystem::Ecosystem;
+use crate::policy::Policy;
 use crate::pypi::hosted::HostedProject;
 use crate::pypi::model::{DistFile, Hashes, PageMeta, ProjectList, ProjectPage};
 use crate::pypi::negotiate::Format;
+use crate::pypi::policy as pypi_policy;
 use crate::pypi::{
     Parsed, merge, name, parse_list_html, parse_list_json, parse_project_html, parse_project_json, render,
 };
@@ -150,6 +152,8 @@ pub struct PypiIndexes {
     pub hosted: Arc<HostedPypi>,
     pub strategy: ExtraIndexStrategy,
     pub only_from: Vec<OnlyFrom>,
+    /// What of their files is served (`[policy]`; hosted files are exempt).
+    pub policy: Arc<Policy>,
 }
 
 /// One configured upstream index at run time.
@@ -239,6 +243,7 @@ struct SimpleSource {
     hosted: Arc<HostedPypi>,
     strategy: ExtraIndexStrategy,
     only_from: Vec<OnlyFrom>,
+    policy: Arc<Policy>,
     /// Identifies the configured index set; pages built from another set are rebuilt.
     sources: String,
     client: SimpleClient,
@@ -256,6 +261,7 @@ impl SimplePages {
             hosted,
             strategy,
             only_from,
+            policy,
         }: PypiIndexes,
         client: SimpleClient,
         pages: PageStore,
@@ -274,6 +280,11 @@ impl SimplePages {
                     .iter()
                     .map(|rule| format!("only:{}={}", rule.pattern, rule.index)),
             )
+            // Pages the policy filtered are rendered again when it changes.
+            .chain(policy.is_active().then(|| {
+                let digest = Sha256::digest(format!("{:?}", policy.config()).as_bytes());
+                format!("policy:{}", hex::encode(&digest[..8]))
+            }))
             .collect::<Vec<_>>()
             .join(" ");
         let source = SimpleSource {
@@ -281,6 +292,7 @@ impl SimplePages {
             hosted,
             strategy,
             only_from,
+            policy,
             sources: sources.clone(),
             client,
             pages: pages.clone(),
@@ -631,10 +643,28 @@ impl PageSource for SimpleSource {
             CacheOutcome::Hit
         };
 
-        let previous = if changed {
+        // What the policy lets through depends on the time, so its pages are rendered afresh.
+        let previous = if changed || self.policy.is_active() {
             None
         } else {
             self.previous_rendering(&key).await?
+        };
+        let rendered = match previous {
+            Some(previous) => Err(previous),
+            None => {
+                let extracted = self.extracted_metadata(page).await?;
+                let first_seen = self.first_seen(page).await?;
+                let served = PolicyInput {
+                    policy: &self.policy,
+                    first_seen: &first_seen,
+                };
+                let rendered = render_pages(page, contents, &extracted, Some(served), now)?;
+                if let Some(at) = rendered.next_change {
+                    // Rendered again when a held-back file becomes eligible.
+                    expires_at = expires_at.min(at);
+                }
+                Ok(rendered)
+            }
         };
         let header = |etag: String| PageHeader {
             etag,
@@ -643,8 +673,8 @@ impl PageSource for SimpleSource {
             sources: self.sources.clone(),
             upstream_etag: None,
         };
-        let (html, json, record) = match previous {
-            Some((html, json)) => (
+        let (html, json, record) = match rendered {
+            Err((html, json)) => (
                 StoredPage {
                     header: header(html.header.etag.clone()),
                     ..html
@@ -655,15 +685,13 @@ impl PageSource for SimpleSource {
                 },
                 None,
             ),
-            None => {
-                let extracted = self.extracted_metadata(page).await?;
-                let (html, json, record) = render_pages(page, contents, &extracted, now)?;
-                (
-                    compressed(html, header(String::new())),
-                    compressed(json, header(String::new())),
-                    record.filter(|_| key.view == View::All),
-                )
-            }
+            Ok(Rendered {
+                html, json, record, ..
+            }) => (
+                compressed(html, header(String::new())),
+                compressed(json, header(String::new())),
+                record.filter(|_| key.view == View::All),
+            ),
         };
         Ok(Refreshed::Page {
             forms: vec![(PageForm::Html, Arc::new(html)), (PageForm::Json, Arc::new(json))],
@@ -752,7 +780,10 @@ impl SimpleSource {
                 snapshots.push((index.snapshot_key(), snapshot.encode()?));
             }
         }
-        let (html, json, record) = render_pages(&key.page, contents, &HashMap::new(), now)?;
+        // The team's own uploads are not held back by the release policy.
+        let Rendered {
+            html, json, record, ..
+        } = render_pages(&key.page, contents, &HashMap::new(), None, now)?;
         let header = PageHeader {
             etag: String::new(),
             fetched_at: now,
@@ -980,6 +1011,19 @@ impl SimpleSource {
         }
     }
 
+    /// When the mirror first listed each of the project's files, when the policy may need it.
+    async fn first_seen(&self, page: &PageRef) -> Result<HashMap<String, u64>, CacheError> {
+        let PageRef::Project(name) = page else {
+            return Ok(HashMap::new());
+        };
+        if !self.policy.checks_time() {
+            return Ok(HashMap::new());
+        }
+        let catalogue = self.catalogue.clone();
+        let name = name.clone();
+        blocking(move || catalogue.first_seen(ECOSYSTEM, &name)).await
+    }
+
     /// Metadata pkgmirror extracted from the project's cached wheels (wheel sha256 → metadata sha256).
     async fn extracted_metadata(&self, page: &PageRef) -> Result<HashMap<String, String>, CacheError> {
         let PageRef::Project(name) = page else {
@@ -1070,13 +1114,32 @@ fn with_serial(mut content: SnapshotContent, header_serial: Option<u64>) -> Snap
     content
 }
 
-/// Merges the indexes' contents and renders both formats; for a project, also the catalogue record.
+/// The release policy as a rendering applies it.
+#[derive(Clone, Copy)]
+struct PolicyInput<'a> {
+    policy: &'a Policy,
+    /// When the mirror first listed each file (filename → unix seconds).
+    first_seen: &'a HashMap<String, u64>,
+}
+
+/// Both formats of a page; for a project, its catalogue record (every file the indexes list,
+/// held back or not) and when a held-back file becomes eligible.
+struct Rendered {
+    html: String,
+    json: String,
+    record: Option<ProjectRecord>,
+    next_change: Option<u64>,
+}
+
+/// Merges the indexes' contents, applies the release policy (`None`: none applies) and renders
+/// both formats.
 fn render_pages(
     page: &PageRef,
     contents: Vec<(i64, SnapshotContent)>,
     extracted: &HashMap<String, String>,
+    served: Option<PolicyInput<'_>>,
     now: u64,
-) -> Result<(String, String, Option<ProjectRecord>), CacheError> {
+) -> Result<Rendered, CacheError> {
     match page {
         PageRef::List => {
             let lists = contents
@@ -1087,11 +1150,12 @@ fn render_pages(
                 })
                 .collect();
             let list = merge::merge_lists(lists);
-            Ok((
-                render::render_list_html(&list),
-                render::render_list_json(&list),
-                None,
-            ))
+            Ok(Rendered {
+                html: render::render_list_html(&list),
+                json: render::render_list_json(&list),
+                record: None,
+                next_change: None,
+            })
         }
         PageRef::Project(normalized) => {
             let (index_ids, pages): (Vec<i64>, Vec<ProjectPage>) = contents
@@ -1104,11 +1168,20 @@ fn render_pages(
             let (mut merged, origins) = merge::merge_projects(pages)
                 .ok_or_else(|| CacheError::Internal("no project page to merge".into()))?;
             let advertised = advertise_extracted_metadata(&mut merged, extracted);
-            let html = render::render_project_html(&merged);
-            let json = render::render_project_json(&merged);
+            let applied =
+                served.map(|s| pypi_policy::apply(&merged, normalized, s.policy, s.first_seen, now));
+            let shown = applied.as_ref().and_then(|a| a.page.as_ref()).unwrap_or(&merged);
+            let html = render::render_project_html(shown);
+            let json = render::render_project_json(shown);
             let origins: Vec<i64> = origins.into_iter().map(|page| index_ids[page]).collect();
+            let next_change = applied.and_then(|a| a.next_change);
             let record = project_record(normalized, merged, &origins, &advertised, now);
-            Ok((html, json, Some(record)))
+            Ok(Rendered {
+                html,
+                json,
+                record: Some(record),
+                next_change,
+            })
         }
     }
 }
@@ -1175,6 +1248,7 @@ fn file_record(file: DistFile, index_id: i64, project: &str, advertised: bool) -
         yanked: file.yanked,
         upload_time: file.upload_time,
         inner_checksum: None,
+        first_seen: None,
     }
 }
 

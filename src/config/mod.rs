@@ -13,6 +13,7 @@
 mod hex;
 mod layers;
 mod log;
+mod policy;
 mod pypi;
 mod server;
 mod show;
@@ -26,11 +27,12 @@ use serde::Deserialize;
 pub use hex::HexConfig;
 pub use layers::{CliOverrides, ConfigError, Loaded, Source, load, load_from};
 pub use log::{LogConfig, LogFormat};
+pub use policy::{PolicyConfig, PolicyRule, RuleAction, UnknownUploadTime};
 pub use pypi::{ExtraIndexStrategy, HostedIndexConfig, IndexConfig, OnlyFrom, PypiConfig, valid_index_name};
 pub use server::{IpRange, ServerConfig};
 pub use show::{render_sources, render_toml};
 pub use storage::{S3Config, StorageBackend, StorageConfig};
-pub use values::{Secret, UpstreamUrl};
+pub use values::{NamePattern, Secret, UpstreamUrl};
 
 /// The whole configuration; `Default` is the built-in defaults.
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -41,6 +43,7 @@ pub struct Config {
     pub pypi: PypiConfig,
     pub hex: HexConfig,
     pub log: LogConfig,
+    pub policy: PolicyConfig,
 }
 
 #[cfg(test)]

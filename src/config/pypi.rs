@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde::de::{self, Deserializer};
 
-use super::values::{MIB, UpstreamUrl, duration, durations, size};
+use super::values::{MIB, NamePattern, UpstreamUrl, duration, durations, size};
 
 #[derive(Clone, Debug, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -62,31 +62,14 @@ pub struct PypiConfig {
 /// One `pypi.only_from` rule: a project-name pattern and the index it is served from.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct OnlyFrom {
-    /// Normalized, with `*` matching any run of characters.
-    pub pattern: String,
+    pub pattern: NamePattern,
     pub index: String,
 }
 
 impl OnlyFrom {
     /// Whether a normalized project name matches the pattern.
     pub fn matches(&self, project: &str) -> bool {
-        let mut parts = self.pattern.split('*');
-        let first = parts.next().unwrap_or("");
-        let Some(mut rest) = project.strip_prefix(first) else {
-            return false;
-        };
-        let mut parts: Vec<&str> = parts.collect();
-        let Some(last) = parts.pop() else {
-            // No `*`: the whole name.
-            return rest.is_empty();
-        };
-        for part in parts {
-            match rest.find(part) {
-                Some(at) => rest = &rest[at + part.len()..],
-                None => return false,
-            }
-        }
-        rest.ends_with(last)
+        self.pattern.matches(project)
     }
 }
 
@@ -105,25 +88,12 @@ impl std::str::FromStr for OnlyFrom {
                 "{rule:?}: write a rule as \"PATTERN = INDEX\", e.g. \"acme-* = company\""
             ));
         };
-        let (pattern, index) = (pattern.trim(), index.trim());
-        let valid_pattern = !pattern.is_empty()
-            && pattern
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'*'));
-        if !valid_pattern {
-            return Err(format!(
-                "{rule:?}: the pattern is a project name in which '*' matches anything"
-            ));
-        }
+        let index = index.trim();
+        let pattern = NamePattern::parse(pattern, crate::ecosystem::Ecosystem::Pypi)
+            .map_err(|e| format!("{rule:?}: {e}"))?;
         if !valid_index_name(index) {
             return Err(format!("{rule:?}: {index:?} is not an index name"));
         }
-        // Matched against normalized names (PEP 503), so normalized the same way.
-        let pattern = pattern
-            .split('*')
-            .map(crate::pypi::name::normalize)
-            .collect::<Vec<_>>()
-            .join("*");
         Ok(Self {
             pattern,
             index: index.to_owned(),

@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 use url::Url;
 
 use super::values::{UpstreamUrl, format_duration, format_size};
-use super::{Config, Loaded, Source};
+use super::{Config, Loaded, PolicyRule, Source};
 
 /// A leaf value as rendered: strings, booleans and lists of strings cover
 /// every key (durations and sizes render as strings that parse back).
@@ -153,6 +153,30 @@ pub(super) fn leaves(c: &Config) -> Vec<Leaf> {
             "pypi",
             "only_from",
             List(pypi.only_from.iter().map(ToString::to_string).collect()),
+        ),
+        leaf(
+            "policy",
+            "min_release_age",
+            Str(format_duration(c.policy.min_release_age)),
+        ),
+        leaf(
+            "policy",
+            "exclude_newer",
+            Str(c
+                .policy
+                .exclude_newer
+                .map(crate::policy::format_time)
+                .unwrap_or_default()),
+        ),
+        leaf(
+            "policy",
+            "unknown_upload_time",
+            Str(c.policy.unknown_upload_time.as_str().to_owned()),
+        ),
+        leaf(
+            "policy",
+            "rules",
+            List(c.policy.rules.iter().map(PolicyRule::to_line).collect()),
         ),
         leaf("hex", "enabled", Bool(c.hex.enabled)),
         leaf("hex", "upstream_url", Str(c.hex.upstream_url.redacted())),

@@ -261,6 +261,58 @@ pub(super) fn format_size(bytes: u64) -> String {
         .unwrap_or_else(|| bytes.to_string())
 }
 
+/// A project-name pattern: a name in which `*` matches any run of characters, normalized as the
+/// ecosystem normalizes names (PEP 503 for PyPI; hex names are lower-case already).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NamePattern(String);
+
+impl NamePattern {
+    pub fn parse(text: &str, ecosystem: crate::ecosystem::Ecosystem) -> Result<Self, String> {
+        let text = text.trim();
+        let valid = !text.is_empty()
+            && text
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'*'));
+        if !valid {
+            return Err(format!(
+                "{text:?}: a project pattern is a name in which '*' matches anything"
+            ));
+        }
+        let normalize = |part: &str| match ecosystem {
+            crate::ecosystem::Ecosystem::Pypi => crate::pypi::name::normalize(part),
+            crate::ecosystem::Ecosystem::Hex => part.to_ascii_lowercase(),
+        };
+        Ok(Self(text.split('*').map(normalize).collect::<Vec<_>>().join("*")))
+    }
+
+    /// Whether a (normalized) name matches.
+    pub fn matches(&self, name: &str) -> bool {
+        let mut parts = self.0.split('*');
+        let first = parts.next().unwrap_or("");
+        let Some(mut rest) = name.strip_prefix(first) else {
+            return false;
+        };
+        let mut parts: Vec<&str> = parts.collect();
+        let Some(last) = parts.pop() else {
+            // No `*`: the whole name.
+            return rest.is_empty();
+        };
+        for part in parts {
+            match rest.find(part) {
+                Some(at) => rest = &rest[at + part.len()..],
+                None => return false,
+            }
+        }
+        rest.ends_with(last)
+    }
+}
+
+impl std::fmt::Display for NamePattern {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

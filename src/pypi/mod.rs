@@ -10,6 +10,7 @@ pub mod negotiate;
 pub mod parse;
 pub mod parse_html;
 pub mod parse_json;
+pub mod policy;
 #[cfg(test)]
 mod real_pages;
 pub mod render;

@@ -329,6 +329,7 @@ mod tests {
             has_metadata: false,
             metadata_sha256: None,
             inner_checksum: None,
+            first_seen: None,
         }
     }
 

@@ -28,6 +28,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0004_web_ui.sql"),
     include_str!("../../migrations/0005_hex.sql"),
     include_str!("../../migrations/0006_pinned_blobs.sql"),
+    include_str!("../../migrations/0007_first_seen.sql"),
 ];
 
 /// Recounts one project's cached files, bytes and last access (the triggers of migration 0004
@@ -44,7 +45,7 @@ macro_rules! select_files {
     () => {
         "SELECT f.index_id, f.filename, f.version, f.url, f.sha256, f.size, f.requires_python,
             f.yanked, f.yanked_reason, f.upload_time, f.has_metadata, f.metadata_sha256,
-            f.inner_checksum
+            f.inner_checksum, f.first_seen
          FROM files f JOIN projects p ON p.id = f.project_id"
     };
 }
@@ -65,10 +66,12 @@ fn file_record(row: &rusqlite::Row<'_>) -> rusqlite::Result<FileRecord> {
         has_metadata: row.get(10)?,
         metadata_sha256: row.get(11)?,
         inner_checksum: row.get(12)?,
+        first_seen: row.get::<_, Option<i64>>(13)?.map(|t| t.max(0) as u64),
     })
 }
 
-/// Writes one project and replaces its file rows in `tx`; returns the filenames it replaced.
+/// Writes one project and replaces its file rows in `tx` (each keeping when it was first seen;
+/// a new one is first seen now); returns the filenames it replaced.
 fn record_in(tx: &rusqlite::Transaction<'_>, project: &ProjectRecord) -> Result<Vec<String>, StorageError> {
     let project_id: i64 = tx.query_row(
         "INSERT INTO projects (ecosystem, name, display_name, last_serial, status, fetched_at)
@@ -87,17 +90,17 @@ fn record_in(tx: &rusqlite::Transaction<'_>, project: &ProjectRecord) -> Result<
         ],
         |row| row.get(0),
     )?;
-    let replaced: Vec<String> = tx
-        .prepare_cached("SELECT filename FROM files WHERE project_id = ?1")?
-        .query_map(params![project_id], |row| row.get(0))?
+    let first_seen: HashMap<String, Option<i64>> = tx
+        .prepare_cached("SELECT filename, first_seen FROM files WHERE project_id = ?1")?
+        .query_map(params![project_id], |row| Ok((row.get(0)?, row.get(1)?)))?
         .collect::<Result<_, _>>()?;
     tx.execute("DELETE FROM files WHERE project_id = ?1", params![project_id])?;
     {
         let mut insert = tx.prepare_cached(
             "INSERT INTO files (project_id, index_id, filename, version, url, sha256, size,
                 requires_python, yanked, yanked_reason, upload_time, has_metadata, metadata_sha256,
-                inner_checksum)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+                inner_checksum, first_seen)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
         )?;
         for file in &project.files {
             insert.execute(params![
@@ -115,12 +118,17 @@ fn record_in(tx: &rusqlite::Transaction<'_>, project: &ProjectRecord) -> Result<
                 file.has_metadata,
                 file.metadata_sha256,
                 file.inner_checksum,
+                first_seen
+                    .get(&file.filename)
+                    .copied()
+                    .flatten()
+                    .unwrap_or(project.fetched_at as i64),
             ])?;
         }
     }
     // The new file rows may list blobs already stored (or stop listing some).
     tx.execute(RECOUNT_PROJECT_USAGE, params![project_id])?;
-    Ok(replaced)
+    Ok(first_seen.into_keys().collect())
 }
 
 /// The key of a file row in [`Catalogue::hot_files`] (`\0` appears in no name).
@@ -144,6 +152,9 @@ pub struct FileRecord {
     pub metadata_sha256: Option<String>,
     /// hex only: the tarball's inner checksum (lower-case hex).
     pub inner_checksum: Option<String>,
+    /// Unix seconds when this mirror first listed the file, as the catalogue read it (it keeps
+    /// this itself: what a record write carries here is ignored).
+    pub first_seen: Option<u64>,
 }
 
 impl FileRecord {
@@ -429,6 +440,19 @@ impl Catalogue {
         self.hot_wheel_metadata.get(wheel_sha256)
     }
 
+    /// When this mirror first listed each file of a project: filename → unix seconds.
+    pub fn first_seen(&self, ecosystem: Ecosystem, name: &str) -> Result<HashMap<String, u64>, StorageError> {
+        let conn = self.lock();
+        let mut stmt = conn.prepare_cached(
+            "SELECT f.filename, f.first_seen FROM files f JOIN projects p ON p.id = f.project_id
+             WHERE p.ecosystem = ?1 AND p.name = ?2 AND f.first_seen IS NOT NULL",
+        )?;
+        let rows = stmt.query_map(params![ecosystem, name], |row| {
+            Ok((row.get(0)?, row.get::<_, i64>(1)?.max(0) as u64))
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     /// Extracted metadata for the wheels a project lists: wheel sha256 → metadata sha256.
     pub fn project_wheel_metadata(
         &self,
@@ -710,6 +734,7 @@ pub(crate) mod tests {
             has_metadata: true,
             metadata_sha256: None,
             inner_checksum: None,
+            first_seen: None,
         }
     }
 
@@ -843,8 +868,18 @@ pub(crate) mod tests {
         cat.record_project(&project).unwrap();
         assert_eq!(
             cat.project_file(Ecosystem::Pypi, "demo", name).unwrap(),
-            Some(changed.clone())
+            Some(FileRecord {
+                first_seen: Some(100),
+                ..changed.clone()
+            })
         );
+        // A file keeps when it was first seen across refreshes; a new one is seen at its refresh.
+        project.fetched_at = 200;
+        project.files.push(file(index, "demo-3.0.tar.gz"));
+        cat.record_project(&project).unwrap();
+        let seen = cat.first_seen(Ecosystem::Pypi, "demo").unwrap();
+        assert_eq!((seen["demo-2.0.tar.gz"], seen["demo-3.0.tar.gz"]), (100, 200));
+        project.files.pop();
         project.files.last_mut().unwrap().sha256 = Some("ef".repeat(32));
         cat.record_project(&project).unwrap();
         assert_eq!(

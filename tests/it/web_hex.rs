@@ -96,6 +96,7 @@ fn seed(data_dir: &Path, now: u64) {
                 has_metadata: false,
                 metadata_sha256: None,
                 inner_checksum: Some(inner),
+                first_seen: None,
             }
         })
         .collect();
@@ -154,6 +155,7 @@ fn seed(data_dir: &Path, now: u64) {
             has_metadata: false,
             metadata_sha256: None,
             inner_checksum: None,
+            first_seen: None,
         };
         catalogue
             .record_project(&project(Ecosystem::Pypi, name, now, vec![file]))

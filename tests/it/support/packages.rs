@@ -17,6 +17,7 @@ use super::fake_index::FakeIndex;
 use super::fixtures::sha256_hex;
 
 /// One distribution file.
+#[derive(Clone)]
 pub struct Dist {
     /// The project's normalized name (PEP 503), e.g. `lib-b`.
     pub project: String,
@@ -28,6 +29,8 @@ pub struct Dist {
     pub requires_python: Option<String>,
     /// A wheel's `METADATA` (served as `{url}.metadata`, PEP 658); `None` for an sdist.
     pub metadata: Option<Vec<u8>>,
+    /// The `upload-time` [`serve`] gives it (RFC 3339); `None`: a fixed time in 2024.
+    pub upload_time: Option<String>,
 }
 
 impl Dist {
@@ -140,6 +143,7 @@ pub fn wheel(name: &str, version: &str, requires: &[&str], requires_python: Opti
         bytes,
         requires_python: requires_python.map(Into::into),
         metadata: Some(metadata),
+        upload_time: None,
     }
 }
 
@@ -179,6 +183,7 @@ pub fn sdist(name: &str, version: &str, requires: &[&str]) -> Dist {
         bytes,
         requires_python: None,
         metadata: None,
+        upload_time: None,
     }
 }
 
@@ -412,7 +417,7 @@ pub fn serve(fake: &FakeIndex, dists: &[Dist]) {
                 "url": format!("http://{}{}", fake.addr, dist.path()),
                 "hashes": {"sha256": dist.sha256},
                 "size": dist.bytes.len(),
-                "upload-time": "2024-05-06T07:08:09.123456Z",
+                "upload-time": dist.upload_time.as_deref().unwrap_or("2024-05-06T07:08:09.123456Z"),
                 "yanked": false,
             });
             if let Some(spec) = &dist.requires_python {
