@@ -334,7 +334,7 @@ fn open(config: &Config, background: tokio::runtime::Handle) -> Result<Parts, Se
         catalogue.clone(),
         Arc::clone(&downloads),
         Arc::clone(&counters),
-        policy,
+        Arc::clone(&policy),
     ));
     let hex = if config.hex.enabled {
         let key = HexPublicKey::from_config(&config.hex.public_key)
@@ -351,6 +351,7 @@ fn open(config: &Config, background: tokio::runtime::Handle) -> Result<Parts, Se
                 ttl: config.hex.ttl,
                 index_id,
                 cache: page_cache,
+                policy: Arc::clone(&policy),
             },
             page_store.clone(),
             catalogue.clone(),

@@ -7,9 +7,11 @@ use std::sync::Arc;
 use super::downloads::{AfterVerify, Downloads, FileAnswer, Source};
 use super::ingest::Kept;
 use super::simple::{PageRef, SimplePages, View, ViewPage};
-use super::{CacheCounters, CacheError, CacheOutcome, UNLISTED_REFRESH_INTERVAL, blocking, unix_now};
+use super::{
+    CacheCounters, CacheError, CacheOutcome, UNLISTED_REFRESH_INTERVAL, blocking, check_release, unix_now,
+};
 use crate::ecosystem::Ecosystem;
-use crate::policy::{Policy, Release, parse_time};
+use crate::policy::Policy;
 use crate::pypi::negotiate::Format;
 use crate::pypi::wheel::extract_metadata;
 use crate::storage::Catalogue;
@@ -109,22 +111,10 @@ impl PypiFiles {
 
     /// Whether the release policy lets the file (or its metadata) out; hosted files always go.
     fn check_policy(&self, project: &str, entry: &FileRecord) -> Result<(), CacheError> {
-        if !self.policy.is_active() || entry.url.starts_with(HOSTED_URL) {
+        if entry.url.starts_with(HOSTED_URL) {
             return Ok(());
         }
-        let now = unix_now();
-        let release = Release {
-            ecosystem: ECOSYSTEM,
-            project,
-            version: entry.version.as_deref(),
-            uploaded_at: entry.upload_time.as_deref().and_then(parse_time),
-            first_seen: entry.first_seen.unwrap_or(now),
-        };
-        self.policy.judge(&release, now).map_err(|hold| {
-            // Clients show the 403, rarely its body: the log says why.
-            tracing::info!(file = %entry.filename, reason = %hold.message, "held back by the release policy");
-            CacheError::HeldBack(hold)
-        })
+        check_release(&self.policy, ECOSYSTEM, project, entry)
     }
 
     /// The catalogue row of a listed file. A file not listed gets the page refreshed once (the

@@ -26,9 +26,12 @@ use tokio::runtime::Handle;
 use super::downloads::{Downloads, FileAnswer, Source};
 use super::ingest::{Ingest, IngestError, Kept, SizeLimit};
 use super::pages::{Keep, PageCache, PageCacheSettings, PageSource, Refresh, Refreshed, Served, Upstreams};
-use super::{CacheCounters, CacheError, CacheOutcome, UNLISTED_REFRESH_INTERVAL, blocking, unix_now};
+use super::{
+    CacheCounters, CacheError, CacheOutcome, UNLISTED_REFRESH_INTERVAL, blocking, check_release, unix_now,
+};
 use crate::ecosystem::Ecosystem;
 use crate::hex::{Package, RegistryFile, RegistryVerifier, RepoPath, Verified, tarball_name};
+use crate::policy::Policy;
 use crate::storage::blob::RangeRequest;
 use crate::storage::catalogue::{FileRecord, ProjectRecord};
 use crate::storage::pages::{PageForm, PageHeader, StoredPage};
@@ -79,11 +82,14 @@ pub struct HexSettings {
     pub index_id: i64,
     /// How the page cache of registry files holds and refreshes them.
     pub cache: PageCacheSettings,
+    /// Which releases' tarballs may be served (`[policy]`).
+    pub policy: Arc<Policy>,
 }
 
 pub struct HexMirror {
     cache: PageCache<HexSource>,
     downloads: Arc<Downloads>,
+    policy: Arc<Policy>,
     /// Packages whose registry file was refreshed for an unknown release lately.
     forced_refreshes: Cache<String, ()>,
 }
@@ -150,6 +156,7 @@ impl HexMirror {
                 runtime,
             ),
             downloads,
+            policy: settings.policy,
             forced_refreshes: Cache::builder()
                 .max_capacity(10_000)
                 .time_to_live(UNLISTED_REFRESH_INTERVAL)
@@ -191,6 +198,8 @@ impl HexMirror {
         range: Option<RangeRequest>,
     ) -> Result<FileAnswer, CacheError> {
         let release = self.release(name, version).await?;
+        // The registry file passes through as signed; the release's tarball is what is refused.
+        check_release(&self.policy, ECOSYSTEM, name, &release)?;
         let sha256 = release.sha256.clone().ok_or_else(|| {
             CacheError::UpstreamData(format!(
                 "the registry gives no outer checksum for '{}', so pkgmirror cannot verify it and does not serve it",

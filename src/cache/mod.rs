@@ -147,6 +147,31 @@ impl CacheCounters {
     }
 }
 
+/// Whether the release policy lets a recorded file (a PyPI file, a hex tarball) out now; a
+/// refusal is logged, since clients show the 403 and rarely its body.
+pub(crate) fn check_release(
+    policy: &crate::policy::Policy,
+    ecosystem: crate::ecosystem::Ecosystem,
+    project: &str,
+    entry: &crate::storage::catalogue::FileRecord,
+) -> Result<(), CacheError> {
+    if !policy.is_active() {
+        return Ok(());
+    }
+    let now = unix_now();
+    let release = crate::policy::Release {
+        ecosystem,
+        project,
+        version: entry.version.as_deref(),
+        uploaded_at: entry.upload_time.as_deref().and_then(crate::policy::parse_time),
+        first_seen: entry.first_seen.unwrap_or(now),
+    };
+    policy.judge(&release, now).map_err(|hold| {
+        tracing::info!(file = %entry.filename, reason = %hold.message, "held back by the release policy");
+        CacheError::HeldBack(hold)
+    })
+}
+
 /// Runs blocking storage work on the blocking pool.
 pub(crate) async fn blocking<T, F>(work: F) -> Result<T, CacheError>
 where

@@ -316,3 +316,43 @@ async fn files_without_an_upload_time_count_from_when_the_mirror_first_saw_them(
     let again = get_json(&server.url("/simple/bar/")).await;
     assert_eq!(again["files"][0]["upload-time"], first, "{again}");
 }
+
+/// hex registry files are signed, so they pass through as they are; the tarball of a release
+/// the policy holds back is what is refused.
+#[tokio::test]
+async fn a_held_back_hex_release_is_refused_at_its_tarball() {
+    use crate::support::hex_fixtures::{self, PUBLISHED_AT};
+    let fake = FakeIndex::start();
+    let repo = hex_fixtures::standard();
+    hex_fixtures::serve(&fake, &repo);
+    let data = temp_dir();
+    // Published at PUBLISHED_AT; a freeze a day before holds every release back, but a rule
+    // lets fixfoo 1.0.x through.
+    let freeze = humantime::format_rfc3339_seconds(
+        SystemTime::UNIX_EPOCH + Duration::from_secs(PUBLISHED_AT as u64 - DAY),
+    )
+    .to_string();
+    let mut launch = Launch::with_hex(&fake.root_url(), "10m");
+    launch.env("PKGMIRROR__POLICY__EXCLUDE_NEWER", &freeze).env(
+        "PKGMIRROR__POLICY__RULES",
+        "allow hex fixfoo ~> 1.0.0; pinned by the team",
+    );
+    let server = Server::start(data.path(), &launch);
+
+    let registry = get(&server.url("/hex/packages/fixfoo"), "*/*").await;
+    assert_eq!(registry.status(), 200);
+    assert_eq!(
+        registry.bytes().await.unwrap().as_ref(),
+        repo.file("/packages/fixfoo"),
+        "unchanged"
+    );
+    let allowed = get(&server.url("/hex/tarballs/fixfoo-1.0.0.tar"), "*/*").await;
+    assert_eq!(allowed.status(), 200);
+    let body = refused(&server, "/hex/tarballs/fixfoo-1.1.0.tar").await;
+    assert_eq!(
+        (&body["check"], &body["eligible_at"]),
+        (&json!("date"), &json!(null)),
+        "{body}"
+    );
+    assert_eq!(fake.hits_of("/tarballs/fixfoo-1.1.0.tar"), 0);
+}
