@@ -15,12 +15,13 @@ use crate::cache::hosted::{HostedIndex, HostedPypi};
 use crate::cache::ingest::Ingest;
 use crate::cache::maintenance::{self, Evictor};
 use crate::cache::pages::PageCacheSettings;
+use crate::cache::policy::{PolicyRules, compose};
 use crate::cache::simple::{Index, PypiIndexes, SimplePages};
 use crate::config::Config;
 use crate::ecosystem::Ecosystem;
 use crate::hex::{HexPublicKey, RegistryVerifier};
 use crate::http;
-use crate::policy::Policy;
+use crate::policy::SharedPolicy;
 use crate::state::AppState;
 use crate::storage::blob::ConfiguredStore;
 use crate::storage::data_dir::{self, DataDirLock, LockError};
@@ -132,7 +133,39 @@ fn limit_allocator_arenas() {
     }
 }
 
-pub fn serve(config: Config) -> Result<(), ServeError> {
+/// Reads the configuration again (for SIGHUP): the same file, environment and flags.
+pub type Reload = Box<dyn Fn() -> Result<Config, String> + Send + Sync>;
+
+/// On SIGHUP, reads the configuration again and puts its `[policy]` in force. (Other keys
+/// need a restart.) Registered before the server starts, so a SIGHUP never ends the process.
+fn spawn_reloader(state: web::Data<AppState>, runtime: &tokio::runtime::Handle, reload: Reload) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let _entered = runtime.enter();
+    let mut hangups = match signal(SignalKind::hangup()) {
+        Ok(hangups) => hangups,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot listen for SIGHUP; the policy is reloaded only by a restart");
+            return;
+        }
+    };
+    runtime.spawn(async move {
+        while hangups.recv().await.is_some() {
+            let config = match reload() {
+                Ok(config) => config,
+                Err(e) => {
+                    tracing::warn!(error = %e, "SIGHUP: the configuration has an error; the policy in force stays");
+                    continue;
+                }
+            };
+            match state.policy.reload(config.policy).await {
+                Ok(()) => tracing::info!("SIGHUP: [policy] reloaded"),
+                Err(e) => tracing::warn!(error = %e, "SIGHUP: the policy could not be reloaded"),
+            }
+        }
+    });
+}
+
+pub fn serve(config: Config, reload: Reload) -> Result<(), ServeError> {
     limit_allocator_arenas();
     // Upstream fetches and single-flight work run here, apart from the HTTP workers, so a slow
     // upstream never occupies a worker and a departing client never cancels a shared fetch.
@@ -150,6 +183,7 @@ pub fn serve(config: Config) -> Result<(), ServeError> {
     let listen = config.server.listen;
     spawn_access_flusher(state.clone(), background.handle());
     spawn_evictor(state.clone(), background.handle());
+    spawn_reloader(state.clone(), background.handle(), reload);
     let final_state = state.clone();
 
     let result = actix_web::rt::System::new().block_on(async move {
@@ -306,7 +340,11 @@ fn open(config: &Config, background: tokio::runtime::Handle) -> Result<Parts, Se
         catalogue.clone(),
         config.pypi.max_upload_size,
     ));
-    let policy = Arc::new(Policy::new(config.policy.clone()));
+    // The file's [policy] with the rules added in /admin.
+    let stored_rules = catalogue
+        .policy_rules()
+        .map_err(storage_error(data_dir::CATALOGUE_FILE))?;
+    let policy = Arc::new(SharedPolicy::new(compose(&config.policy, &stored_rules)));
     let pages = Arc::new(SimplePages::new(
         PypiIndexes {
             upstreams: indexes,
@@ -363,6 +401,12 @@ fn open(config: &Config, background: tokio::runtime::Handle) -> Result<Parts, Se
         None
     };
     crate::web::check_templates().map_err(ServeError::Startup)?;
+    let policy = PolicyRules::new(
+        policy,
+        config.policy.clone(),
+        catalogue.clone(),
+        Arc::clone(&pages),
+    );
     let state = web::Data::new(AppState {
         pages,
         files,
@@ -374,6 +418,7 @@ fn open(config: &Config, background: tokio::runtime::Handle) -> Result<Parts, Se
         ui: crate::web::Ui::default(),
         admin: crate::auth::AdminAuth::new(config.server.admin_token.clone()),
         hosted,
+        policy,
         tokens: crate::auth::tokens::TokenGate::new(crate::auth::tokens::Tokens::new(records)),
         anonymous_read: config.server.anonymous_read,
         trusted_proxies: config.server.trusted_proxies.clone(),

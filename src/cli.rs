@@ -251,7 +251,13 @@ fn serve(overrides: &CliOverrides) -> ExitCode {
         eprintln!("pkgmirror: cannot start logging: {e}");
         return ExitCode::from(FAILURE);
     }
-    match crate::app::serve(loaded.config) {
+    let again = overrides.clone();
+    let reload = Box::new(move || {
+        crate::config::load(&again)
+            .map(|loaded| loaded.config)
+            .map_err(|e| e.to_string())
+    });
+    match crate::app::serve(loaded.config, reload) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("pkgmirror: {e}");

@@ -40,6 +40,8 @@ pub struct AppState {
     pub admin: AdminAuth,
     /// The hosted PyPI indexes (`pypi.hosted`).
     pub hosted: Arc<HostedPypi>,
+    /// The release policy: the file's and the rules added in `/admin`.
+    pub policy: crate::cache::policy::PolicyRules,
     /// Access tokens, and the limit on wrong ones.
     pub tokens: TokenGate,
     /// `server.anonymous_read`.

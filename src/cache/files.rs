@@ -11,7 +11,7 @@ use super::{
     CacheCounters, CacheError, CacheOutcome, UNLISTED_REFRESH_INTERVAL, blocking, check_release, unix_now,
 };
 use crate::ecosystem::Ecosystem;
-use crate::policy::Policy;
+use crate::policy::SharedPolicy;
 use crate::pypi::negotiate::Format;
 use crate::pypi::wheel::extract_metadata;
 use crate::storage::Catalogue;
@@ -39,7 +39,7 @@ pub struct PypiFiles {
     catalogue: Catalogue,
     downloads: Arc<Downloads>,
     /// Which files may be served (`[policy]`).
-    policy: Arc<Policy>,
+    policy: Arc<SharedPolicy>,
     /// Projects whose page was refreshed for an unlisted file lately (names come from requests,
     /// so the set is bounded and entries expire).
     forced_refreshes: moka::future::Cache<String, ()>,
@@ -51,7 +51,7 @@ impl PypiFiles {
         catalogue: Catalogue,
         downloads: Arc<Downloads>,
         counters: Arc<CacheCounters>,
-        policy: Arc<Policy>,
+        policy: Arc<SharedPolicy>,
     ) -> Self {
         Self {
             pages,
@@ -114,7 +114,7 @@ impl PypiFiles {
         if entry.url.starts_with(HOSTED_URL) {
             return Ok(());
         }
-        check_release(&self.policy, ECOSYSTEM, project, entry)
+        check_release(&self.policy.current(), ECOSYSTEM, project, entry)
     }
 
     /// The catalogue row of a listed file. A file not listed gets the page refreshed once (the

@@ -31,7 +31,7 @@ use super::{
 };
 use crate::ecosystem::Ecosystem;
 use crate::hex::{Package, RegistryFile, RegistryVerifier, RepoPath, Verified, tarball_name};
-use crate::policy::Policy;
+use crate::policy::SharedPolicy;
 use crate::storage::blob::RangeRequest;
 use crate::storage::catalogue::{FileRecord, ProjectRecord};
 use crate::storage::pages::{PageForm, PageHeader, StoredPage};
@@ -83,13 +83,13 @@ pub struct HexSettings {
     /// How the page cache of registry files holds and refreshes them.
     pub cache: PageCacheSettings,
     /// Which releases' tarballs may be served (`[policy]`).
-    pub policy: Arc<Policy>,
+    pub policy: Arc<SharedPolicy>,
 }
 
 pub struct HexMirror {
     cache: PageCache<HexSource>,
     downloads: Arc<Downloads>,
-    policy: Arc<Policy>,
+    policy: Arc<SharedPolicy>,
     /// Packages whose registry file was refreshed for an unknown release lately.
     forced_refreshes: Cache<String, ()>,
 }
@@ -199,7 +199,7 @@ impl HexMirror {
     ) -> Result<FileAnswer, CacheError> {
         let release = self.release(name, version).await?;
         // The registry file passes through as signed; the release's tarball is what is refused.
-        check_release(&self.policy, ECOSYSTEM, name, &release)?;
+        check_release(&self.policy.current(), ECOSYSTEM, name, &release)?;
         let sha256 = release.sha256.clone().ok_or_else(|| {
             CacheError::UpstreamData(format!(
                 "the registry gives no outer checksum for '{}', so pkgmirror cannot verify it and does not serve it",

@@ -10,6 +10,7 @@ pub mod ingest;
 pub mod maintenance;
 mod page_writer;
 pub mod pages;
+pub mod policy;
 pub mod simple;
 pub mod singleflight;
 mod snapshot;

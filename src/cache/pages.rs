@@ -287,11 +287,13 @@ impl<S: PageSource> PageCache<S> {
         self.shared.forget(keys, keep_snapshots).await
     }
 
-    /// Forgets every page of the ecosystem; returns how many were stored.
-    pub async fn forget_all(&self) -> Result<u64, CacheError> {
+    /// Forgets every page of the ecosystem (with `keep_snapshots`, only their renderings:
+    /// they are rendered again, upstreams asked only as their TTLs say); returns how many were
+    /// stored.
+    pub async fn forget_all(&self, keep_snapshots: bool) -> Result<u64, CacheError> {
         self.shared.l1.invalidate_all();
         let store = self.shared.store.clone();
-        blocking(move || store.forget_all(S::ECOSYSTEM)).await
+        blocking(move || store.forget_all(S::ECOSYSTEM, keep_snapshots)).await
     }
 
     /// The stored form of a page, if any, fresh or not.

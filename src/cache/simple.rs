@@ -21,7 +21,7 @@ use super::snapshot::{Snapshot, SnapshotContent, StoredSnapshot};
 use super::{CacheCounters, CacheError, CacheOutcome, blocking, unix_now};
 use crate::config::{ExtraIndexStrategy, IndexConfig, OnlyFrom};
 use crate::ecosystem::Ecosystem;
-use crate::policy::Policy;
+use crate::policy::{Policy, SharedPolicy};
 use crate::pypi::hosted::HostedProject;
 use crate::pypi::model::{DistFile, Hashes, PageMeta, ProjectList, ProjectPage};
 use crate::pypi::negotiate::Format;
@@ -153,7 +153,7 @@ pub struct PypiIndexes {
     pub strategy: ExtraIndexStrategy,
     pub only_from: Vec<OnlyFrom>,
     /// What of their files is served (`[policy]`; hosted files are exempt).
-    pub policy: Arc<Policy>,
+    pub policy: Arc<SharedPolicy>,
 }
 
 /// One configured upstream index at run time.
@@ -243,7 +243,7 @@ struct SimpleSource {
     hosted: Arc<HostedPypi>,
     strategy: ExtraIndexStrategy,
     only_from: Vec<OnlyFrom>,
-    policy: Arc<Policy>,
+    policy: Arc<SharedPolicy>,
     /// Identifies the configured index set; pages built from another set are rebuilt.
     sources: String,
     client: SimpleClient,
@@ -281,8 +281,8 @@ impl SimplePages {
                     .map(|rule| format!("only:{}={}", rule.pattern, rule.index)),
             )
             // Pages the policy filtered are rendered again when it changes.
-            .chain(policy.is_active().then(|| {
-                let digest = Sha256::digest(format!("{:?}", policy.config()).as_bytes());
+            .chain(policy.current().is_active().then(|| {
+                let digest = Sha256::digest(format!("{:?}", policy.current().config()).as_bytes());
                 format!("policy:{}", hex::encode(&digest[..8]))
             }))
             .collect::<Vec<_>>()
@@ -452,7 +452,13 @@ impl SimplePages {
 
     /// Forgets every page, the project list included; returns how many were stored.
     pub async fn forget_all(&self) -> Result<u64, CacheError> {
-        self.cache.forget_all().await
+        self.cache.forget_all(false).await
+    }
+
+    /// Drops every rendering but keeps what the indexes said: the pages are rendered again (the
+    /// release policy changed), upstreams asked only as their TTLs say.
+    pub async fn render_all_again(&self) -> Result<u64, CacheError> {
+        self.cache.forget_all(true).await
     }
 
     /// When the stored page of a project (by normalized name) was fetched and when it expires,
@@ -644,7 +650,8 @@ impl PageSource for SimpleSource {
         };
 
         // What the policy lets through depends on the time, so its pages are rendered afresh.
-        let previous = if changed || self.policy.is_active() {
+        let policy = self.policy.current();
+        let previous = if changed || policy.is_active() {
             None
         } else {
             self.previous_rendering(&key).await?
@@ -655,7 +662,7 @@ impl PageSource for SimpleSource {
                 let extracted = self.extracted_metadata(page).await?;
                 let first_seen = self.first_seen(page).await?;
                 let served = PolicyInput {
-                    policy: &self.policy,
+                    policy: &policy,
                     first_seen: &first_seen,
                 };
                 let rendered = render_pages(page, contents, &extracted, Some(served), now)?;
@@ -1016,7 +1023,7 @@ impl SimpleSource {
         let PageRef::Project(name) = page else {
             return Ok(HashMap::new());
         };
-        if !self.policy.checks_time() {
+        if !self.policy.current().checks_time() {
             return Ok(HashMap::new());
         }
         let catalogue = self.catalogue.clone();

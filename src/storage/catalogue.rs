@@ -29,6 +29,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0005_hex.sql"),
     include_str!("../../migrations/0006_pinned_blobs.sql"),
     include_str!("../../migrations/0007_first_seen.sql"),
+    include_str!("../../migrations/0008_policy_rules.sql"),
 ];
 
 /// Recounts one project's cached files, bytes and last access (the triggers of migration 0004

@@ -6,6 +6,7 @@ pub mod browse;
 pub mod catalogue;
 pub mod data_dir;
 pub mod pages;
+pub mod policy_rules;
 pub mod records;
 
 pub use catalogue::Catalogue;

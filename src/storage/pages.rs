@@ -533,16 +533,21 @@ impl PageStore {
         Ok(any)
     }
 
-    /// Forgets every page (renderings and snapshots) of an ecosystem; returns how many pages
-    /// had anything stored.
-    pub fn forget_all(&self, ecosystem: Ecosystem) -> Result<u64, StorageError> {
+    /// Forgets every page of an ecosystem, its renderings and, unless `keep_snapshots`, what the
+    /// upstreams said; returns how many pages had anything stored.
+    pub fn forget_all(&self, ecosystem: Ecosystem, keep_snapshots: bool) -> Result<u64, StorageError> {
         let ecosystem = ecosystem.as_str();
         let tx = self.db.begin_write()?;
         let mut forgotten = std::collections::HashSet::new();
         let mut removed = Vec::new();
         {
             let range = (ecosystem, "", "")..=(ecosystem, "\u{10FFFF}", "\u{10FFFF}");
-            for table in [PAGES, SNAPSHOTS] {
+            let tables: &[_] = if keep_snapshots {
+                &[PAGES]
+            } else {
+                &[PAGES, SNAPSHOTS]
+            };
+            for &table in tables {
                 tx.open_table(table)?
                     .retain_in(range.clone(), |(_, page, _), value| {
                         forgotten.insert(page.to_owned());

@@ -16,6 +16,8 @@ use crate::cache::files::Eviction;
 use crate::cache::hosted::{FileChange, HostedError};
 use crate::cache::simple::{PageRef, View};
 use crate::cache::unix_now;
+use crate::config::{PolicyRule, RuleAction};
+use crate::ecosystem::Ecosystem;
 use crate::error::AppError;
 use crate::hex::validate_package_name;
 use crate::pypi::name::{normalize, validate_project_name};
@@ -51,6 +53,26 @@ struct TokenRow {
 }
 
 #[derive(Serialize)]
+struct RuleRow {
+    id: i64,
+    rule: String,
+    reason: String,
+    added: String,
+}
+
+/// The release policy in force, as `/admin` shows it.
+#[derive(Serialize)]
+struct PolicyView {
+    min_release_age: String,
+    exclude_newer: String,
+    unknown_upload_time: &'static str,
+    /// The configuration file's rules (changed there, then SIGHUP), one line each.
+    file_rules: Vec<String>,
+    /// The rules added here, first in force.
+    stored: Vec<RuleRow>,
+}
+
+#[derive(Serialize)]
 struct AdminPage {
     signed_in: bool,
     csrf: String,
@@ -63,6 +85,7 @@ struct AdminPage {
     /// The hosted indexes, for the hosted-file actions.
     hosted_indexes: Vec<String>,
     tokens: Vec<TokenRow>,
+    policy: Option<PolicyView>,
     log: Vec<LogRow>,
 }
 
@@ -190,6 +213,34 @@ async fn signed_in_page(
             name: t.name,
         })
         .collect();
+    let current = state.policy.current();
+    let settings = current.config();
+    let stored = state
+        .policy
+        .stored()
+        .await?
+        .into_iter()
+        .map(|s| RuleRow {
+            id: s.id,
+            rule: s.rule.to_string(),
+            reason: s.rule.reason,
+            added: format!("{} by {}", view::timestamp(s.created_at), s.created_by),
+        })
+        .collect();
+    let policy = PolicyView {
+        min_release_age: humantime::format_duration(settings.min_release_age).to_string(),
+        exclude_newer: settings
+            .exclude_newer
+            .map_or_else(|| "none".to_owned(), view::timestamp),
+        unknown_upload_time: settings.unknown_upload_time.as_str(),
+        file_rules: state
+            .policy
+            .file_rules()
+            .iter()
+            .map(PolicyRule::to_line)
+            .collect(),
+        stored,
+    };
     let page = AdminPage {
         signed_in: true,
         csrf,
@@ -200,6 +251,7 @@ async fn signed_in_page(
         hex_enabled: state.hex.is_some(),
         hosted_indexes: state.hosted.names().map(str::to_owned).collect(),
         tokens,
+        policy: Some(policy),
         log,
     };
     Ok(html(StatusCode::OK, render("admin.html", "admin", "", &page)?))
@@ -230,6 +282,7 @@ fn signin_form(
         hex_enabled: false,
         hosted_indexes: Vec::new(),
         tokens: Vec::new(),
+        policy: None,
         log: Vec::new(),
     };
     let body = render("admin.html", "admin", "", &page)?;
@@ -323,6 +376,12 @@ pub struct ActionForm {
     name: Option<String>,
     scopes: Option<String>,
     expires: Option<String>,
+    /// A policy rule's parts (`policy-add`), or its id (`policy-remove`).
+    rule_ecosystem: Option<String>,
+    rule_project: Option<String>,
+    rule_versions: Option<String>,
+    rule_action: Option<String>,
+    rule_id: Option<String>,
 }
 
 /// The signed-in session of a form post whose CSRF token matches it.
@@ -540,6 +599,51 @@ pub async fn act(
                 Err(e) => Err(format!("failed: {e}")),
             };
             (Some(name), result)
+        }
+        "policy-add" => {
+            let rule_action = match form.rule_action.as_deref() {
+                Some("allow") => Some(RuleAction::Allow),
+                Some("deny") => Some(RuleAction::Deny),
+                _ => None,
+            };
+            let ecosystem = Ecosystem::parse(form.rule_ecosystem.as_deref().unwrap_or("").trim());
+            let reason = form.reason.as_deref().unwrap_or("").trim().to_owned();
+            let rule = match (ecosystem, rule_action) {
+                (Some(ecosystem), Some(rule_action)) if !reason.is_empty() => PolicyRule::new(
+                    ecosystem,
+                    form.rule_project.as_deref().unwrap_or(""),
+                    form.rule_versions.clone(),
+                    rule_action,
+                    reason,
+                ),
+                (None, _) => Err("the ecosystem is pypi or hex".to_owned()),
+                (_, None) => Err("the action is allow or deny".to_owned()),
+                _ => Err("say why: a rule needs a reason".to_owned()),
+            };
+            match rule {
+                Ok(rule) => {
+                    let line = rule.to_line();
+                    let target = rule.to_string();
+                    let result = match state.policy.add(rule, &actor).await {
+                        Ok(id) => Ok(format!("ok: rule {id} added: {line}")),
+                        Err(e) => Err(failed(e)),
+                    };
+                    (Some(target), result)
+                }
+                Err(e) => (form.rule_project.clone(), Err(format!("refused: {e}"))),
+            }
+        }
+        "policy-remove" => {
+            let raw = form.rule_id.as_deref().unwrap_or("").trim();
+            let result = match raw.parse::<i64>() {
+                Ok(id) => match state.policy.remove(id).await {
+                    Ok(Some(removed)) => Ok(format!("ok: rule {id} removed: {}", removed.rule.to_line())),
+                    Ok(None) => Err(format!("refused: there is no rule {id}")),
+                    Err(e) => Err(failed(e)),
+                },
+                Err(_) => Err(format!("refused: {raw:?} is not a rule number")),
+            };
+            (Some(format!("rule {raw}")), result)
         }
         "gc" => (
             None,

@@ -356,3 +356,120 @@ async fn a_held_back_hex_release_is_refused_at_its_tarball() {
     );
     assert_eq!(fake.hits_of("/tarballs/fixfoo-1.1.0.tar"), 0);
 }
+
+#[tokio::test]
+async fn a_rule_added_in_admin_applies_at_once_and_goes_with_its_removal() {
+    use crate::support::web::{self, Browser, act, sign_in};
+    let (fake, old, young) = foo_upstream();
+    let data = temp_dir();
+    let server = Server::start(
+        data.path(),
+        &launch(
+            &fake,
+            &[
+                ("PKGMIRROR__POLICY__MIN_RELEASE_AGE", "3d"),
+                ("PKGMIRROR__SERVER__ADMIN_TOKEN", web::TOKEN),
+            ],
+        ),
+    );
+    assert_eq!(filenames(&server, "foo").await, json!([old.filename]));
+
+    let mut b = Browser::new(&server);
+    let csrf = sign_in(&mut b).await;
+    let rule = [
+        ("rule_action", "allow"),
+        ("rule_ecosystem", "pypi"),
+        ("rule_project", "Foo"),
+        ("rule_versions", "==2.0"),
+        ("reason", "reviewed hotfix"),
+    ];
+    let (page, row) = act(&mut b, &csrf, "policy-add", &rule, "/admin").await;
+    assert_eq!(row.2, "ok: rule 1 added: allow pypi foo ==2.0; reviewed hotfix");
+    assert!(
+        page.body.contains("<td class=\"mono\">allow pypi foo ==2.0</td>"),
+        "{}",
+        page.body
+    );
+    let (_, row) = act(
+        &mut b,
+        &csrf,
+        "policy-add",
+        &[
+            ("rule_action", "deny"),
+            ("rule_ecosystem", "pypi"),
+            ("rule_project", "x"),
+            ("reason", ""),
+        ],
+        "/admin",
+    )
+    .await;
+    assert_eq!(row.2, "refused: say why: a rule needs a reason");
+
+    // At once, without a restart: every client gets 2.0.
+    assert_eq!(
+        filenames(&server, "foo").await,
+        json!([old.filename, young.filename])
+    );
+    for client in Client::ALL {
+        if tools::require(client.tool()).is_none() {
+            continue;
+        }
+        let versions = sandbox::installed_versions(client, &server.url("/simple/"), &["foo"], &server).await;
+        assert_eq!(
+            versions.get("foo").map(String::as_str),
+            Some("2.0"),
+            "{client:?}: {versions:?}"
+        );
+    }
+
+    let (_, row) = act(&mut b, &csrf, "policy-remove", &[("rule_id", "1")], "/admin").await;
+    assert_eq!(row.2, "ok: rule 1 removed: allow pypi foo ==2.0; reviewed hotfix");
+    assert_eq!(filenames(&server, "foo").await, json!([old.filename]));
+    refused(&server, &format!("/simple/foo/{}", young.filename)).await;
+
+    // The rules outlive a restart.
+    act(&mut b, &csrf, "policy-add", &rule, "/admin").await;
+    drop(server);
+    let server = Server::start(
+        data.path(),
+        &launch(&fake, &[("PKGMIRROR__POLICY__MIN_RELEASE_AGE", "3d")]),
+    );
+    assert_eq!(
+        filenames(&server, "foo").await,
+        json!([old.filename, young.filename])
+    );
+}
+
+#[tokio::test]
+async fn sighup_reloads_the_policy_of_the_configuration_file() {
+    let (fake, old, young) = foo_upstream();
+    let data = temp_dir();
+    let file = data.path().join("pkgmirror.toml");
+    std::fs::write(&file, "[policy]\nmin_release_age = \"0s\"\n").unwrap();
+    let mut launch = launch(&fake, &[]);
+    launch
+        .args
+        .extend(["--config".to_owned(), file.display().to_string()]);
+    let server = Server::start(data.path(), &launch);
+    assert_eq!(
+        filenames(&server, "foo").await,
+        json!([old.filename, young.filename])
+    );
+
+    std::fs::write(&file, "[policy]\nmin_release_age = \"3d\"\n").unwrap();
+    server.signal("HUP");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while filenames(&server, "foo").await != json!([old.filename]) {
+        assert!(std::time::Instant::now() < deadline, "{}", server.logs());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // A file with an error leaves the policy in force, and the server up.
+    std::fs::write(&file, "[policy]\nmin_release_age = \"soon\"\n").unwrap();
+    server.signal("HUP");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !server.logged("the policy in force stays") {
+        assert!(std::time::Instant::now() < deadline, "{}", server.logs());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(filenames(&server, "foo").await, json!([old.filename]));
+}

@@ -152,13 +152,19 @@ impl Server {
         let _ = self.child.wait();
     }
 
-    /// SIGTERM, then wait (bounded) for the exit status; returns it with everything logged.
-    pub fn terminate(mut self) -> (ExitStatus, String) {
+    /// Sends the server a signal by name (`HUP`).
+    pub fn signal(&self, name: &str) {
         let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
+            .arg(format!("-{name}"))
+            .arg(self.child.id().to_string())
             .status()
             .expect("run kill");
         assert!(status.success());
+    }
+
+    /// SIGTERM, then wait (bounded) for the exit status; returns it with everything logged.
+    pub fn terminate(mut self) -> (ExitStatus, String) {
+        self.signal("TERM");
         let deadline = Instant::now() + Duration::from_secs(40);
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
