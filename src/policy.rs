@@ -20,6 +20,24 @@ pub struct Release<'a> {
     pub first_seen: u64,
 }
 
+impl<'a> Release<'a> {
+    /// A file as the catalogue records it; one never seen before counts as seen `now`.
+    pub fn of(
+        ecosystem: Ecosystem,
+        project: &'a str,
+        file: &'a crate::storage::catalogue::FileRecord,
+        now: u64,
+    ) -> Self {
+        Self {
+            ecosystem,
+            project,
+            version: file.version.as_deref(),
+            uploaded_at: file.upload_time.as_deref().and_then(parse_time),
+            first_seen: file.first_seen.unwrap_or(now),
+        }
+    }
+}
+
 /// Which check held a file back.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Check {
@@ -319,6 +337,97 @@ impl Policy {
             });
         }
         Ok(())
+    }
+}
+
+/// Every check the policy makes of one release, for `/policy/explain`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Explanation {
+    /// The index's upload time (RFC 3339), if it gives one.
+    pub upload_time: Option<String>,
+    /// When this mirror first saw it (RFC 3339).
+    pub first_seen: String,
+    pub checks: Vec<CheckOutcome>,
+    pub served: bool,
+    /// Why it is held back.
+    pub message: Option<String>,
+    pub eligible_at: Option<String>,
+}
+
+/// One check and what it found: `allowed`, `held`, `passed`, `not set` or `skipped` (a rule
+/// decided first).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct CheckOutcome {
+    pub check: &'static str,
+    pub outcome: &'static str,
+    pub detail: String,
+}
+
+impl Policy {
+    /// Every check in the order [`Policy::judge`] makes them, and its verdict.
+    pub fn explain(&self, release: &Release<'_>, now: u64) -> Explanation {
+        let verdict = self.judge(release, now);
+        let rule = self.rule_for(release);
+        let mut checks = vec![CheckOutcome {
+            check: "rule",
+            outcome: match rule.map(|r| r.action) {
+                Some(RuleAction::Allow) => "allowed",
+                Some(RuleAction::Deny) => "held",
+                None => "passed",
+            },
+            detail: rule.map_or_else(|| "no rule matches".to_owned(), PolicyRule::to_line),
+        }];
+        let uploaded = self.effective_upload_time(release);
+        let time_check = |check: &'static str, set: bool, held: bool, detail: String| CheckOutcome {
+            check,
+            outcome: match (rule.is_some(), set, held) {
+                (true, _, _) => "skipped",
+                (false, false, _) => "not set",
+                (false, true, true) => "held",
+                (false, true, false) => "passed",
+            },
+            detail,
+        };
+        let limit = self.config.exclude_newer;
+        checks.push(time_check(
+            "exclude_newer",
+            limit.is_some(),
+            matches!((uploaded, limit), (Some(at), Some(limit)) if at > limit),
+            limit.map_or_else(
+                || "policy.exclude_newer is not set".to_owned(),
+                |l| format!("files uploaded after {}", format_time(l)),
+            ),
+        ));
+        let age = self.config.min_release_age;
+        let eligible = uploaded.map(|at| at.saturating_add(age.as_secs()));
+        checks.push(time_check(
+            "min_release_age",
+            !age.is_zero(),
+            eligible.is_some_and(|at| now < at),
+            match eligible {
+                Some(at) => format!(
+                    "{} old enough at {}",
+                    humantime::format_duration(age),
+                    format_time(at)
+                ),
+                None => format!(
+                    "no upload time (policy.unknown_upload_time = {})",
+                    self.config.unknown_upload_time.as_str()
+                ),
+            },
+        ));
+        let (message, eligible_at) = match &verdict {
+            Ok(()) => (None, None),
+            Err(hold) => (Some(hold.message.clone()), hold.eligible_at.map(format_time)),
+        };
+        Explanation {
+            upload_time: release.uploaded_at.map(format_time),
+            first_seen: format_time(release.first_seen),
+            checks,
+            served: verdict.is_ok(),
+            message,
+            eligible_at,
+        }
     }
 }
 

@@ -114,7 +114,7 @@ impl PypiFiles {
         if entry.url.starts_with(HOSTED_URL) {
             return Ok(());
         }
-        check_release(&self.policy.current(), ECOSYSTEM, project, entry)
+        check_release(&self.policy.current(), &self.counters, ECOSYSTEM, project, entry)
     }
 
     /// The catalogue row of a listed file. A file not listed gets the page refreshed once (the

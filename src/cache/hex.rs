@@ -199,7 +199,13 @@ impl HexMirror {
     ) -> Result<FileAnswer, CacheError> {
         let release = self.release(name, version).await?;
         // The registry file passes through as signed; the release's tarball is what is refused.
-        check_release(&self.policy.current(), ECOSYSTEM, name, &release)?;
+        check_release(
+            &self.policy.current(),
+            &self.source().counters,
+            ECOSYSTEM,
+            name,
+            &release,
+        )?;
         let sha256 = release.sha256.clone().ok_or_else(|| {
             CacheError::UpstreamData(format!(
                 "the registry gives no outer checksum for '{}', so pkgmirror cannot verify it and does not serve it",

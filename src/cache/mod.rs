@@ -94,6 +94,24 @@ pub struct CacheCounters {
     download_failures: AtomicU64,
     hash_mismatches: AtomicU64,
     unstored: AtomicU64,
+    held_back: HeldBack,
+}
+
+/// At most this many distinct held-back files are told apart; past it, the counts stop growing.
+const HELD_TRACKED: usize = 100_000;
+
+/// Distinct files the release policy held back since start (left off a page or refused), by the
+/// check that held them.
+#[derive(Debug, Default)]
+struct HeldBack(std::sync::Mutex<std::collections::HashMap<String, crate::policy::Check>>);
+
+/// How many distinct files each check held back since start.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct HeldCounts {
+    pub age: u64,
+    pub date: u64,
+    pub rule: u64,
+    pub unknown_upload_time: u64,
 }
 
 #[derive(Debug, Clone, Copy, Serialize)]
@@ -106,6 +124,7 @@ pub struct CounterSnapshot {
     pub hash_mismatches: u64,
     /// Downloads served to their clients but not kept: the blob store failed at commit.
     pub unstored: u64,
+    pub held_back: HeldCounts,
 }
 
 impl CacheCounters {
@@ -135,6 +154,37 @@ impl CacheCounters {
         self.unstored.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// A file (`ecosystem/project/filename`) the release policy held back.
+    pub fn count_held_back(&self, file: String, check: crate::policy::Check) {
+        let mut held = self
+            .held_back
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if held.len() < HELD_TRACKED || held.contains_key(&file) {
+            held.insert(file, check);
+        }
+    }
+
+    fn held_counts(&self) -> HeldCounts {
+        use crate::policy::Check;
+        let held = self
+            .held_back
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut counts = HeldCounts::default();
+        for check in held.values() {
+            *match check {
+                Check::Age => &mut counts.age,
+                Check::Date => &mut counts.date,
+                Check::Rule => &mut counts.rule,
+                Check::UnknownTime => &mut counts.unknown_upload_time,
+            } += 1;
+        }
+        counts
+    }
+
     pub fn snapshot(&self) -> CounterSnapshot {
         CounterSnapshot {
             hits: self.hits.load(Ordering::Relaxed),
@@ -144,6 +194,7 @@ impl CacheCounters {
             download_failures: self.download_failures.load(Ordering::Relaxed),
             hash_mismatches: self.hash_mismatches.load(Ordering::Relaxed),
             unstored: self.unstored.load(Ordering::Relaxed),
+            held_back: self.held_counts(),
         }
     }
 }
@@ -152,6 +203,7 @@ impl CacheCounters {
 /// refusal is logged, since clients show the 403 and rarely its body.
 pub(crate) fn check_release(
     policy: &crate::policy::Policy,
+    counters: &CacheCounters,
     ecosystem: crate::ecosystem::Ecosystem,
     project: &str,
     entry: &crate::storage::catalogue::FileRecord,
@@ -160,17 +212,16 @@ pub(crate) fn check_release(
         return Ok(());
     }
     let now = unix_now();
-    let release = crate::policy::Release {
-        ecosystem,
-        project,
-        version: entry.version.as_deref(),
-        uploaded_at: entry.upload_time.as_deref().and_then(crate::policy::parse_time),
-        first_seen: entry.first_seen.unwrap_or(now),
-    };
-    policy.judge(&release, now).map_err(|hold| {
-        tracing::info!(file = %entry.filename, reason = %hold.message, "held back by the release policy");
-        CacheError::HeldBack(hold)
-    })
+    policy
+        .judge(&crate::policy::Release::of(ecosystem, project, entry, now), now)
+        .map_err(|hold| {
+            tracing::info!(file = %entry.filename, reason = %hold.message, "held back by the release policy");
+            counters.count_held_back(
+                format!("{}/{project}/{}", ecosystem.as_str(), entry.filename),
+                hold.check,
+            );
+            CacheError::HeldBack(hold)
+        })
 }
 
 /// Runs blocking storage work on the blocking pool.

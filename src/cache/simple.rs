@@ -21,7 +21,7 @@ use super::snapshot::{Snapshot, SnapshotContent, StoredSnapshot};
 use super::{CacheCounters, CacheError, CacheOutcome, blocking, unix_now};
 use crate::config::{ExtraIndexStrategy, IndexConfig, OnlyFrom};
 use crate::ecosystem::Ecosystem;
-use crate::policy::{Policy, SharedPolicy};
+use crate::policy::{Check, Policy, SharedPolicy};
 use crate::pypi::hosted::HostedProject;
 use crate::pypi::model::{DistFile, Hashes, PageMeta, ProjectList, ProjectPage};
 use crate::pypi::negotiate::Format;
@@ -670,6 +670,10 @@ impl PageSource for SimpleSource {
                     // Rendered again when a held-back file becomes eligible.
                     expires_at = expires_at.min(at);
                 }
+                for (filename, check) in &rendered.held {
+                    let file = format!("{}/{}/{filename}", ECOSYSTEM.as_str(), page.key());
+                    self.counters.count_held_back(file, *check);
+                }
                 Ok(rendered)
             }
         };
@@ -1136,6 +1140,8 @@ struct Rendered {
     json: String,
     record: Option<ProjectRecord>,
     next_change: Option<u64>,
+    /// The files the policy left off, and the check that held each.
+    held: Vec<(String, Check)>,
 }
 
 /// Merges the indexes' contents, applies the release policy (`None`: none applies) and renders
@@ -1162,6 +1168,7 @@ fn render_pages(
                 json: render::render_list_json(&list),
                 record: None,
                 next_change: None,
+                held: Vec::new(),
             })
         }
         PageRef::Project(normalized) => {
@@ -1181,13 +1188,14 @@ fn render_pages(
             let html = render::render_project_html(shown);
             let json = render::render_project_json(shown);
             let origins: Vec<i64> = origins.into_iter().map(|page| index_ids[page]).collect();
-            let next_change = applied.and_then(|a| a.next_change);
+            let (next_change, held) = applied.map_or((None, Vec::new()), |a| (a.next_change, a.held));
             let record = project_record(normalized, merged, &origins, &advertised, now);
             Ok(Rendered {
                 html,
                 json,
                 record: Some(record),
                 next_change,
+                held,
             })
         }
     }

@@ -6,8 +6,10 @@ use actix_web::{HttpRequest, HttpResponse, web};
 
 use crate::auth::{Attempt, Failure, bearer_token, describe, is_loopback, too_many_failures};
 use crate::cache::simple::PageRef;
+use crate::ecosystem::Ecosystem;
 use crate::error::AppError;
 use crate::hex::validate_package_name;
+use crate::policy::Release;
 use crate::pypi::name::{normalize, validate_project_name};
 use crate::state::AppState;
 
@@ -40,6 +42,81 @@ pub async fn forget_hex_package(
     let was_cached = hex.forget_package(name).await?;
     tracing::info!(package = %name, was_cached, "admin: hex registry file cleared");
     Ok(success())
+}
+
+#[derive(serde::Deserialize)]
+pub struct ExplainQuery {
+    ecosystem: Option<String>,
+    project: String,
+    version: Option<String>,
+}
+
+/// `GET /policy/explain?ecosystem=pypi&project=foo&version=2.0`: every check the release policy
+/// makes of each file of the project (of that version) the catalogue lists, and its verdict.
+pub async fn explain_policy(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    query: web::Query<ExplainQuery>,
+) -> Result<HttpResponse, AppError> {
+    admit(&state, &req).await?;
+    let ecosystem = match query.ecosystem.as_deref() {
+        None | Some("") => Ecosystem::Pypi,
+        Some(text) => Ecosystem::parse(text)
+            .ok_or_else(|| AppError::BadRequest(format!("'{text}' is not an ecosystem: use pypi or hex")))?,
+    };
+    let project = match ecosystem {
+        Ecosystem::Pypi => {
+            validate_project_name(&query.project)
+                .map_err(|e| AppError::BadRequest(format!("invalid project name: {e}")))?;
+            normalize(&query.project)
+        }
+        Ecosystem::Hex => {
+            validate_package_name(&query.project)
+                .map_err(|e| AppError::BadRequest(format!("invalid package name: {e}")))?;
+            query.project.clone()
+        }
+    };
+    let detail = state
+        .explorer
+        .project(ecosystem, project.clone())
+        .await?
+        .ok_or_else(|| {
+            AppError::NotFound(format!(
+                "'{project}' is not in the catalogue: no client has asked the mirror for it yet"
+            ))
+        })?;
+    let policy = state.policy.current();
+    let now = crate::cache::unix_now();
+    let hosted = detail.summary.hosted.is_some();
+    let files: Vec<serde_json::Value> = detail
+        .files
+        .iter()
+        .map(|file| &file.file)
+        .filter(|file| {
+            query
+                .version
+                .as_deref()
+                .is_none_or(|v| file.version.as_deref() == Some(v))
+        })
+        .map(|file| {
+            let mut entry = serde_json::json!({"filename": file.filename, "version": file.version});
+            if hosted {
+                entry["served"] = true.into();
+                entry["message"] = "a hosted file: the release policy does not apply".into();
+            } else {
+                let explained = policy.explain(&Release::of(ecosystem, &project, file, now), now);
+                if let (Some(target), serde_json::Value::Object(fields)) =
+                    (entry.as_object_mut(), serde_json::json!(explained))
+                {
+                    target.extend(fields);
+                }
+            }
+            entry
+        })
+        .collect();
+    Ok(HttpResponse::Ok()
+        .insert_header(("Cache-Control", "no-store"))
+        .json(serde_json::json!({"ecosystem": ecosystem.as_str(), "project": project, "files": files})))
 }
 
 /// The longest request path written to the admin log: paths are the client's to choose.

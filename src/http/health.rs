@@ -74,5 +74,10 @@ pub async fn health(state: web::Data<AppState>) -> Result<HttpResponse, AppError
                 "hash_mismatches": counters.hash_mismatches,
                 "served_unstored": counters.unstored,
             },
+            "policy": {
+                "active": state.policy.current().is_active(),
+                // Distinct files held back since start, by the check that held them.
+                "held_back": counters.held_back,
+            },
         })))
 }

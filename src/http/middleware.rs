@@ -161,7 +161,8 @@ pub async fn read_access(
         || path.starts_with("/static/")
         || path == "/admin"
         || path.starts_with("/admin/")
-        || path.starts_with("/cache/");
+        || path.starts_with("/cache/")
+        || path.starts_with("/policy/");
     if !open && let Some(state) = req.app_data::<actix_web::web::Data<crate::state::AppState>>() {
         let admitted = state
             .require_token(req.request(), &crate::auth::tokens::Scope::Read)

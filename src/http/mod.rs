@@ -61,7 +61,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(resource("/cache/hex/{name}", "DELETE").route(web::delete().to(admin::forget_hex_package)))
         .service(resource("/cache/list", "DELETE").route(web::delete().to(admin::forget_list)))
         .service(resource("/cache/{project}", "DELETE").route(web::delete().to(admin::forget_project)))
-        .service(get_head("/health", health::health));
+        .service(get_head("/health", health::health))
+        .service(get_head("/policy/explain", admin::explain_policy));
     // Hosted indexes take uploads at their own root, as twine's --repository-url names it.
     for path in ["/indexes/{name}/", "/indexes/{name}"] {
         cfg.service(resource(path, "POST").route(web::post().to(upload::upload)));

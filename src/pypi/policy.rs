@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use super::model::{ProjectPage, ProjectStatus};
 use super::name::version_from_filename;
 use crate::ecosystem::Ecosystem;
-use crate::policy::{Policy, Release, format_time, parse_time};
+use crate::policy::{Check, Policy, Release, format_time, parse_time};
 
 /// A page as the policy lets it be served.
 pub struct Applied {
@@ -15,6 +15,8 @@ pub struct Applied {
     pub page: Option<ProjectPage>,
     /// When a held-back file becomes eligible: the page must be rendered again then.
     pub next_change: Option<u64>,
+    /// The files held back, and the check that held each.
+    pub held: Vec<(String, Check)>,
 }
 
 /// Applies `policy` to the page of `project` (normalized) at `now`; `first_seen` has when the
@@ -30,12 +32,17 @@ pub fn apply(
         return Applied {
             page: None,
             next_change: None,
+            held: Vec::new(),
         };
     }
     if let Some(rule) = policy.denied_project(Ecosystem::Pypi, project) {
         // PEP 792: a quarantined project lists no files.
         let mut quarantined = page.clone();
-        quarantined.files.clear();
+        let held = quarantined
+            .files
+            .drain(..)
+            .map(|f| (f.filename, Check::Rule))
+            .collect();
         quarantined.versions = quarantined.versions.map(|_| Vec::new());
         quarantined.project_status = Some(ProjectStatus {
             status: "quarantined".into(),
@@ -48,11 +55,13 @@ pub fn apply(
         return Applied {
             page: Some(quarantined),
             next_change: None,
+            held,
         };
     }
     let fill = policy.fills_upload_time();
     let mut changed = false;
     let mut next_change: Option<u64> = None;
+    let mut held_files = Vec::new();
     // Per file: kept or not, and its filled-in upload time.
     let mut verdicts = Vec::with_capacity(page.files.len());
     for file in &page.files {
@@ -71,6 +80,7 @@ pub fn apply(
                 if let Some(at) = hold.eligible_at {
                     next_change = Some(next_change.map_or(at, |next| next.min(at)));
                 }
+                held_files.push((file.filename.clone(), hold.check));
                 true
             }
         };
@@ -82,6 +92,7 @@ pub fn apply(
         return Applied {
             page: None,
             next_change,
+            held: held_files,
         };
     }
     let mut served = ProjectPage {
@@ -111,6 +122,7 @@ pub fn apply(
     Applied {
         page: Some(served),
         next_change,
+        held: held_files,
     }
 }
 

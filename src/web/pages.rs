@@ -13,6 +13,7 @@ use crate::cache::explorer::ListingRequest;
 use crate::cache::unix_now;
 use crate::ecosystem::Ecosystem;
 use crate::error::AppError;
+use crate::policy::Release;
 use crate::pypi::name::{normalize, validate_project_name};
 use crate::state::{AppState, external_url};
 use crate::storage::browse::ProjectSort;
@@ -61,6 +62,8 @@ struct Totals {
     hits: u64,
     misses: u64,
     stale: u64,
+    /// Files the release policy held back since start, when a policy is in force.
+    held_back: Option<crate::cache::HeldCounts>,
 }
 
 #[derive(Serialize)]
@@ -169,6 +172,7 @@ pub async fn home(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpRe
             hits: counters.hits,
             misses: counters.misses,
             stale: counters.stale,
+            held_back: state.policy.current().is_active().then_some(counters.held_back),
         },
         recent,
         setups: std::iter::once(Setup {
@@ -455,6 +459,8 @@ struct FileView {
     uploader: Option<String>,
     yanked: bool,
     yanked_reason: Option<String>,
+    /// Why the release policy holds it back, and when it becomes eligible.
+    held: Option<String>,
     cached: bool,
     hits: u64,
 }
@@ -545,9 +551,18 @@ pub async fn project(
         None => HashMap::new(),
     };
     let now = unix_now();
+    let policy = state.policy.current();
     let mut by_version: BTreeMap<String, Vec<FileView>> = BTreeMap::new();
     for file in detail.files {
         let record = file.file;
+        let held = (detail.summary.hosted.is_none())
+            .then(|| {
+                policy
+                    .judge(&Release::of(Ecosystem::Pypi, &name, &record, now), now)
+                    .err()
+            })
+            .flatten()
+            .map(|hold| hold.message);
         by_version
             .entry(record.version.clone().unwrap_or_else(|| OTHER_FILES.into()))
             .or_default()
@@ -563,6 +578,7 @@ pub async fn project(
                 uploader: uploaders.get(&record.filename).cloned(),
                 yanked: record.yanked.is_some(),
                 yanked_reason: record.yanked.filter(|r| !r.is_empty()),
+                held,
                 cached: file.cached,
                 hits: file.hits,
                 filename: record.filename,

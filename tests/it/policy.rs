@@ -473,3 +473,91 @@ async fn sighup_reloads_the_policy_of_the_configuration_file() {
     }
     assert_eq!(filenames(&server, "foo").await, json!([old.filename]));
 }
+
+/// `/policy/explain` (admin) shows every check for each file; `/health` and the UI count the
+/// held files and the project page shows why each is held.
+#[tokio::test]
+async fn held_files_are_explained_counted_and_shown() {
+    let (fake, old, young) = foo_upstream();
+    let data = temp_dir();
+    let server = Server::start(
+        data.path(),
+        &launch(
+            &fake,
+            &[
+                ("PKGMIRROR__POLICY__MIN_RELEASE_AGE", "3d"),
+                ("PKGMIRROR__POLICY__RULES", "deny pypi foo ==1.0; known bad"),
+                ("PKGMIRROR__SERVER__ADMIN_TOKEN", "explain-token"),
+            ],
+        ),
+    );
+    assert_eq!(filenames(&server, "foo").await, json!([]));
+    refused(&server, &format!("/simple/foo/{}", young.filename)).await;
+
+    let url = server.url("/policy/explain?project=Foo&version=2.0");
+    assert_eq!(
+        client().get(&url).send().await.unwrap().status(),
+        401,
+        "an admin endpoint"
+    );
+    let explained: serde_json::Value = client()
+        .get(&url)
+        .bearer_auth("explain-token")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let files = explained["files"].as_array().unwrap();
+    assert_eq!(files.len(), 1, "{explained}");
+    let file = &files[0];
+    assert_eq!(file["filename"], young.filename.as_str());
+    assert_eq!(file["served"], false);
+    let outcomes: Vec<(&str, &str)> = file["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (c["check"].as_str().unwrap(), c["outcome"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        outcomes,
+        [
+            ("rule", "passed"),
+            ("exclude_newer", "not set"),
+            ("min_release_age", "held")
+        ],
+        "{explained}"
+    );
+    assert!(file["eligible_at"].is_string(), "{explained}");
+
+    let health = get_json(&server.url("/health")).await;
+    assert_eq!(health["policy"]["active"], true);
+    assert_eq!(
+        health["policy"]["held_back"],
+        json!({"age": 1, "date": 0, "rule": 1, "unknown_upload_time": 0}),
+        "{health}"
+    );
+    let home = get(&server.url("/"), "text/html").await.text().await.unwrap();
+    assert!(home.contains("1 by age, 0 by date, 1 by a rule"), "{home}");
+    let page = get(&server.url("/packages/pypi/foo"), "text/html")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("held back: held back by the policy rule"), "{page}");
+    assert!(
+        page.contains(&format!(
+            "held back: uploaded {}",
+            &young.upload_time.as_deref().unwrap()[..10]
+        )),
+        "{page}"
+    );
+    assert!(
+        !page.contains(&format!(
+            "<tr>\n<td><a class=\"download mono\" href=\"/simple/foo/{}",
+            old.filename
+        )),
+        "{page}"
+    );
+}
