@@ -122,22 +122,10 @@ pub fn merge_lists(lists: Vec<ProjectList>) -> ProjectList {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pypi::model::Hashes;
     use crate::pypi::model::{DistFile, ProjectStatus};
 
     fn file(filename: &str, index: &str) -> DistFile {
-        DistFile {
-            filename: filename.into(),
-            url: format!("https://{index}/{filename}"),
-            hashes: Hashes::new(),
-            requires_python: None,
-            yanked: None,
-            core_metadata: None,
-            gpg_sig: None,
-            size: None,
-            upload_time: None,
-            provenance: None,
-        }
+        DistFile::bare(filename, &format!("https://{index}/{filename}"))
     }
 
     fn page(name: &str, files: Vec<DistFile>, versions: Option<&[&str]>) -> ProjectPage {

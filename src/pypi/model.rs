@@ -75,6 +75,25 @@ impl DistFile {
     }
 }
 
+#[cfg(test)]
+impl DistFile {
+    /// A file with a name and a URL and nothing else known, for tests.
+    pub fn bare(filename: &str, url: &str) -> Self {
+        Self {
+            filename: filename.into(),
+            url: url.into(),
+            hashes: Hashes::new(),
+            requires_python: None,
+            yanked: None,
+            core_metadata: None,
+            gpg_sig: None,
+            size: None,
+            upload_time: None,
+            provenance: None,
+        }
+    }
+}
+
 /// PEP 792 project status.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProjectStatus {

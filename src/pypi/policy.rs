@@ -132,22 +132,14 @@ mod tests {
 
     use super::*;
     use crate::config::{PolicyConfig, UnknownUploadTime};
-    use crate::pypi::model::{DistFile, Hashes, PageMeta};
+    use crate::pypi::model::{DistFile, PageMeta};
 
     const NOW: u64 = 1_800_000_000;
 
     fn file(filename: &str, uploaded: Option<u64>) -> DistFile {
         DistFile {
-            filename: filename.into(),
-            url: format!("https://files.example/{filename}"),
-            hashes: Hashes::new(),
-            requires_python: None,
-            yanked: None,
-            core_metadata: None,
-            gpg_sig: None,
-            size: None,
             upload_time: uploaded.map(format_time),
-            provenance: None,
+            ..DistFile::bare(filename, &format!("https://files.example/{filename}"))
         }
     }
 

@@ -454,16 +454,8 @@ mod tests {
 
     fn file(filename: &str) -> DistFile {
         DistFile {
-            filename: filename.into(),
-            url: served_url(filename),
             hashes: Hashes::from_iter([("sha256".into(), SHA.into())]),
-            requires_python: None,
-            yanked: None,
-            core_metadata: None,
-            gpg_sig: None,
-            size: None,
-            upload_time: None,
-            provenance: None,
+            ..DistFile::bare(filename, &served_url(filename))
         }
     }
 

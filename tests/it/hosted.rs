@@ -357,18 +357,7 @@ async fn a_hosted_project_is_never_mixed_with_an_upstreams_files() {
     );
 
     // Every client installs the hosted version, and the upstream is not asked about the name.
-    for client in sandbox::Client::ALL {
-        if tools::require(client.tool()).is_none() {
-            continue;
-        }
-        let versions =
-            sandbox::installed_versions(client, &server.url("/simple/"), &["acme-utils"], &server).await;
-        assert_eq!(
-            versions.get("acme-utils").map(String::as_str),
-            Some("1.0"),
-            "{client:?}: {versions:?}"
-        );
-    }
+    sandbox::every_client_installs(&server.url("/simple/"), "acme-utils", "1.0", &server).await;
     assert_eq!(
         fake.hits("acme-utils/"),
         hits,

@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime};
 use serde_json::json;
 
 use crate::support::packages::{self, Dist};
-use crate::support::sandbox::{self, Client, Sandbox};
+use crate::support::sandbox::{self, Sandbox};
 use crate::support::tools::{self, Tool};
 use crate::support::*;
 
@@ -40,6 +40,13 @@ fn launch(fake: &FakeIndex, env: &[(&str, &str)]) -> Launch {
     launch
 }
 
+/// A mirror of `fake` with `env`, on a fresh data dir (kept while the server runs).
+fn start(fake: &FakeIndex, env: &[(&str, &str)]) -> (tempfile::TempDir, Server) {
+    let data = temp_dir();
+    let server = Server::start(data.path(), &launch(fake, env));
+    (data, server)
+}
+
 async fn filenames(server: &Server, project: &str) -> serde_json::Value {
     let page = get_json(&server.url(&format!("/simple/{project}/"))).await;
     page["files"]
@@ -66,11 +73,7 @@ async fn refused(server: &Server, path: &str) -> serde_json::Value {
 #[tokio::test]
 async fn a_cooldown_holds_a_young_release_back_from_every_client() {
     let (fake, old, young) = foo_upstream();
-    let data = temp_dir();
-    let server = Server::start(
-        data.path(),
-        &launch(&fake, &[("PKGMIRROR__POLICY__MIN_RELEASE_AGE", "3d")]),
-    );
+    let (_data, server) = start(&fake, &[("PKGMIRROR__POLICY__MIN_RELEASE_AGE", "3d")]);
 
     let page = get_json(&server.url("/simple/foo/")).await;
     assert_eq!(page["versions"], json!(["1.0"]), "{page}");
@@ -111,17 +114,7 @@ async fn a_cooldown_holds_a_young_release_back_from_every_client() {
     assert!(browser.text().await.unwrap().contains("min_release_age"));
 
     // Every client installs the older release; asking for the young one finds nothing.
-    for client in Client::ALL {
-        if tools::require(client.tool()).is_none() {
-            continue;
-        }
-        let versions = sandbox::installed_versions(client, &server.url("/simple/"), &["foo"], &server).await;
-        assert_eq!(
-            versions.get("foo").map(String::as_str),
-            Some("1.0"),
-            "{client:?}: {versions:?}"
-        );
-    }
+    sandbox::every_client_installs(&server.url("/simple/"), "foo", "1.0", &server).await;
     if tools::require(Tool::Pip).is_some() {
         let sandbox = Sandbox::new();
         let mut pip = sandbox.command(tools::path(Tool::Pip));
@@ -216,19 +209,15 @@ async fn a_freeze_date_and_rules_decide_before_and_beside_the_cooldown() {
     }
     packages::serve(&fake, &dists);
     let freeze = humantime::format_rfc3339_seconds(ago(2 * DAY)).to_string();
-    let data = temp_dir();
-    let server = Server::start(
-        data.path(),
-        &launch(
-            &fake,
-            &[
-                ("PKGMIRROR__POLICY__EXCLUDE_NEWER", &freeze),
-                (
-                    "PKGMIRROR__POLICY__RULES",
-                    "allow pypi foo ==2.0; hotfix,deny pypi evil; known malware",
-                ),
-            ],
-        ),
+    let (_data, server) = start(
+        &fake,
+        &[
+            ("PKGMIRROR__POLICY__EXCLUDE_NEWER", &freeze),
+            (
+                "PKGMIRROR__POLICY__RULES",
+                "allow pypi foo ==2.0; hotfix,deny pypi evil; known malware",
+            ),
+        ],
     );
     // 1.9 is after the freeze; 2.0 is too, but a rule allows it.
     assert_eq!(
@@ -276,16 +265,12 @@ async fn files_without_an_upload_time_count_from_when_the_mirror_first_saw_them(
         })
         .collect();
     fake.html("bar/", &format!("<html><body>{links}</body></html>"));
-    let data = temp_dir();
-    let server = Server::start(
-        data.path(),
-        &launch(
-            &fake,
-            &[
-                ("PKGMIRROR__POLICY__MIN_RELEASE_AGE", "3d"),
-                ("PKGMIRROR__POLICY__RULES", "allow pypi bar ==1.0"),
-            ],
-        ),
+    let (_data, server) = start(
+        &fake,
+        &[
+            ("PKGMIRROR__POLICY__MIN_RELEASE_AGE", "3d"),
+            ("PKGMIRROR__POLICY__RULES", "allow pypi bar ==1.0"),
+        ],
     );
     let before = SystemTime::now() - Duration::from_secs(1);
     let page = get_json(&server.url("/simple/bar/")).await;
@@ -361,16 +346,12 @@ async fn a_held_back_hex_release_is_refused_at_its_tarball() {
 async fn a_rule_added_in_admin_applies_at_once_and_goes_with_its_removal() {
     use crate::support::web::{self, Browser, act, sign_in};
     let (fake, old, young) = foo_upstream();
-    let data = temp_dir();
-    let server = Server::start(
-        data.path(),
-        &launch(
-            &fake,
-            &[
-                ("PKGMIRROR__POLICY__MIN_RELEASE_AGE", "3d"),
-                ("PKGMIRROR__SERVER__ADMIN_TOKEN", web::TOKEN),
-            ],
-        ),
+    let (data, server) = start(
+        &fake,
+        &[
+            ("PKGMIRROR__POLICY__MIN_RELEASE_AGE", "3d"),
+            ("PKGMIRROR__SERVER__ADMIN_TOKEN", web::TOKEN),
+        ],
     );
     assert_eq!(filenames(&server, "foo").await, json!([old.filename]));
 
@@ -410,17 +391,7 @@ async fn a_rule_added_in_admin_applies_at_once_and_goes_with_its_removal() {
         filenames(&server, "foo").await,
         json!([old.filename, young.filename])
     );
-    for client in Client::ALL {
-        if tools::require(client.tool()).is_none() {
-            continue;
-        }
-        let versions = sandbox::installed_versions(client, &server.url("/simple/"), &["foo"], &server).await;
-        assert_eq!(
-            versions.get("foo").map(String::as_str),
-            Some("2.0"),
-            "{client:?}: {versions:?}"
-        );
-    }
+    sandbox::every_client_installs(&server.url("/simple/"), "foo", "2.0", &server).await;
 
     let (_, row) = act(&mut b, &csrf, "policy-remove", &[("rule_id", "1")], "/admin").await;
     assert_eq!(row.2, "ok: rule 1 removed: allow pypi foo ==2.0; reviewed hotfix");
@@ -479,17 +450,13 @@ async fn sighup_reloads_the_policy_of_the_configuration_file() {
 #[tokio::test]
 async fn held_files_are_explained_counted_and_shown() {
     let (fake, old, young) = foo_upstream();
-    let data = temp_dir();
-    let server = Server::start(
-        data.path(),
-        &launch(
-            &fake,
-            &[
-                ("PKGMIRROR__POLICY__MIN_RELEASE_AGE", "3d"),
-                ("PKGMIRROR__POLICY__RULES", "deny pypi foo ==1.0; known bad"),
-                ("PKGMIRROR__SERVER__ADMIN_TOKEN", "explain-token"),
-            ],
-        ),
+    let (_data, server) = start(
+        &fake,
+        &[
+            ("PKGMIRROR__POLICY__MIN_RELEASE_AGE", "3d"),
+            ("PKGMIRROR__POLICY__RULES", "deny pypi foo ==1.0; known bad"),
+            ("PKGMIRROR__SERVER__ADMIN_TOKEN", "explain-token"),
+        ],
     );
     assert_eq!(filenames(&server, "foo").await, json!([]));
     refused(&server, &format!("/simple/foo/{}", young.filename)).await;

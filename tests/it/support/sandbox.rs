@@ -270,6 +270,22 @@ pub async fn installed_versions(
     installed.versions(&mut sandbox, server).await
 }
 
+/// Installs `project` with every client this machine has, each in a fresh sandbox, and checks
+/// that it came out at `version`.
+pub async fn every_client_installs(index: &str, project: &str, version: &str, server: &Server) {
+    for client in Client::ALL {
+        if tools::require(client.tool()).is_none() {
+            continue;
+        }
+        let versions = installed_versions(client, index, &[project], server).await;
+        assert_eq!(
+            versions.get(project).map(String::as_str),
+            Some(version),
+            "{client:?}: {versions:?}"
+        );
+    }
+}
+
 /// Installs `requirements` with `client` from the mirror at `index` inside `sandbox`.
 pub async fn install_in(
     sandbox: &mut Sandbox,
