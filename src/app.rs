@@ -19,7 +19,7 @@ use crate::cache::policy::{PolicyRules, compose};
 use crate::cache::simple::{Index, PypiIndexes, SimplePages};
 use crate::config::Config;
 use crate::ecosystem::Ecosystem;
-use crate::hex::{HexPublicKey, RegistryVerifier};
+use crate::hex::{HexPublicKey, HexSigningKey, RegistryVerifier};
 use crate::http;
 use crate::policy::SharedPolicy;
 use crate::state::AppState;
@@ -377,6 +377,10 @@ fn open(config: &Config, background: tokio::runtime::Handle) -> Result<Parts, Se
     let hex = if config.hex.enabled {
         let key = HexPublicKey::from_config(&config.hex.public_key)
             .map_err(|e| ServeError::Startup(format!("hex.public_key: {e}")))?;
+        let resign_key = match config.hex.resign_key.expose().trim() {
+            "" => None,
+            pem => Some(HexSigningKey::from_pem(pem).map_err(ServeError::Startup)?),
+        };
         let upstream = &config.hex.upstream_url;
         let index_id = catalogue
             .ensure_index(Ecosystem::Hex, &upstream.cache_key(), config.hex.ttl.as_secs())
@@ -390,6 +394,7 @@ fn open(config: &Config, background: tokio::runtime::Handle) -> Result<Parts, Se
                 index_id,
                 cache: page_cache,
                 policy: Arc::clone(&policy),
+                resign: resign_key,
             },
             page_store.clone(),
             catalogue.clone(),

@@ -244,6 +244,12 @@ impl Policy {
             .filter(|rule| rule.versions.is_none() && rule.action == RuleAction::Deny)
     }
 
+    /// Whether a rule (whatever the times say) holds the release back.
+    pub fn rule_denies(&self, release: &Release<'_>) -> bool {
+        self.rule_for(release)
+            .is_some_and(|rule| rule.action == RuleAction::Deny)
+    }
+
     /// The first rule that covers the release.
     fn rule_for(&self, release: &Release<'_>) -> Option<&PolicyRule> {
         self.config

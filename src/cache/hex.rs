@@ -30,7 +30,9 @@ use super::{
     CacheCounters, CacheError, CacheOutcome, UNLISTED_REFRESH_INTERVAL, blocking, check_release, unix_now,
 };
 use crate::ecosystem::Ecosystem;
-use crate::hex::{Package, RegistryFile, RegistryVerifier, RepoPath, Verified, tarball_name};
+use crate::hex::resign::{ReleaseRef, resign};
+use crate::hex::{HexSigningKey, Package, RegistryFile, RegistryVerifier, RepoPath, Verified, tarball_name};
+use crate::policy::Release;
 use crate::policy::SharedPolicy;
 use crate::storage::blob::RangeRequest;
 use crate::storage::catalogue::{FileRecord, ProjectRecord};
@@ -43,6 +45,9 @@ use crate::upstream::{
 const ECOSYSTEM: Ecosystem = Ecosystem::Hex;
 /// How long an upstream "no such file" is believed.
 const MISSING_TTL: Duration = Duration::from_secs(60);
+/// How long a re-signed registry file is served before it is made again (a cooldown that ends
+/// shows within this).
+const RESIGNED_TTL: Duration = Duration::from_secs(60);
 /// The largest docs or installer file stored.
 const MAX_OBJECT_BYTES: u64 = 1024 * 1024 * 1024;
 /// How long docs and the public key are kept before being revalidated (hex.pm says one day).
@@ -84,12 +89,19 @@ pub struct HexSettings {
     pub cache: PageCacheSettings,
     /// Which releases' tarballs may be served (`[policy]`).
     pub policy: Arc<SharedPolicy>,
+    /// `hex.resign_key`: registry files go out without the releases the policy holds back,
+    /// signed with it.
+    pub resign: Option<HexSigningKey>,
 }
 
 pub struct HexMirror {
     cache: PageCache<HexSource>,
     downloads: Arc<Downloads>,
     policy: Arc<SharedPolicy>,
+    resign: Option<HexSigningKey>,
+    /// Re-signed registry files: (path, upstream file's ETag, policy in force) → the file. They
+    /// expire after a minute, so a release whose cooldown ends shows up within one.
+    resigned: Cache<(String, String, usize), Arc<StoredPage>>,
     /// Packages whose registry file was refreshed for an unknown release lately.
     forced_refreshes: Cache<String, ()>,
 }
@@ -157,6 +169,11 @@ impl HexMirror {
             ),
             downloads,
             policy: settings.policy,
+            resign: settings.resign,
+            resigned: Cache::builder()
+                .max_capacity(1_000)
+                .time_to_live(RESIGNED_TTL)
+                .build(),
             forced_refreshes: Cache::builder()
                 .max_capacity(10_000)
                 .time_to_live(UNLISTED_REFRESH_INTERVAL)
@@ -176,10 +193,111 @@ impl HexMirror {
         )
     }
 
-    /// A registry file as the upstream sent it (see [`PageCache::get`]).
+    /// A registry file as the upstream sent it (see [`PageCache::get`]), or, with
+    /// `hex.resign_key`, without the releases the policy holds back, signed by the mirror.
     pub async fn registry(&self, file: RegistryFile) -> Result<Served, CacheError> {
         self.source().check_missing(&file.path()).await?;
-        self.cache.get(HexPage::Registry(file), PageForm::Raw).await
+        let served = self
+            .cache
+            .get(HexPage::Registry(file.clone()), PageForm::Raw)
+            .await?;
+        match &self.resign {
+            None => Ok(served),
+            Some(key) => self.resigned(file, served, key).await,
+        }
+    }
+
+    /// The mirror's public key, when it signs the registry files it serves.
+    pub fn own_public_key(&self) -> Option<&str> {
+        self.resign.as_ref().map(HexSigningKey::public_pem)
+    }
+
+    async fn resigned(
+        &self,
+        file: RegistryFile,
+        served: Served,
+        key: &HexSigningKey,
+    ) -> Result<Served, CacheError> {
+        let policy = self.policy.current();
+        let cache_key = (
+            file.path(),
+            served.page.header.etag.clone(),
+            Arc::as_ptr(&policy) as usize,
+        );
+        if let Some(page) = self.resigned.get(&cache_key).await {
+            return Ok(Served {
+                page,
+                outcome: served.outcome,
+            });
+        }
+        let catalogue = self.source().catalogue.clone();
+        let times = match &file {
+            RegistryFile::Names => HashMap::new(),
+            RegistryFile::Package(name) => {
+                let name = name.clone();
+                blocking(move || {
+                    let seen = catalogue.first_seen(ECOSYSTEM, &name)?;
+                    Ok(seen
+                        .into_iter()
+                        .map(|(filename, at)| ((name.clone(), filename), (None, Some(at))))
+                        .collect())
+                })
+                .await?
+            }
+            RegistryFile::Versions => blocking(move || catalogue.release_times(ECOSYSTEM)).await?,
+        };
+        let payload = self
+            .source()
+            .verifier
+            .payload(&file, &served.page.identity)
+            .map_err(|e| CacheError::UpstreamData(e.to_string()))?;
+        let key = key.clone();
+        let which = file.clone();
+        let gz = tokio::task::spawn_blocking(move || {
+            let now = unix_now();
+            let keep_package = |name: &str| policy.denied_project(ECOSYSTEM, name).is_none();
+            let keep = |release: &ReleaseRef<'_>| {
+                let filename = tarball_name(release.package, release.version);
+                let known = times.get(&(release.package.to_owned(), filename));
+                let uploaded_at = release.published_at.or_else(|| {
+                    known
+                        .and_then(|(time, _)| time.as_deref())
+                        .and_then(crate::policy::parse_time)
+                });
+                let asked = Release {
+                    ecosystem: ECOSYSTEM,
+                    project: release.package,
+                    version: Some(release.version),
+                    uploaded_at,
+                    first_seen: known.and_then(|(_, seen)| *seen).unwrap_or(now),
+                };
+                match (&which, known) {
+                    // `/versions` gives no times: a release whose registry file the mirror has
+                    // not read is judged by the rules alone.
+                    (RegistryFile::Versions, None) => !policy.rule_denies(&asked),
+                    _ => policy.judge(&asked, now).is_ok(),
+                }
+            };
+            resign(&which, &payload, &keep_package, &keep, &key)
+        })
+        .await
+        .map_err(|e| CacheError::Internal(e.to_string()))?
+        .map_err(CacheError::UpstreamData)?;
+        let digest = Sha256::digest(&gz);
+        let page = Arc::new(StoredPage {
+            header: PageHeader {
+                etag: format!("\"{}\"", hex::encode(&digest[..16])),
+                ..served.page.header.clone()
+            },
+            identity: Bytes::from(gz),
+            gzip: Bytes::new(),
+            zstd: Bytes::new(),
+        });
+        self.resigned.insert(cache_key, Arc::clone(&page)).await;
+        Ok(Served {
+            page,
+            outcome: served.outcome,
+        })
     }
 
     async fn refresh_registry(&self, file: RegistryFile) -> Result<Served, CacheError> {

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::values::{UpstreamUrl, duration};
+use super::values::{Secret, UpstreamUrl, duration};
 
 #[derive(Clone, Debug, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -16,6 +16,9 @@ pub struct HexConfig {
     pub ttl: Duration,
     /// PEM; empty: the built-in hex.pm key.
     pub public_key: String,
+    /// A PEM RSA private key: registry files go out without the releases the release policy
+    /// holds back, signed with it. Empty: registry files pass through as the upstream signed them.
+    pub resign_key: Secret,
 }
 
 impl Default for HexConfig {
@@ -27,6 +30,7 @@ impl Default for HexConfig {
                 .expect("the built-in hex URL is valid"),
             ttl: Duration::from_secs(30 * 60),
             public_key: String::new(),
+            resign_key: Secret::default(),
         }
     }
 }

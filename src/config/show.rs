@@ -182,6 +182,7 @@ pub(super) fn leaves(c: &Config) -> Vec<Leaf> {
         leaf("hex", "upstream_url", Str(c.hex.upstream_url.redacted())),
         leaf("hex", "ttl", Str(format_duration(c.hex.ttl))),
         leaf("hex", "public_key", Str(c.hex.public_key.clone())),
+        leaf("hex", "resign_key", Str(c.hex.resign_key.shown().to_owned())),
         leaf("log", "format", Str(c.log.format.as_str().to_owned())),
         leaf("log", "level", Str(c.log.level.clone())),
         leaf(

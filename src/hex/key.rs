@@ -99,6 +99,51 @@ impl HexPublicKey {
     }
 }
 
+/// The mirror's own key (`hex.resign_key`): registry files it changed (the release policy took
+/// releases out) are signed with it, and its public half is served at `/hex/public_key`.
+#[derive(Clone, Debug)]
+pub struct HexSigningKey {
+    key: rsa::pkcs1v15::SigningKey<Sha512>,
+    public_pem: String,
+}
+
+impl HexSigningKey {
+    /// Parses a PEM private key: PKCS#8 (`BEGIN PRIVATE KEY`) or PKCS#1 (`BEGIN RSA PRIVATE KEY`).
+    pub fn from_pem(pem: &str) -> Result<Self, String> {
+        use rsa::pkcs1::DecodeRsaPrivateKey;
+        use rsa::pkcs8::{DecodePrivateKey, EncodePublicKey, LineEnding};
+        let (label, block) = pem_block(pem)
+            .ok_or("hex.resign_key is not PEM: expected a '-----BEGIN PRIVATE KEY-----' block")?;
+        let key = match label {
+            "PRIVATE KEY" => rsa::PrivateKey::from_pkcs8_pem(&block).map_err(|e| e.to_string()),
+            "RSA PRIVATE KEY" => rsa::PrivateKey::from_pkcs1_pem(&block).map_err(|e| e.to_string()),
+            other => Err(format!(
+                "a '{other}' block; expected 'PRIVATE KEY' or 'RSA PRIVATE KEY'"
+            )),
+        }
+        .map_err(|e| format!("hex.resign_key is not an RSA private key: {e}"))?;
+        let public_pem = key
+            .to_public_key()
+            .to_public_key_pem(LineEnding::LF)
+            .map_err(|e| format!("hex.resign_key: its public key cannot be written: {e}"))?;
+        Ok(Self {
+            key: rsa::pkcs1v15::SigningKey::new(key),
+            public_pem,
+        })
+    }
+
+    /// RSASSA-PKCS1-v1_5 with SHA-512 over `payload`, as hex.pm signs.
+    pub fn sign(&self, payload: &[u8]) -> Vec<u8> {
+        use rsa::signature::{SignatureEncoding, Signer};
+        self.key.sign(payload).to_vec()
+    }
+
+    /// The public key, SPKI PEM: what clients pin to trust the mirror's registry files.
+    pub fn public_pem(&self) -> &str {
+        &self.public_pem
+    }
+}
+
 /// The label and the normalized text (LF line ends, nothing around it) of the first PEM block.
 /// The PEM decoder is strict about both, and a key pasted into a TOML string often has neither.
 fn pem_block(text: &str) -> Option<(&str, String)> {

@@ -11,6 +11,7 @@ pub mod path;
 pub mod proto;
 pub mod registry;
 pub mod release;
+pub mod resign;
 pub mod tarball;
 
 #[cfg(test)]
@@ -18,7 +19,7 @@ mod fuzz;
 #[cfg(test)]
 mod test_support;
 
-pub use key::{HEXPM_PUBLIC_KEY_PEM, HexPublicKey, KeyError};
+pub use key::{HEXPM_PUBLIC_KEY_PEM, HexPublicKey, HexSigningKey, KeyError};
 pub use name::{
     MAX_PACKAGE_NAME_LEN, MAX_VERSION_LEN, NameError, split_docs_name, split_tarball_name, tarball_name,
     validate_package_name, validate_version,

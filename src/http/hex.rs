@@ -53,6 +53,11 @@ pub async fn repository(state: web::Data<AppState>, req: HttpRequest) -> Result<
              hand their packages to every user of the mirror; configure the client to reach this \
              organisation's repository upstream directly"
         ))),
+        // Clients that pin the mirror's key fetch it here.
+        RepoPath::PublicKey if let Some(pem) = hex.own_public_key() => Ok(HttpResponse::Ok()
+            .insert_header((header::CONTENT_TYPE, "application/x-pem-file"))
+            .insert_header((header::CACHE_CONTROL, REGISTRY_CACHE_CONTROL))
+            .body(pem.to_owned())),
         other @ (RepoPath::Docs { .. } | RepoPath::PublicKey | RepoPath::Installs { .. }) => {
             let content_type = match &other {
                 RepoPath::PublicKey => "application/x-pem-file",

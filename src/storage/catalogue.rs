@@ -454,6 +454,30 @@ impl Catalogue {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
+    /// Every file of an ecosystem with its upload time and when it was first seen:
+    /// (project, filename) → (upload time as the index wrote it, unix seconds).
+    #[allow(clippy::type_complexity)]
+    pub fn release_times(
+        &self,
+        ecosystem: Ecosystem,
+    ) -> Result<HashMap<(String, String), (Option<String>, Option<u64>)>, StorageError> {
+        let conn = self.lock();
+        let mut stmt = conn.prepare_cached(
+            "SELECT p.name, f.filename, f.upload_time, f.first_seen
+             FROM files f JOIN projects p ON p.id = f.project_id WHERE p.ecosystem = ?1",
+        )?;
+        let rows = stmt.query_map(params![ecosystem], |row| {
+            Ok((
+                (row.get(0)?, row.get(1)?),
+                (
+                    row.get(2)?,
+                    row.get::<_, Option<i64>>(3)?.map(|t| t.max(0) as u64),
+                ),
+            ))
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     /// Extracted metadata for the wheels a project lists: wheel sha256 → metadata sha256.
     pub fn project_wheel_metadata(
         &self,

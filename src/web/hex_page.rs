@@ -12,6 +12,7 @@ use crate::cache::unix_now;
 use crate::ecosystem::Ecosystem;
 use crate::error::AppError;
 use crate::hex::{split_tarball_name, validate_package_name};
+use crate::policy::Release;
 use crate::state::AppState;
 
 #[derive(Serialize)]
@@ -28,6 +29,8 @@ struct ReleaseView {
     href: String,
     sha256: Option<String>,
     inner_checksum: Option<String>,
+    /// Why the release policy holds it back, and when it becomes eligible.
+    held: Option<String>,
     cached: bool,
     hits: u64,
     stored_size: String,
@@ -68,11 +71,17 @@ pub async fn package(state: web::Data<AppState>, name: String) -> Result<HttpRes
             &name,
         ));
     };
+    let policy = state.policy.current();
+    let now = unix_now();
     let mut releases: Vec<ReleaseView> = detail
         .files
         .into_iter()
         .map(|file| {
             let record = file.file;
+            let held = policy
+                .judge(&Release::of(Ecosystem::Hex, &name, &record, now), now)
+                .err()
+                .map(|hold| hold.message);
             let version = record
                 .version
                 .clone()
@@ -95,6 +104,7 @@ pub async fn package(state: web::Data<AppState>, name: String) -> Result<HttpRes
                 filename: record.filename,
                 sha256: record.sha256,
                 inner_checksum: record.inner_checksum,
+                held,
                 cached: file.cached,
                 hits: file.hits,
                 stored_size: file.stored_size.map_or_else(|| "—".into(), view::size),
@@ -110,7 +120,7 @@ pub async fn package(state: web::Data<AppState>, name: String) -> Result<HttpRes
             releases: summary.files,
             cached_files: summary.cached_files,
             cached_size: view::size(summary.cached_bytes),
-            recorded: view::relative(summary.fetched_at, unix_now()),
+            recorded: view::relative(summary.fetched_at, now),
             recorded_at: view::timestamp(summary.fetched_at),
         },
         releases,

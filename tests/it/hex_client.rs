@@ -67,6 +67,8 @@ async fn run(cmd: Command, what: String) -> Run {
 struct Rebar3User {
     dir: tempfile::TempDir,
     projects: usize,
+    /// The repository key its projects pin (PEM).
+    repo_key: &'static str,
     /// Every command run, with its output, for failure messages.
     transcript: Vec<String>,
 }
@@ -76,6 +78,7 @@ impl Rebar3User {
         let user = Rebar3User {
             dir: temp_dir(),
             projects: 0,
+            repo_key: TEST_PUBLIC_KEY,
             transcript: Vec::new(),
         };
         for sub in ["home", "cache", "tmp"] {
@@ -111,7 +114,7 @@ impl Rebar3User {
         self.projects += 1;
         let project = self.dir.path().join(format!("project{}", self.projects));
         std::fs::create_dir_all(project.join("src")).unwrap();
-        std::fs::write(project.join("rebar.config"), rebar_config()).unwrap();
+        std::fs::write(project.join("rebar.config"), rebar_config(self.repo_key)).unwrap();
         // The project is an application of its own, as `rebar3 new app` makes one.
         std::fs::write(
             project.join("src/fixapp.app.src"),
@@ -133,7 +136,7 @@ impl Rebar3User {
     async fn update(&mut self, cdn: &str) -> Run {
         let dir = self.dir.path().join("update");
         std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join("rebar.config"), rebar_config()).unwrap();
+        std::fs::write(dir.join("rebar.config"), rebar_config(self.repo_key)).unwrap();
         self.rebar3("update", &dir, cdn).await
     }
 
@@ -142,13 +145,13 @@ impl Rebar3User {
     }
 }
 
-/// `{deps, [{fixbar, "0.1.0"}]}` and the hexpm repository pinned to the fixtures' test key.
-fn rebar_config() -> String {
+/// `{deps, [{fixbar, "0.1.0"}]}` and the hexpm repository pinned to `repo_key` (PEM).
+fn rebar_config(repo_key: &str) -> String {
     format!(
         "{{erl_opts, [debug_info]}}.\n\
          {{deps, [{{fixbar, \"0.1.0\"}}]}}.\n\
          {{hex, [{{repos, [#{{name => <<\"hexpm\">>, repo_public_key => <<\"{}\">>}}]}}]}}.\n",
-        TEST_PUBLIC_KEY.trim_end()
+        repo_key.trim_end()
     )
 }
 
@@ -501,4 +504,50 @@ async fn rebar3_fails_on_registry_files_the_hex_mirror_cannot_verify() {
             .unwrap();
         assert_eq!(response.status(), 502, "{}", logs());
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The release policy, with the mirror signing the registry files it changes
+
+/// With `hex.resign_key`, `/packages/fixfoo` goes out without the release a rule holds back,
+/// signed by the mirror: rebar3, pinned to the mirror's key, resolves the older release.
+#[tokio::test]
+async fn rebar3_resolves_around_a_held_back_release_when_the_mirror_re_signs() {
+    let Some(_) = require(Tool::Rebar3) else { return };
+    const MIRROR_KEY: &str = include_str!("../fixtures/hex/other_key.pem");
+    const MIRROR_PUBLIC_KEY: &str = include_str!("../fixtures/hex/other_key.pub.pem");
+    let fake = FakeIndex::start();
+    serve(&fake, &standard());
+    let dir = temp_dir();
+    let mut launch = Launch::with_hex(&fake.root_url(), "10m");
+    launch
+        .env("PKGMIRROR__HEX__RESIGN_KEY", MIRROR_KEY)
+        .env("PKGMIRROR__POLICY__RULES", "deny hex fixfoo ==1.1.0; a bad build");
+    let server = Server::start(dir.path(), &launch);
+    let key = get(&server.url("/hex/public_key"), "*/*")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(key.trim(), MIRROR_PUBLIC_KEY.trim());
+
+    let mut user = Rebar3User::new();
+    user.repo_key = MIRROR_PUBLIC_KEY;
+    let (run, project) = user.compile(&server.url("/hex")).await;
+    assert!(
+        run.ok(),
+        "{}\n=== pkgmirror log\n{}",
+        user.transcript(),
+        server.logs()
+    );
+    let lock = std::fs::read_to_string(project.join("rebar.lock")).unwrap();
+    assert!(
+        lock.contains("{<<\"fixfoo\">>,{pkg,<<\"fixfoo\">>,<<\"1.0.0\">>}"),
+        "{lock}\n{}",
+        user.transcript()
+    );
+    let refused = get(&server.url("/hex/tarballs/fixfoo-1.1.0.tar"), "*/*").await;
+    assert_eq!(refused.status(), 403);
+    let body: serde_json::Value = refused.json().await.unwrap();
+    assert_eq!(body["rule"], "deny hex fixfoo ==1.1.0", "{body}");
 }

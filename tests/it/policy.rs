@@ -340,6 +340,16 @@ async fn a_held_back_hex_release_is_refused_at_its_tarball() {
         "{body}"
     );
     assert_eq!(fake.hits_of("/tarballs/fixfoo-1.1.0.tar"), 0);
+    let page = get(&server.url("/packages/hex/fixfoo"), "text/html")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("<tr class=\"held\">"), "{page}");
+    assert!(
+        page.contains("held back: uploaded 2024-01-01T00:00:00Z, after policy.exclude_newer"),
+        "{page}"
+    );
 }
 
 #[tokio::test]
@@ -527,4 +537,51 @@ async fn held_files_are_explained_counted_and_shown() {
         )),
         "{page}"
     );
+}
+
+/// With `hex.resign_key`, every registry file is signed by the mirror and lists no release (or
+/// package) the policy holds back.
+#[tokio::test]
+async fn re_signed_hex_registry_files_leave_held_releases_out() {
+    use pkgmirror::hex::{HexPublicKey, RegistryVerifier};
+    let fake = FakeIndex::start();
+    let repo = crate::support::hex_fixtures::standard();
+    crate::support::hex_fixtures::serve(&fake, &repo);
+    let data = temp_dir();
+    let mut launch = Launch::with_hex(&fake.root_url(), "10m");
+    launch
+        .env(
+            "PKGMIRROR__HEX__RESIGN_KEY",
+            include_str!("../fixtures/hex/other_key.pem"),
+        )
+        .env(
+            "PKGMIRROR__POLICY__RULES",
+            "deny hex fixfoo ==1.1.0,deny hex fixbaz",
+        );
+    let server = Server::start(data.path(), &launch);
+    let verifier = RegistryVerifier::new(
+        HexPublicKey::from_pem(include_str!("../fixtures/hex/other_key.pub.pem")).unwrap(),
+    );
+    let file = async |path: &str| {
+        get(&server.url(path), "*/*")
+            .await
+            .bytes()
+            .await
+            .unwrap()
+            .to_vec()
+    };
+
+    let package = verifier
+        .package("fixfoo", &file("/hex/packages/fixfoo").await)
+        .unwrap();
+    let versions: Vec<&str> = package.releases.iter().map(|r| r.version.as_str()).collect();
+    assert_eq!(versions, ["1.0.0"]);
+    let names = verifier.names(&file("/hex/names").await).unwrap();
+    let names: Vec<&str> = names.packages.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(names, ["fixbar", "fixfoo"]);
+    let listed = verifier.versions(&file("/hex/versions").await).unwrap();
+    let fixfoo = listed.packages.iter().find(|p| p.name == "fixfoo").unwrap();
+    assert_eq!(fixfoo.versions, ["1.0.0"]);
+    assert_eq!(fixfoo.retired, [0], "1.0.0 is retired upstream, and still is");
+    assert!(listed.packages.iter().all(|p| p.name != "fixbaz"));
 }
