@@ -325,7 +325,7 @@ fn open(config: &Config, background: tokio::runtime::Handle) -> Result<Parts, Se
     let mut hosted_indexes = Vec::new();
     for hosted in &config.pypi.hosted {
         let id = catalogue
-            .ensure_index(Ecosystem::Pypi, &format!("hosted:{}", hosted.name), 0)
+            .ensure_index(Ecosystem::Pypi, &HostedIndex::catalogue_url(&hosted.name), 0)
             .map_err(storage_error(data_dir::CATALOGUE_FILE))?;
         tracing::info!(index = %hosted.name, "hosted index");
         hosted_indexes.push(HostedIndex {

@@ -22,8 +22,6 @@ use crate::upstream::UrlOrigin;
 pub use super::downloads::Eviction;
 
 const ECOSYSTEM: Ecosystem = Ecosystem::Pypi;
-/// How the catalogue's rows name a hosted file's place (see `HostedIndex::url_prefix`).
-const HOSTED_URL: &str = "hosted:";
 
 /// A distribution file, or its PEP 658 core metadata.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,7 +76,7 @@ impl PypiFiles {
         range: Option<RangeRequest>,
     ) -> Result<FileAnswer, CacheError> {
         let entry = self.listed_file(view, project, filename).await?;
-        self.check_policy(project, &entry)?;
+        check_release(&self.policy.current(), &self.counters, ECOSYSTEM, project, &entry)?;
         if kind == FileKind::Metadata && !entry.has_metadata {
             return self.extracted_metadata(project, &entry).await;
         }
@@ -107,14 +105,6 @@ impl PypiFiles {
             return Ok(Eviction::NotStored);
         };
         self.downloads.evict(sha256).await
-    }
-
-    /// Whether the release policy lets the file (or its metadata) out; hosted files always go.
-    fn check_policy(&self, project: &str, entry: &FileRecord) -> Result<(), CacheError> {
-        if entry.url.starts_with(HOSTED_URL) {
-            return Ok(());
-        }
-        check_release(&self.policy.current(), &self.counters, ECOSYSTEM, project, entry)
     }
 
     /// The catalogue row of a listed file. A file not listed gets the page refreshed once (the

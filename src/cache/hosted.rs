@@ -70,16 +70,30 @@ pub struct HostedIndex {
     pub id: i64,
 }
 
+/// How the catalogue names a hosted index (`hosted:{name}`) and its files' places
+/// (`hosted:{name}/{file}`): names, not places anything fetches from (hosted files are stored
+/// blobs), and like no upstream URL.
+const HOSTED_SCHEME: &str = "hosted:";
+
+/// Whether a catalogue row's URL is a hosted file's.
+pub fn is_hosted_url(url: &str) -> bool {
+    url.starts_with(HOSTED_SCHEME)
+}
+
 impl HostedIndex {
-    /// Where the catalogue says this index's files are (a name, not a place anything fetches
-    /// from: hosted files are stored blobs).
-    pub fn url_prefix(&self) -> String {
-        format!("hosted:{}/", self.name)
+    /// The catalogue's name of the index `name`; also the key its pages' snapshots are kept
+    /// under (no upstream's key looks like this).
+    pub fn catalogue_url(name: &str) -> String {
+        format!("{HOSTED_SCHEME}{name}")
     }
 
-    /// The index key its snapshots are kept under (no upstream's key looks like this).
+    /// Where the catalogue says this index's files are.
+    pub fn url_prefix(&self) -> String {
+        format!("{}/", Self::catalogue_url(&self.name))
+    }
+
     pub fn snapshot_key(&self) -> String {
-        format!("hosted:{}", self.name)
+        Self::catalogue_url(&self.name)
     }
 }
 

@@ -199,8 +199,25 @@ impl CacheCounters {
     }
 }
 
-/// Whether the release policy lets a recorded file (a PyPI file, a hex tarball) out now; a
-/// refusal is logged, since clients show the 403 and rarely its body.
+/// Why the release policy holds a recorded file (a PyPI file, a hex tarball) back at `now`, if
+/// it does. Hosted files (the team's own uploads) are never held back.
+pub fn held_back(
+    policy: &crate::policy::Policy,
+    ecosystem: crate::ecosystem::Ecosystem,
+    project: &str,
+    entry: &crate::storage::catalogue::FileRecord,
+    now: u64,
+) -> Option<crate::policy::Hold> {
+    if !policy.is_active() || hosted::is_hosted_url(&entry.url) {
+        return None;
+    }
+    policy
+        .judge(&crate::policy::Release::of(ecosystem, project, entry, now), now)
+        .err()
+}
+
+/// Whether the release policy lets a recorded file out now (see [`held_back`]); a refusal is
+/// logged and counted, since clients show the 403 and rarely its body.
 pub(crate) fn check_release(
     policy: &crate::policy::Policy,
     counters: &CacheCounters,
@@ -208,20 +225,17 @@ pub(crate) fn check_release(
     project: &str,
     entry: &crate::storage::catalogue::FileRecord,
 ) -> Result<(), CacheError> {
-    if !policy.is_active() {
-        return Ok(());
-    }
-    let now = unix_now();
-    policy
-        .judge(&crate::policy::Release::of(ecosystem, project, entry, now), now)
-        .map_err(|hold| {
+    match held_back(policy, ecosystem, project, entry, unix_now()) {
+        None => Ok(()),
+        Some(hold) => {
             tracing::info!(file = %entry.filename, reason = %hold.message, "held back by the release policy");
             counters.count_held_back(
                 format!("{}/{project}/{}", ecosystem.as_str(), entry.filename),
                 hold.check,
             );
-            CacheError::HeldBack(hold)
-        })
+            Err(CacheError::HeldBack(hold))
+        }
+    }
 }
 
 /// Runs blocking storage work on the blocking pool.

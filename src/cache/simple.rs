@@ -273,7 +273,7 @@ impl SimplePages {
         let sources = indexes
             .iter()
             .map(|i| format!("{}={}@{}", i.config.name, i.key(), i.config.ttl.as_secs()))
-            .chain(hosted.names().map(|name| format!("hosted:{name}")))
+            .chain(hosted.names().map(HostedIndex::catalogue_url))
             .chain((strategy == ExtraIndexStrategy::FirstIndex).then(|| strategy.as_str().to_owned()))
             .chain(
                 only_from

@@ -5,6 +5,7 @@
 use actix_web::{HttpRequest, HttpResponse, web};
 
 use crate::auth::{Attempt, Failure, bearer_token, describe, is_loopback, too_many_failures};
+use crate::cache::hosted::is_hosted_url;
 use crate::cache::simple::PageRef;
 use crate::ecosystem::Ecosystem;
 use crate::error::AppError;
@@ -87,7 +88,6 @@ pub async fn explain_policy(
         })?;
     let policy = state.policy.current();
     let now = crate::cache::unix_now();
-    let hosted = detail.summary.hosted.is_some();
     let files: Vec<serde_json::Value> = detail
         .files
         .iter()
@@ -100,7 +100,7 @@ pub async fn explain_policy(
         })
         .map(|file| {
             let mut entry = serde_json::json!({"filename": file.filename, "version": file.version});
-            if hosted {
+            if is_hosted_url(&file.url) {
                 entry["served"] = true.into();
                 entry["message"] = "a hosted file: the release policy does not apply".into();
             } else {

@@ -8,11 +8,10 @@ use serde::Serialize;
 
 use super::view;
 use super::{UiError, html, render_in};
-use crate::cache::unix_now;
+use crate::cache::{held_back, unix_now};
 use crate::ecosystem::Ecosystem;
 use crate::error::AppError;
 use crate::hex::{split_tarball_name, validate_package_name};
-use crate::policy::Release;
 use crate::state::AppState;
 
 #[derive(Serialize)]
@@ -78,10 +77,7 @@ pub async fn package(state: web::Data<AppState>, name: String) -> Result<HttpRes
         .into_iter()
         .map(|file| {
             let record = file.file;
-            let held = policy
-                .judge(&Release::of(Ecosystem::Hex, &name, &record, now), now)
-                .err()
-                .map(|hold| hold.message);
+            let held = held_back(&policy, Ecosystem::Hex, &name, &record, now).map(|hold| hold.message);
             let version = record
                 .version
                 .clone()

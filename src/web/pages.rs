@@ -10,10 +10,9 @@ use serde::{Deserialize, Serialize};
 
 use super::{UiError, hex_page, html, render, render_in, view};
 use crate::cache::explorer::ListingRequest;
-use crate::cache::unix_now;
+use crate::cache::{held_back, unix_now};
 use crate::ecosystem::Ecosystem;
 use crate::error::AppError;
-use crate::policy::Release;
 use crate::pypi::name::{normalize, validate_project_name};
 use crate::state::{AppState, external_url};
 use crate::storage::browse::ProjectSort;
@@ -555,14 +554,7 @@ pub async fn project(
     let mut by_version: BTreeMap<String, Vec<FileView>> = BTreeMap::new();
     for file in detail.files {
         let record = file.file;
-        let held = (detail.summary.hosted.is_none())
-            .then(|| {
-                policy
-                    .judge(&Release::of(Ecosystem::Pypi, &name, &record, now), now)
-                    .err()
-            })
-            .flatten()
-            .map(|hold| hold.message);
+        let held = held_back(&policy, Ecosystem::Pypi, &name, &record, now).map(|hold| hold.message);
         by_version
             .entry(record.version.clone().unwrap_or_else(|| OTHER_FILES.into()))
             .or_default()

@@ -26,6 +26,14 @@ pub(crate) fn hosted_launch(data: &std::path::Path, upstream: Option<&FakeIndex>
     (token, launch)
 }
 
+/// A server as [`hosted_launch`] makes it, on a fresh data dir; with the upload token.
+fn hosted_server(upstream: Option<&FakeIndex>) -> (tempfile::TempDir, String, Server) {
+    let data = temp_dir();
+    let (token, launch) = hosted_launch(data.path(), upstream);
+    let server = Server::start(data.path(), &launch);
+    (data, token, server)
+}
+
 /// The record of `acme-utils` in the index `internal`, read from the data dir.
 fn acme_record(data: &std::path::Path) -> serde_json::Value {
     let path = data.join("records/hosted/pypi/internal/acme-utils");
@@ -223,9 +231,7 @@ async fn twine_and_uv_publish_to_a_hosted_index() {
     if !tools::require_all(&[Tool::Twine, Tool::Uv]) {
         return;
     }
-    let data = temp_dir();
-    let (token, launch) = hosted_launch(data.path(), None);
-    let server = Server::start(data.path(), &launch);
+    let (data, token, server) = hosted_server(None);
     let url = server.url("/indexes/internal/");
     let mut sandbox = Sandbox::new();
     let wheel = packages::wheel("acme-utils", "1.0", &[], Some(">=3.8"));
@@ -293,9 +299,7 @@ async fn a_hosted_project_is_never_mixed_with_an_upstreams_files() {
     let mut dists = packages::tree();
     dists.push(packages::wheel("acme-utils", "99.0", &[], None));
     packages::serve(&fake, &dists);
-    let data = temp_dir();
-    let (uploader, launch) = hosted_launch(data.path(), Some(&fake));
-    let server = Server::start(data.path(), &launch);
+    let (_data, uploader, server) = hosted_server(Some(&fake));
 
     // Before the upload, the public project is mirrored as any other.
     let before = get_json(&server.url("/simple/acme-utils/")).await;
@@ -451,9 +455,7 @@ async fn an_upload_through_one_node_installs_through_another_on_the_bucket() {
 /// installed by `pip install name==version` (PEP 592); a deleted one is gone from the page.
 #[tokio::test]
 async fn yanked_and_deleted_hosted_files_as_pip_sees_them() {
-    let data = temp_dir();
-    let (uploader, launch) = hosted_launch(data.path(), None);
-    let server = Server::start(data.path(), &launch);
+    let (data, uploader, server) = hosted_server(None);
     let http = client();
     let (one, two) = (
         packages::wheel("acme-utils", "1.0", &[], None),
@@ -550,9 +552,7 @@ async fn poetry_and_pdm_publish_to_a_hosted_index() {
     if !tools::require_all(&[Tool::Poetry, Tool::Pdm]) {
         return;
     }
-    let data = temp_dir();
-    let (token, launch) = hosted_launch(data.path(), None);
-    let server = Server::start(data.path(), &launch);
+    let (_data, token, server) = hosted_server(None);
     let url = server.url("/indexes/internal/");
     let mut sandbox = Sandbox::new();
     // One project per tool, each with its wheel built already in dist/.
