@@ -180,7 +180,10 @@ pub fn serve(config: Config, reload: Reload) -> Result<(), ServeError> {
         state,
         lock,
     } = open(&config, background.handle().clone())?;
-    let listen = config.server.listen;
+    let listen = http::listener::Addresses {
+        main: config.server.listen,
+        metrics: config.metrics.listen,
+    };
     spawn_access_flusher(state.clone(), background.handle());
     spawn_evictor(state.clone(), background.handle());
     spawn_reloader(state.clone(), background.handle(), reload);
@@ -192,12 +195,16 @@ pub fn serve(config: Config, reload: Reload) -> Result<(), ServeError> {
             disconnect: DISCONNECT_TIMEOUT,
             shutdown_grace: SHUTDOWN_GRACE,
         };
-        let (server, addr) = http::listener::bind(listen, state, timeouts)
-            .map_err(|source| ServeError::Bind { addr: listen, source })?;
+        let (server, bound) = http::listener::bind(listen, state, timeouts)
+            .map_err(|(addr, source)| ServeError::Bind { addr, source })?;
         tracing::info!(
-            "pkgmirror {} listening on http://{addr}",
-            env!("CARGO_PKG_VERSION")
+            "pkgmirror {} listening on http://{}",
+            env!("CARGO_PKG_VERSION"),
+            bound.main
         );
+        if let Some(metrics) = bound.metrics {
+            tracing::info!("metrics on http://{metrics}/metrics");
+        }
         // Returns once a signal arrived and in-flight requests finished (or the grace ran out).
         server
             .await
@@ -430,6 +437,7 @@ fn open(config: &Config, background: tokio::runtime::Handle) -> Result<Parts, Se
         request_body_timeout: config.server.request_body_timeout,
         access_hits: http::HitSampler::new(config.log.access_hit_sample),
         public_url: config.server.public_url.clone(),
+        metrics_token: config.metrics.token.clone(),
         started: Instant::now(),
     });
     Ok(Parts {

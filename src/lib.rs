@@ -16,6 +16,7 @@ pub mod error;
 mod fuzz_support;
 pub mod hex;
 pub mod http;
+pub mod metrics;
 pub mod policy;
 pub mod pypi;
 pub mod routes;

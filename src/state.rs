@@ -53,11 +53,15 @@ pub struct AppState {
     /// Which cache hits the access log writes (`log.access_hit_sample`).
     pub access_hits: crate::http::HitSampler,
     pub public_url: Option<Url>,
+    /// `metrics.token`: opens `/metrics` on the main port.
+    pub metrics_token: crate::config::Secret,
     pub started: Instant,
 }
 
 /// One upstream as `/health` and the home page show it.
 pub struct UpstreamStatus {
+    /// The index's name (`pypi.index_name`, an extra's name), or `hex`.
+    pub name: String,
     /// Redacted URL.
     pub url: String,
     /// `main` or `extra` (PyPI indexes, in configured order), or `hex`.
@@ -156,14 +160,25 @@ impl AppState {
     pub async fn status(&self) -> StatusSnapshot {
         let pypi = self.pages.health_reports();
         let upstream_configured = !pypi.is_empty();
-        let roles = (0..pypi.len()).map(|i| if i == 0 { "main" } else { "extra" });
-        let hex = self.hex.as_ref().map(|hex| (hex.health_report(), "hex"));
-        let upstreams = pypi
+        let mut upstreams: Vec<UpstreamStatus> = pypi
             .into_iter()
-            .zip(roles)
-            .chain(hex)
-            .map(|((url, report), role)| UpstreamStatus { url, role, report })
+            .enumerate()
+            .map(|(i, (name, url, report))| UpstreamStatus {
+                name,
+                url,
+                role: if i == 0 { "main" } else { "extra" },
+                report,
+            })
             .collect();
+        if let Some(hex) = &self.hex {
+            let (url, report) = hex.health_report();
+            upstreams.push(UpstreamStatus {
+                name: "hex".to_owned(),
+                url,
+                role: "hex",
+                report,
+            });
+        }
         let (storage_backend, storage) = self.downloads.storage_health().await;
         StatusSnapshot {
             upstream_configured,

@@ -24,11 +24,13 @@ export PKGMIRROR_REQUIRE_TOOLS=1
 # venv outside the clone, at exact versions, and are installed only when missing or at another
 # version (twine publishes to hosted indexes). pdm[locked] pins pdm's own dependencies to the set
 # its release was tested with. moto's standalone server is the S3-compatible bucket the S3 tests
-# run against (tests/it/support/s3_server.rs).
+# run against (tests/it/support/s3_server.rs). prometheus-client's OpenMetrics parser reads
+# what /metrics sends Prometheus (tests/it/metrics.rs).
 step "python clients"
 venv="${PKGMIRROR_TEST_VENV:-$HOME/.cache/pkgmirror/venv}"
 export PKGMIRROR_TEST_VENV="$venv"
-clients=(pip==26.3 uv==0.13.9 poetry==2.5.1 "pdm[locked]==2.29.3" twine==6.2.0 "moto[server]==5.2.5")
+clients=(pip==26.3 uv==0.13.9 poetry==2.5.1 "pdm[locked]==2.29.3" twine==6.2.0 "moto[server]==5.2.5"
+    prometheus-client==0.26.0)
 if ! "$venv/bin/python" -m pip --version >/dev/null 2>&1; then
     python3 -m venv --clear "$venv"
 fi
@@ -148,6 +150,23 @@ if [ ! -x "$PKGMIRROR_TEST_REBAR3" ]; then
     rm -rf "$rebar3_deb"
 fi
 "$PKGMIRROR_TEST_REBAR3" version
+
+# promtool checks what /metrics serves (tests/it/metrics.rs): Debian's prometheus package
+# unpacked outside the clone (installing it would start a Prometheus server), only when missing.
+step "promtool"
+prometheus_dir="${PKGMIRROR_TEST_PROMETHEUS_DIR:-$HOME/.cache/pkgmirror/prometheus}"
+export PKGMIRROR_TEST_PROMTOOL="$prometheus_dir/usr/bin/promtool"
+if [ ! -x "$PKGMIRROR_TEST_PROMTOOL" ]; then
+    prometheus_deb="$(mktemp -d)"
+    (cd "$prometheus_deb" && apt-get download prometheus) ||
+        { as_root apt-get update -qq && (cd "$prometheus_deb" && apt-get download prometheus); }
+    dpkg -x "$prometheus_deb"/prometheus_*.deb "$prometheus_deb/root"
+    rm -rf "$prometheus_dir"
+    mkdir -p "$(dirname "$prometheus_dir")"
+    mv "$prometheus_deb/root" "$prometheus_dir"
+    rm -rf "$prometheus_deb"
+fi
+"$PKGMIRROR_TEST_PROMTOOL" --version | head -1
 
 step "format"
 cargo fmt --all -- --check

@@ -143,12 +143,12 @@ pub fn presented_token(req: &HttpRequest) -> Option<String> {
     (!token.is_empty()).then(|| token.to_owned())
 }
 
-/// Whether `presented` is the configured admin token (never true when none is configured).
-fn token_matches(admin_token: &Secret, presented: &str) -> bool {
+/// Whether `presented` is the configured token (never true when none is configured).
+pub fn token_matches(configured: &Secret, presented: &str) -> bool {
     // Comparing digests keeps the comparison constant-time even in the token's length.
-    !admin_token.is_empty()
+    !configured.is_empty()
         && bool::from(
-            Sha256::digest(presented.as_bytes()).ct_eq(&Sha256::digest(admin_token.expose().as_bytes())),
+            Sha256::digest(presented.as_bytes()).ct_eq(&Sha256::digest(configured.expose().as_bytes())),
         )
 }
 

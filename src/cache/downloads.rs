@@ -21,6 +21,7 @@ use super::ingest::{Ingest, IngestError, Kept, SizeLimit, Staged};
 use super::maintenance::Evictor;
 use super::spool::{Spool, SpoolStream};
 use super::{CacheCounters, CacheError, CacheOutcome, blocking, unix_now};
+use crate::metrics::{Flight, METRICS};
 use crate::storage::Catalogue;
 use crate::storage::blob::{BlobBody, BlobError, BlobStore, RangeRequest};
 use crate::storage::catalogue::BlobAccess;
@@ -230,6 +231,7 @@ impl Downloads {
         after_verify: Option<AfterVerify>,
     ) -> Result<Arc<Spool>, CacheError> {
         if let Some(download) = self.in_progress(&key) {
+            METRICS.joined(Flight::Download);
             return Ok(download);
         }
         let limit = source
@@ -247,6 +249,7 @@ impl Downloads {
             if let Some(existing) = downloads.get(&key) {
                 // Another request started the same download meanwhile: use it, drop ours
                 // (dropping an uncommitted blob removes its spool).
+                METRICS.joined(Flight::Download);
                 return Ok(Arc::clone(existing));
             }
             downloads.insert(key.clone(), Arc::clone(&download));

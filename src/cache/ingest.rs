@@ -136,7 +136,7 @@ impl Staged {
                 "the upstream announces {announced} bytes but the index says {expected}"
             )));
         }
-        let body = response.bytes_stream().map(|chunk| {
+        let body = crate::upstream::body_stream(response).map(|chunk| {
             chunk.map_err(|e| match e.is_timeout() {
                 true => IngestError::TimedOut(format!("the upstream stopped sending: {}", e.without_url())),
                 false => IngestError::Upstream(format!("the upstream connection broke: {}", e.without_url())),
@@ -198,6 +198,7 @@ impl Staged {
         let verified = digest == sha256;
         match writer.commit(&sha256).await {
             Ok(size) => {
+                ingest.counters.count_stored(size);
                 let (catalogue, store) = (ingest.catalogue.clone(), ingest.store.name());
                 let key = sha256.clone();
                 if let Err(e) = blocking(move || catalogue.record_blob(&key, size, store, unix_now())).await {

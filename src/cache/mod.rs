@@ -94,6 +94,8 @@ pub struct CacheCounters {
     download_failures: AtomicU64,
     hash_mismatches: AtomicU64,
     unstored: AtomicU64,
+    stored_blobs: AtomicU64,
+    stored_bytes: AtomicU64,
     held_back: HeldBack,
 }
 
@@ -124,6 +126,9 @@ pub struct CounterSnapshot {
     pub hash_mismatches: u64,
     /// Downloads served to their clients but not kept: the blob store failed at commit.
     pub unstored: u64,
+    /// Blobs written to the blob store since start (downloads and uploads), and their bytes.
+    pub stored_blobs: u64,
+    pub stored_bytes: u64,
     pub held_back: HeldCounts,
 }
 
@@ -152,6 +157,11 @@ impl CacheCounters {
 
     pub fn count_unstored(&self) {
         self.unstored.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn count_stored(&self, bytes: u64) {
+        self.stored_blobs.fetch_add(1, Ordering::Relaxed);
+        self.stored_bytes.fetch_add(bytes, Ordering::Relaxed);
     }
 
     /// A file (`ecosystem/project/filename`) the release policy held back.
@@ -194,6 +204,8 @@ impl CacheCounters {
             download_failures: self.download_failures.load(Ordering::Relaxed),
             hash_mismatches: self.hash_mismatches.load(Ordering::Relaxed),
             unstored: self.unstored.load(Ordering::Relaxed),
+            stored_blobs: self.stored_blobs.load(Ordering::Relaxed),
+            stored_bytes: self.stored_bytes.load(Ordering::Relaxed),
             held_back: self.held_counts(),
         }
     }

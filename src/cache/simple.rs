@@ -313,12 +313,13 @@ impl SimplePages {
         }
     }
 
-    pub fn health_reports(&self) -> Vec<(String, IndexHealthReport)> {
+    /// Each upstream index's name, redacted URL and health.
+    pub fn health_reports(&self) -> Vec<(String, String, IndexHealthReport)> {
         self.cache
             .source()
             .indexes
             .iter()
-            .map(|i| (i.config.url.redacted(), i.health.report()))
+            .map(|i| (i.config.name.clone(), i.config.url.redacted(), i.health.report()))
             .collect()
     }
 

@@ -47,6 +47,7 @@ where
         let flight = {
             let mut flights = self.flights.lock().unwrap_or_else(|p| p.into_inner());
             if let Some(flight) = flights.get(&key) {
+                crate::metrics::METRICS.joined(crate::metrics::Flight::Page);
                 flight.clone()
             } else {
                 let fut = work();

@@ -5,7 +5,7 @@
 //! module of the program that reads environment variables, so everything
 //! else can be tested with plain values.
 //!
-//! One file per section (`server`, `storage`, `pypi`, `hex`, `log`) holds its
+//! One file per section (`server`, `storage`, `pypi`, `hex`, `log`, `policy`, `metrics`) holds its
 //! keys and their defaults; `values` the value types and forms the sections
 //! share (secrets, upstream URLs, durations, sizes); `layers` the loading and
 //! the checks that span keys; `show` what `config show` prints.
@@ -13,6 +13,7 @@
 mod hex;
 mod layers;
 mod log;
+mod metrics;
 mod policy;
 mod pypi;
 mod server;
@@ -27,6 +28,7 @@ use serde::Deserialize;
 pub use hex::HexConfig;
 pub use layers::{CliOverrides, ConfigError, Loaded, Source, load, load_from};
 pub use log::{LogConfig, LogFormat};
+pub use metrics::MetricsConfig;
 pub use policy::{PolicyConfig, PolicyRule, RuleAction, UnknownUploadTime};
 pub use pypi::{ExtraIndexStrategy, HostedIndexConfig, IndexConfig, OnlyFrom, PypiConfig, valid_index_name};
 pub use server::{IpRange, ServerConfig};
@@ -44,6 +46,7 @@ pub struct Config {
     pub hex: HexConfig,
     pub log: LogConfig,
     pub policy: PolicyConfig,
+    pub metrics: MetricsConfig,
 }
 
 #[cfg(test)]

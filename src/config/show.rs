@@ -190,6 +190,12 @@ pub(super) fn leaves(c: &Config) -> Vec<Leaf> {
             "access_hit_sample",
             Str(c.log.access_hit_sample.to_string()),
         ),
+        leaf(
+            "metrics",
+            "listen",
+            Str(c.metrics.listen.map(|a| a.to_string()).unwrap_or_default()),
+        ),
+        leaf("metrics", "token", Str(c.metrics.token.shown().to_owned())),
     ]
 }
 

@@ -30,13 +30,93 @@ pub struct ConnectionTimeouts {
     pub shutdown_grace: Duration,
 }
 
-/// Binds `listen` (backlog 1024, as actix-web's `HttpServer`) and returns the server to run with
-/// the address it got (`listen` may ask for port 0).
+/// What a listener serves: `routes::configure`, or the metrics listener's one route.
+type RouteTable = fn(&mut web::ServiceConfig);
+
+/// Where the server listens.
+#[derive(Debug, Clone, Copy)]
+pub struct Addresses {
+    /// Everything but what `metrics` takes.
+    pub main: SocketAddr,
+    /// `/metrics` alone (`metrics.listen`).
+    pub metrics: Option<SocketAddr>,
+}
+
+/// Binds the addresses (backlog 1024, as actix-web's `HttpServer`) and returns the server to run
+/// with the addresses it got (either may ask for port 0). An error names the address it concerns.
 pub fn bind(
-    listen: SocketAddr,
+    listen: Addresses,
     state: web::Data<AppState>,
     timeouts: ConnectionTimeouts,
-) -> std::io::Result<(Server, SocketAddr)> {
+) -> Result<(Server, Addresses), (SocketAddr, std::io::Error)> {
+    let main = tcp_listener(listen.main).map_err(|e| (listen.main, e))?;
+    let metrics = match listen.metrics {
+        Some(addr) => Some(tcp_listener(addr).map_err(|e| (addr, e))?),
+        None => None,
+    };
+    let bound = Addresses {
+        main: main.local_addr().map_err(|e| (listen.main, e))?,
+        metrics: metrics.as_ref().and_then(|l| l.local_addr().ok()),
+    };
+    let mut builder = Server::build().shutdown_timeout(timeouts.shutdown_grace.as_secs());
+    let shutdown = builder.graceful_shutdown_signal();
+    let routes: [(&str, Option<std::net::TcpListener>, RouteTable); 2] = [
+        ("pkgmirror", Some(main), crate::routes::configure),
+        ("metrics", metrics, crate::http::configure_metrics_listener),
+    ];
+    for (name, listener, configure) in routes {
+        let Some(listener) = listener else { continue };
+        let addr = listener.local_addr().map_err(|e| (listen.main, e))?;
+        let state = state.clone();
+        let shutdown = shutdown.clone();
+        builder = builder
+            .listen(name, listener, move || {
+                let shutdown = shutdown.clone();
+                let app = App::new()
+                    .app_data(state.clone())
+                    .wrap(Condition::new(!state.anonymous_read, from_fn(super::read_access)))
+                    .wrap(from_fn(super::body_deadline))
+                    .wrap(from_fn(super::html_errors))
+                    .wrap(from_fn(super::access_log))
+                    .wrap(from_fn(super::measure))
+                    .configure(configure);
+                // The host stands in for requests without a `Host` header, as `HttpServer` sets it.
+                // actix-web builds an `AppConfig` only through this hidden constructor; Cargo.lock pins it.
+                let app_config = AppConfig::__priv_test_new(false, addr.to_string(), addr);
+                let http = HttpService::build()
+                    // Idle keep-alive connections close at once on shutdown instead of holding it up.
+                    .graceful_shutdown_signal(move || {
+                        let shutdown = shutdown.clone();
+                        async move { shutdown.notified().await }
+                    })
+                    .client_request_timeout(timeouts.request_head)
+                    .client_disconnect_timeout(timeouts.disconnect)
+                    .local_addr(addr)
+                    .h1(map_config(app, move |()| app_config.clone()))
+                    .tcp();
+                apply_fn_factory(http, |io: tokio::net::TcpStream, connection| {
+                    let peer = io.peer_addr().ok();
+                    // A stored file goes out as headers, then body chunks: with Nagle on, a keep-alive
+                    // client's delayed ACK stalls each such response by up to 40 ms. (The HTTP/1 service
+                    // ignores its own `tcp_nodelay` setting, so it is set here.)
+                    if let Err(e) = io.set_nodelay(true) {
+                        tracing::debug!(error = %e, "could not set TCP_NODELAY");
+                    }
+                    let served = connection.call(io);
+                    async move {
+                        if let Err(e) = served.await {
+                            log_connection_end(peer, &e);
+                        }
+                        Ok::<(), DispatchError>(())
+                    }
+                })
+            })
+            .map_err(|e| (addr, e))?;
+    }
+    Ok((builder.run(), bound))
+}
+
+fn tcp_listener(listen: SocketAddr) -> std::io::Result<std::net::TcpListener> {
     let socket = match listen {
         SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
         SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
@@ -44,52 +124,7 @@ pub fn bind(
     // A restart must not wait for the old process's connections in TIME_WAIT.
     socket.set_reuseaddr(true)?;
     socket.bind(listen)?;
-    let listener = socket.listen(1024)?.into_std()?;
-    let addr = listener.local_addr()?;
-
-    let mut builder = Server::build().shutdown_timeout(timeouts.shutdown_grace.as_secs());
-    let shutdown = builder.graceful_shutdown_signal();
-    builder = builder.listen("pkgmirror", listener, move || {
-        let shutdown = shutdown.clone();
-        let app = App::new()
-            .app_data(state.clone())
-            .wrap(Condition::new(!state.anonymous_read, from_fn(super::read_access)))
-            .wrap(from_fn(super::body_deadline))
-            .wrap(from_fn(super::html_errors))
-            .wrap(from_fn(super::access_log))
-            .configure(crate::routes::configure);
-        // The host stands in for requests without a `Host` header, as `HttpServer` sets it.
-        // actix-web builds an `AppConfig` only through this hidden constructor; Cargo.lock pins it.
-        let app_config = AppConfig::__priv_test_new(false, addr.to_string(), addr);
-        let http = HttpService::build()
-            // Idle keep-alive connections close at once on shutdown instead of holding it up.
-            .graceful_shutdown_signal(move || {
-                let shutdown = shutdown.clone();
-                async move { shutdown.notified().await }
-            })
-            .client_request_timeout(timeouts.request_head)
-            .client_disconnect_timeout(timeouts.disconnect)
-            .local_addr(addr)
-            .h1(map_config(app, move |()| app_config.clone()))
-            .tcp();
-        apply_fn_factory(http, |io: tokio::net::TcpStream, connection| {
-            let peer = io.peer_addr().ok();
-            // A stored file goes out as headers, then body chunks: with Nagle on, a keep-alive
-            // client's delayed ACK stalls each such response by up to 40 ms. (The HTTP/1 service
-            // ignores its own `tcp_nodelay` setting, so it is set here.)
-            if let Err(e) = io.set_nodelay(true) {
-                tracing::debug!(error = %e, "could not set TCP_NODELAY");
-            }
-            let served = connection.call(io);
-            async move {
-                if let Err(e) = served.await {
-                    log_connection_end(peer, &e);
-                }
-                Ok::<(), DispatchError>(())
-            }
-        })
-    })?;
-    Ok((builder.run(), addr))
+    socket.listen(1024)?.into_std()
 }
 
 /// Logs a connection that ended in an error, with its peer: a client that broke the protocol is a

@@ -18,6 +18,7 @@ use actix_web::middleware::Next;
 use actix_web::{Error, HttpResponse};
 
 use crate::error::AppError;
+use crate::metrics::METRICS;
 
 /// Which successful cache hits get an access-log line: one in `log.access_hit_sample`, the
 /// first included. Hits are most requests under load, and each alike.
@@ -84,6 +85,87 @@ pub async fn access_log(
         tracing::info!(target: "pkgmirror::access", %method, %path, status, cache, duration_ms, peer, "request");
     }
     Ok(response)
+}
+
+/// Counts every request in the metrics: route group, method, status and time to the response
+/// head; and the body bytes sent, when the body is done (or dropped by a client that left).
+pub async fn measure(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, Error> {
+    let started = Instant::now();
+    let route = crate::routes::group(req.path());
+    let method = req.method().clone();
+    let response = next.call(req).await?;
+    METRICS.request(
+        route,
+        method.as_str(),
+        response.status().as_u16(),
+        started.elapsed(),
+    );
+    let cache = crate::metrics::cache_label(response.headers().get("x-cache").and_then(|v| v.to_str().ok()));
+    Ok(response.map_body(move |_, body| {
+        BoxBody::new(CountedBody {
+            body: body.boxed(),
+            tally: Tally {
+                route,
+                cache,
+                sent: 0,
+            },
+        })
+    }))
+}
+
+/// A response body that adds the bytes it gave out to the metrics when it ends.
+struct CountedBody {
+    body: BoxBody,
+    tally: Tally,
+}
+
+/// What a [`CountedBody`] sent; counted when dropped, however the body ended.
+struct Tally {
+    route: crate::metrics::RouteGroup,
+    cache: &'static str,
+    sent: u64,
+}
+
+impl Drop for Tally {
+    fn drop(&mut self) {
+        if self.sent > 0 {
+            METRICS.served(self.route, self.cache, self.sent);
+        }
+    }
+}
+
+impl MessageBody for CountedBody {
+    type Error = Box<dyn std::error::Error>;
+
+    fn size(&self) -> actix_web::body::BodySize {
+        self.body.size()
+    }
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<bytes::Bytes, Self::Error>>> {
+        let polled = std::pin::Pin::new(&mut self.body).poll_next(cx);
+        if let std::task::Poll::Ready(Some(Ok(chunk))) = &polled {
+            self.tally.sent += chunk.len() as u64;
+        }
+        polled
+    }
+
+    fn try_into_bytes(self) -> Result<bytes::Bytes, Self> {
+        // A body known whole (a page from memory) goes out in one write.
+        let Self { body, mut tally } = self;
+        match body.try_into_bytes() {
+            Ok(bytes) => {
+                tally.sent += bytes.len() as u64;
+                Ok(bytes)
+            }
+            Err(body) => Err(Self { body, tally }),
+        }
+    }
 }
 
 /// Whether the request announces a body.
@@ -158,6 +240,7 @@ pub async fn read_access(
 ) -> Result<ServiceResponse<BoxBody>, Error> {
     let path = req.path();
     let open = path == "/health"
+        || path == "/metrics"
         || path.starts_with("/static/")
         || path == "/admin"
         || path.starts_with("/admin/")

@@ -6,6 +6,7 @@ mod files;
 mod health;
 mod hex;
 pub mod listener;
+pub mod metrics;
 mod middleware;
 mod representation;
 mod simple;
@@ -15,7 +16,7 @@ use actix_web::{HttpRequest, web};
 
 use crate::error::AppError;
 
-pub use middleware::{HitSampler, access_log, body_deadline, html_errors, read_access};
+pub use middleware::{HitSampler, access_log, body_deadline, html_errors, measure, read_access};
 
 /// The methods of a path answered by GET and HEAD.
 pub(crate) const GET_HEAD: &str = "GET, HEAD";
@@ -62,11 +63,18 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(resource("/cache/list", "DELETE").route(web::delete().to(admin::forget_list)))
         .service(resource("/cache/{project}", "DELETE").route(web::delete().to(admin::forget_project)))
         .service(get_head("/health", health::health))
+        .service(get_head("/metrics", metrics::with_token))
         .service(get_head("/policy/explain", admin::explain_policy));
     // Hosted indexes take uploads at their own root, as twine's --repository-url names it.
     for path in ["/indexes/{name}/", "/indexes/{name}"] {
         cfg.service(resource(path, "POST").route(web::post().to(upload::upload)));
     }
+}
+
+/// The routes of `metrics.listen`: `/metrics` alone, open.
+pub fn configure_metrics_listener(cfg: &mut web::ServiceConfig) {
+    cfg.service(get_head("/metrics", metrics::scrape))
+        .default_service(web::to(not_found));
 }
 
 /// What answers a path no route takes.

@@ -68,9 +68,7 @@ impl FileClient {
         let response = match origin {
             UrlOrigin::IndexPage => {
                 check_url(&parsed, self.allow_private).map_err(|reason| refused(&shown, &reason))?;
-                self.http
-                    .get(parsed)
-                    .send()
+                super::send_counted(self.http.get(parsed.clone()), &parsed)
                     .await
                     .map_err(|e| super::transport_error(&shown, e))?
             }

@@ -33,6 +33,8 @@ pub enum IndexState {
 }
 
 impl IndexState {
+    pub const ALL: [Self; 4] = [Self::Unknown, Self::Up, Self::Down, Self::Unreadable];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Unknown => "unknown",
@@ -94,6 +96,8 @@ impl Default for IndexHealth {
 #[derive(Debug, Clone, Serialize)]
 pub struct IndexHealthReport {
     pub state: IndexState,
+    /// Whether the index is left alone for now after a failure (stale copies are served).
+    pub backing_off: bool,
     pub last_success: Option<String>,
     pub last_failure: Option<String>,
     pub last_error: Option<String>,
@@ -162,6 +166,7 @@ impl IndexHealth {
         };
         IndexHealthReport {
             state: state_now,
+            backing_off: self.breaker.is_open(),
             last_success: state.last_success.map(rfc3339),
             last_failure: failure.map(|f| rfc3339(f.at)),
             last_error: failure.map(|f| f.error.clone()),

@@ -22,6 +22,7 @@ pub use health::{FailureKind, IndexHealth, IndexHealthReport, IndexState};
 pub use hex::{HexClient, HexFetched};
 
 use crate::config::{IndexConfig, PypiConfig};
+use crate::metrics::{METRICS, UpstreamOutcome, upstream_label};
 use redirect::Follower;
 
 /// Which formats a page is asked for in.
@@ -223,7 +224,7 @@ async fn read_capped(
     // Not more up front than a page may have: a Content-Length is the upstream's claim.
     let capacity = expected.map_or(64 * 1024, |len| len.min(limit)) as usize;
     let mut body = BytesMut::with_capacity(capacity);
-    let mut stream = response.bytes_stream();
+    let mut stream = body_stream(response);
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(|e| match e.is_timeout() {
             true => transport_error(index, e),
@@ -235,6 +236,29 @@ async fn read_capped(
         body.extend_from_slice(&chunk);
     }
     Ok(body.freeze())
+}
+
+/// Sends `request` for `url`, counting it in the metrics under the URL's host.
+async fn send_counted(request: reqwest::RequestBuilder, url: &Url) -> reqwest::Result<Response> {
+    let started = std::time::Instant::now();
+    let sent = request.send().await;
+    let outcome = match &sent {
+        Ok(response) => UpstreamOutcome::Status(response.status().as_u16()),
+        Err(e) if e.is_timeout() => UpstreamOutcome::Timeout,
+        Err(_) => UpstreamOutcome::Error,
+    };
+    METRICS.upstream_request(&upstream_label(url), outcome, started.elapsed());
+    sent
+}
+
+/// An upstream response's body as a stream, its bytes counted in the metrics.
+pub fn body_stream(response: Response) -> impl futures::Stream<Item = reqwest::Result<Bytes>> {
+    let received = METRICS.upstream_received(&upstream_label(response.url()));
+    response.bytes_stream().inspect(move |chunk| {
+        if let Ok(chunk) = chunk {
+            received.inc_by(chunk.len() as u64);
+        }
+    })
 }
 
 pub(crate) fn transport_error(index: &str, err: reqwest::Error) -> UpstreamError {

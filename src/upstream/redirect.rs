@@ -100,7 +100,7 @@ impl Follower {
             if let Some(deadline) = deadline {
                 request = request.timeout(deadline.saturating_sub(started.elapsed()));
             }
-            let response = request.send().await.map_err(|e| match hop {
+            let response = super::send_counted(request, &url).await.map_err(|e| match hop {
                 Hop::Configured => super::transport_error(name, e),
                 Hop::Elsewhere => super::transport_error(&redact(url.as_str()), e),
             })?;

@@ -13,6 +13,7 @@ mod index_servers;
 mod index_views;
 mod live;
 mod maintenance;
+mod metrics;
 mod policy;
 mod proxies;
 mod real_clients;

@@ -70,6 +70,7 @@ async fn tiered_writes_both_tiers_evicts_locally_and_fills_from_s3() {
     let mut launch = launch(&fake, &s3, &bucket, "tiered");
     // Room for one file in the local tier.
     launch.env("PKGMIRROR__STORAGE__MAX_SIZE", "1MB");
+    launch.env("PKGMIRROR__METRICS__TOKEN", "scrape");
     let server = Server::start(dir.path(), &launch);
 
     let (status, cache, body) = fetch(&server, "demo-1.0.tar.gz").await;
@@ -108,6 +109,29 @@ async fn tiered_writes_both_tiers_evicts_locally_and_fills_from_s3() {
     assert!(tier["fills"].as_u64() >= Some(1), "{tier}");
     assert!(tier["evicted"].as_u64() >= Some(1), "{tier}");
     assert!(tier["bytes"].as_u64() <= Some(1_000_000), "{tier}");
+
+    // The metrics count the S3 operations and the local tier's work.
+    let scrape = client()
+        .get(server.url("/metrics"))
+        .bearer_auth("scrape")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let samples = crate::metrics::Samples::parse(&scrape);
+    let s3_ok = |operation| {
+        samples.sum(
+            "pkgmirror_s3_operations_total",
+            &[("operation", operation), ("outcome", "ok")],
+        )
+    };
+    assert!(s3_ok("PutObject") >= 2.0, "{scrape}");
+    assert!(s3_ok("GetObject") >= 1.0, "{scrape}");
+    assert!(samples.sum("pkgmirror_local_tier_fills_total", &[("outcome", "ok")]) >= 1.0);
+    assert!(samples.sum("pkgmirror_evicted_blobs_total", &[]) >= 1.0);
+    assert_eq!(samples.sum("pkgmirror_storage_up", &[("backend", "tiered")]), 1.0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

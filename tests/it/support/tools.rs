@@ -37,6 +37,8 @@ pub enum Tool {
     Playwright,
     /// `node` on `PATH`.
     Node,
+    /// Prometheus's `promtool`: `PKGMIRROR_TEST_PROMTOOL`, else on `PATH`.
+    Promtool,
 }
 
 /// The path of `tool`. When it is missing, prints `skipped: <test>: <why> (run bash
@@ -138,6 +140,12 @@ fn locate(tool: Tool) -> Result<PathBuf, String> {
             Ok(dir)
         }
         Tool::Node => on_path("node").ok_or_else(|| "node is not installed (none on PATH)".into()),
+        Tool::Promtool => match std::env::var_os("PKGMIRROR_TEST_PROMTOOL").filter(|v| !v.is_empty()) {
+            Some(path) => existing("promtool (PKGMIRROR_TEST_PROMTOOL)", PathBuf::from(path)),
+            None => on_path("promtool").ok_or_else(|| {
+                "promtool is not installed (PKGMIRROR_TEST_PROMTOOL is unset, none on PATH)".into()
+            }),
+        },
     }
 }
 

@@ -6,12 +6,15 @@ use std::time::Duration;
 
 use aws_config::{ConfigLoader, SdkConfig};
 use aws_sdk_s3::Client;
+use aws_sdk_s3::config::interceptors::FinalizerInterceptorContextRef;
 use aws_sdk_s3::config::retry::RetryConfig;
 use aws_sdk_s3::config::timeout::TimeoutConfig;
 use aws_sdk_s3::config::{
-    BehaviorVersion, Region, RequestChecksumCalculation, ResponseChecksumValidation,
-    StalledStreamProtectionConfig,
+    BehaviorVersion, ConfigBag, Intercept, Region, RequestChecksumCalculation, ResponseChecksumValidation,
+    RuntimeComponents, StalledStreamProtectionConfig,
 };
+use aws_smithy_runtime_api::box_error::BoxError;
+use aws_smithy_runtime_api::client::orchestrator::Metadata;
 
 use crate::config::S3Config;
 
@@ -50,8 +53,31 @@ pub(super) fn build(shared: &SdkConfig, config: &S3Config) -> Client {
                 .build(),
         )
         .retry_config(RetryConfig::standard().with_max_attempts(2))
+        .interceptor(CountOperations)
         .build();
     Client::from_conf(s3_config)
+}
+
+/// Counts every S3 operation, once its retries are done, in the metrics.
+#[derive(Debug)]
+struct CountOperations;
+
+impl Intercept for CountOperations {
+    fn name(&self) -> &'static str {
+        "pkgmirror-metrics"
+    }
+
+    fn read_after_execution(
+        &self,
+        context: &FinalizerInterceptorContextRef<'_>,
+        _components: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let operation = cfg.load::<Metadata>().map_or("unknown", Metadata::name);
+        let ok = matches!(context.output_or_error(), Some(Ok(_)));
+        crate::metrics::METRICS.s3_operation(operation, ok);
+        Ok(())
+    }
 }
 
 #[cfg(test)]
