@@ -136,9 +136,15 @@ fn limit_allocator_arenas() {
 /// Reads the configuration again (for SIGHUP): the same file, environment and flags.
 pub type Reload = Box<dyn Fn() -> Result<Config, String> + Send + Sync>;
 
-/// On SIGHUP, reads the configuration again and puts its `[policy]` in force. (Other keys
-/// need a restart.) Registered before the server starts, so a SIGHUP never ends the process.
-fn spawn_reloader(state: web::Data<AppState>, runtime: &tokio::runtime::Handle, reload: Reload) {
+/// On SIGHUP, reads the configuration again and puts its `[policy]` in force, and reads the TLS
+/// certificate again. (Other keys need a restart.) Registered before the server starts, so a
+/// SIGHUP never ends the process.
+fn spawn_reloader(
+    state: web::Data<AppState>,
+    runtime: &tokio::runtime::Handle,
+    reload: Reload,
+    certificate: Option<Arc<http::tls::ServerCertificate>>,
+) {
     use tokio::signal::unix::{SignalKind, signal};
     let _entered = runtime.enter();
     let mut hangups = match signal(SignalKind::hangup()) {
@@ -157,6 +163,12 @@ fn spawn_reloader(state: web::Data<AppState>, runtime: &tokio::runtime::Handle, 
                     continue;
                 }
             };
+            if let (Some(certificate), Ok(Some((cert, key)))) = (&certificate, config.server.tls_files()) {
+                match certificate.reload(cert, key) {
+                    Ok(()) => tracing::info!(cert = %cert.display(), "SIGHUP: TLS certificate reloaded"),
+                    Err(e) => tracing::warn!(error = %e, "SIGHUP: the TLS certificate in use stays"),
+                }
+            }
             match state.policy.reload(config.policy).await {
                 Ok(()) => tracing::info!("SIGHUP: [policy] reloaded"),
                 Err(e) => tracing::warn!(error = %e, "SIGHUP: the policy could not be reloaded"),
@@ -175,6 +187,18 @@ pub fn serve(config: Config, reload: Reload) -> Result<(), ServeError> {
         .enable_all()
         .build()
         .map_err(|e| ServeError::Startup(format!("background runtime: {e}")))?;
+    let certificate = match config.server.tls_files() {
+        Ok(Some((cert, key))) => {
+            Some(http::tls::ServerCertificate::load(cert, key).map_err(ServeError::Startup)?)
+        }
+        Ok(None) => None,
+        Err((key, reason)) => return Err(ServeError::Startup(format!("{key}: {reason}"))),
+    };
+    let tls = certificate
+        .as_ref()
+        .map(http::tls::ServerCertificate::server_config)
+        .transpose()
+        .map_err(ServeError::Startup)?;
     let Parts {
         catalogue,
         state,
@@ -186,7 +210,7 @@ pub fn serve(config: Config, reload: Reload) -> Result<(), ServeError> {
     };
     spawn_access_flusher(state.clone(), background.handle());
     spawn_evictor(state.clone(), background.handle());
-    spawn_reloader(state.clone(), background.handle(), reload);
+    spawn_reloader(state.clone(), background.handle(), reload, certificate);
     let final_state = state.clone();
 
     let result = actix_web::rt::System::new().block_on(async move {
@@ -195,10 +219,11 @@ pub fn serve(config: Config, reload: Reload) -> Result<(), ServeError> {
             disconnect: DISCONNECT_TIMEOUT,
             shutdown_grace: SHUTDOWN_GRACE,
         };
-        let (server, bound) = http::listener::bind(listen, state, timeouts)
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let (server, bound) = http::listener::bind(listen, state, timeouts, tls)
             .map_err(|(addr, source)| ServeError::Bind { addr, source })?;
         tracing::info!(
-            "pkgmirror {} listening on http://{}",
+            "pkgmirror {} listening on {scheme}://{}",
             env!("CARGO_PKG_VERSION"),
             bound.main
         );

@@ -384,6 +384,10 @@ impl Layers {
             .pypi
             .check_index_names()
             .map_err(|(key, reason)| invalid(key, reason))?;
+        config
+            .server
+            .tls_files()
+            .map_err(|(key, reason)| invalid(key, reason))?;
         if config.storage.backend != StorageBackend::Local && config.storage.s3.bucket.is_empty() {
             return Err(invalid(
                 "storage.s3.bucket",

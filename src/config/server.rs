@@ -1,8 +1,9 @@
-//! `[server]`: the listening address, the admin token, the public URL, and which proxies'
-//! forwarded client addresses are believed.
+//! `[server]`: the listening address and its TLS certificate, the admin token, the public URL,
+//! and which proxies' forwarded client addresses are believed.
 
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -31,9 +32,30 @@ pub struct ServerConfig {
     /// How long a request's body may take to arrive, from the end of its head.
     #[serde(deserialize_with = "duration")]
     pub request_body_timeout: Duration,
+    /// PEM certificate chain and private key: HTTPS (HTTP/2 by ALPN) on `listen`. Both or neither.
+    #[serde(deserialize_with = "optional_path")]
+    pub tls_cert: Option<PathBuf>,
+    #[serde(deserialize_with = "optional_path")]
+    pub tls_key: Option<PathBuf>,
 }
 
 impl ServerConfig {
+    /// The certificate and key files, when HTTPS is on; an error names the key that is missing.
+    pub fn tls_files(&self) -> Result<Option<(&Path, &Path)>, (&'static str, String)> {
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => Ok(Some((cert, key))),
+            (None, None) => Ok(None),
+            (Some(_), None) => Err((
+                "server.tls_key",
+                "required when server.tls_cert is set".to_owned(),
+            )),
+            (None, Some(_)) => Err((
+                "server.tls_cert",
+                "required when server.tls_key is set".to_owned(),
+            )),
+        }
+    }
+
     /// Whether the admin endpoints would be open to whoever reaches the public URL: a public URL
     /// means a reverse proxy, whose connections come from loopback. Refused unless consented to.
     pub fn check_admin_exposure(&self) -> Result<(), String> {
@@ -121,6 +143,8 @@ impl Default for ServerConfig {
             allow_open_admin: false,
             anonymous_read: true,
             request_body_timeout: Duration::from_secs(30),
+            tls_cert: None,
+            tls_key: None,
         }
     }
 }
@@ -132,6 +156,12 @@ fn socket_addr<'de, D: Deserializer<'de>>(d: D) -> Result<SocketAddr, D::Error> 
             "invalid socket address {s:?} (expected e.g. \"127.0.0.1:5000\" or \"[::]:5000\")"
         ))
     })
+}
+
+/// Empty string: `None`.
+fn optional_path<'de, D: Deserializer<'de>>(d: D) -> Result<Option<PathBuf>, D::Error> {
+    let s = String::deserialize(d)?;
+    Ok((!s.trim().is_empty()).then(|| PathBuf::from(s.trim())))
 }
 
 /// Empty string: `None`. Credentials are refused: this URL goes into links
@@ -177,6 +207,18 @@ mod tests {
         for bad in ["", "proxy.example", "10.0.0.0/33", "::/129", "10.0.0.1/x"] {
             assert!(bad.parse::<IpRange>().is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn tls_needs_both_the_certificate_and_the_key() {
+        let mut server = ServerConfig::default();
+        assert_eq!(server.tls_files(), Ok(None));
+        server.tls_cert = Some(PathBuf::from("cert.pem"));
+        assert_eq!(server.tls_files().unwrap_err().0, "server.tls_key");
+        server.tls_key = Some(PathBuf::from("key.pem"));
+        assert_eq!(server.tls_files(), Ok(Some((Path::new("cert.pem"), Path::new("key.pem")))));
+        server.tls_cert = None;
+        assert_eq!(server.tls_files().unwrap_err().0, "server.tls_cert");
     }
 
     #[test]

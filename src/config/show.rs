@@ -81,6 +81,16 @@ pub(super) fn leaves(c: &Config) -> Vec<Leaf> {
             Str(format_duration(c.server.request_body_timeout)),
         ),
         leaf(
+            "server",
+            "tls_cert",
+            Str(optional_path(c.server.tls_cert.as_deref())),
+        ),
+        leaf(
+            "server",
+            "tls_key",
+            Str(optional_path(c.server.tls_key.as_deref())),
+        ),
+        leaf(
             "storage",
             "data_dir",
             Str(c.storage.data_dir.display().to_string()),
@@ -197,6 +207,10 @@ pub(super) fn leaves(c: &Config) -> Vec<Leaf> {
         ),
         leaf("metrics", "token", Str(c.metrics.token.shown().to_owned())),
     ]
+}
+
+fn optional_path(path: Option<&std::path::Path>) -> String {
+    path.map(|p| p.display().to_string()).unwrap_or_default()
 }
 
 /// A TOML basic string.

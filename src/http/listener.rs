@@ -1,4 +1,4 @@
-//! The HTTP/1.1 server around the app: what actix-web's `HttpServer` assembles, assembled here
+//! The HTTP server around the app (HTTP/1.1, and HTTPS with HTTP/2 when a certificate is set): what actix-web's `HttpServer` assembles, assembled here
 //! for one reason: a connection that ends in an error is logged here, with its peer, at a level
 //! that says whose fault it was. actix-http's dispatcher logs such ends itself as ERROR with no
 //! address, so a client sending garbage read like a server fault nobody could trace.
@@ -8,15 +8,17 @@ use std::time::Duration;
 
 use actix_http::{HttpService, error::DispatchError};
 use actix_server::Server;
-use actix_service::{Service, apply_fn_factory, map_config};
+use actix_service::{Service, ServiceFactory, ServiceFactoryExt, apply_fn_factory, boxed, map_config};
+use actix_tls::accept::TlsError;
 use actix_web::dev::AppConfig;
 use actix_web::middleware::{Condition, from_fn};
 use actix_web::{App, web};
+use tokio::net::TcpStream;
 
 use crate::state::AppState;
 
 /// actix-http's own logger of connection ends, silenced in the log output (`log_filter`) since
-/// [`log_connection_end`] logs every such end, with the peer.
+/// [`ConnectionEnd`] logs every such end, with the peer.
 const DISPATCHER_TARGET: &str = "actix_http::h1::dispatcher";
 
 /// How connections are timed.
@@ -43,11 +45,13 @@ pub struct Addresses {
 }
 
 /// Binds the addresses (backlog 1024, as actix-web's `HttpServer`) and returns the server to run
-/// with the addresses it got (either may ask for port 0). An error names the address it concerns.
+/// with the addresses it got (either may ask for port 0). With `tls`, the main address speaks
+/// HTTPS (HTTP/2 or HTTP/1.1 by ALPN). An error names the address it concerns.
 pub fn bind(
     listen: Addresses,
     state: web::Data<AppState>,
     timeouts: ConnectionTimeouts,
+    tls: Option<rustls::ServerConfig>,
 ) -> Result<(Server, Addresses), (SocketAddr, std::io::Error)> {
     let main = tcp_listener(listen.main).map_err(|e| (listen.main, e))?;
     let metrics = match listen.metrics {
@@ -60,11 +64,11 @@ pub fn bind(
     };
     let mut builder = Server::build().shutdown_timeout(timeouts.shutdown_grace.as_secs());
     let shutdown = builder.graceful_shutdown_signal();
-    let routes: [(&str, Option<std::net::TcpListener>, RouteTable); 2] = [
-        ("pkgmirror", Some(main), crate::routes::configure),
-        ("metrics", metrics, crate::http::configure_metrics_listener),
+    let listeners: [(&str, Option<std::net::TcpListener>, RouteTable, _); 2] = [
+        ("pkgmirror", Some(main), crate::routes::configure, tls),
+        ("metrics", metrics, crate::http::configure_metrics_listener, None),
     ];
-    for (name, listener, configure) in routes {
+    for (name, listener, routes, tls) in listeners {
         let Some(listener) = listener else { continue };
         let addr = listener.local_addr().map_err(|e| (listen.main, e))?;
         let state = state.clone();
@@ -72,48 +76,93 @@ pub fn bind(
         builder = builder
             .listen(name, listener, move || {
                 let shutdown = shutdown.clone();
-                let app = App::new()
-                    .app_data(state.clone())
-                    .wrap(Condition::new(!state.anonymous_read, from_fn(super::read_access)))
-                    .wrap(from_fn(super::body_deadline))
-                    .wrap(from_fn(super::html_errors))
-                    .wrap(from_fn(super::access_log))
-                    .wrap(from_fn(super::measure))
-                    .configure(configure);
-                // The host stands in for requests without a `Host` header, as `HttpServer` sets it.
-                // actix-web builds an `AppConfig` only through this hidden constructor; Cargo.lock pins it.
-                let app_config = AppConfig::__priv_test_new(false, addr.to_string(), addr);
-                let http = HttpService::build()
-                    // Idle keep-alive connections close at once on shutdown instead of holding it up.
-                    .graceful_shutdown_signal(move || {
-                        let shutdown = shutdown.clone();
-                        async move { shutdown.notified().await }
-                    })
-                    .client_request_timeout(timeouts.request_head)
-                    .client_disconnect_timeout(timeouts.disconnect)
-                    .local_addr(addr)
-                    .h1(map_config(app, move |()| app_config.clone()))
-                    .tcp();
-                apply_fn_factory(http, |io: tokio::net::TcpStream, connection| {
-                    let peer = io.peer_addr().ok();
-                    // A stored file goes out as headers, then body chunks: with Nagle on, a keep-alive
-                    // client's delayed ACK stalls each such response by up to 40 ms. (The HTTP/1 service
-                    // ignores its own `tcp_nodelay` setting, so it is set here.)
-                    if let Err(e) = io.set_nodelay(true) {
-                        tracing::debug!(error = %e, "could not set TCP_NODELAY");
-                    }
-                    let served = connection.call(io);
-                    async move {
-                        if let Err(e) = served.await {
-                            log_connection_end(peer, &e);
-                        }
-                        Ok::<(), DispatchError>(())
-                    }
-                })
+                // The host stands in for requests without a `Host` header, as `HttpServer` sets
+                // it. actix-web builds an `AppConfig` only through this hidden constructor;
+                // Cargo.lock pins it.
+                let app_config = AppConfig::__priv_test_new(tls.is_some(), addr.to_string(), addr);
+                let app = map_config(app(state.clone(), routes), move |()| app_config.clone());
+                // The same settings for HTTP and HTTPS, whose services differ in their stream type.
+                macro_rules! http_service {
+                    () => {
+                        HttpService::build()
+                            // Idle keep-alive connections close at once on shutdown instead of
+                            // holding it up.
+                            .graceful_shutdown_signal(move || {
+                                let shutdown = shutdown.clone();
+                                async move { shutdown.notified().await }
+                            })
+                            .client_request_timeout(timeouts.request_head)
+                            .client_disconnect_timeout(timeouts.disconnect)
+                            .local_addr(addr)
+                    };
+                }
+                match &tls {
+                    None => boxed::factory(logging_ends(http_service!().h1(app).tcp())),
+                    Some(config) => boxed::factory(logging_ends(
+                        http_service!()
+                            .secure()
+                            .tcp_nodelay(true)
+                            .finish(app)
+                            .rustls_0_23(config.clone()),
+                    )),
+                }
             })
             .map_err(|e| (addr, e))?;
     }
     Ok((builder.run(), bound))
+}
+
+/// The application on one listener: the middleware every listener has, and its routes.
+fn app(
+    state: web::Data<AppState>,
+    routes: RouteTable,
+) -> App<
+    impl ServiceFactory<
+        actix_web::dev::ServiceRequest,
+        Config = (),
+        Response = actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>,
+        Error = actix_web::Error,
+        InitError = (),
+    >,
+> {
+    App::new()
+        .app_data(state.clone())
+        .wrap(Condition::new(!state.anonymous_read, from_fn(super::read_access)))
+        .wrap(from_fn(super::body_deadline))
+        .wrap(from_fn(super::html_errors))
+        .wrap(from_fn(super::access_log))
+        .wrap(from_fn(super::measure))
+        .configure(routes)
+}
+
+/// Serves each connection with `service`, and logs one that ends in an error with its peer.
+fn logging_ends<S, E>(
+    service: S,
+) -> impl ServiceFactory<TcpStream, Config = (), Response = (), Error = (), InitError = ()>
+where
+    S: ServiceFactory<TcpStream, Config = (), Response = (), Error = E, InitError = ()>,
+    S::Service: 'static,
+    S::Future: 'static,
+    E: ConnectionEnd + 'static,
+{
+    apply_fn_factory(service, |io: TcpStream, connection: &S::Service| {
+        let peer = io.peer_addr().ok();
+        // A stored file goes out as headers, then body chunks: with Nagle on, a keep-alive
+        // client's delayed ACK stalls each such response by up to 40 ms. (The HTTP/1 service
+        // ignores its own `tcp_nodelay` setting, so it is set here.)
+        if let Err(e) = io.set_nodelay(true) {
+            tracing::debug!(error = %e, "could not set TCP_NODELAY");
+        }
+        let served = connection.call(io);
+        async move {
+            if let Err(e) = served.await {
+                let peer = peer.map_or_else(|| "unknown".to_owned(), |p| p.to_string());
+                e.log(&peer);
+            }
+            Ok::<(), E>(())
+        }
+    })
+    .map_err(|_: E| ())
 }
 
 fn tcp_listener(listen: SocketAddr) -> std::io::Result<std::net::TcpListener> {
@@ -127,25 +176,43 @@ fn tcp_listener(listen: SocketAddr) -> std::io::Result<std::net::TcpListener> {
     socket.listen(1024)?.into_std()
 }
 
-/// Logs a connection that ended in an error, with its peer: a client that broke the protocol is a
-/// warning; one that hung up (a cancelled download) is routine.
-fn log_connection_end(peer: Option<SocketAddr>, error: &DispatchError) {
-    use std::io::ErrorKind;
-    let peer = peer.map_or_else(|| "unknown".to_owned(), |p| p.to_string());
-    match error {
-        DispatchError::Io(e)
-            if matches!(
-                e.kind(),
-                ErrorKind::ConnectionReset
-                    | ErrorKind::BrokenPipe
-                    | ErrorKind::ConnectionAborted
-                    | ErrorKind::UnexpectedEof
-            ) =>
-        {
-            tracing::debug!(%peer, error = %e, "client went away");
+/// How a connection that ended in an error is logged, with its peer, at a level that says whose
+/// fault it was.
+trait ConnectionEnd {
+    fn log(&self, peer: &str);
+}
+
+/// A client that broke the protocol is a warning; one that hung up (a cancelled download) is
+/// routine.
+impl ConnectionEnd for DispatchError {
+    fn log(&self, peer: &str) {
+        use std::io::ErrorKind;
+        match self {
+            DispatchError::Io(e)
+                if matches!(
+                    e.kind(),
+                    ErrorKind::ConnectionReset
+                        | ErrorKind::BrokenPipe
+                        | ErrorKind::ConnectionAborted
+                        | ErrorKind::UnexpectedEof
+                ) =>
+            {
+                tracing::debug!(%peer, error = %e, "client went away");
+            }
+            DispatchError::Body(e) => tracing::warn!(%peer, error = %e, "response body failed mid-way"),
+            other => tracing::warn!(%peer, error = %other, "client connection ended in an error"),
         }
-        DispatchError::Body(e) => tracing::warn!(%peer, error = %e, "response body failed mid-way"),
-        other => tracing::warn!(%peer, error = %other, "client connection ended in an error"),
+    }
+}
+
+/// A handshake a client failed (an unknown CA, no common protocol) is the client's fault.
+impl ConnectionEnd for TlsError<std::io::Error, DispatchError> {
+    fn log(&self, peer: &str) {
+        match self {
+            TlsError::Timeout => tracing::debug!(%peer, "TLS handshake timed out"),
+            TlsError::Tls(e) => tracing::warn!(%peer, error = %e, "TLS handshake failed"),
+            TlsError::Service(e) => e.log(peer),
+        }
     }
 }
 

@@ -51,6 +51,7 @@ pub async fn access_log(
     let started = Instant::now();
     let method = req.method().clone();
     let path = req.path().to_owned();
+    let version = http_version(req.version());
     // The client as the admin rules see it: behind a trusted proxy, the forwarded address.
     let peer = req
         .app_data::<actix_web::web::Data<crate::state::AppState>>()
@@ -80,9 +81,9 @@ pub async fn access_log(
     let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
     let error = response.response().error().map(ToString::to_string);
     if status >= 500 {
-        tracing::warn!(target: "pkgmirror::access", %method, %path, status, cache, duration_ms, peer, error, "request");
+        tracing::warn!(target: "pkgmirror::access", %method, %path, version, status, cache, duration_ms, peer, error, "request");
     } else {
-        tracing::info!(target: "pkgmirror::access", %method, %path, status, cache, duration_ms, peer, "request");
+        tracing::info!(target: "pkgmirror::access", %method, %path, version, status, cache, duration_ms, peer, "request");
     }
     Ok(response)
 }
@@ -165,6 +166,18 @@ impl MessageBody for CountedBody {
             }
             Err(body) => Err(Self { body, tally }),
         }
+    }
+}
+
+fn http_version(version: actix_web::http::Version) -> &'static str {
+    use actix_web::http::Version;
+    match version {
+        Version::HTTP_09 => "HTTP/0.9",
+        Version::HTTP_10 => "HTTP/1.0",
+        Version::HTTP_11 => "HTTP/1.1",
+        Version::HTTP_2 => "HTTP/2",
+        Version::HTTP_3 => "HTTP/3",
+        _ => "HTTP/?",
     }
 }
 

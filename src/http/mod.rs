@@ -10,6 +10,7 @@ pub mod metrics;
 mod middleware;
 mod representation;
 mod simple;
+pub mod tls;
 mod upload;
 
 use actix_web::{HttpRequest, web};

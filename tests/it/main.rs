@@ -24,6 +24,7 @@ mod s3_mirror;
 mod s3_store;
 mod simple_api;
 mod support;
+mod tls;
 mod unreadable_pages;
 mod web_hex;
 mod web_search;

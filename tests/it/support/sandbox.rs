@@ -55,6 +55,8 @@ pub async fn run(cmd: Command) -> Run {
 /// dir, and nothing of the developer's environment.
 pub struct Sandbox {
     dir: tempfile::TempDir,
+    /// Variables every command gets on top of the emptied environment.
+    env: Vec<(String, String)>,
     /// Every command run in it, with its output, for failure messages.
     pub transcript: Vec<String>,
 }
@@ -63,12 +65,22 @@ impl Sandbox {
     pub fn new() -> Sandbox {
         let sandbox = Sandbox {
             dir: temp_dir(),
+            env: Vec::new(),
             transcript: Vec::new(),
         };
         for sub in ["home", "config", "cache", "data", "state", "tmp"] {
             std::fs::create_dir(sandbox.path(sub)).unwrap();
         }
         sandbox
+    }
+
+    /// Makes every client trust the CA certificate at `ca` (a mirror over HTTPS).
+    pub fn trust(&mut self, ca: &Path) {
+        let ca = ca.display().to_string();
+        // pip's --cert; uv, httpx and OpenSSL's default bundle; requests.
+        for var in ["PIP_CERT", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE"] {
+            self.env.push((var.to_owned(), ca.clone()));
+        }
     }
 
     pub fn path(&self, sub: &str) -> PathBuf {
@@ -111,6 +123,7 @@ impl Sandbox {
             .env("PDM_CHECK_UPDATE", "false")
             .env("PDM_NON_INTERACTIVE", "1")
             .env("PDM_USE_UV", "false");
+        cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
         // Anything that is not the mirror (on 127.0.0.1) goes to a proxy that is not there.
         only_loopback(&mut cmd);
         cmd
@@ -131,7 +144,7 @@ impl Sandbox {
 
     /// Asserts that `python` (with `pythonpath`, if any) imports the tree, at the expected
     /// versions, from inside this sandbox, and that `lib_b` was built from its sdist.
-    async fn check_installed(&mut self, python: &Path, pythonpath: Option<&Path>, server: &Server) {
+    pub async fn check_installed(&mut self, python: &Path, pythonpath: Option<&Path>, server: &Server) {
         const SCRIPT: &str = r#"
 import importlib.metadata as md, json, sys
 import app, lib_a, lib_b

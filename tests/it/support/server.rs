@@ -99,7 +99,7 @@ impl Server {
             let tx = tx.clone();
             std::thread::spawn(move || {
                 for line in BufReader::new(stream).lines().map_while(Result::ok) {
-                    if let Some(i) = line.find("listening on http://") {
+                    if let Some(i) = line.find("listening on http") {
                         let url: String = line[i + "listening on ".len()..]
                             .chars()
                             .take_while(|c| !c.is_whitespace() && *c != '"')

@@ -39,6 +39,8 @@ pub enum Tool {
     Node,
     /// Prometheus's `promtool`: `PKGMIRROR_TEST_PROMTOOL`, else on `PATH`.
     Promtool,
+    /// A program of the base system on `PATH` (`curl`, `openssl`).
+    System(&'static str),
 }
 
 /// The path of `tool`. When it is missing, prints `skipped: <test>: <why> (run bash
@@ -140,6 +142,7 @@ fn locate(tool: Tool) -> Result<PathBuf, String> {
             Ok(dir)
         }
         Tool::Node => on_path("node").ok_or_else(|| "node is not installed (none on PATH)".into()),
+        Tool::System(name) => on_path(name).ok_or_else(|| format!("{name} is not installed (none on PATH)")),
         Tool::Promtool => match std::env::var_os("PKGMIRROR_TEST_PROMTOOL").filter(|v| !v.is_empty()) {
             Some(path) => existing("promtool (PKGMIRROR_TEST_PROMTOOL)", PathBuf::from(path)),
             None => on_path("promtool").ok_or_else(|| {
