@@ -22,6 +22,7 @@ use crate::ecosystem::Ecosystem;
 use crate::hex::{HexPublicKey, HexSigningKey, RegistryVerifier};
 use crate::http;
 use crate::policy::SharedPolicy;
+use crate::reload::{ReadConfig, Reloader, SetLogLevel};
 use crate::state::AppState;
 use crate::storage::blob::ConfiguredStore;
 use crate::storage::data_dir::{self, DataDirLock, LockError};
@@ -73,6 +74,20 @@ fn spawn_access_flusher(state: web::Data<AppState>, runtime: &tokio::runtime::Ha
             if let Err(e) = state.downloads.flush_accesses().await {
                 tracing::warn!(error = %e, "could not record blob accesses; will retry");
             }
+        }
+    });
+}
+
+/// How often the per-client rate state of clients that went quiet is dropped.
+const IDLE_CLIENTS_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Drops the rate state of quiet clients now and then, so it holds only the active ones.
+fn spawn_limit_cleaner(state: web::Data<AppState>, runtime: &tokio::runtime::Handle) {
+    runtime.spawn(async move {
+        let mut tick = tokio::time::interval(IDLE_CLIENTS_INTERVAL);
+        loop {
+            tick.tick().await;
+            state.limits.current().forget_idle();
         }
     });
 }
@@ -133,51 +148,30 @@ fn limit_allocator_arenas() {
     }
 }
 
-/// Reads the configuration again (for SIGHUP): the same file, environment and flags.
-pub type Reload = Box<dyn Fn() -> Result<Config, String> + Send + Sync>;
-
-/// On SIGHUP, reads the configuration again and puts its `[policy]` in force, and reads the TLS
-/// certificate again. (Other keys need a restart.) Registered before the server starts, so a
-/// SIGHUP never ends the process.
-fn spawn_reloader(
-    state: web::Data<AppState>,
-    runtime: &tokio::runtime::Handle,
-    reload: Reload,
-    certificate: Option<Arc<http::tls::ServerCertificate>>,
-) {
+/// On SIGHUP, reloads the configuration ([`crate::reload`]). Registered before the server
+/// starts, so a SIGHUP never ends the process.
+fn spawn_reloader(state: web::Data<AppState>, runtime: &tokio::runtime::Handle) {
     use tokio::signal::unix::{SignalKind, signal};
     let _entered = runtime.enter();
     let mut hangups = match signal(SignalKind::hangup()) {
         Ok(hangups) => hangups,
         Err(e) => {
-            tracing::warn!(error = %e, "cannot listen for SIGHUP; the policy is reloaded only by a restart");
+            tracing::warn!(error = %e, "cannot listen for SIGHUP; the configuration is reloaded from /admin only");
             return;
         }
     };
     runtime.spawn(async move {
         while hangups.recv().await.is_some() {
-            let config = match reload() {
-                Ok(config) => config,
-                Err(e) => {
-                    tracing::warn!(error = %e, "SIGHUP: the configuration has an error; the policy in force stays");
-                    continue;
-                }
-            };
-            if let (Some(certificate), Ok(Some((cert, key)))) = (&certificate, config.server.tls_files()) {
-                match certificate.reload(cert, key) {
-                    Ok(()) => tracing::info!(cert = %cert.display(), "SIGHUP: TLS certificate reloaded"),
-                    Err(e) => tracing::warn!(error = %e, "SIGHUP: the TLS certificate in use stays"),
-                }
-            }
-            match state.policy.reload(config.policy).await {
-                Ok(()) => tracing::info!("SIGHUP: [policy] reloaded"),
-                Err(e) => tracing::warn!(error = %e, "SIGHUP: the policy could not be reloaded"),
+            if let Err(e) = state.reloader.reload(&state).await {
+                tracing::warn!(error = %e, "SIGHUP: reload refused; nothing was changed");
             }
         }
     });
 }
 
-pub fn serve(config: Config, reload: Reload) -> Result<(), ServeError> {
+/// Runs the server on `config`; `read` reads the configuration again and `set_log_level` sets
+/// the log filter, for reloads.
+pub fn serve(config: Config, read: ReadConfig, set_log_level: SetLogLevel) -> Result<(), ServeError> {
     limit_allocator_arenas();
     // Upstream fetches and single-flight work run here, apart from the HTTP workers, so a slow
     // upstream never occupies a worker and a departing client never cancels a shared fetch.
@@ -199,28 +193,32 @@ pub fn serve(config: Config, reload: Reload) -> Result<(), ServeError> {
         .map(http::tls::ServerCertificate::server_config)
         .transpose()
         .map_err(ServeError::Startup)?;
+    let reloader = Reloader::new(read, set_log_level, certificate, config.clone());
     let Parts {
         catalogue,
         state,
         lock,
-    } = open(&config, background.handle().clone())?;
+    } = open(&config, background.handle().clone(), reloader)?;
+    let max_connections = config.limits.max_connections;
     let listen = http::listener::Addresses {
         main: config.server.listen,
         metrics: config.metrics.listen,
     };
     spawn_access_flusher(state.clone(), background.handle());
     spawn_evictor(state.clone(), background.handle());
-    spawn_reloader(state.clone(), background.handle(), reload, certificate);
+    spawn_limit_cleaner(state.clone(), background.handle());
+    spawn_reloader(state.clone(), background.handle());
     let final_state = state.clone();
 
     let result = actix_web::rt::System::new().block_on(async move {
-        let timeouts = http::listener::ConnectionTimeouts {
+        let connections = http::listener::ConnectionLimits {
+            max_connections,
             request_head: REQUEST_HEAD_TIMEOUT,
             disconnect: DISCONNECT_TIMEOUT,
             shutdown_grace: SHUTDOWN_GRACE,
         };
         let scheme = if tls.is_some() { "https" } else { "http" };
-        let (server, bound) = http::listener::bind(listen, state, timeouts, tls)
+        let (server, bound) = http::listener::bind(listen, state, connections, tls)
             .map_err(|(addr, source)| ServeError::Bind { addr, source })?;
         tracing::info!(
             "pkgmirror {} listening on {scheme}://{}",
@@ -250,7 +248,11 @@ pub fn serve(config: Config, reload: Reload) -> Result<(), ServeError> {
     Ok(())
 }
 
-fn open(config: &Config, background: tokio::runtime::Handle) -> Result<Parts, ServeError> {
+fn open(
+    config: &Config,
+    background: tokio::runtime::Handle,
+    reloader: Reloader,
+) -> Result<Parts, ServeError> {
     let data_dir = &config.storage.data_dir;
     std::fs::create_dir_all(data_dir).map_err(|source| ServeError::DataDir {
         path: data_dir.display().to_string(),
@@ -340,8 +342,9 @@ fn open(config: &Config, background: tokio::runtime::Handle) -> Result<Parts, Se
     };
 
     let http_error = |e: reqwest::Error| ServeError::Startup(format!("HTTP client: {e}"));
-    let client = SimpleClient::new(&config.pypi).map_err(http_error)?;
-    let file_client = FileClient::new(&config.pypi).map_err(http_error)?;
+    let gates = crate::upstream::HostGates::new(config.limits.upstream_concurrency);
+    let client = SimpleClient::new(&config.pypi, Arc::clone(&gates)).map_err(http_error)?;
+    let file_client = FileClient::new(&config.pypi, Arc::clone(&gates)).map_err(http_error)?;
     let counters = Arc::new(CacheCounters::default());
     let page_cache = PageCacheSettings {
         l1_bytes: config.storage.page_cache_size,
@@ -420,7 +423,8 @@ fn open(config: &Config, background: tokio::runtime::Handle) -> Result<Parts, Se
         tracing::info!(upstream = %upstream.redacted(), ttl = %humantime::format_duration(config.hex.ttl), "hex repository");
         Some(HexMirror::new(
             HexSettings {
-                client: HexClient::new(&config.pypi, upstream.clone()).map_err(http_error)?,
+                client: HexClient::new(&config.pypi, upstream.clone(), Arc::clone(&gates))
+                    .map_err(http_error)?,
                 verifier: RegistryVerifier::new(key),
                 ttl: config.hex.ttl,
                 index_id,
@@ -462,7 +466,9 @@ fn open(config: &Config, background: tokio::runtime::Handle) -> Result<Parts, Se
         request_body_timeout: config.server.request_body_timeout,
         access_hits: http::HitSampler::new(config.log.access_hit_sample),
         public_url: config.server.public_url.clone(),
-        metrics_token: config.metrics.token.clone(),
+        limits: crate::live::Live::new(http::ClientLimits::new(&config.limits)),
+        metrics_token: crate::live::Live::new(config.metrics.token.clone()),
+        reloader,
         started: Instant::now(),
     });
     Ok(Parts {

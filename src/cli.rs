@@ -247,17 +247,20 @@ fn serve(overrides: &CliOverrides) -> ExitCode {
         eprintln!("pkgmirror: bad config: server.admin_token: {reason}");
         return ExitCode::from(BAD_USAGE);
     }
-    if let Err(e) = init_tracing(&loaded.config.log) {
-        eprintln!("pkgmirror: cannot start logging: {e}");
-        return ExitCode::from(FAILURE);
-    }
+    let set_log_level = match init_tracing(&loaded.config.log) {
+        Ok(set_log_level) => set_log_level,
+        Err(e) => {
+            eprintln!("pkgmirror: cannot start logging: {e}");
+            return ExitCode::from(FAILURE);
+        }
+    };
     let again = overrides.clone();
-    let reload = Box::new(move || {
+    let read = Box::new(move || {
         crate::config::load(&again)
             .map(|loaded| loaded.config)
             .map_err(|e| e.to_string())
     });
-    match crate::app::serve(loaded.config, reload) {
+    match crate::app::serve(loaded.config, read, set_log_level) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("pkgmirror: {e}");
@@ -428,7 +431,9 @@ fn open_for_maintenance(
         eprintln!("pkgmirror: {message}");
         ExitCode::from(FAILURE)
     };
-    init_tracing(&config.log).map_err(|e| failure(format!("cannot start logging: {e}")))?;
+    // A command that ends never reloads its log filter.
+    let _set_log_level =
+        init_tracing(&config.log).map_err(|e| failure(format!("cannot start logging: {e}")))?;
     // Checked before the lock file would create a data dir that is not there.
     let catalogue_path = existing_catalogue(&config)?;
     let data_dir = &config.storage.data_dir;
@@ -849,8 +854,11 @@ fn print_stdout(text: &str) -> ExitCode {
 
 /// Installs the global tracing subscriber: human-readable or JSON lines on
 /// stderr (stdout stays for command output), filtered by `log.level`, which
-/// loading has already replaced with `RUST_LOG` when that is set.
-pub fn init_tracing(log: &LogConfig) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+/// loading has already replaced with `RUST_LOG` when that is set. Returns what
+/// puts another `log.level` in force (a reload).
+pub fn init_tracing(
+    log: &LogConfig,
+) -> Result<crate::reload::SetLogLevel, Box<dyn std::error::Error + Send + Sync>> {
     use tracing_subscriber::prelude::*;
     let lines = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
@@ -860,11 +868,23 @@ pub fn init_tracing(log: &LogConfig) -> Result<(), Box<dyn std::error::Error + S
         LogFormat::Text => lines.boxed(),
         LogFormat::Json => lines.json().boxed(),
     };
+    let (filter, handle) = tracing_subscriber::reload::Layer::new(log.filter()?);
     tracing_subscriber::registry()
-        .with(log.filter()?)
+        .with(filter)
         .with(lines.with_filter(tracing_subscriber::filter::filter_fn(
             crate::http::listener::log_filter,
         )))
         .try_init()?;
-    Ok(())
+    let level = log.clone();
+    // (With `RUST_LOG` set, a reload reads it again in place of `log.level`.)
+    Ok(Box::new(move |new_level: &str| {
+        let filter = LogConfig {
+            level: new_level.to_owned(),
+            ..level.clone()
+        }
+        .filter()?;
+        handle
+            .reload(filter)
+            .map_err(|e| format!("cannot set log.level: {e}"))
+    }))
 }

@@ -35,6 +35,9 @@ pub enum AppError {
     /// A known path asked with another method; the methods it takes, for `Allow`.
     #[error("{0}")]
     MethodNotAllowed(String, &'static str),
+    /// The request's head is larger than `limits.max_header_size`.
+    #[error("{0}")]
+    HeaderTooLarge(String),
     /// Too many attempts; retry after this many seconds.
     #[error("{0}")]
     TooManyRequests(String, u64),
@@ -86,6 +89,7 @@ impl ResponseError for AppError {
             Self::MethodNotAllowed(..) => StatusCode::METHOD_NOT_ALLOWED,
             Self::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             Self::TooManyRequests(..) => StatusCode::TOO_MANY_REQUESTS,
+            Self::HeaderTooLarge(_) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Self::BadGateway(_) => StatusCode::BAD_GATEWAY,
             Self::GatewayTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,

@@ -2,7 +2,6 @@
 //! flows ask it about each file with the times they know, and get a verdict.
 
 use std::str::FromStr;
-use std::sync::{Arc, PoisonError, RwLock};
 
 use crate::config::{PolicyConfig, PolicyRule, RuleAction, UnknownUploadTime};
 use crate::ecosystem::Ecosystem;
@@ -438,22 +437,7 @@ impl Policy {
 }
 
 /// The policy in force, replaced whole when its rules or its configuration change.
-pub struct SharedPolicy(RwLock<Arc<Policy>>);
-
-impl SharedPolicy {
-    pub fn new(policy: Policy) -> Self {
-        Self(RwLock::new(Arc::new(policy)))
-    }
-
-    pub fn current(&self) -> Arc<Policy> {
-        // Replaced whole, so a panic elsewhere while the lock was held cannot leave half a policy.
-        Arc::clone(&self.0.read().unwrap_or_else(PoisonError::into_inner))
-    }
-
-    pub fn replace(&self, policy: Policy) {
-        *self.0.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(policy);
-    }
-}
+pub type SharedPolicy = crate::live::Live<Policy>;
 
 #[cfg(test)]
 mod tests {

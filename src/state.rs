@@ -53,8 +53,12 @@ pub struct AppState {
     /// Which cache hits the access log writes (`log.access_hit_sample`).
     pub access_hits: crate::http::HitSampler,
     pub public_url: Option<Url>,
+    /// `[limits]` on clients, replaced whole on reload.
+    pub limits: crate::live::Live<crate::http::ClientLimits>,
     /// `metrics.token`: opens `/metrics` on the main port.
-    pub metrics_token: crate::config::Secret,
+    pub metrics_token: crate::live::Live<crate::config::Secret>,
+    /// Applies a changed configuration (SIGHUP, `/admin`).
+    pub reloader: crate::reload::Reloader,
     pub started: Instant,
 }
 

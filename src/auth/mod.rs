@@ -35,7 +35,8 @@ const TRACKED_CLIENTS: usize = 10_000;
 
 /// The admin token and the failed-attempt limit every admin entry point shares.
 pub struct AdminAuth {
-    token: Secret,
+    /// Replaced by a reload.
+    token: crate::live::Live<Secret>,
     failures: FailureLimiter,
 }
 
@@ -80,14 +81,18 @@ pub fn too_many_failures(address: &str, retry_after: u64) -> AppError {
 impl AdminAuth {
     pub fn new(token: Secret) -> Self {
         Self {
-            token,
+            token: crate::live::Live::new(token),
             failures: FailureLimiter::default(),
         }
     }
 
+    pub fn set_token(&self, token: Secret) {
+        self.token.replace(token);
+    }
+
     /// Whether an admin token is configured (else only loopback clients are admins).
     pub fn token_is_set(&self) -> bool {
-        !self.token.is_empty()
+        !self.token.current().is_empty()
     }
 
     /// `client` presents `presented` (`None`: no token at all).
@@ -98,7 +103,7 @@ impl AdminAuth {
             return Attempt::Limited { retry_after, first };
         }
         match presented {
-            Some(token) if token_matches(&self.token, token) => Attempt::Admitted,
+            Some(token) if token_matches(&self.token.current(), token) => Attempt::Admitted,
             Some(_) => {
                 self.failures.fail(client, now);
                 Attempt::Failed(Failure::WrongToken)
@@ -263,7 +268,7 @@ impl Failures {
 
 /// The key a client's failures are counted under: an IPv6 client usually holds a whole /64, so
 /// that is one client.
-fn client_key(ip: IpAddr) -> IpAddr {
+pub(crate) fn client_key(ip: IpAddr) -> IpAddr {
     match ip.to_canonical() {
         IpAddr::V6(v6) => {
             let [a, b, c, d, ..] = v6.segments();

@@ -5,13 +5,14 @@
 //! module of the program that reads environment variables, so everything
 //! else can be tested with plain values.
 //!
-//! One file per section (`server`, `storage`, `pypi`, `hex`, `log`, `policy`, `metrics`) holds its
+//! One file per section (`server`, `storage`, `pypi`, `hex`, `log`, `policy`, `metrics`, `limits`) holds its
 //! keys and their defaults; `values` the value types and forms the sections
 //! share (secrets, upstream URLs, durations, sizes); `layers` the loading and
 //! the checks that span keys; `show` what `config show` prints.
 
 mod hex;
 mod layers;
+mod limits;
 mod log;
 mod metrics;
 mod policy;
@@ -27,12 +28,13 @@ use serde::Deserialize;
 
 pub use hex::HexConfig;
 pub use layers::{CliOverrides, ConfigError, Loaded, Source, load, load_from};
+pub use limits::LimitsConfig;
 pub use log::{LogConfig, LogFormat};
 pub use metrics::MetricsConfig;
 pub use policy::{PolicyConfig, PolicyRule, RuleAction, UnknownUploadTime};
 pub use pypi::{ExtraIndexStrategy, HostedIndexConfig, IndexConfig, OnlyFrom, PypiConfig, valid_index_name};
 pub use server::{IpRange, ServerConfig};
-pub use show::{render_sources, render_toml};
+pub use show::{changed_keys, render_sources, render_toml};
 pub use storage::{S3Config, StorageBackend, StorageConfig};
 pub use values::{NamePattern, Secret, UpstreamUrl};
 
@@ -47,6 +49,7 @@ pub struct Config {
     pub log: LogConfig,
     pub policy: PolicyConfig,
     pub metrics: MetricsConfig,
+    pub limits: LimitsConfig,
 }
 
 #[cfg(test)]

@@ -216,7 +216,10 @@ mod tests {
         server.tls_cert = Some(PathBuf::from("cert.pem"));
         assert_eq!(server.tls_files().unwrap_err().0, "server.tls_key");
         server.tls_key = Some(PathBuf::from("key.pem"));
-        assert_eq!(server.tls_files(), Ok(Some((Path::new("cert.pem"), Path::new("key.pem")))));
+        assert_eq!(
+            server.tls_files(),
+            Ok(Some((Path::new("cert.pem"), Path::new("key.pem"))))
+        );
         server.tls_cert = None;
         assert_eq!(server.tls_files().unwrap_err().0, "server.tls_cert");
     }

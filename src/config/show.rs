@@ -206,11 +206,59 @@ pub(super) fn leaves(c: &Config) -> Vec<Leaf> {
             Str(c.metrics.listen.map(|a| a.to_string()).unwrap_or_default()),
         ),
         leaf("metrics", "token", Str(c.metrics.token.shown().to_owned())),
+        leaf(
+            "limits",
+            "requests_per_second",
+            Str(c.limits.requests_per_second.to_string()),
+        ),
+        leaf("limits", "burst", Str(c.limits.burst.to_string())),
+        leaf(
+            "limits",
+            "downloads_per_client",
+            Str(c.limits.downloads_per_client.to_string()),
+        ),
+        leaf(
+            "limits",
+            "upstream_concurrency",
+            Str(c.limits.upstream_concurrency.to_string()),
+        ),
+        leaf(
+            "limits",
+            "max_connections",
+            Str(c.limits.max_connections.to_string()),
+        ),
+        leaf(
+            "limits",
+            "max_header_size",
+            Str(format_size(c.limits.max_header_size)),
+        ),
     ]
 }
 
 fn optional_path(path: Option<&std::path::Path>) -> String {
     path.map(|p| p.display().to_string()).unwrap_or_default()
+}
+
+/// The keys whose values differ between `a` and `b`, as `section.key` (secrets compared by
+/// value, though they render alike).
+pub fn changed_keys(a: &Config, b: &Config) -> Vec<String> {
+    let mut changed: Vec<String> = leaves(a)
+        .iter()
+        .zip(leaves(b).iter())
+        .filter(|(x, y)| x.value.to_toml() != y.value.to_toml())
+        .map(|(x, _)| format!("{}.{}", x.section, x.name))
+        .collect();
+    let secrets = [
+        ("server.admin_token", &a.server.admin_token, &b.server.admin_token),
+        ("hex.resign_key", &a.hex.resign_key, &b.hex.resign_key),
+        ("metrics.token", &a.metrics.token, &b.metrics.token),
+    ];
+    for (key, x, y) in secrets {
+        if x.expose() != y.expose() && !changed.iter().any(|k| k == key) {
+            changed.push(key.to_owned());
+        }
+    }
+    changed
 }
 
 /// A TOML basic string.

@@ -21,9 +21,11 @@ use crate::state::AppState;
 /// [`ConnectionEnd`] logs every such end, with the peer.
 const DISPATCHER_TARGET: &str = "actix_http::h1::dispatcher";
 
-/// How connections are timed.
+/// How connections are timed, and how many may be open.
 #[derive(Debug, Clone, Copy)]
-pub struct ConnectionTimeouts {
+pub struct ConnectionLimits {
+    /// Open connections, all listeners together (`limits.max_connections`).
+    pub max_connections: u32,
     /// For a request's head (its body has `server.request_body_timeout`, `body_deadline`).
     pub request_head: Duration,
     /// For a closing connection to go.
@@ -50,7 +52,7 @@ pub struct Addresses {
 pub fn bind(
     listen: Addresses,
     state: web::Data<AppState>,
-    timeouts: ConnectionTimeouts,
+    connections: ConnectionLimits,
     tls: Option<rustls::ServerConfig>,
 ) -> Result<(Server, Addresses), (SocketAddr, std::io::Error)> {
     let main = tcp_listener(listen.main).map_err(|e| (listen.main, e))?;
@@ -62,7 +64,13 @@ pub fn bind(
         main: main.local_addr().map_err(|e| (listen.main, e))?,
         metrics: metrics.as_ref().and_then(|l| l.local_addr().ok()),
     };
-    let mut builder = Server::build().shutdown_timeout(timeouts.shutdown_grace.as_secs());
+    // actix-server caps connections per worker thread.
+    let workers = std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get);
+    let per_worker = (connections.max_connections as usize).div_ceil(workers).max(1);
+    let mut builder = Server::build()
+        .workers(workers)
+        .max_concurrent_connections(per_worker)
+        .shutdown_timeout(connections.shutdown_grace.as_secs());
     let shutdown = builder.graceful_shutdown_signal();
     let listeners: [(&str, Option<std::net::TcpListener>, RouteTable, _); 2] = [
         ("pkgmirror", Some(main), crate::routes::configure, tls),
@@ -91,8 +99,8 @@ pub fn bind(
                                 let shutdown = shutdown.clone();
                                 async move { shutdown.notified().await }
                             })
-                            .client_request_timeout(timeouts.request_head)
-                            .client_disconnect_timeout(timeouts.disconnect)
+                            .client_request_timeout(connections.request_head)
+                            .client_disconnect_timeout(connections.disconnect)
                             .local_addr(addr)
                     };
                 }
@@ -129,6 +137,7 @@ fn app(
         .app_data(state.clone())
         .wrap(Condition::new(!state.anonymous_read, from_fn(super::read_access)))
         .wrap(from_fn(super::body_deadline))
+        .wrap(from_fn(super::limit_clients))
         .wrap(from_fn(super::html_errors))
         .wrap(from_fn(super::access_log))
         .wrap(from_fn(super::measure))

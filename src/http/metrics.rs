@@ -9,7 +9,8 @@ use crate::state::AppState;
 
 /// `/metrics` on the main port: only with `metrics.token`, and only to a request carrying it.
 pub async fn with_token(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, AppError> {
-    if state.metrics_token.is_empty() {
+    let token = state.metrics_token.current();
+    if token.is_empty() {
         return Err(AppError::NotFound(
             "/metrics is not served on this port: set metrics.token to open it here, or \
              metrics.listen to give it an address of its own"
@@ -17,7 +18,7 @@ pub async fn with_token(state: web::Data<AppState>, req: HttpRequest) -> Result<
         ));
     }
     let presented = crate::auth::presented_token(&req);
-    if !presented.is_some_and(|presented| crate::auth::token_matches(&state.metrics_token, &presented)) {
+    if !presented.is_some_and(|presented| crate::auth::token_matches(&token, &presented)) {
         return Err(AppError::TokenRequired(
             "/metrics needs metrics.token: send it as a Bearer token or as the password of HTTP Basic auth"
                 .into(),

@@ -105,40 +105,31 @@ pub async fn measure(
         started.elapsed(),
     );
     let cache = crate::metrics::cache_label(response.headers().get("x-cache").and_then(|v| v.to_str().ok()));
-    Ok(response.map_body(move |_, body| {
-        BoxBody::new(CountedBody {
-            body: body.boxed(),
-            tally: Tally {
-                route,
-                cache,
-                sent: 0,
-            },
-        })
-    }))
+    let tally = Tally {
+        route,
+        cache,
+        sent: 0,
+    };
+    Ok(response.map_body(move |_, body| watched(body.boxed(), tally)))
 }
 
-/// A response body that adds the bytes it gave out to the metrics when it ends.
-struct CountedBody {
+/// Something that goes with a response body to its end: told of each chunk sent, dropped when
+/// the body is done or dropped (a client that left).
+pub(super) trait BodyWatcher: Unpin + 'static {
+    fn sent(&mut self, _bytes: usize) {}
+}
+
+/// `body`, with `watcher` told of what it sends.
+pub(super) fn watched(body: BoxBody, watcher: impl BodyWatcher) -> BoxBody {
+    BoxBody::new(WatchedBody { body, watcher })
+}
+
+struct WatchedBody<W> {
     body: BoxBody,
-    tally: Tally,
+    watcher: W,
 }
 
-/// What a [`CountedBody`] sent; counted when dropped, however the body ended.
-struct Tally {
-    route: crate::metrics::RouteGroup,
-    cache: &'static str,
-    sent: u64,
-}
-
-impl Drop for Tally {
-    fn drop(&mut self) {
-        if self.sent > 0 {
-            METRICS.served(self.route, self.cache, self.sent);
-        }
-    }
-}
-
-impl MessageBody for CountedBody {
+impl<W: BodyWatcher> MessageBody for WatchedBody<W> {
     type Error = Box<dyn std::error::Error>;
 
     fn size(&self) -> actix_web::body::BodySize {
@@ -146,25 +137,48 @@ impl MessageBody for CountedBody {
     }
 
     fn poll_next(
-        mut self: std::pin::Pin<&mut Self>,
+        self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<Result<bytes::Bytes, Self::Error>>> {
-        let polled = std::pin::Pin::new(&mut self.body).poll_next(cx);
+        // `WatchedBody` is Unpin: `BoxBody` is, and `W` is held by value but never pinned.
+        let this = std::pin::Pin::into_inner(self);
+        let polled = std::pin::Pin::new(&mut this.body).poll_next(cx);
         if let std::task::Poll::Ready(Some(Ok(chunk))) = &polled {
-            self.tally.sent += chunk.len() as u64;
+            this.watcher.sent(chunk.len());
         }
         polled
     }
 
     fn try_into_bytes(self) -> Result<bytes::Bytes, Self> {
         // A body known whole (a page from memory) goes out in one write.
-        let Self { body, mut tally } = self;
+        let Self { body, mut watcher } = self;
         match body.try_into_bytes() {
             Ok(bytes) => {
-                tally.sent += bytes.len() as u64;
+                watcher.sent(bytes.len());
                 Ok(bytes)
             }
-            Err(body) => Err(Self { body, tally }),
+            Err(body) => Err(Self { body, watcher }),
+        }
+    }
+}
+
+/// What a response body sent, counted in the metrics when it ends.
+struct Tally {
+    route: crate::metrics::RouteGroup,
+    cache: &'static str,
+    sent: u64,
+}
+
+impl BodyWatcher for Tally {
+    fn sent(&mut self, bytes: usize) {
+        self.sent += bytes as u64;
+    }
+}
+
+impl Drop for Tally {
+    fn drop(&mut self) {
+        if self.sent > 0 {
+            METRICS.served(self.route, self.cache, self.sent);
         }
     }
 }
@@ -182,7 +196,7 @@ fn http_version(version: actix_web::http::Version) -> &'static str {
 }
 
 /// Whether the request announces a body.
-fn has_body(req: &ServiceRequest) -> bool {
+pub(super) fn has_body(req: &ServiceRequest) -> bool {
     req.headers().contains_key(header::TRANSFER_ENCODING)
         || req
             .headers()

@@ -5,6 +5,7 @@ pub mod file_body;
 mod files;
 mod health;
 mod hex;
+mod limits;
 pub mod listener;
 pub mod metrics;
 mod middleware;
@@ -17,6 +18,7 @@ use actix_web::{HttpRequest, web};
 
 use crate::error::AppError;
 
+pub use limits::{ClientLimits, limit_clients};
 pub use middleware::{HitSampler, access_log, body_deadline, html_errors, measure, read_access};
 
 /// The methods of a path answered by GET and HEAD.

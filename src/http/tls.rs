@@ -28,15 +28,18 @@ impl ServerCertificate {
         }))
     }
 
-    /// Reads the files again (they may be other files than before); on an error the
-    /// certificate in use stays.
-    pub fn reload(&self, cert: &Path, key: &Path) -> Result<(), String> {
-        let certified = read_pair(&self.provider, cert, key)?;
+    /// Reads the files again (they may be other files than before), for [`Self::install`]; on
+    /// an error the certificate in use stays.
+    pub fn prepare(&self, cert: &Path, key: &Path) -> Result<LoadedCertificate, String> {
+        read_pair(&self.provider, cert, key).map(LoadedCertificate)
+    }
+
+    /// Presents `loaded` from the next handshake on.
+    pub fn install(&self, loaded: LoadedCertificate) {
         *self
             .current
             .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(certified);
-        Ok(())
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(loaded.0);
     }
 
     /// A rustls server configuration that presents this certificate (actix adds the ALPN
@@ -50,6 +53,9 @@ impl ServerCertificate {
         Ok(config)
     }
 }
+
+/// A certificate and key read and checked, not yet presented.
+pub struct LoadedCertificate(CertifiedKey);
 
 impl ResolvesServerCert for ServerCertificate {
     fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {

@@ -5,12 +5,14 @@
 //! services.
 
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 
 use reqwest::Response;
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use reqwest::header::HeaderMap;
 use url::Url;
 
+use super::HostGates;
 use super::UpstreamError;
 use super::redirect::Follower;
 use crate::config::PypiConfig;
@@ -34,14 +36,15 @@ pub struct FileClient {
     /// host (`redirect.rs` says which may leave it).
     configured: Follower,
     allow_private: bool,
+    gates: Arc<HostGates>,
 }
 
 impl FileClient {
-    pub fn new(config: &PypiConfig) -> Result<Self, reqwest::Error> {
+    pub fn new(config: &PypiConfig, gates: Arc<HostGates>) -> Result<Self, reqwest::Error> {
         let allow_private = config.allow_private_upstreams;
         // Files are stored as sent: no transparent decompression.
         let builder = || super::client_builder(config).no_gzip();
-        let configured = Follower::new(builder, allow_private)?;
+        let configured = Follower::new(builder, allow_private, Arc::clone(&gates))?;
         let http = builder()
             .dns_resolver(PublicOnlyResolver { allow_private })
             .redirect(reqwest::redirect::Policy::custom(move |attempt| {
@@ -58,6 +61,7 @@ impl FileClient {
             http,
             configured,
             allow_private,
+            gates,
         })
     }
 
@@ -68,7 +72,7 @@ impl FileClient {
         let response = match origin {
             UrlOrigin::IndexPage => {
                 check_url(&parsed, self.allow_private).map_err(|reason| refused(&shown, &reason))?;
-                super::send_counted(self.http.get(parsed.clone()), &parsed)
+                super::send_counted(&self.gates, self.http.get(parsed.clone()), &parsed)
                     .await
                     .map_err(|e| super::transport_error(&shown, e))?
             }

@@ -41,10 +41,14 @@ pub struct HexClient {
 impl HexClient {
     /// Timeouts and TLS verification follow the `[pypi]` settings: one set of upstream HTTP
     /// settings for the whole mirror.
-    pub fn new(http_settings: &PypiConfig, upstream: UpstreamUrl) -> Result<Self, reqwest::Error> {
+    pub fn new(
+        http_settings: &PypiConfig,
+        upstream: UpstreamUrl,
+        gates: std::sync::Arc<super::HostGates>,
+    ) -> Result<Self, reqwest::Error> {
         // Registry files are gzip inside the body and must be kept byte for byte.
         let builder = || super::client_builder(http_settings).no_gzip();
-        let http = Follower::new(builder, http_settings.allow_private_upstreams)?;
+        let http = Follower::new(builder, http_settings.allow_private_upstreams, gates)?;
         Ok(Self {
             http,
             upstream,

@@ -9,12 +9,15 @@ mod health;
 mod hex;
 mod redirect;
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
 use reqwest::header::{ACCEPT, ETAG, HeaderMap, HeaderValue, IF_NONE_MATCH};
 use reqwest::{Response, StatusCode};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use url::Url;
 
 pub use files::{FileClient, UrlOrigin, redact};
@@ -109,10 +112,10 @@ pub struct SimpleClient {
 }
 
 impl SimpleClient {
-    pub fn new(config: &PypiConfig) -> Result<Self, reqwest::Error> {
+    pub fn new(config: &PypiConfig, gates: Arc<HostGates>) -> Result<Self, reqwest::Error> {
         let builder = || client_builder(config);
         Ok(Self {
-            http: Follower::new(builder, config.allow_private_upstreams)?,
+            http: Follower::new(builder, config.allow_private_upstreams, gates)?,
             page_timeout: config.page_timeout,
             max_page_size: config.max_page_size,
         })
@@ -238,23 +241,78 @@ async fn read_capped(
     Ok(body.freeze())
 }
 
-/// Sends `request` for `url`, counting it in the metrics under the URL's host.
-async fn send_counted(request: reqwest::RequestBuilder, url: &Url) -> reqwest::Result<Response> {
+/// At most `limits.upstream_concurrency` requests under way to one upstream host, bodies
+/// included; more wait their turn, in order.
+#[derive(Debug)]
+pub struct HostGates {
+    /// 0: no limit.
+    limit: usize,
+    hosts: Mutex<HashMap<String, Arc<Semaphore>>>,
+}
+
+/// A turn at a host, kept with the response until its body has been read.
+#[derive(Clone)]
+struct HostTurn {
+    _permit: Arc<OwnedSemaphorePermit>,
+}
+
+impl HostGates {
+    pub fn new(limit: u32) -> Arc<Self> {
+        Arc::new(Self {
+            limit: limit as usize,
+            hosts: Mutex::default(),
+        })
+    }
+
+    async fn turn(&self, host: &str) -> Option<HostTurn> {
+        if self.limit == 0 {
+            return None;
+        }
+        let gate = {
+            let mut hosts = self.hosts.lock().unwrap_or_else(PoisonError::into_inner);
+            Arc::clone(
+                hosts
+                    .entry(host.to_owned())
+                    .or_insert_with(|| Arc::new(Semaphore::new(self.limit))),
+            )
+        };
+        // The semaphore is never closed.
+        gate.acquire_owned().await.ok().map(|permit| HostTurn {
+            _permit: Arc::new(permit),
+        })
+    }
+}
+
+/// Sends `request` for `url` once its host has a turn, counting it in the metrics under the
+/// URL's host. The turn goes with the response, to [`body_stream`] or to its drop.
+async fn send_counted(
+    gates: &HostGates,
+    request: reqwest::RequestBuilder,
+    url: &Url,
+) -> reqwest::Result<Response> {
+    let host = upstream_label(url);
+    let turn = gates.turn(&host).await;
     let started = std::time::Instant::now();
-    let sent = request.send().await;
+    let mut sent = request.send().await;
     let outcome = match &sent {
         Ok(response) => UpstreamOutcome::Status(response.status().as_u16()),
         Err(e) if e.is_timeout() => UpstreamOutcome::Timeout,
         Err(_) => UpstreamOutcome::Error,
     };
-    METRICS.upstream_request(&upstream_label(url), outcome, started.elapsed());
+    METRICS.upstream_request(&host, outcome, started.elapsed());
+    if let (Ok(response), Some(turn)) = (&mut sent, turn) {
+        response.extensions_mut().insert(turn);
+    }
     sent
 }
 
-/// An upstream response's body as a stream, its bytes counted in the metrics.
-pub fn body_stream(response: Response) -> impl futures::Stream<Item = reqwest::Result<Bytes>> {
+/// An upstream response's body as a stream, its bytes counted in the metrics; the host's turn
+/// ends with the stream.
+pub fn body_stream(mut response: Response) -> impl futures::Stream<Item = reqwest::Result<Bytes>> {
     let received = METRICS.upstream_received(&upstream_label(response.url()));
+    let turn = response.extensions_mut().remove::<HostTurn>();
     response.bytes_stream().inspect(move |chunk| {
+        let _held = &turn;
         if let Ok(chunk) = chunk {
             received.inc_by(chunk.len() as u64);
         }

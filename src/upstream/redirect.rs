@@ -7,6 +7,9 @@
 //! reqwest's redirect policy is synchronous and cannot say which resolver the next hop uses, so
 //! redirects are followed here, one hop at a time, each with the client its destination calls for.
 
+use std::sync::Arc;
+
+use super::HostGates;
 use std::time::{Duration, Instant};
 
 use reqwest::header::{HeaderMap, LOCATION};
@@ -59,12 +62,14 @@ pub(crate) struct Follower {
     configured: reqwest::Client,
     elsewhere: reqwest::Client,
     allow_private: bool,
+    gates: Arc<HostGates>,
 }
 
 impl Follower {
     pub(crate) fn new(
         builder: impl Fn() -> ClientBuilder,
         allow_private: bool,
+        gates: Arc<HostGates>,
     ) -> Result<Self, reqwest::Error> {
         let no_redirects = || builder().redirect(reqwest::redirect::Policy::none());
         Ok(Self {
@@ -73,6 +78,7 @@ impl Follower {
                 .dns_resolver(PublicOnlyResolver { allow_private })
                 .build()?,
             allow_private,
+            gates,
         })
     }
 
@@ -100,10 +106,12 @@ impl Follower {
             if let Some(deadline) = deadline {
                 request = request.timeout(deadline.saturating_sub(started.elapsed()));
             }
-            let response = super::send_counted(request, &url).await.map_err(|e| match hop {
-                Hop::Configured => super::transport_error(name, e),
-                Hop::Elsewhere => super::transport_error(&redact(url.as_str()), e),
-            })?;
+            let response = super::send_counted(&self.gates, request, &url)
+                .await
+                .map_err(|e| match hop {
+                    Hop::Configured => super::transport_error(name, e),
+                    Hop::Elsewhere => super::transport_error(&redact(url.as_str()), e),
+                })?;
             let Some(next) = redirect_target(&response, &url) else {
                 return Ok(response);
             };

@@ -645,6 +645,15 @@ pub async fn act(
             };
             (Some(format!("rule {raw}")), result)
         }
+        "reload" => (
+            None,
+            state
+                .reloader
+                .reload(&state)
+                .await
+                .map(|report| format!("ok: {}", report.summary()))
+                .map_err(|e| format!("refused, nothing was changed: {e}")),
+        ),
         "gc" => (
             None,
             state

@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -48,6 +49,26 @@ struct FakeState {
     behaviour: Mutex<Option<Behaviour>>,
     /// When set, requests without exactly this Authorization header get 401.
     required_auth: Mutex<Option<String>>,
+    /// Requests being answered now, and the most there ever were at once.
+    in_flight: AtomicUsize,
+    max_in_flight: AtomicUsize,
+}
+
+/// One request being answered; counted out when dropped.
+struct Answering(Arc<FakeState>);
+
+impl Answering {
+    fn start(state: &Arc<FakeState>) -> Self {
+        let now = state.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        state.max_in_flight.fetch_max(now, Ordering::SeqCst);
+        Self(Arc::clone(state))
+    }
+}
+
+impl Drop for Answering {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 /// A server on 127.0.0.1 with its own runtime, handing each connection to a handler; it works
@@ -221,6 +242,11 @@ impl FakeIndex {
     }
 
     /// Requests seen for `/simple/{path}`.
+    /// The most requests this fake was answering at once.
+    pub fn max_in_flight(&self) -> usize {
+        self.state.max_in_flight.load(Ordering::SeqCst)
+    }
+
     pub fn hits(&self, path: &str) -> usize {
         self.hits_of(&format!("/simple/{path}"))
     }
@@ -261,6 +287,7 @@ async fn serve_connection(mut stream: TcpStream, state: Arc<FakeState>) {
     let Some((path, headers)) = read_request_head(&mut stream).await else {
         return;
     };
+    let _answering = Answering::start(&state);
     *state.hits.lock().unwrap().entry(path.clone()).or_default() += 1;
     state
         .requests
