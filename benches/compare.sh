@@ -184,7 +184,11 @@ PY
 start_mirror() {
     local mirror_port
     mirror_port=$(port)
+    # wrk is one client at tens of thousands of requests a second: the per-client limits stay
+    # on (their cost is measured) but far above it.
     PKGMIRROR__PYPI__ALLOW_PRIVATE_UPSTREAMS=true PKGMIRROR__LOG__LEVEL=warn \
+        PKGMIRROR__LIMITS__REQUESTS_PER_SECOND=10000000 PKGMIRROR__LIMITS__BURST=10000000 \
+        PKGMIRROR__LIMITS__DOWNLOADS_PER_CLIENT=100000 \
         "$binary" serve --listen "127.0.0.1:$mirror_port" --data-dir "$work/data-$1" \
         --pypi-upstream "http://127.0.0.1:$2/simple/" >"$work/mirror-$1.log" 2>&1 &
     mirror=$!

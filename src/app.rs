@@ -27,7 +27,7 @@ use crate::state::AppState;
 use crate::storage::blob::ConfiguredStore;
 use crate::storage::data_dir::{self, DataDirLock, LockError};
 use crate::storage::{Catalogue, PageStore, StorageError};
-use crate::upstream::{FileClient, HexClient, IndexHealth, SimpleClient};
+use crate::upstream::{FileClient, HexClient, SimpleClient};
 
 /// How long a client may take to send a request's head (actix's default, stated).
 const REQUEST_HEAD_TIMEOUT: Duration = Duration::from_secs(5);
@@ -88,6 +88,36 @@ fn spawn_limit_cleaner(state: web::Data<AppState>, runtime: &tokio::runtime::Han
         loop {
             tick.tick().await;
             state.limits.current().forget_idle();
+        }
+    });
+}
+
+/// Takes a reading of the counters for the home page's charts at start and every
+/// [`crate::metrics::HISTORY_STEP`].
+fn spawn_historian(state: web::Data<AppState>, runtime: &tokio::runtime::Handle) {
+    runtime.spawn(async move {
+        let mut tick = tokio::time::interval(crate::metrics::HISTORY_STEP);
+        loop {
+            tick.tick().await;
+            state.history.record(state.reading());
+        }
+    });
+}
+
+/// How often upstream pool members left out after a failure are probed.
+const PROBE_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Probes the upstream pool members left out after a failure, so they come back when they
+/// answer again (passively, a failed member is asked only when every member failed).
+fn spawn_prober(state: web::Data<AppState>, runtime: &tokio::runtime::Handle) {
+    runtime.spawn(async move {
+        let mut tick = tokio::time::interval(PROBE_INTERVAL);
+        loop {
+            tick.tick().await;
+            state.pages.probe_left_out().await;
+            if let Some(hex) = &state.hex {
+                hex.probe_left_out().await;
+            }
         }
     });
 }
@@ -207,6 +237,8 @@ pub fn serve(config: Config, read: ReadConfig, set_log_level: SetLogLevel) -> Re
     spawn_access_flusher(state.clone(), background.handle());
     spawn_evictor(state.clone(), background.handle());
     spawn_limit_cleaner(state.clone(), background.handle());
+    spawn_prober(state.clone(), background.handle());
+    spawn_historian(state.clone(), background.handle());
     spawn_reloader(state.clone(), background.handle());
     let final_state = state.clone();
 
@@ -279,14 +311,10 @@ fn open(
     let mut indexes = Vec::new();
     for index in config.pypi.indexes() {
         let id = catalogue
-            .ensure_index(Ecosystem::Pypi, &index.url.cache_key(), index.ttl.as_secs())
+            .ensure_index(Ecosystem::Pypi, &index.urls.cache_key(), index.ttl.as_secs())
             .map_err(storage_error(data_dir::CATALOGUE_FILE))?;
-        tracing::info!(index = %index.url.redacted(), ttl = %humantime::format_duration(index.ttl), "upstream index");
-        indexes.push(Index {
-            config: index,
-            id,
-            health: IndexHealth::default(),
-        });
+        tracing::info!(index = %index.urls.redacted(), ttl = %humantime::format_duration(index.ttl), "upstream index");
+        indexes.push(Index::new(index, id));
     }
     if indexes.is_empty() {
         tracing::warn!("no upstream configured (pypi.index_url is empty): serving only what is cached");
@@ -468,6 +496,7 @@ fn open(
         public_url: config.server.public_url.clone(),
         limits: crate::live::Live::new(http::ClientLimits::new(&config.limits)),
         metrics_token: crate::live::Live::new(config.metrics.token.clone()),
+        history: crate::metrics::History::default(),
         reloader,
         started: Instant::now(),
     });

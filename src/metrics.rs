@@ -179,24 +179,24 @@ impl Metrics {
         self.s3_operations.with_label_values(&[operation, outcome]).inc();
     }
 
-    /// Requests answered so far, all routes (for the home page's history).
-    pub fn requests_so_far(&self) -> u64 {
+    /// Requests answered so far, all routes.
+    fn requests_so_far(&self) -> u64 {
         sum_counters(&self.requests)
     }
 
     /// Body bytes sent so far with the cache outcome `cache`.
-    pub fn served_so_far(&self, cache: &str) -> u64 {
+    fn served_so_far(&self, cache: &str) -> u64 {
         self.served_bytes
             .collect_sum(|labels| labels.iter().any(|l| l.name() == "cache" && l.value() == cache))
     }
 
     /// Bytes received from upstreams so far.
-    pub fn upstream_received_so_far(&self) -> u64 {
+    fn upstream_received_so_far(&self) -> u64 {
         sum_counters(&self.upstream_bytes)
     }
 
     /// Upstream requests so far and the seconds they took in all.
-    pub fn upstream_time_so_far(&self) -> (u64, f64) {
+    fn upstream_time_so_far(&self) -> (u64, f64) {
         let mut count = 0;
         let mut seconds = 0.0;
         for family in prometheus::core::Collector::collect(&self.upstream_duration) {
@@ -227,6 +227,65 @@ impl CollectSum for IntCounterVec {
             .filter(|metric| keep(metric.get_label()))
             .map(|metric| metric.get_counter().get_value() as u64)
             .sum()
+    }
+}
+
+/// How often the home page's history takes a reading of the counters.
+pub const HISTORY_STEP: std::time::Duration = std::time::Duration::from_secs(300);
+/// Readings kept: 24 hours of them, and the one before.
+const HISTORY_READINGS: usize = 24 * 3600 / 300 + 1;
+
+/// The counters the home page's charts are drawn from, at one moment.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Reading {
+    /// Unix seconds.
+    pub at: u64,
+    pub requests: u64,
+    pub hits: u64,
+    pub misses: u64,
+    /// Body bytes sent of cache hits.
+    pub served_from_cache: u64,
+    /// Body bytes received from upstreams.
+    pub fetched_upstream: u64,
+    pub upstream_requests: u64,
+    pub upstream_seconds: f64,
+}
+
+impl Metrics {
+    /// A reading of the event counters now, with the cache's `hits` and `misses`.
+    pub fn reading(&self, at: u64, hits: u64, misses: u64) -> Reading {
+        let (upstream_requests, upstream_seconds) = self.upstream_time_so_far();
+        Reading {
+            at,
+            requests: self.requests_so_far(),
+            hits,
+            misses,
+            served_from_cache: self.served_so_far("hit"),
+            fetched_upstream: self.upstream_received_so_far(),
+            upstream_requests,
+            upstream_seconds,
+        }
+    }
+}
+
+/// The last 24 hours of readings, one every [`HISTORY_STEP`] since start (in memory: a restart
+/// starts it afresh).
+#[derive(Debug, Default)]
+pub struct History(std::sync::Mutex<std::collections::VecDeque<Reading>>);
+
+impl History {
+    pub fn record(&self, reading: Reading) {
+        let mut readings = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        readings.push_back(reading);
+        while readings.len() > HISTORY_READINGS {
+            readings.pop_front();
+        }
+    }
+
+    /// The readings kept, then `now`.
+    pub fn with(&self, now: Reading) -> Vec<Reading> {
+        let readings = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        readings.iter().copied().chain(std::iter::once(now)).collect()
     }
 }
 
@@ -583,5 +642,28 @@ mod tests {
         assert_eq!(upstream_label(&url), "files.example:8443");
         let url = url::Url::parse("https://files.example/a").unwrap();
         assert_eq!(upstream_label(&url), "files.example");
+    }
+}
+
+#[cfg(test)]
+mod history_tests {
+    use super::*;
+
+    #[test]
+    fn the_history_keeps_a_day_of_readings() {
+        let history = History::default();
+        for at in 0..(HISTORY_READINGS as u64 + 10) {
+            history.record(Reading {
+                at,
+                ..Reading::default()
+            });
+        }
+        let readings = history.with(Reading {
+            at: 1_000_000,
+            ..Reading::default()
+        });
+        assert_eq!(readings.len(), HISTORY_READINGS + 1);
+        assert_eq!(readings[0].at, 10);
+        assert_eq!(readings.last().unwrap().at, 1_000_000);
     }
 }

@@ -22,6 +22,20 @@ const LIVE_KEYS: &[&str] = &[
     "limits.downloads_per_client",
     "limits.max_header_size",
     "policy.*",
+    "pypi.index_url",
+    "pypi.extra_index_urls",
+    "pypi.index_ttl",
+    "pypi.extra_index_ttls",
+    "hex.upstream_url",
+    "hex.ttl",
+];
+
+/// The live keys that change the PyPI upstreams: live only while the same indexes stay.
+const PYPI_UPSTREAM_KEYS: &[&str] = &[
+    "pypi.index_url",
+    "pypi.extra_index_urls",
+    "pypi.index_ttl",
+    "pypi.extra_index_ttls",
 ];
 
 fn is_live(key: &str) -> bool {
@@ -102,6 +116,16 @@ impl Reloader {
             _ => None,
         };
 
+        // Another set of indexes (added, removed, renamed) needs a restart; other upstream
+        // changes (URLs, pool members, TTLs) are live.
+        let upstreams_live = state.pages.can_replace_upstreams(&config.pypi);
+        if let Err(why) = &upstreams_live {
+            tracing::warn!(reason = %why, "reload: the PyPI upstreams are left as they are");
+        }
+        let live = |key: &String| {
+            is_live(key) && (upstreams_live.is_ok() || !PYPI_UPSTREAM_KEYS.contains(&key.as_str()))
+        };
+
         let in_force = self
             .in_force
             .lock()
@@ -109,11 +133,11 @@ impl Reloader {
             .clone();
         let applied: Vec<String> = changed_keys(&in_force, &config)
             .into_iter()
-            .filter(|key| is_live(key))
+            .filter(live)
             .collect();
         let need_restart: Vec<String> = changed_keys(&self.started, &config)
             .into_iter()
-            .filter(|key| !is_live(key))
+            .filter(|key| !live(key))
             .collect();
 
         state.admin.set_token(config.server.admin_token.clone());
@@ -128,6 +152,12 @@ impl Reloader {
         if let Some((current, loaded)) = certificate {
             current.install(loaded);
             tracing::info!("TLS certificate reloaded");
+        }
+        if upstreams_live.is_ok() {
+            state.pages.replace_upstreams(&config.pypi);
+        }
+        if let Some(hex) = &state.hex {
+            hex.replace_upstream(&config.hex);
         }
         if applied.iter().any(|key| key.starts_with("policy.")) {
             state
@@ -162,7 +192,8 @@ mod tests {
     fn live_keys_are_told_from_those_that_need_a_restart() {
         assert!(is_live("policy.rules"));
         assert!(is_live("limits.burst"));
-        assert!(!is_live("pypi.index_url"));
+        assert!(is_live("pypi.index_url"));
+        assert!(!is_live("pypi.extra_index_names"));
         assert!(!is_live("server.listen"));
         assert!(!is_live("storage.backend"));
         assert!(!is_live("limits.upstream_concurrency"));

@@ -57,6 +57,8 @@ pub struct AppState {
     pub limits: crate::live::Live<crate::http::ClientLimits>,
     /// `metrics.token`: opens `/metrics` on the main port.
     pub metrics_token: crate::live::Live<crate::config::Secret>,
+    /// Readings of the counters for the home page's charts.
+    pub history: crate::metrics::History,
     /// Applies a changed configuration (SIGHUP, `/admin`).
     pub reloader: crate::reload::Reloader,
     pub started: Instant,
@@ -71,6 +73,8 @@ pub struct UpstreamStatus {
     /// `main` or `extra` (PyPI indexes, in configured order), or `hex`.
     pub role: &'static str,
     pub report: IndexHealthReport,
+    /// Its pool's members (one for an upstream with one URL).
+    pub members: Vec<crate::upstream::MemberReport>,
 }
 
 /// The server's health at one moment: what `/health` and the home page both show.
@@ -161,26 +165,34 @@ impl AppState {
         }
     }
 
+    /// A reading of the counters now, for the home page's history.
+    pub fn reading(&self) -> crate::metrics::Reading {
+        let counters = self.counters.snapshot();
+        crate::metrics::METRICS.reading(unix_now(), counters.hits, counters.misses)
+    }
+
     pub async fn status(&self) -> StatusSnapshot {
         let pypi = self.pages.health_reports();
         let upstream_configured = !pypi.is_empty();
         let mut upstreams: Vec<UpstreamStatus> = pypi
             .into_iter()
             .enumerate()
-            .map(|(i, (name, url, report))| UpstreamStatus {
+            .map(|(i, (name, url, report, members))| UpstreamStatus {
                 name,
                 url,
                 role: if i == 0 { "main" } else { "extra" },
                 report,
+                members,
             })
             .collect();
         if let Some(hex) = &self.hex {
-            let (url, report) = hex.health_report();
+            let (url, report, members) = hex.health_report();
             upstreams.push(UpstreamStatus {
                 name: "hex".to_owned(),
                 url,
                 role: "hex",
                 report,
+                members,
             });
         }
         let (storage_backend, storage) = self.downloads.storage_health().await;

@@ -110,7 +110,8 @@ pub struct HexMirror {
 struct HexSource {
     client: HexClient,
     verifier: RegistryVerifier,
-    ttl: Duration,
+    /// `hex.ttl`, replaced by a reload.
+    ttl: crate::live::Live<Duration>,
     /// The upstream and TTL the stored files were fetched under: a config change makes stored
     /// files stale (and their upstream ETags meaningless).
     sources: String,
@@ -144,7 +145,7 @@ impl HexMirror {
         let source = HexSource {
             client: settings.client,
             verifier: settings.verifier,
-            ttl: settings.ttl,
+            ttl: crate::live::Live::new(settings.ttl),
             sources: sources.clone(),
             index_id: settings.index_id,
             catalogue: catalogue.clone(),
@@ -186,10 +187,29 @@ impl HexMirror {
     }
 
     /// The upstream's health, for `/health` and the UI: (redacted URL, report).
-    pub fn health_report(&self) -> (String, IndexHealthReport) {
+    /// Puts a reloaded `hex.upstream_url` (its members) and `hex.ttl` in force. The first URL
+    /// at start stays the repository's identity until a restart.
+    pub fn replace_upstream(&self, config: &crate::config::HexConfig) {
+        let source = self.source();
+        source.client.pool().replace(config.upstream_url.members());
+        source.ttl.replace(config.ttl);
+    }
+
+    /// Probes the repository's members left out after a failure, putting back those that answer.
+    pub async fn probe_left_out(&self) {
+        let client = &self.source().client;
+        for member in client.pool().left_out() {
+            let outcome = client.probe(&member.url).await;
+            client.pool().probed(&member, outcome);
+        }
+    }
+
+    pub fn health_report(&self) -> (String, IndexHealthReport, Vec<crate::upstream::MemberReport>) {
+        let source = self.source();
         (
-            self.source().client.upstream().redacted(),
-            self.source().health.report(),
+            source.client.upstream().redacted(),
+            source.health.report(),
+            source.client.pool().reports(),
         )
     }
 
@@ -408,7 +428,7 @@ impl HexMirror {
         match path {
             RepoPath::Installs { path } if path.ends_with(".ez") => IMMUTABLE_TTL,
             RepoPath::Docs { .. } | RepoPath::PublicKey => DOCS_TTL,
-            _ => self.source().ttl,
+            _ => *self.source().ttl.current(),
         }
     }
 
@@ -472,7 +492,7 @@ impl PageSource for HexSource {
         let stored = stored.filter(|page| page.header.sources == self.sources);
         let etag = stored.as_ref().and_then(|page| page.header.upstream_etag.clone());
         let ttl = match &key {
-            HexPage::Registry(_) => self.ttl,
+            HexPage::Registry(_) => *self.ttl.current(),
             HexPage::Object { ttl, .. } => *ttl,
         };
         let fetched = match &key {

@@ -8,6 +8,7 @@
 use std::collections::HashMap;
 use std::io::Write;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures::future::join_all;
@@ -19,8 +20,9 @@ use super::hosted::{HostedIndex, HostedPypi};
 use super::pages::{Keep, PageCache, PageCacheSettings, PageSource, Refresh, Refreshed, Served, Upstreams};
 use super::snapshot::{Snapshot, SnapshotContent, StoredSnapshot};
 use super::{CacheCounters, CacheError, CacheOutcome, blocking, unix_now};
-use crate::config::{ExtraIndexStrategy, IndexConfig, OnlyFrom};
+use crate::config::{ExtraIndexStrategy, IndexConfig, OnlyFrom, PypiConfig};
 use crate::ecosystem::Ecosystem;
+use crate::live::Live;
 use crate::policy::{Check, Policy, SharedPolicy};
 use crate::pypi::hosted::HostedProject;
 use crate::pypi::model::{DistFile, Hashes, PageMeta, ProjectList, ProjectPage};
@@ -33,8 +35,8 @@ use crate::storage::catalogue::{CatalogueCounts, FileRecord, ProjectRecord};
 use crate::storage::pages::{PageCounts, PageForm, PageHeader, PageKey, StoredPage};
 use crate::storage::{Catalogue, PageStore};
 use crate::upstream::{
-    FailureKind, Fetched, IndexHealth, IndexHealthReport, PageFormat, PageRequest, SimpleClient,
-    UpstreamError,
+    FailureKind, Fetched, IndexHealth, IndexHealthReport, MemberReport, PageFormat, PageRequest,
+    SimpleClient, UpstreamError, UpstreamPool,
 };
 
 const ECOSYSTEM: Ecosystem = Ecosystem::Pypi;
@@ -158,15 +160,38 @@ pub struct PypiIndexes {
 
 /// One configured upstream index at run time.
 pub struct Index {
+    /// As configured at start; a reload replaces the members and the TTL (below).
     pub config: IndexConfig,
     /// Catalogue id of the index.
     pub id: i64,
+    /// The index as a whole: failing when every member failed.
     pub health: IndexHealth,
+    pub pool: UpstreamPool,
+    ttl: Live<Duration>,
 }
 
 impl Index {
+    pub fn new(config: IndexConfig, id: i64) -> Self {
+        Self {
+            pool: UpstreamPool::new(config.urls.members()),
+            ttl: Live::new(config.ttl),
+            config,
+            id,
+            health: IndexHealth::default(),
+        }
+    }
+
     fn key(&self) -> String {
-        self.config.url.cache_key()
+        self.config.urls.cache_key()
+    }
+
+    fn ttl(&self) -> Duration {
+        *self.ttl.current()
+    }
+
+    /// The index for humans: its first URL, redacted.
+    fn shown(&self) -> String {
+        self.config.urls.primary().redacted()
     }
 }
 
@@ -272,7 +297,7 @@ impl SimplePages {
     ) -> Self {
         let sources = indexes
             .iter()
-            .map(|i| format!("{}={}@{}", i.config.name, i.key(), i.config.ttl.as_secs()))
+            .map(|i| format!("{}={}@{}", i.config.name, i.key(), i.ttl().as_secs()))
             .chain(hosted.names().map(HostedIndex::catalogue_url))
             .chain((strategy == ExtraIndexStrategy::FirstIndex).then(|| strategy.as_str().to_owned()))
             .chain(
@@ -313,13 +338,62 @@ impl SimplePages {
         }
     }
 
-    /// Each upstream index's name, redacted URL and health.
-    pub fn health_reports(&self) -> Vec<(String, String, IndexHealthReport)> {
+    /// Whether a reload can put `config`'s upstreams in force: the same indexes, by name and in
+    /// order (their URLs and TTLs may change). Otherwise why a restart is needed.
+    pub fn can_replace_upstreams(&self, config: &PypiConfig) -> Result<(), String> {
+        let running: Vec<&str> = self
+            .cache
+            .source()
+            .indexes
+            .iter()
+            .map(|i| i.config.name.as_str())
+            .collect();
+        let wanted = config.indexes();
+        let wanted: Vec<&str> = wanted.iter().map(|i| i.name.as_str()).collect();
+        if running == wanted {
+            Ok(())
+        } else {
+            Err(format!(
+                "the upstream indexes are {wanted:?}, not {running:?}: adding, removing or renaming one needs a restart"
+            ))
+        }
+    }
+
+    /// Puts `config`'s upstream URLs (each index's pool members) and TTLs in force; see
+    /// [`Self::can_replace_upstreams`]. Each index keeps its identity (its first URL at start)
+    /// until a restart, so its cached pages stay.
+    pub fn replace_upstreams(&self, config: &PypiConfig) {
+        for (index, wanted) in self.cache.source().indexes.iter().zip(config.indexes()) {
+            index.pool.replace(wanted.urls.members());
+            index.ttl.replace(wanted.ttl);
+        }
+    }
+
+    /// Probes the pool members left out after a failure, putting back those that answer.
+    pub async fn probe_left_out(&self) {
+        let source = self.cache.source();
+        for index in &source.indexes {
+            for member in index.pool.left_out() {
+                let outcome = source.client.probe(&member.url).await;
+                index.pool.probed(&member, outcome);
+            }
+        }
+    }
+
+    /// Each upstream index's name, redacted URL, health and its members' health.
+    pub fn health_reports(&self) -> Vec<(String, String, IndexHealthReport, Vec<MemberReport>)> {
         self.cache
             .source()
             .indexes
             .iter()
-            .map(|i| (i.config.name.clone(), i.config.url.redacted(), i.health.report()))
+            .map(|i| {
+                (
+                    i.config.name.clone(),
+                    i.shown(),
+                    i.health.report(),
+                    i.pool.reports(),
+                )
+            })
             .collect()
     }
 
@@ -577,7 +651,7 @@ impl PageSource for SimpleSource {
                     continue;
                 }
             };
-            expires_at = expires_at.min(snapshot.fetched_at.saturating_add(index.config.ttl.as_secs()));
+            expires_at = expires_at.min(snapshot.fetched_at.saturating_add(index.ttl().as_secs()));
             if first_listing.is_none() && matches!(snapshot.content, SnapshotContent::Project(_)) {
                 first_listing = Some((contents.len(), first_error.is_some()));
             }
@@ -829,7 +903,7 @@ impl SimpleSource {
         work: &BigPageWork,
     ) -> IndexAnswer {
         if let Some(old) = old {
-            let fresh = !force && old.fetched_at.saturating_add(index.config.ttl.as_secs()) > now;
+            let fresh = !force && old.fetched_at.saturating_add(index.ttl().as_secs()) > now;
             if fresh || index.health.backing_off() {
                 // A snapshot whose content cannot be read is no snapshot: the index is asked.
                 if let Some(old) = old.decode().await {
@@ -857,7 +931,7 @@ impl SimpleSource {
         now: u64,
         work: &BigPageWork,
     ) -> IndexAnswer {
-        let redacted = index.config.url.redacted();
+        let redacted = index.shown();
         let etag = old.as_ref().and_then(|s| s.etag.as_deref());
         let request = if index.health.json_unusable() {
             PageRequest::HtmlOnly
@@ -947,9 +1021,13 @@ impl SimpleSource {
         now: u64,
         work: &BigPageWork,
     ) -> Result<FetchedPage, FetchFailure> {
-        let fetched = self
-            .client
-            .fetch_page(&index.config, &page.upstream_path(), etag, request)
+        let path = page.upstream_path();
+        let fetched = index
+            .pool
+            .run(|member| {
+                let path = &path;
+                async move { self.client.fetch_page(&member, path, etag, request).await }
+            })
             .await;
         if let Ok(Fetched::Page { body, .. }) = &fetched
             && body.len() > BIG_PAGE_BYTES
@@ -965,7 +1043,7 @@ impl SimpleSource {
             Ok(Fetched::NotModified) => Err(data_error(
                 format!(
                     "{} answered 304 Not Modified to an unconditional request",
-                    index.config.url.redacted()
+                    index.shown()
                 ),
                 false,
             )),
@@ -991,7 +1069,7 @@ impl SimpleSource {
                         format!(
                             "{} answered with a page that is not a Simple API page (no file links and no \
                              pypi:repository-version meta tag), so it was not used",
-                            index.config.url.redacted()
+                            index.shown()
                         ),
                         false,
                     ))
@@ -1007,7 +1085,7 @@ impl SimpleSource {
                 Err(e) => Err(data_error(
                     format!(
                         "{} sent a{} page pkgmirror cannot read: {e}",
-                        index.config.url.redacted(),
+                        index.shown(),
                         match format {
                             PageFormat::Json => " JSON",
                             PageFormat::Html => "n HTML",

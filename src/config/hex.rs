@@ -5,13 +5,14 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::values::{Secret, UpstreamUrl, duration};
+use super::values::{Secret, UpstreamUrls, duration};
 
 #[derive(Clone, Debug, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct HexConfig {
     pub enabled: bool,
-    pub upstream_url: UpstreamUrl,
+    /// The hex repository: one URL, or a pool of equivalent ones.
+    pub upstream_url: UpstreamUrls,
     #[serde(deserialize_with = "duration")]
     pub ttl: Duration,
     /// PEM; empty: the built-in hex.pm key.

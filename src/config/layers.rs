@@ -458,7 +458,7 @@ mod tests {
 
     use super::*;
     use crate::config::LogFormat;
-    use crate::config::test_support::{file_err, load_err, load_ok, none, toml_file, url, with_file};
+    use crate::config::test_support::{file_err, load_err, load_ok, none, toml_file, urls, with_file};
     use crate::config::values::MIB;
 
     #[test]
@@ -490,11 +490,11 @@ mod tests {
         assert_eq!(c.storage.max_size, 1000);
         assert_eq!(c.storage.s3.bucket, "b");
         assert!(c.storage.s3.path_style);
-        assert_eq!(c.pypi.index_url, Some(url("https://index.example/simple/")));
+        assert_eq!(c.pypi.index_url, Some(urls("https://index.example/simple/")));
         assert_eq!(c.pypi.index_ttl, Duration::from_secs(60));
         assert_eq!(
             c.pypi.extra_index_urls,
-            vec![url("https://extra.example/simple/")]
+            vec![urls("https://extra.example/simple/")]
         );
         assert!(!c.hex.enabled);
         assert_eq!(c.log.format, LogFormat::Json);
@@ -613,7 +613,10 @@ mod tests {
         let pypi = &loaded.config.pypi;
         assert_eq!(
             pypi.extra_index_urls,
-            vec![url("https://a.example/simple/"), url("https://b.example/simple/")]
+            vec![
+                urls("https://a.example/simple/"),
+                urls("https://b.example/simple/")
+            ]
         );
         assert_eq!(pypi.extra_index_ttls, vec![Duration::from_secs(300)]);
         // An empty value empties a list set by a lower layer.
@@ -640,7 +643,7 @@ mod tests {
             &none(),
         );
         let c = &loaded.config;
-        assert_eq!(c.pypi.index_url, Some(url("https://index.example/simple/")));
+        assert_eq!(c.pypi.index_url, Some(urls("https://index.example/simple/")));
         assert_eq!(c.pypi.extra_index_urls.len(), 2);
         assert_eq!(c.pypi.index_ttl, Duration::from_secs(600));
         assert_eq!(
@@ -737,10 +740,10 @@ mod tests {
         let c = &loaded.config;
         assert_eq!(c.server.listen, "[::1]:9000".parse().unwrap());
         assert_eq!(c.storage.data_dir, PathBuf::from("/srv/mirror"));
-        assert_eq!(c.pypi.index_url, Some(url("https://flag.example/simple/")));
+        assert_eq!(c.pypi.index_url, Some(urls("https://flag.example/simple/")));
         // Flags replace the extras too.
         assert!(c.pypi.extra_index_urls.is_empty());
-        assert_eq!(c.hex.upstream_url, url("https://hex.example/"));
+        assert_eq!(c.hex.upstream_url, urls("https://hex.example/"));
         assert_eq!(c.log.format, LogFormat::Json);
         let flag = |f: &str| Source::Flag(f.to_owned());
         assert_eq!(loaded.sources["server.listen"], flag("--listen"));
@@ -762,8 +765,8 @@ mod tests {
         };
         let loaded = load_ok(&[("PKGMIRROR__PYPI__EXTRA_INDEX_TTLS", "1m,2m")], &overrides);
         let pypi = &loaded.config.pypi;
-        assert_eq!(pypi.index_url, Some(url("https://main.example/simple/")));
-        assert_eq!(pypi.extra_index_urls, vec![url("https://extra.example/simple/")]);
+        assert_eq!(pypi.index_url, Some(urls("https://main.example/simple/")));
+        assert_eq!(pypi.extra_index_urls, vec![urls("https://extra.example/simple/")]);
         // The TTLs were for the replaced extras.
         assert!(pypi.extra_index_ttls.is_empty());
         let indexes = pypi.indexes();

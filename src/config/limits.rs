@@ -1,7 +1,8 @@
 //! `[limits]`: what one client may ask of the mirror, and what the mirror asks of an upstream.
 //!
-//! The defaults are sized for a CI farm behind one NAT address: hundreds of builds resolving at
-//! once from one client address must not be throttled; what they stop is one runaway client.
+//! The defaults are sized for a CI farm behind one NAT address: a 429 fails a pip install (pip
+//! does not retry it), so dozens of builds resolving at once from one address must pass; what
+//! the limits stop is one runaway client taking the whole server.
 
 use serde::Deserialize;
 
@@ -31,9 +32,9 @@ pub struct LimitsConfig {
 impl Default for LimitsConfig {
     fn default() -> Self {
         Self {
-            requests_per_second: 1000,
-            burst: 2000,
-            downloads_per_client: 256,
+            requests_per_second: 10_000,
+            burst: 50_000,
+            downloads_per_client: 1024,
             upstream_concurrency: 128,
             max_connections: 10_000,
             max_header_size: 32 * 1024,

@@ -36,7 +36,7 @@ pub use pypi::{ExtraIndexStrategy, HostedIndexConfig, IndexConfig, OnlyFrom, Pyp
 pub use server::{IpRange, ServerConfig};
 pub use show::{changed_keys, render_sources, render_toml};
 pub use storage::{S3Config, StorageBackend, StorageConfig};
-pub use values::{NamePattern, Secret, UpstreamUrl};
+pub use values::{NamePattern, Secret, UpstreamUrl, UpstreamUrls};
 
 /// The whole configuration; `Default` is the built-in defaults.
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -89,7 +89,10 @@ mod tests {
         assert_eq!(c.pypi.download_timeout, Duration::ZERO);
         assert!(c.pypi.indexes().is_empty());
         assert!(c.hex.enabled);
-        assert_eq!(c.hex.upstream_url.url().as_str(), "https://repo.hex.pm/");
+        assert_eq!(
+            c.hex.upstream_url.primary().url().as_str(),
+            "https://repo.hex.pm/"
+        );
         assert_eq!(c.hex.ttl, Duration::from_secs(1800));
         assert_eq!(c.log.format, LogFormat::Text);
         assert_eq!(c.log.level, "info");

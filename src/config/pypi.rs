@@ -6,19 +6,19 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde::de::{self, Deserializer};
 
-use super::values::{MIB, NamePattern, UpstreamUrl, duration, durations, size};
+use super::values::{MIB, NamePattern, UpstreamUrls, duration, durations, size};
 
 #[derive(Clone, Debug, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct PypiConfig {
     /// The main upstream simple index; `None`: no upstream.
     #[serde(deserialize_with = "optional_upstream")]
-    pub index_url: Option<UpstreamUrl>,
+    pub index_url: Option<UpstreamUrls>,
     #[serde(deserialize_with = "duration")]
     pub index_ttl: Duration,
     /// The main index's name in `/indexes/{name}/simple/` and in `only_from`.
     pub index_name: String,
-    pub extra_index_urls: Vec<UpstreamUrl>,
+    pub extra_index_urls: Vec<UpstreamUrls>,
     /// One per extra index; missing ones are `extra-1`, `extra-2`, … by position.
     pub extra_index_names: Vec<String>,
     /// One per extra index; missing ones default to `index_ttl`.
@@ -207,7 +207,8 @@ impl Default for PypiConfig {
 pub struct IndexConfig {
     /// Its name in `/indexes/{name}/simple/` and `pypi.only_from`.
     pub name: String,
-    pub url: UpstreamUrl,
+    /// The pool of equivalent URLs; the first is its identity.
+    pub urls: UpstreamUrls,
     pub ttl: Duration,
 }
 
@@ -215,18 +216,18 @@ impl PypiConfig {
     /// The upstream indexes in lookup order: the main index first, then the
     /// extras, each extra with its own name and TTL or else `extra-N` and `index_ttl`.
     pub fn indexes(&self) -> Vec<IndexConfig> {
-        let main = self.index_url.iter().map(|url| IndexConfig {
+        let main = self.index_url.iter().map(|urls| IndexConfig {
             name: self.index_name.clone(),
-            url: url.clone(),
+            urls: urls.clone(),
             ttl: self.index_ttl,
         });
         let extras = self
             .extra_index_urls
             .iter()
             .enumerate()
-            .map(|(i, url)| IndexConfig {
+            .map(|(i, urls)| IndexConfig {
                 name: (self.extra_index_names.get(i).cloned()).unwrap_or_else(|| format!("extra-{}", i + 1)),
-                url: url.clone(),
+                urls: urls.clone(),
                 ttl: self.extra_index_ttls.get(i).copied().unwrap_or(self.index_ttl),
             });
         main.chain(extras).collect()
@@ -286,17 +287,88 @@ impl PypiConfig {
 }
 
 /// Empty string: `None`.
-fn optional_upstream<'de, D: Deserializer<'de>>(d: D) -> Result<Option<UpstreamUrl>, D::Error> {
-    let s = String::deserialize(d)?;
-    if s.trim().is_empty() {
+fn optional_upstream<'de, D: Deserializer<'de>>(d: D) -> Result<Option<UpstreamUrls>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Given {
+        Text(String),
+        List(Vec<String>),
+    }
+    let text = match Given::deserialize(d)? {
+        Given::Text(text) => text,
+        Given::List(list) => list.join(" "),
+    };
+    if text.trim().is_empty() {
         return Ok(None);
     }
-    s.parse().map(Some).map_err(de::Error::custom)
+    text.parse().map(Some).map_err(de::Error::custom)
 }
 
 #[cfg(test)]
 mod tests {
     use crate::config::test_support::{file_err, load_err, load_ok, none, toml_file, with_file};
+
+    #[test]
+    fn an_index_is_a_pool_of_urls_given_as_a_string_or_a_list() {
+        let pools = |loaded: crate::config::Loaded| -> Vec<String> {
+            loaded
+                .config
+                .pypi
+                .indexes()
+                .iter()
+                .map(|i| i.urls.redacted())
+                .collect()
+        };
+        let (_dir, path) = toml_file(
+            "[pypi]\nindex_url = [\"https://a.example/simple\", \"https://a2.example/simple/\"]\n\
+             extra_index_urls = [\"https://b.example/ https://b2.example/\", [\"https://c.example/\"]]\n",
+        );
+        assert_eq!(
+            pools(load_ok(&[], &with_file(&path))),
+            [
+                "https://a.example/simple/ https://a2.example/simple/",
+                "https://b.example/ https://b2.example/",
+                "https://c.example/",
+            ]
+        );
+        let loaded = load_ok(
+            &[
+                (
+                    "PKGMIRROR__PYPI__INDEX_URL",
+                    "https://a.example/ https://a2.example/",
+                ),
+                (
+                    "PKGMIRROR__HEX__UPSTREAM_URL",
+                    "https://h.example/ https://h2.example/",
+                ),
+            ],
+            &none(),
+        );
+        assert_eq!(loaded.config.hex.upstream_url.members().len(), 2);
+        let index = &loaded.config.pypi.indexes()[0];
+        assert_eq!(index.urls.members().len(), 2);
+        assert_eq!(
+            index.urls.cache_key(),
+            "https://a.example/",
+            "the first member is the identity"
+        );
+        let (_dir, path) = toml_file("[pypi]\nextra_index_urls = [[]]\n");
+        assert!(file_err_at(&path).contains("no URL given"));
+        assert!(
+            load_err(
+                &[(
+                    "PKGMIRROR__PYPI__INDEX_URL",
+                    "https://a.example/ ftp://b.example/"
+                )],
+                &none()
+            )
+            .starts_with("pypi.index_url: only http and https")
+        );
+    }
+
+    fn file_err_at(path: &std::path::Path) -> String {
+        load_err(&[], &with_file(path))
+    }
 
     #[test]
     fn hosted_indexes_are_tables_or_names() {
@@ -403,7 +475,7 @@ mod tests {
         let indexes = loaded.config.pypi.indexes();
         let got: Vec<(String, u64)> = indexes
             .iter()
-            .map(|i| (i.url.to_string(), i.ttl.as_secs()))
+            .map(|i| (i.urls.redacted(), i.ttl.as_secs()))
             .collect();
         assert_eq!(
             got,

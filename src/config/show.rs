@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 
 use url::Url;
 
-use super::values::{UpstreamUrl, format_duration, format_size};
+use super::values::{UpstreamUrls, format_duration, format_size};
 use super::{Config, Loaded, PolicyRule, Source};
 
 /// A leaf value as rendered: strings, booleans and lists of strings cover
@@ -50,7 +50,7 @@ pub(super) fn leaves(c: &Config) -> Vec<Leaf> {
     let s3 = &c.storage.s3;
     let pypi = &c.pypi;
     let url_or_empty =
-        |u: &Option<UpstreamUrl>| Str(u.as_ref().map(UpstreamUrl::redacted).unwrap_or_default());
+        |u: &Option<UpstreamUrls>| Str(u.as_ref().map(UpstreamUrls::redacted).unwrap_or_default());
     vec![
         leaf("server", "listen", Str(c.server.listen.to_string())),
         leaf(
@@ -114,7 +114,7 @@ pub(super) fn leaves(c: &Config) -> Vec<Leaf> {
         leaf(
             "pypi",
             "extra_index_urls",
-            List(pypi.extra_index_urls.iter().map(UpstreamUrl::redacted).collect()),
+            List(pypi.extra_index_urls.iter().map(UpstreamUrls::redacted).collect()),
         ),
         leaf("pypi", "extra_index_names", List(pypi.extra_index_names.clone())),
         leaf(
@@ -335,7 +335,7 @@ mod tests {
         let c = &loaded.config;
         assert_eq!(c.server.admin_token.expose(), "hunter2");
         assert_eq!(
-            c.pypi.index_url.as_ref().map(|u| u.url().as_str()),
+            c.pypi.index_url.as_ref().map(|u| u.primary().url().as_str()),
             Some("https://alice:s3cr3t@index.example/simple/")
         );
         let outputs = [

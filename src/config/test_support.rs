@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use super::layers::load_with_default_file;
-use super::{CliOverrides, ConfigError, Loaded, UpstreamUrl};
+use super::{CliOverrides, ConfigError, Loaded, UpstreamUrl, UpstreamUrls};
 
 /// The implicit `./pkgmirror.toml` is replaced by a path that does not
 /// exist, so tests do not depend on the working directory.
@@ -55,5 +55,10 @@ pub(super) fn file_err(text: &str) -> String {
 }
 
 pub(super) fn url(s: &str) -> UpstreamUrl {
+    s.parse().unwrap()
+}
+
+/// An upstream of one or more (space-separated) URLs.
+pub(super) fn urls(s: &str) -> UpstreamUrls {
     s.parse().unwrap()
 }

@@ -88,6 +88,90 @@ impl UpstreamUrl {
     }
 }
 
+/// One upstream's URLs: equivalent members of a pool, the healthy and quickest asked first
+/// (`"https://a.example/simple/ https://b.example/simple/"`, or a list). The first names the
+/// upstream in the catalogue and the page store, so its cached pages stay when others are added.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct UpstreamUrls(Vec<UpstreamUrl>);
+
+impl UpstreamUrls {
+    /// The first member: the upstream's identity.
+    pub fn primary(&self) -> &UpstreamUrl {
+        // Never empty: parsing refuses an upstream without a URL.
+        &self.0[0]
+    }
+
+    pub fn members(&self) -> &[UpstreamUrl] {
+        &self.0
+    }
+
+    /// The members for humans and `config show`, space-separated, credentials hidden.
+    pub fn redacted(&self) -> String {
+        self.0
+            .iter()
+            .map(UpstreamUrl::redacted)
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    /// The primary's [`UpstreamUrl::cache_key`].
+    pub fn cache_key(&self) -> String {
+        self.primary().cache_key()
+    }
+
+    fn parse_all<'a>(texts: impl Iterator<Item = &'a str>) -> Result<Self, String> {
+        let members = texts
+            .flat_map(str::split_whitespace)
+            .map(str::parse)
+            .collect::<Result<Vec<UpstreamUrl>, _>>()?;
+        if members.is_empty() {
+            return Err("no URL given".to_owned());
+        }
+        Ok(Self(members))
+    }
+}
+
+impl FromStr for UpstreamUrls {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        Self::parse_all(std::iter::once(s))
+    }
+}
+
+impl From<UpstreamUrl> for UpstreamUrls {
+    fn from(url: UpstreamUrl) -> Self {
+        Self(vec![url])
+    }
+}
+
+/// A string of space-separated URLs, or a list of them.
+impl<'de> Deserialize<'de> for UpstreamUrls {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Urls;
+        impl<'de> de::Visitor<'de> for Urls {
+            type Value = UpstreamUrls;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a URL, space-separated URLs, or a list of URLs")
+            }
+
+            fn visit_str<E: de::Error>(self, text: &str) -> Result<UpstreamUrls, E> {
+                text.parse().map_err(E::custom)
+            }
+
+            fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<UpstreamUrls, A::Error> {
+                let mut texts = Vec::new();
+                while let Some(text) = seq.next_element::<String>()? {
+                    texts.push(text);
+                }
+                UpstreamUrls::parse_all(texts.iter().map(String::as_str)).map_err(de::Error::custom)
+            }
+        }
+        d.deserialize_any(Urls)
+    }
+}
+
 impl FromStr for UpstreamUrl {
     type Err = String;
 

@@ -17,6 +17,7 @@ pub async fn health(state: web::Data<AppState>) -> Result<HttpResponse, AppError
             let mut entry = json!(upstream.report);
             entry["url"] = json!(upstream.url);
             entry["role"] = json!(upstream.role);
+            entry["members"] = json!(upstream.members);
             entry
         })
         .collect();

@@ -246,6 +246,23 @@ async fn state_families(state: &AppState) -> Result<Families, AppError> {
             &[("index", index)],
             if report.backing_off { 1.0 } else { 0.0 },
         );
+        for member in &upstream.members {
+            let labels = [("index", index), ("member", member.url.as_str())];
+            f.gauge(
+                "pkgmirror_upstream_member_up",
+                "Whether a pool member's last contact succeeded or it was not contacted yet (1), or it failed and is left out (0).",
+                &labels,
+                if member.health.state.is_failing() { 0.0 } else { 1.0 },
+            );
+            if let Some(latency) = member.latency_ms {
+                f.gauge(
+                    "pkgmirror_upstream_member_latency_seconds",
+                    "A pool member's recent average time to a response head.",
+                    &labels,
+                    latency / 1000.0,
+                );
+            }
+        }
         f.counter(
             "pkgmirror_upstream_dropped_entries_total",
             "Malformed entries left out of the index's pages.",

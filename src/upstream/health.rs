@@ -147,6 +147,16 @@ impl IndexHealth {
             .is_some_and(|(until, _)| Instant::now() < *until)
     }
 
+    /// Whether the last contact failed (whatever the back-off says).
+    pub fn failing(&self) -> bool {
+        let state = self.lock();
+        match (&state.last_failure, state.last_success) {
+            (Some(failure), Some(success)) => failure.at > success,
+            (Some(_), None) => true,
+            (None, _) => false,
+        }
+    }
+
     /// True while the index failed more recently than it succeeded and the back-off has not run out.
     pub fn backing_off(&self) -> bool {
         self.breaker.is_open()

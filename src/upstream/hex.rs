@@ -11,7 +11,10 @@ use url::Url;
 
 use super::redirect::Follower;
 use super::{UpstreamError, header_str, read_capped};
-use crate::config::{PypiConfig, UpstreamUrl};
+use std::sync::Arc;
+
+use super::pool::UpstreamPool;
+use crate::config::{PypiConfig, UpstreamUrl, UpstreamUrls};
 
 /// The answer to a conditional fetch of a repository path.
 #[derive(Debug)]
@@ -31,7 +34,9 @@ pub enum HexFetched {
 #[derive(Clone)]
 pub struct HexClient {
     http: Follower,
-    upstream: UpstreamUrl,
+    /// The repository's URLs; the first is its identity.
+    upstream: UpstreamUrls,
+    pool: Arc<UpstreamPool>,
     /// The whole of one registry file fetch, body included (`pypi.page_timeout`).
     page_timeout: Duration,
     /// The largest registry file read (`pypi.max_page_size`).
@@ -43,7 +48,7 @@ impl HexClient {
     /// settings for the whole mirror.
     pub fn new(
         http_settings: &PypiConfig,
-        upstream: UpstreamUrl,
+        upstream: UpstreamUrls,
         gates: std::sync::Arc<super::HostGates>,
     ) -> Result<Self, reqwest::Error> {
         // Registry files are gzip inside the body and must be kept byte for byte.
@@ -51,26 +56,27 @@ impl HexClient {
         let http = Follower::new(builder, http_settings.allow_private_upstreams, gates)?;
         Ok(Self {
             http,
+            pool: Arc::new(UpstreamPool::new(upstream.members())),
             upstream,
             page_timeout: http_settings.page_timeout,
             max_page_size: http_settings.max_page_size,
         })
     }
 
+    /// The repository's identity: its first URL.
     pub fn upstream(&self) -> &UpstreamUrl {
-        &self.upstream
+        self.upstream.primary()
     }
 
-    /// The upstream URL of a repository path (`/packages/x`), credentials included.
+    /// The repository's members and their health.
+    pub fn pool(&self) -> &UpstreamPool {
+        &self.pool
+    }
+
+    /// The upstream URL of a repository path (`/packages/x`) on the member to ask now,
+    /// credentials included.
     pub fn url(&self, path: &str) -> Result<Url, UpstreamError> {
-        self.upstream
-            .url()
-            .join(path.trim_start_matches('/'))
-            .map_err(|e| UpstreamError::Body {
-                index: self.upstream.redacted(),
-                path: path.to_owned(),
-                detail: format!("cannot build a URL: {e}"),
-            })
+        member_url(&self.pool.best(), path)
     }
 
     /// Fetches a registry file, conditionally on `etag`, within `pypi.page_timeout` body included
@@ -84,20 +90,33 @@ impl HexClient {
         self.fetch_within(path, etag, None).await
     }
 
+    /// `path` from the pool's members in turn (see [`UpstreamPool::run`]).
     async fn fetch_within(
         &self,
         path: &str,
         etag: Option<&str>,
         deadline: Option<Duration>,
     ) -> Result<HexFetched, UpstreamError> {
-        let name = self.upstream.redacted();
+        self.pool
+            .run(|member| async move { self.fetch_from(&member, path, etag, deadline).await })
+            .await
+    }
+
+    async fn fetch_from(
+        &self,
+        member: &UpstreamUrl,
+        path: &str,
+        etag: Option<&str>,
+        deadline: Option<Duration>,
+    ) -> Result<HexFetched, UpstreamError> {
+        let name = member.redacted();
         let mut headers = HeaderMap::new();
         if let Some(etag) = etag.and_then(|etag| HeaderValue::from_str(etag).ok()) {
             headers.insert(IF_NONE_MATCH, etag);
         }
         let response = self
             .http
-            .get(&name, self.upstream.url(), self.url(path)?, headers, deadline)
+            .get(&name, member.url(), member_url(member, path)?, headers, deadline)
             .await?;
         match response.status() {
             StatusCode::NOT_MODIFIED => Ok(HexFetched::NotModified),
@@ -118,9 +137,41 @@ impl HexClient {
         }
     }
 
+    /// Asks `member` for a package no repository has: any answer but a failure of its own (a
+    /// 404 or 403 is the usual one) says the member works.
+    pub async fn probe(&self, member: &UpstreamUrl) -> Result<Duration, UpstreamError> {
+        let started = std::time::Instant::now();
+        self.fetch_from(
+            member,
+            "packages/pkgmirror-probe-nonexistent",
+            None,
+            Some(self.page_timeout),
+        )
+        .await
+        .map(|_| started.elapsed())
+    }
+
     /// Reads a fetched body whole (registry files), refusing more than `pypi.max_page_size` or a
     /// body cut short.
     pub async fn read_body(&self, path: &str, response: Response) -> Result<Bytes, UpstreamError> {
-        read_capped(response, self.max_page_size, &self.upstream.redacted(), path).await
+        let member = response.url().clone();
+        read_capped(
+            response,
+            self.max_page_size,
+            &super::redact(member.as_str()),
+            path,
+        )
+        .await
     }
+}
+
+fn member_url(member: &UpstreamUrl, path: &str) -> Result<Url, UpstreamError> {
+    member
+        .url()
+        .join(path.trim_start_matches('/'))
+        .map_err(|e| UpstreamError::Body {
+            index: member.redacted(),
+            path: path.to_owned(),
+            detail: format!("cannot build a URL: {e}"),
+        })
 }

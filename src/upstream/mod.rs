@@ -7,6 +7,7 @@
 mod files;
 mod health;
 mod hex;
+mod pool;
 mod redirect;
 
 use std::collections::HashMap;
@@ -23,8 +24,9 @@ use url::Url;
 pub use files::{FileClient, UrlOrigin, redact};
 pub use health::{FailureKind, IndexHealth, IndexHealthReport, IndexState};
 pub use hex::{HexClient, HexFetched};
+pub use pool::{MemberReport, UpstreamPool};
 
-use crate::config::{IndexConfig, PypiConfig};
+use crate::config::{PypiConfig, UpstreamUrl};
 use crate::metrics::{METRICS, UpstreamOutcome, upstream_label};
 use redirect::Follower;
 
@@ -121,17 +123,17 @@ impl SimpleClient {
         })
     }
 
-    /// Fetches `path` (empty for the project list, `{project}/` for a project) from `index` in the
+    /// Fetches `path` (empty for the project list, `{project}/` for a project) from `upstream` in the
     /// formats `request` names, conditionally on `etag`.
     pub async fn fetch_page(
         &self,
-        index: &IndexConfig,
+        upstream: &UpstreamUrl,
         path: &str,
         etag: Option<&str>,
         request: PageRequest,
     ) -> Result<Fetched, UpstreamError> {
-        let name = index.url.redacted();
-        let url = index.url.url().join(path).map_err(|e| UpstreamError::Body {
+        let name = upstream.redacted();
+        let url = upstream.url().join(path).map_err(|e| UpstreamError::Body {
             index: name.clone(),
             path: path.to_owned(),
             detail: format!("cannot build a URL: {e}"),
@@ -144,7 +146,7 @@ impl SimpleClient {
         }
         let response = self
             .http
-            .get(&name, index.url.url(), url, headers, Some(self.page_timeout))
+            .get(&name, upstream.url(), url, headers, Some(self.page_timeout))
             .await?;
         match response.status() {
             StatusCode::NOT_MODIFIED => return Ok(Fetched::NotModified),
@@ -173,6 +175,21 @@ impl SimpleClient {
         })
     }
 }
+
+impl SimpleClient {
+    /// Asks `member` for a project page no index has: any answer but a failure of its own
+    /// (a 404 is the usual one) says the member works. Light for any index: never the project
+    /// list.
+    pub async fn probe(&self, member: &UpstreamUrl) -> Result<Duration, UpstreamError> {
+        let started = std::time::Instant::now();
+        self.fetch_page(member, PROBE_PROJECT, None, PageRequest::JsonOrHtml)
+            .await
+            .map(|_| started.elapsed())
+    }
+}
+
+/// What a probe asks a pool member for: a project no index has.
+const PROBE_PROJECT: &str = "pkgmirror-probe-nonexistent/";
 
 /// What every upstream client shares: who is asking, the timeouts, TLS verification.
 fn client_builder(config: &PypiConfig) -> reqwest::ClientBuilder {

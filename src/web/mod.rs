@@ -4,6 +4,7 @@
 
 mod admin;
 mod assets;
+mod charts;
 mod hex_page;
 mod pages;
 mod session;

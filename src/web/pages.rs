@@ -33,6 +33,15 @@ struct UpstreamView {
     state: &'static str,
     last_success: Option<String>,
     last_error: Option<String>,
+    members: Vec<MemberView>,
+}
+
+/// A member of an upstream pool.
+#[derive(Serialize)]
+struct MemberView {
+    url: String,
+    state: &'static str,
+    latency: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -89,6 +98,8 @@ struct Home {
     storage: StorageView,
     totals: Totals,
     recent: Vec<DownloadView>,
+    /// The last 24 hours, drawn.
+    charts: Vec<super::charts::Chart>,
     /// How to point each family of tools at this server: PyPI's, then hex's while it is on.
     setups: Vec<Setup>,
 }
@@ -121,6 +132,20 @@ pub async fn home(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpRe
             state: upstream.report.state.as_str(),
             last_success: upstream.report.last_success,
             last_error: upstream.report.last_error,
+            // A pool's members; an upstream with one URL shows none.
+            members: if upstream.members.len() > 1 {
+                upstream
+                    .members
+                    .into_iter()
+                    .map(|member| MemberView {
+                        url: member.url,
+                        state: member.health.state.as_str(),
+                        latency: member.latency_ms.map(|ms| format!("{ms:.0} ms")),
+                    })
+                    .collect()
+            } else {
+                Vec::new()
+            },
         })
         .collect();
     let counts = state.pages.storage_counts().await?.catalogue;
@@ -147,10 +172,12 @@ pub async fn home(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpRe
         .collect();
     let index_url = external_url(&state, &req, "/simple/");
     let hex_url = state.hex.is_some().then(|| external_url(&state, &req, "/hex"));
+    let charts = super::charts::charts(&state.history.with(state.reading()), now);
     let page = Home {
         status,
         upstream_configured,
         upstreams,
+        charts,
         storage: StorageView {
             backend,
             state: if storage.is_ok() { "ok" } else { "failing" },

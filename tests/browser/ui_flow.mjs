@@ -182,6 +182,17 @@ async function main() {
     await eventually(`#setup to contain ${simple}`, () => page.locator('#setup').textContent(), (t) =>
       t.includes(simple),
     );
+    // The last 24 hours: four server-drawn SVG charts, each with a line or a first dot.
+    const charts = page.locator('#charts svg.chart[role="img"]');
+    const drawn = await charts.count();
+    if (drawn !== 4) throw new Error(`#charts has ${drawn} charts, not 4`);
+    for (const id of ['chart-requests', 'chart-hit-ratio', 'chart-bytes', 'chart-latency']) {
+      await visible(page, `#${id} svg.chart`, `#${id}`);
+    }
+    const marks = await page.locator('#chart-requests svg :is(polyline, circle)').count();
+    if (marks < 1) throw new Error('the requests chart draws nothing');
+    const caption = await page.locator('#chart-requests figcaption').textContent();
+    if (!/requests\/min/.test(caption)) throw new Error(`the requests chart says ${caption}`);
     await shot(page, '01-home.png');
     const phone = await context.newPage();
     await phone.setViewportSize(PHONE);
@@ -189,7 +200,7 @@ async function main() {
     await visible(phone, 'h1', 'h1 (phone)');
     await shot(phone, '01-home-phone.png', false);
     await phone.close();
-    return `h1 visible, #setup shows ${simple}; screenshots desktop + ${PHONE.width}x${PHONE.height}`;
+    return `h1 visible, #setup shows ${simple}, 4 charts drawn; screenshots desktop + ${PHONE.width}x${PHONE.height}`;
   });
 
   const projectPath = `/packages/pypi/${project}`;

@@ -16,6 +16,7 @@ mod live;
 mod maintenance;
 mod metrics;
 mod policy;
+mod pools;
 mod proxies;
 mod real_clients;
 mod real_corpus;

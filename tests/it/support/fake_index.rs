@@ -84,13 +84,22 @@ impl LoopbackServer {
         F: Fn(TcpStream) -> Fut + Send + 'static,
         Fut: std::future::Future<Output = ()> + Send + 'static,
     {
+        Self::start_at("127.0.0.1:0".parse().unwrap(), workers, handle)
+    }
+
+    /// [`Self::start`] on `addr` (a port a stopped server had, to bring it back).
+    pub fn start_at<F, Fut>(addr: SocketAddr, workers: usize, handle: F) -> LoopbackServer
+    where
+        F: Fn(TcpStream) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = ()> + Send + 'static,
+    {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(workers)
             .enable_all()
             .build()
             .unwrap();
         // Bound with std so this works from inside a test's own runtime too.
-        let std_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let std_listener = std::net::TcpListener::bind(addr).unwrap();
         std_listener.set_nonblocking(true).unwrap();
         let addr = std_listener.local_addr().unwrap();
         let listener = {
@@ -162,9 +171,14 @@ pub struct FakeIndex {
 
 impl FakeIndex {
     pub fn start() -> FakeIndex {
+        Self::start_at("127.0.0.1:0".parse().unwrap())
+    }
+
+    /// A fake on `addr` (the port of one that was stopped, to bring an upstream back).
+    pub fn start_at(addr: SocketAddr) -> FakeIndex {
         let state = Arc::new(FakeState::default());
         let accept_state = Arc::clone(&state);
-        let server = LoopbackServer::start(1, move |stream| {
+        let server = LoopbackServer::start_at(addr, 1, move |stream| {
             serve_connection(stream, Arc::clone(&accept_state))
         });
         FakeIndex {
