@@ -108,6 +108,21 @@ apt_install() {
         { as_root apt-get update -qq &&
             as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@"; }
 }
+# unpack_deb PACKAGE DIR: Debian's PACKAGE unpacked into DIR, not installed (no dependencies, no
+# service started). Unpacked beside, then moved into place: an interrupted run leaves nothing
+# half-written.
+unpack_deb() {
+    local deb
+    deb="$(mktemp -d)"
+    # The package lists may be stale or missing the package; refresh them once, as above.
+    (cd "$deb" && apt-get download "$1") ||
+        { as_root apt-get update -qq && (cd "$deb" && apt-get download "$1"); }
+    dpkg -x "$deb/$1"_*.deb "$deb/root"
+    rm -rf "$2"
+    mkdir -p "$(dirname "$2")"
+    mv "$deb/root" "$2"
+    rm -rf "$deb"
+}
 [ -x /usr/bin/chromium ] || apt_install chromium
 command -v npm >/dev/null 2>&1 || apt_install nodejs npm
 browser_dir="${PKGMIRROR_TEST_BROWSER_DIR:-$HOME/.cache/pkgmirror/browser}"
@@ -137,18 +152,7 @@ erlang_installed="$(dpkg-query -W -f='${db:Status-Status}\n' "${erlang[@]}" 2>/d
 [ "$erlang_installed" -eq "${#erlang[@]}" ] || apt_install "${erlang[@]}"
 rebar3_dir="${PKGMIRROR_TEST_REBAR3_DIR:-$HOME/.cache/pkgmirror/rebar3}"
 export PKGMIRROR_TEST_REBAR3="$rebar3_dir/usr/bin/rebar3"
-if [ ! -x "$PKGMIRROR_TEST_REBAR3" ]; then
-    rebar3_deb="$(mktemp -d)"
-    # The package lists may be stale or missing the package; refresh them once, as above.
-    (cd "$rebar3_deb" && apt-get download rebar3) ||
-        { as_root apt-get update -qq && (cd "$rebar3_deb" && apt-get download rebar3); }
-    # Unpacked beside, then moved into place: an interrupted run leaves no half-written escript.
-    dpkg -x "$rebar3_deb"/rebar3_*.deb "$rebar3_deb/root"
-    rm -rf "$rebar3_dir"
-    mkdir -p "$(dirname "$rebar3_dir")"
-    mv "$rebar3_deb/root" "$rebar3_dir"
-    rm -rf "$rebar3_deb"
-fi
+[ -x "$PKGMIRROR_TEST_REBAR3" ] || unpack_deb rebar3 "$rebar3_dir"
 "$PKGMIRROR_TEST_REBAR3" version
 
 # promtool checks what /metrics serves (tests/it/metrics.rs): Debian's prometheus package
@@ -156,16 +160,7 @@ fi
 step "promtool"
 prometheus_dir="${PKGMIRROR_TEST_PROMETHEUS_DIR:-$HOME/.cache/pkgmirror/prometheus}"
 export PKGMIRROR_TEST_PROMTOOL="$prometheus_dir/usr/bin/promtool"
-if [ ! -x "$PKGMIRROR_TEST_PROMTOOL" ]; then
-    prometheus_deb="$(mktemp -d)"
-    (cd "$prometheus_deb" && apt-get download prometheus) ||
-        { as_root apt-get update -qq && (cd "$prometheus_deb" && apt-get download prometheus); }
-    dpkg -x "$prometheus_deb"/prometheus_*.deb "$prometheus_deb/root"
-    rm -rf "$prometheus_dir"
-    mkdir -p "$(dirname "$prometheus_dir")"
-    mv "$prometheus_deb/root" "$prometheus_dir"
-    rm -rf "$prometheus_deb"
-fi
+[ -x "$PKGMIRROR_TEST_PROMTOOL" ] || unpack_deb prometheus "$prometheus_dir"
 "$PKGMIRROR_TEST_PROMTOOL" --version | head -1
 
 step "format"

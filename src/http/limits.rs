@@ -108,7 +108,11 @@ fn refuse(req: ServiceRequest, error: AppError) -> ServiceResponse<BoxBody> {
 
 /// The size of a request's head as it came: request line and headers.
 fn head_size(req: &ServiceRequest) -> u64 {
-    let line = req.method().as_str().len() + req.uri().to_string().len() + " HTTP/1.1\r\n".len() + 1;
+    let target = req
+        .uri()
+        .path_and_query()
+        .map_or(1, |target| target.as_str().len());
+    let line = req.method().as_str().len() + 1 + target + " HTTP/1.1\r\n".len();
     let headers: usize = req
         .headers()
         .iter()

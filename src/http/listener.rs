@@ -1,6 +1,6 @@
-//! The HTTP server around the app (HTTP/1.1, and HTTPS with HTTP/2 when a certificate is set): what actix-web's `HttpServer` assembles, assembled here
-//! for one reason: a connection that ends in an error is logged here, with its peer, at a level
-//! that says whose fault it was. actix-http's dispatcher logs such ends itself as ERROR with no
+//! The HTTP server around the app (HTTP/1.1, and HTTPS with HTTP/2 when a certificate is set):
+//! what actix-web's `HttpServer` assembles, assembled here for one reason: a connection that ends
+//! in an error is logged here, with its peer, at a level that says whose fault it was. actix-http's dispatcher logs such ends itself as ERROR with no
 //! address, so a client sending garbage read like a server fault nobody could trace.
 
 use std::net::SocketAddr;
