@@ -196,3 +196,46 @@ async fn requests_to_one_upstream_host_wait_their_turn() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn past_max_connections_a_connection_waits_until_another_closes() {
+    use std::io::{Read, Write};
+    let dir = temp_dir();
+    let mut launch = Launch::default();
+    // One per worker thread (the server has one per core; the test machine has two or more).
+    let workers = std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get);
+    launch.env("PKGMIRROR__LIMITS__MAX_CONNECTIONS", &workers.to_string());
+    let server = Server::start(dir.path(), &launch);
+    let addr = server.url("").trim_start_matches("http://").to_owned();
+    let request = format!("GET /health HTTP/1.1\r\nHost: {addr}\r\n\r\n");
+    let answered = |stream: &mut std::net::TcpStream| {
+        stream
+            .set_read_timeout(Some(Duration::from_millis(1500)))
+            .unwrap();
+        let mut buf = [0u8; 64];
+        matches!(stream.read(&mut buf), Ok(n) if n > 0 && buf.starts_with(b"HTTP/1.1 200"))
+    };
+    // Keep-alive connections that each had an answer hold every slot.
+    let mut held: Vec<std::net::TcpStream> = (0..workers)
+        .map(|_| {
+            let mut stream = std::net::TcpStream::connect(&addr).unwrap();
+            stream.write_all(request.as_bytes()).unwrap();
+            assert!(answered(&mut stream));
+            stream
+        })
+        .collect();
+    let mut waiting = std::net::TcpStream::connect(&addr).unwrap();
+    waiting.write_all(request.as_bytes()).unwrap();
+    assert!(
+        !answered(&mut waiting),
+        "a connection past the limit is not served yet"
+    );
+    drop(held.pop());
+    waiting.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut buf = [0u8; 64];
+    let n = waiting.read(&mut buf).unwrap();
+    assert!(
+        buf[..n].starts_with(b"HTTP/1.1 200"),
+        "served once a slot is free"
+    );
+}
