@@ -377,6 +377,7 @@ fn open(
     let page_cache = PageCacheSettings {
         l1_bytes: config.storage.page_cache_size,
         refresh_wait: config.pypi.refresh_wait,
+        refresh_ahead: config.pypi.refresh_ahead,
     };
     let records = background
         .block_on(crate::storage::records::open(&config.storage))

@@ -41,6 +41,7 @@ pub struct Metrics {
     upstream_bytes: IntCounterVec,
     singleflight_joins: IntCounterVec,
     s3_operations: IntCounterVec,
+    refreshes_ahead: IntCounter,
 }
 
 /// The families are fixed at compile time: an invalid name or a duplicate is a bug the unit
@@ -123,6 +124,14 @@ impl Metrics {
                 "S3 operations, by operation and outcome.",
                 &["operation", "outcome"],
             ),
+            refreshes_ahead: registered(
+                &registry,
+                IntCounter::new(
+                    "pkgmirror_refreshes_ahead_total",
+                    "Fresh pages revalidated in the background near the end of their lifetime (pypi.refresh_ahead).",
+                )
+                .expect("a valid counter"),
+            ),
             registry,
         }
     }
@@ -171,6 +180,10 @@ impl Metrics {
             Flight::Download => "download",
         };
         self.singleflight_joins.with_label_values(&[kind]).inc();
+    }
+
+    pub fn refreshed_ahead(&self) {
+        self.refreshes_ahead.inc();
     }
 
     /// One S3 operation (`GetObject`, `PutObject`, ...), after the SDK's retries.

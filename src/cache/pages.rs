@@ -100,7 +100,14 @@ pub struct PageCacheSettings {
     /// How long a request with an expired stored copy waits for the refresh before it is
     /// answered with that copy, stale, while the refresh goes on (`pypi.refresh_wait`).
     pub refresh_wait: Duration,
+    /// The last share of a page's lifetime in which a request has it revalidated in the
+    /// background, so the next requests find it fresh (`pypi.refresh_ahead`; 0: never).
+    pub refresh_ahead: f64,
 }
+
+/// Background revalidations (`refresh_ahead`) under way at once, at most: past it, a page due is
+/// left to the request path.
+const REFRESHES_AHEAD_AT_ONCE: usize = 4;
 
 /// An ecosystem's pages: how they are named and refreshed.
 pub trait PageSource: Send + Sync + 'static {
@@ -131,6 +138,9 @@ pub trait PageSource: Send + Sync + 'static {
 pub struct PageCache<S: PageSource> {
     shared: Arc<Shared<S>>,
     refresh_wait: Duration,
+    refresh_ahead: f64,
+    /// Turns for background revalidations.
+    ahead: Arc<tokio::sync::Semaphore>,
     flights: SingleFlight<S::Key, Result<RefreshedForms, CacheError>>,
 }
 
@@ -176,6 +186,8 @@ impl<S: PageSource> PageCache<S> {
                 counters,
             }),
             refresh_wait: settings.refresh_wait,
+            refresh_ahead: settings.refresh_ahead,
+            ahead: Arc::new(tokio::sync::Semaphore::new(REFRESHES_AHEAD_AT_ONCE)),
             flights: SingleFlight::new(runtime),
         }
     }
@@ -203,6 +215,9 @@ impl<S: PageSource> PageCache<S> {
             };
             if let Some(outcome) = outcome {
                 shared.counters.count(outcome);
+                if outcome == CacheOutcome::Hit && upstreams == Upstreams::Available {
+                    self.refresh_ahead_if_due(&key, stored);
+                }
                 return Ok(Served {
                     page: Arc::clone(stored),
                     outcome,
@@ -224,6 +239,37 @@ impl<S: PageSource> PageCache<S> {
                 })
             }
         }
+    }
+
+    /// Revalidates a fresh page in the background when it is in the last `refresh_ahead` share
+    /// of its lifetime, so that requests after its TTL find it fresh instead of waiting for the
+    /// upstream. At most [`REFRESHES_AHEAD_AT_ONCE`] at a time; a page due while they are busy is
+    /// left to the request path.
+    fn refresh_ahead_if_due(&self, key: &S::Key, stored: &Arc<StoredPage>) {
+        let header = &stored.header;
+        let lifetime = header.expires_at.saturating_sub(header.fetched_at);
+        let window = (lifetime as f64 * self.refresh_ahead) as u64;
+        if window == 0 || header.expires_at.saturating_sub(unix_now()) > window {
+            return;
+        }
+        let Ok(turn) = Arc::clone(&self.ahead).try_acquire_owned() else {
+            return;
+        };
+        let (shared, flights) = (Arc::clone(&self.shared), self.flights.clone());
+        let (key, stored) = (key.clone(), Arc::clone(stored));
+        crate::metrics::METRICS.refreshed_ahead();
+        // A task of its own on the background runtime: the request that noticed goes on at once.
+        self.flights.spawn(async move {
+            let flight_key = key.clone();
+            let _ = flights
+                .run(key, move || async move {
+                    shared
+                        .refresh(flight_key, Some(stored), Refresh::Revalidate)
+                        .await
+                })
+                .await;
+            drop(turn);
+        });
     }
 
     /// Refreshes a page now, TTL or not; shares any refresh of the page under way.
@@ -538,6 +584,7 @@ mod tests {
             PageCacheSettings {
                 l1_bytes: 1 << 20,
                 refresh_wait: Duration::from_secs(5),
+                refresh_ahead: 0.0,
             },
             Arc::default(),
             Handle::current(),

@@ -20,9 +20,19 @@ pub struct FlightFailed(String);
 
 type Flight<V> = Shared<BoxFuture<'static, Result<V, FlightFailed>>>;
 
+/// Cheap to clone: clones share the flights.
 pub struct SingleFlight<K, V> {
     flights: Arc<Mutex<HashMap<K, Flight<V>>>>,
     runtime: Handle,
+}
+
+impl<K, V> Clone for SingleFlight<K, V> {
+    fn clone(&self) -> Self {
+        Self {
+            flights: Arc::clone(&self.flights),
+            runtime: self.runtime.clone(),
+        }
+    }
 }
 
 impl<K, V> SingleFlight<K, V>
@@ -82,6 +92,11 @@ where
             }
         };
         flight.await
+    }
+
+    /// Runs `task` on the runtime the flights run on.
+    pub fn spawn(&self, task: impl Future<Output = ()> + Send + 'static) {
+        self.runtime.spawn(task);
     }
 
     /// How many runs are under way (for tests and stats).

@@ -397,6 +397,15 @@ impl Layers {
                 ),
             ));
         }
+        if !(0.0..=1.0).contains(&config.pypi.refresh_ahead) {
+            return Err(invalid(
+                "pypi.refresh_ahead",
+                format!(
+                    "{} is not a share of a page's lifetime (0 to 1; 0 turns it off)",
+                    config.pypi.refresh_ahead
+                ),
+            ));
+        }
         if config.pypi.max_page_size == 0 {
             return Err(invalid(
                 "pypi.max_page_size",

@@ -39,6 +39,9 @@ pub struct PypiConfig {
     /// the stored copy (`X-Cache: stale`) while the refresh goes on.
     #[serde(deserialize_with = "duration")]
     pub refresh_wait: Duration,
+    /// The last share of a cached page's lifetime in which a request has it revalidated in the
+    /// background (0 to 1; 0: never).
+    pub refresh_ahead: f64,
     /// The largest page (or registry file) read from an upstream; a larger one is a 502.
     #[serde(deserialize_with = "size")]
     pub max_page_size: u64,
@@ -191,6 +194,7 @@ impl Default for PypiConfig {
             read_timeout: Duration::from_secs(30),
             page_timeout: Duration::from_secs(60),
             refresh_wait: Duration::from_secs(2),
+            refresh_ahead: 0.2,
             max_page_size: 64 * MIB,
             verify_tls: true,
             download_timeout: Duration::ZERO,

@@ -141,6 +141,7 @@ pub(super) fn leaves(c: &Config) -> Vec<Leaf> {
         leaf("pypi", "read_timeout", Str(format_duration(pypi.read_timeout))),
         leaf("pypi", "page_timeout", Str(format_duration(pypi.page_timeout))),
         leaf("pypi", "refresh_wait", Str(format_duration(pypi.refresh_wait))),
+        leaf("pypi", "refresh_ahead", Str(pypi.refresh_ahead.to_string())),
         leaf("pypi", "max_page_size", Str(format_size(pypi.max_page_size))),
         leaf("pypi", "verify_tls", Bool(pypi.verify_tls)),
         leaf(

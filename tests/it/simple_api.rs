@@ -554,3 +554,47 @@ async fn first_index_keeps_an_extra_index_from_adding_to_a_main_project() {
     .await;
     assert_eq!(refused.status(), 502, "{}", refused.text().await.unwrap());
 }
+
+/// `pypi.refresh_ahead`: a page asked for near the end of its lifetime is revalidated in the
+/// background (conditionally), so a request after its TTL finds it fresh without waiting for the
+/// upstream; with 0, nothing is asked ahead.
+#[tokio::test]
+async fn a_page_asked_for_near_its_ttl_is_revalidated_ahead() {
+    for (ahead, revalidated_ahead) in [("0.5", true), ("0", false)] {
+        let fake = FakeIndex::start();
+        fake.json("demo/", &simple_json("demo", &[("demo-1.0.tar.gz", 'a')]));
+        let dir = temp_dir();
+        let mut launch = Launch::with_upstreams(&[&fake.url()], "4s");
+        launch.env("PKGMIRROR__PYPI__REFRESH_AHEAD", ahead);
+        let server = Server::start(dir.path(), &launch);
+        let page = server.url("/simple/demo/");
+        let started = std::time::Instant::now();
+        assert_eq!(header(&get(&page, JSON).await, "x-cache"), "miss");
+        assert_eq!(fake.hits("demo/"), 1);
+
+        // In the last half of the 4 s: a hit, and (with refresh_ahead) a conditional request
+        // upstream in the background, before the TTL ends.
+        tokio::time::sleep(std::time::Duration::from_millis(2600).saturating_sub(started.elapsed())).await;
+        assert_eq!(header(&get(&page, JSON).await, "x-cache"), "hit");
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        if revalidated_ahead {
+            assert_eq!(fake.hits("demo/"), 2, "revalidated ahead ({ahead})");
+            assert!(
+                fake.last_header("demo/", "if-none-match").is_some(),
+                "conditionally"
+            );
+        } else {
+            assert_eq!(fake.hits("demo/"), 1, "nothing asked ahead ({ahead})");
+        }
+
+        // After the first TTL: fresh from the revalidation ahead, nothing asked on the request path.
+        tokio::time::sleep(std::time::Duration::from_millis(4600).saturating_sub(started.elapsed())).await;
+        let response = get(&page, JSON).await;
+        if revalidated_ahead {
+            assert_eq!(header(&response, "x-cache"), "hit");
+            assert_eq!(fake.hits("demo/"), 2, "no request on the request path");
+        } else {
+            assert_eq!(fake.hits("demo/"), 2, "revalidated on the request path");
+        }
+    }
+}
