@@ -11,7 +11,7 @@ use std::time::Duration;
 use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::middleware::Next;
-use actix_web::{Error, HttpResponse};
+use actix_web::{Error, HttpMessage, HttpResponse};
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota};
 
@@ -141,7 +141,11 @@ pub async fn limit_clients(
         ));
         return Ok(refuse(req, refused));
     }
-    let route = crate::routes::group(req.path());
+    let route = req
+        .extensions()
+        .get::<crate::metrics::RouteGroup>()
+        .copied()
+        .unwrap_or_else(|| crate::routes::group(req.path()));
     if matches!(route.name, "health" | "metrics") {
         return Ok(next.call(req).await?.map_into_boxed_body());
     }

@@ -96,6 +96,8 @@ pub async fn measure(
 ) -> Result<ServiceResponse<BoxBody>, Error> {
     let started = Instant::now();
     let route = crate::routes::group(req.path());
+    // The limits (inside) read the group from here rather than work it out again.
+    req.extensions_mut().insert(route);
     let method = req.method().clone();
     let response = next.call(req).await?;
     METRICS.request(

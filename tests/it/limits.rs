@@ -13,17 +13,26 @@ fn launch(fake: &FakeIndex) -> Launch {
     launch
 }
 
-#[tokio::test]
-async fn a_client_past_its_rate_gets_429_and_others_and_health_do_not() {
+/// A mirror of a fake listing `demo`, with `env` on top; the fake must outlive the test.
+fn demo_server(env: &[(&str, &str)]) -> (FakeIndex, tempfile::TempDir, Server) {
     let fake = FakeIndex::start();
     publish(&fake, &[("demo-1.0.tar.gz", &payload(1000, 1), &fake)]);
     let dir = temp_dir();
     let mut launch = launch(&fake);
-    launch
-        .env("PKGMIRROR__LIMITS__REQUESTS_PER_SECOND", "1")
-        .env("PKGMIRROR__LIMITS__BURST", "5")
-        .env("PKGMIRROR__SERVER__TRUSTED_PROXIES", "127.0.0.1");
+    for (key, value) in env {
+        launch.env(key, value);
+    }
     let server = Server::start(dir.path(), &launch);
+    (fake, dir, server)
+}
+
+#[tokio::test]
+async fn a_client_past_its_rate_gets_429_and_others_and_health_do_not() {
+    let (_fake, _dir, server) = demo_server(&[
+        ("PKGMIRROR__LIMITS__REQUESTS_PER_SECOND", "1"),
+        ("PKGMIRROR__LIMITS__BURST", "5"),
+        ("PKGMIRROR__SERVER__TRUSTED_PROXIES", "127.0.0.1"),
+    ]);
     let c = client();
     let page = server.url("/simple/demo/");
     let from = |client: &'static str| c.get(&page).header("X-Forwarded-For", client);
@@ -62,14 +71,10 @@ async fn a_client_past_its_rate_gets_429_and_others_and_health_do_not() {
 
 #[tokio::test]
 async fn without_a_trusted_proxy_forwarded_addresses_share_the_peers_allowance() {
-    let fake = FakeIndex::start();
-    publish(&fake, &[("demo-1.0.tar.gz", &payload(1000, 1), &fake)]);
-    let dir = temp_dir();
-    let mut launch = launch(&fake);
-    launch
-        .env("PKGMIRROR__LIMITS__REQUESTS_PER_SECOND", "1")
-        .env("PKGMIRROR__LIMITS__BURST", "3");
-    let server = Server::start(dir.path(), &launch);
+    let (_fake, _dir, server) = demo_server(&[
+        ("PKGMIRROR__LIMITS__REQUESTS_PER_SECOND", "1"),
+        ("PKGMIRROR__LIMITS__BURST", "3"),
+    ]);
     let c = client();
     let mut statuses = Vec::new();
     for i in 0..5 {
