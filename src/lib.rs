@@ -25,4 +25,5 @@ pub mod routes;
 pub mod state;
 pub mod storage;
 pub mod upstream;
+pub mod warm;
 pub mod web;
