@@ -23,6 +23,8 @@ use crate::storage::browse::AdminLogEntry;
 use crate::storage::catalogue::BlobStats;
 use crate::storage::data_dir::{self, DataDirLock, LockError};
 
+mod warm;
+
 /// Exit code of a runtime failure.
 const FAILURE: u8 = 1;
 /// Exit code of bad usage or bad configuration.
@@ -60,6 +62,9 @@ enum Command {
     /// the change within 30 s, or at once after `DELETE /cache/{project}`).
     #[command(subcommand)]
     Hosted(HostedCommand),
+    /// Ask a running server for every page and file that lock files name (and check their
+    /// hashes), so its cache holds them before builds need them.
+    Warm(warm::WarmArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -227,6 +232,7 @@ pub fn run() -> ExitCode {
         }) => cache_gc(&overrides.into_cli_overrides(cli.config), s3_orphans),
         Command::Token(command) => token(command, cli.config),
         Command::Hosted(command) => hosted(command, cli.config),
+        Command::Warm(args) => warm::warm(args, cli.config),
     }
 }
 

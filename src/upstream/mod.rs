@@ -353,7 +353,7 @@ pub(crate) fn transport_error(index: &str, err: reqwest::Error) -> UpstreamError
 }
 
 /// reqwest's top-level message is generic ("error sending request"); the cause says what happened.
-fn describe(err: &(dyn std::error::Error + 'static)) -> String {
+pub(crate) fn describe(err: &(dyn std::error::Error + 'static)) -> String {
     let mut text = err.to_string();
     let mut source = err.source();
     while let Some(cause) = source {

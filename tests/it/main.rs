@@ -29,6 +29,7 @@ mod simple_api;
 mod support;
 mod tls;
 mod unreadable_pages;
+mod warm;
 mod web_hex;
 mod web_search;
 mod web_ui;

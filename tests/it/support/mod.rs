@@ -9,6 +9,7 @@ pub mod fake_index;
 pub mod fixtures;
 pub mod hex_fixtures;
 pub mod packages;
+pub mod rebar3;
 pub mod s3_server;
 pub mod sandbox;
 pub mod server;

@@ -214,7 +214,7 @@ impl Client {
 
 /// A consumer project depending on `requirements`, for poetry and pdm; `source` is the tool's
 /// table that makes the mirror its only index.
-fn write_project(dir: &Path, requirements: &[&str], source: &str) {
+pub fn write_project(dir: &Path, requirements: &[&str], source: &str) {
     std::fs::create_dir_all(dir).unwrap();
     let dependencies: Vec<String> = requirements.iter().map(|r| format!("{r:?}")).collect();
     let pyproject = format!(

@@ -42,15 +42,19 @@ impl Launch {
     /// verifies it with the fixture's test key.
     pub fn with_hex(upstream: &str, ttl: &str) -> Self {
         let mut launch = Self::default();
+        launch.hex(upstream, ttl);
         launch
-            .arg("--hex-upstream")
+    }
+
+    /// Adds the hex mirror of [`Launch::with_hex`] to this launch.
+    pub fn hex(&mut self, upstream: &str, ttl: &str) -> &mut Self {
+        self.arg("--hex-upstream")
             .arg(upstream)
             .env("PKGMIRROR__HEX__ENABLED", "true")
             .env("PKGMIRROR__HEX__TTL", ttl)
             .env("PKGMIRROR__HEX__PUBLIC_KEY", super::hex_fixtures::TEST_PUBLIC_KEY)
             .env("PKGMIRROR__PYPI__READ_TIMEOUT", "2s")
-            .env("PKGMIRROR__PYPI__CONNECT_TIMEOUT", "2s");
-        launch
+            .env("PKGMIRROR__PYPI__CONNECT_TIMEOUT", "2s")
     }
 
     pub fn env(&mut self, key: &str, value: &str) -> &mut Self {
@@ -71,8 +75,12 @@ pub fn binary() -> &'static str {
 impl Server {
     pub fn start(data_dir: &Path, launch: &Launch) -> Server {
         let mut cmd = Command::new(binary());
-        cmd.arg("serve")
-            .args(["--listen", "127.0.0.1:0", "--data-dir"])
+        cmd.arg("serve");
+        // A launch may name its own address (a node that replaces another at the same URL).
+        if !launch.args.iter().any(|a| a == "--listen") {
+            cmd.args(["--listen", "127.0.0.1:0"]);
+        }
+        cmd.arg("--data-dir")
             .arg(data_dir)
             .args(&launch.args)
             // Nothing from the developer's environment may leak into a test.
