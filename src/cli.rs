@@ -23,6 +23,7 @@ use crate::storage::browse::AdminLogEntry;
 use crate::storage::catalogue::BlobStats;
 use crate::storage::data_dir::{self, DataDirLock, LockError};
 
+mod bundle;
 mod warm;
 
 /// Exit code of a runtime failure.
@@ -65,6 +66,12 @@ enum Command {
     /// Ask a running server for every page and file that lock files name (and check their
     /// hashes), so its cache holds them before builds need them.
     Warm(warm::WarmArgs),
+    /// Write what the data dir has cached (pages, catalogue rows, blobs) to a bundle another
+    /// node can import. Refuses while the server runs on the data dir.
+    Export(bundle::ExportArgs),
+    /// Verify every blob of a bundle and make this data dir serve what it holds, with no
+    /// upstream. Refuses while the server runs on the data dir.
+    Import(bundle::ImportArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -233,6 +240,8 @@ pub fn run() -> ExitCode {
         Command::Token(command) => token(command, cli.config),
         Command::Hosted(command) => hosted(command, cli.config),
         Command::Warm(args) => warm::warm(args, cli.config),
+        Command::Export(args) => bundle::export(args, cli.config),
+        Command::Import(args) => bundle::import(args, cli.config),
     }
 }
 
@@ -432,6 +441,17 @@ fn open_for_maintenance(
     command: &str,
     advice: &str,
 ) -> Result<Maintained, ExitCode> {
+    open_data_dir(overrides, command, advice, false)
+}
+
+/// [`open_for_maintenance`], creating the data dir and its catalogue when `create` (a new node
+/// filled by `import`).
+fn open_data_dir(
+    overrides: &CliOverrides,
+    command: &str,
+    advice: &str,
+    create: bool,
+) -> Result<Maintained, ExitCode> {
     let config = load_config(overrides)?.config;
     let failure = |message: String| {
         eprintln!("pkgmirror: {message}");
@@ -440,9 +460,15 @@ fn open_for_maintenance(
     // A command that ends never reloads its log filter.
     let _set_log_level =
         init_tracing(&config.log).map_err(|e| failure(format!("cannot start logging: {e}")))?;
-    // Checked before the lock file would create a data dir that is not there.
-    let catalogue_path = existing_catalogue(&config)?;
     let data_dir = &config.storage.data_dir;
+    // Checked before the lock file would create a data dir that is not there.
+    let catalogue_path = if create {
+        std::fs::create_dir_all(data_dir)
+            .map_err(|e| failure(format!("cannot create {}: {e}", data_dir.display())))?;
+        data_dir.join(data_dir::CATALOGUE_FILE)
+    } else {
+        existing_catalogue(&config)?
+    };
     let lock = DataDirLock::acquire(data_dir, command).map_err(|e| match e {
         held @ LockError::Held { .. } => failure(format!("{held}; {advice}")),
         other => failure(other.to_string()),

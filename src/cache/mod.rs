@@ -1,6 +1,7 @@
 //! The flows between the HTTP edge, the stores and the upstreams: lookup, single-flight refresh,
 //! stale serving. Handlers reach upstreams and storage only through this module.
 
+pub mod bundle;
 pub mod downloads;
 pub mod explorer;
 pub mod files;

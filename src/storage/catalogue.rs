@@ -34,7 +34,8 @@ const MIGRATIONS: &[&str] = &[
 
 /// Recounts one project's cached files, bytes and last access (the triggers of migration 0004
 /// keep them current as blobs come and go; this covers a project whose file rows were replaced).
-const RECOUNT_PROJECT_USAGE: &str = "UPDATE projects SET (cached_files, cached_bytes, last_access) = (
+pub(super) const RECOUNT_PROJECT_USAGE: &str =
+    "UPDATE projects SET (cached_files, cached_bytes, last_access) = (
         SELECT count(b.sha256), coalesce(sum(b.size), 0), max(b.last_access)
         FROM files f JOIN blobs b ON b.sha256 = f.sha256
         WHERE f.project_id = projects.id)
@@ -284,6 +285,12 @@ impl Catalogue {
                 .build(),
             hot_wheel_metadata: moka::sync::Cache::new(HOT_WHEEL_METADATA),
         })
+    }
+
+    /// Drops every row looked up lately (rows were replaced wholesale, by an import).
+    pub(super) fn forget_hot_rows(&self) {
+        self.hot_files.invalidate_all();
+        self.hot_wheel_metadata.invalidate_all();
     }
 
     pub(super) fn lock(&self) -> MutexGuard<'_, Connection> {

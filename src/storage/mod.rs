@@ -3,6 +3,7 @@
 
 pub mod blob;
 pub mod browse;
+pub mod bundle;
 pub mod catalogue;
 pub mod data_dir;
 pub mod pages;

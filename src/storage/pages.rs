@@ -21,6 +21,7 @@ use redb::{Builder, Database, ReadableDatabase, ReadableTable, ReadableTableMeta
 use serde::{Deserialize, Serialize};
 
 use super::StorageError;
+use super::bundle::{PageEntry, PageEntryKind};
 use crate::ecosystem::Ecosystem;
 
 /// (ecosystem, page, index key) → stored snapshot (the cache layer's encoding).
@@ -112,7 +113,7 @@ impl StoredPage {
     }
 
     /// The page encoded in `bytes`; its bodies are slices of them, not copies.
-    fn decode(bytes: Bytes) -> Result<Self, StorageError> {
+    pub fn decode(bytes: Bytes) -> Result<Self, StorageError> {
         let corrupt = || StorageError::Corrupt("a stored page is truncated".into());
         let mut at = 0usize;
         let mut take = |n: usize| -> Result<Bytes, StorageError> {
@@ -267,6 +268,9 @@ const IDENTITY_FROM_ZSTD: u32 = 1 << 31;
 /// Names each body file once: the process id, the time and a counter.
 static NEXT_BODY: AtomicU64 = AtomicU64::new(0);
 
+/// A row as committed: its key (ecosystem, page, index or form) and its stored value.
+type StoredRow<'a> = ((&'a str, &'a str, &'a str), Vec<u8>);
+
 /// A handle to `pages.redb` and its bodies directory; cheap to clone.
 #[derive(Clone)]
 pub struct PageStore {
@@ -377,17 +381,28 @@ impl PageStore {
             let value = self.store_value(page.encoded_len()?, |out| page.encode_into(out), written)?;
             page_rows.push((key.tuple(), value));
         }
+        self.commit_rows(&snapshot_rows, &page_rows, written)
+    }
+
+    /// Commits stored values under their keys in one transaction; returns the files of the
+    /// values they replaced.
+    fn commit_rows(
+        &self,
+        snapshot_rows: &[StoredRow<'_>],
+        page_rows: &[StoredRow<'_>],
+        written: &[String],
+    ) -> Result<Vec<String>, StorageError> {
         let mut replaced = Vec::new();
         let tx = self.db.begin_write()?;
         {
             let mut snapshots = tx.open_table(SNAPSHOTS)?;
-            for (key, value) in &snapshot_rows {
+            for (key, value) in snapshot_rows {
                 if let Some(old) = snapshots.insert(*key, value.as_slice())? {
                     replaced.extend(body_file(old.value()));
                 }
             }
             let mut pages = tx.open_table(PAGES)?;
-            for (key, value) in &page_rows {
+            for (key, value) in page_rows {
                 if let Some(old) = pages.insert(*key, value.as_slice())? {
                     replaced.extend(body_file(old.value()));
                 }
@@ -402,6 +417,93 @@ impl PageStore {
         }
         tx.commit()?;
         Ok(replaced)
+    }
+
+    /// Every snapshot and rendering of the pages `wanted` accepts (by ecosystem and page), to
+    /// `each` up to `batch` at a time, for an export bundle. Returns how many there were.
+    pub fn export_entries(
+        &self,
+        wanted: impl Fn(&str, &str) -> bool,
+        batch: usize,
+        mut each: impl FnMut(Vec<PageEntry>) -> Result<(), StorageError>,
+    ) -> Result<u64, StorageError> {
+        // Keys first, in one read; values a batch at a time, so a big store is never all in memory.
+        let mut keys = Vec::new();
+        {
+            let tx = self.db.begin_read()?;
+            for (kind, table) in [(PageEntryKind::Snapshot, SNAPSHOTS), (PageEntryKind::Page, PAGES)] {
+                for entry in tx.open_table(table)?.iter()? {
+                    let (key, _) = entry?;
+                    let (ecosystem, page, third) = key.value();
+                    if wanted(ecosystem, page) {
+                        keys.push((kind, ecosystem.to_owned(), page.to_owned(), third.to_owned()));
+                    }
+                }
+            }
+        }
+        let mut count = 0;
+        for chunk in keys.chunks(batch.max(1)) {
+            let mut stored = Vec::with_capacity(chunk.len());
+            {
+                let tx = self.db.begin_read()?;
+                let (snapshots, pages) = (tx.open_table(SNAPSHOTS)?, tx.open_table(PAGES)?);
+                for (kind, ecosystem, page, third) in chunk {
+                    let table = match kind {
+                        PageEntryKind::Snapshot => &snapshots,
+                        PageEntryKind::Page => &pages,
+                    };
+                    if let Some(value) = table.get((ecosystem.as_str(), page.as_str(), third.as_str()))? {
+                        stored.push(((*kind, ecosystem, page, third), value.value().to_vec()));
+                    }
+                }
+            }
+            let mut entries = Vec::with_capacity(stored.len());
+            for ((kind, ecosystem, page, key), value) in stored {
+                if let Some(value) = self.load(value)? {
+                    entries.push(PageEntry {
+                        kind,
+                        ecosystem: ecosystem.clone(),
+                        page: page.clone(),
+                        key: key.clone(),
+                        value: value.to_vec(),
+                    });
+                }
+            }
+            count += entries.len() as u64;
+            each(entries)?;
+        }
+        Ok(count)
+    }
+
+    /// Stores entries as an export bundle carries them, in one transaction; a rendering that
+    /// does not decode is refused.
+    pub fn import_entries(&self, entries: &[PageEntry]) -> Result<(), StorageError> {
+        let mut written = Vec::new();
+        let result = (|| {
+            let (mut snapshot_rows, mut page_rows) = (Vec::new(), Vec::new());
+            for e in entries {
+                if e.kind == PageEntryKind::Page {
+                    StoredPage::decode(Bytes::from(e.value.clone()))?;
+                }
+                let value = self.store_value(e.value.len(), |out| out.write_all(&e.value), &mut written)?;
+                let key = (e.ecosystem.as_str(), e.page.as_str(), e.key.as_str());
+                match e.kind {
+                    PageEntryKind::Snapshot => snapshot_rows.push((key, value)),
+                    PageEntryKind::Page => page_rows.push((key, value)),
+                }
+            }
+            self.commit_rows(&snapshot_rows, &page_rows, &written)
+        })();
+        match result {
+            Ok(replaced) => {
+                self.remove_bodies(&replaced);
+                Ok(())
+            }
+            Err(e) => {
+                self.remove_bodies(&written);
+                Err(e)
+            }
+        }
     }
 
     /// The stored form of a value of `len` bytes that `encode` writes: inline, or in a new file.

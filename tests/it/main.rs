@@ -3,6 +3,7 @@
 mod access;
 mod admin_health;
 mod browser;
+mod bundle;
 mod cli;
 mod clients;
 mod files;

@@ -8,7 +8,6 @@
 //! install from B.
 
 use std::path::Path;
-use std::process::Command;
 
 use crate::support::hex_fixtures::{self, standard};
 use crate::support::packages;
@@ -43,20 +42,12 @@ fn free_address() -> String {
 
 /// `pkgmirror warm --server {server} {files}` in `dir`: its exit code and output.
 fn warm(dir: &Path, server: &str, files: &[&str]) -> (i32, String) {
-    let output = Command::new(binary())
-        .arg("warm")
-        .args(["--server", server])
-        .args(files)
-        .current_dir(dir)
-        .env_clear()
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    (output.status.code().unwrap_or(-1), text)
+    let args: Vec<&str> = ["warm", "--server", server]
+        .into_iter()
+        .chain(files.iter().copied())
+        .collect();
+    let (code, stdout, stderr) = run_pkgmirror(dir, &args, &[]);
+    (code, format!("{stdout}{stderr}"))
 }
 
 /// Copies the files a project is installed from (its pyproject and lock) into `to`.

@@ -298,17 +298,14 @@ pub fn stored_admin_log(dir: &Path) -> Vec<(String, String)> {
         .collect()
 }
 
-/// Runs `pkgmirror cache ARGS --data-dir DIR` and returns (exit code, stdout, stderr).
-pub fn cache_command(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
+/// Runs `pkgmirror ARGS` in `dir` with `env` and returns (exit code, stdout, stderr).
+pub fn run_pkgmirror(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
     let Output {
         status,
         stdout,
         stderr,
     } = pkgmirror_command(dir)
-        .arg("cache")
         .args(args)
-        .arg("--data-dir")
-        .arg(dir)
         .envs(env.iter().copied())
         .output()
         .expect("run pkgmirror");
@@ -317,6 +314,17 @@ pub fn cache_command(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> (i32, S
         String::from_utf8_lossy(&stdout).into_owned(),
         String::from_utf8_lossy(&stderr).into_owned(),
     )
+}
+
+/// Runs `pkgmirror cache ARGS --data-dir DIR` and returns (exit code, stdout, stderr).
+pub fn cache_command(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
+    let data_dir = dir.to_str().expect("a UTF-8 temp dir");
+    let args: Vec<&str> = ["cache"]
+        .into_iter()
+        .chain(args.iter().copied())
+        .chain(["--data-dir", data_dir])
+        .collect();
+    run_pkgmirror(dir, &args, env)
 }
 
 /// Where the local blob store keeps the blob with this sha256 under the data dir `dir`.
