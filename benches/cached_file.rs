@@ -34,6 +34,7 @@ fn record(index_id: i64, n: usize) -> FileRecord {
         metadata_sha256: None,
         inner_checksum: None,
         first_seen: None,
+        provenance: None,
     }
 }
 

@@ -416,6 +416,7 @@ fn open(
             strategy: config.pypi.extra_index_strategy,
             only_from: config.pypi.only_from.clone(),
             policy: Arc::clone(&policy),
+            public_url: config.server.public_url.clone(),
         },
         client,
         page_store.clone(),

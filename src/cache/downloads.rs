@@ -30,7 +30,7 @@ use crate::upstream::{FileClient, UpstreamError, UrlOrigin, redact};
 /// How often batched blob access times are written to the catalogue.
 pub const ACCESS_FLUSH_INTERVAL: Duration = Duration::from_secs(5);
 /// The largest file fetched when nothing says how big it is.
-const MAX_UNSIZED_BYTES: u64 = 1024 * 1024 * 1024;
+pub const MAX_UNSIZED_BYTES: u64 = 1024 * 1024 * 1024;
 
 /// What the HTTP layer sends.
 pub enum FileAnswer {
@@ -60,10 +60,13 @@ pub type AfterVerify = Box<dyn FnOnce(String, PathBuf) -> BoxFuture<'static, ()>
 pub struct Source {
     pub url: String,
     pub origin: UrlOrigin,
-    /// `None` only for metadata an index announced without a hash: then the bytes are trusted
-    /// on first download and stored under their own hash.
+    /// `None` for metadata an index announced without a hash and for provenance objects: then
+    /// the bytes are trusted on first download and stored under their own hash.
     pub sha256: Option<String>,
     pub size: Option<u64>,
+    /// The most bytes taken when `size` is unknown: [`MAX_UNSIZED_BYTES`] for a file, less for a
+    /// small document.
+    pub max_size: u64,
 }
 
 /// The blob store, the downloads into it, and the record of what is read from it.
@@ -236,7 +239,7 @@ impl Downloads {
         }
         let limit = source
             .size
-            .map_or(SizeLimit::AtMost(MAX_UNSIZED_BYTES), SizeLimit::Exact);
+            .map_or(SizeLimit::AtMost(source.max_size), SizeLimit::Exact);
         let staged = self
             .ingest
             .stage(source.sha256.as_deref(), limit)

@@ -1,10 +1,11 @@
-//! PyPI distribution files (`/simple/{project}/{filename}`) and their PEP 658 core metadata:
-//! found on the project's page (refreshed once when a file is not listed yet), then answered by
-//! the download engine. Wheels whose index offers no metadata get it extracted once stored.
+//! PyPI distribution files (`/simple/{project}/{filename}`), their PEP 658 core metadata and
+//! PEP 740 provenance: found on the project's page (refreshed once when a file is not listed
+//! yet), then answered by the download engine. Wheels whose index offers no metadata get it
+//! extracted once stored; a provenance object is fetched once and then served from the store.
 
 use std::sync::Arc;
 
-use super::downloads::{AfterVerify, Downloads, FileAnswer, Source};
+use super::downloads::{AfterVerify, Downloads, FileAnswer, MAX_UNSIZED_BYTES, Source};
 use super::ingest::Kept;
 use super::simple::{PageRef, SimplePages, View, ViewPage};
 use super::{
@@ -13,21 +14,40 @@ use super::{
 use crate::ecosystem::Ecosystem;
 use crate::policy::SharedPolicy;
 use crate::pypi::negotiate::Format;
+use crate::pypi::provenance;
 use crate::pypi::wheel::extract_metadata;
 use crate::storage::Catalogue;
-use crate::storage::blob::RangeRequest;
-use crate::storage::catalogue::FileRecord;
+use crate::storage::blob::{BlobBody, RangeRequest};
+use crate::storage::catalogue::{Derived, FileRecord};
 use crate::upstream::UrlOrigin;
 
 pub use super::downloads::Eviction;
 
 const ECOSYSTEM: Ecosystem = Ecosystem::Pypi;
 
-/// A distribution file, or its PEP 658 core metadata.
+/// The most bytes of a provenance object (nothing says how big it is; a real one is a few KB).
+const MAX_PROVENANCE_BYTES: u64 = 1024 * 1024;
+
+/// A distribution file, its PEP 658 core metadata, or its PEP 740 provenance.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FileKind {
     Dist,
     Metadata,
+    Provenance,
+}
+
+impl FileKind {
+    /// What a requested name asks for, and of which file: `{filename}.metadata`,
+    /// `{filename}.provenance`, else the file itself.
+    pub fn of(requested: &str) -> (&str, Self) {
+        [
+            (".metadata", Self::Metadata),
+            (provenance::SUFFIX, Self::Provenance),
+        ]
+        .into_iter()
+        .find_map(|(suffix, kind)| Some((requested.strip_suffix(suffix)?, kind)))
+        .unwrap_or((requested, Self::Dist))
+    }
 }
 
 /// The files of the projects on the Simple API pages.
@@ -77,10 +97,12 @@ impl PypiFiles {
     ) -> Result<FileAnswer, CacheError> {
         let entry = self.listed_file(view, project, filename).await?;
         check_release(&self.policy.current(), &self.counters, ECOSYSTEM, project, &entry)?;
-        if kind == FileKind::Metadata && !entry.has_metadata {
-            return self.extracted_metadata(project, &entry).await;
-        }
-        let source = source_of(&entry, kind);
+        let source = match kind {
+            FileKind::Dist => dist_source(&entry),
+            FileKind::Metadata if entry.has_metadata => metadata_source(&entry),
+            FileKind::Metadata => return self.extracted_metadata(project, &entry).await,
+            FileKind::Provenance => return self.provenance(&entry).await,
+        };
         // A wheel whose index offers no metadata gets it extracted once stored (PEP 658).
         let after_verify =
             (kind == FileKind::Dist && !entry.has_metadata && entry.filename.ends_with(".whl")).then(|| {
@@ -164,29 +186,16 @@ impl PypiFiles {
         let Some(wheel) = entry.sha256.clone().filter(|_| entry.filename.ends_with(".whl")) else {
             return Err(unavailable());
         };
-        let known = match self.catalogue.hot_wheel_metadata(&wheel) {
-            Some(metadata) => Some(metadata),
-            None => {
-                let catalogue = self.catalogue.clone();
-                let key = wheel.clone();
-                blocking(move || catalogue.wheel_metadata(&key)).await?
-            }
-        };
+        let known = self.derived(Derived::WheelMetadata, &wheel).await?;
         if let Some(metadata) = &known
             && let Some(body) = self.downloads.stored_blob(metadata).await?
         {
-            let metadata = metadata.clone();
-            self.counters.count(CacheOutcome::Hit);
-            return Ok(FileAnswer::Stored {
-                body,
-                sha256: metadata,
-                outcome: CacheOutcome::Hit,
-            });
+            return Ok(self.stored(body, metadata.clone(), CacheOutcome::Hit));
         }
         // Pages advertise an extract once it exists; if its blob and the wheel were evicted since,
         // fetch the wheel again rather than answer 404 to a client that was promised the metadata.
         if known.is_some() && self.downloads.stored_blob(&wheel).await?.is_none() {
-            self.downloads.fetch(&source_of(entry, FileKind::Dist)).await?;
+            self.downloads.fetch(&dist_source(entry)).await?;
         }
         let metadata = self
             .extractor()
@@ -198,12 +207,64 @@ impl PypiFiles {
             .stored_blob(&metadata)
             .await?
             .ok_or_else(unavailable)?;
-        self.counters.count(CacheOutcome::Miss);
-        Ok(FileAnswer::Stored {
+        Ok(self.stored(body, metadata, CacheOutcome::Miss))
+    }
+
+    /// The file's PEP 740 provenance object: fetched from the index once, recorded by its URL,
+    /// and from then on served from the blob store without asking the index (also while it is
+    /// down). Fetched again only if its blob was evicted.
+    async fn provenance(&self, entry: &FileRecord) -> Result<FileAnswer, CacheError> {
+        let Some(url) = &entry.provenance else {
+            return Err(CacheError::NotFound(format!(
+                "the index offers no provenance for '{}'",
+                entry.filename
+            )));
+        };
+        if let Some(sha256) = self.derived(Derived::Provenance, url).await?
+            && let Some(body) = self.downloads.stored_blob(&sha256).await?
+        {
+            return Ok(self.stored(body, sha256, CacheOutcome::Hit));
+        }
+        let sha256 = self
+            .downloads
+            .fetch(&Source {
+                url: url.clone(),
+                origin: UrlOrigin::IndexPage,
+                sha256: None,
+                size: None,
+                max_size: MAX_PROVENANCE_BYTES,
+            })
+            .await?;
+        let body = self.downloads.stored_blob(&sha256).await?.ok_or_else(|| {
+            CacheError::StorageUnavailable(format!(
+                "the provenance of '{}' was fetched but the blob store could not keep it (see /health)",
+                entry.filename
+            ))
+        })?;
+        let catalogue = self.catalogue.clone();
+        let (key, blob) = (url.clone(), sha256.clone());
+        blocking(move || catalogue.record_derived(Derived::Provenance, &key, &blob, unix_now())).await?;
+        Ok(self.stored(body, sha256, CacheOutcome::Miss))
+    }
+
+    /// The sha256 of the blob pkgmirror made of `from` before, if it did (memory first).
+    async fn derived(&self, kind: Derived, from: &str) -> Result<Option<String>, CacheError> {
+        if let Some(sha256) = self.catalogue.hot_derived(kind, from) {
+            return Ok(Some(sha256));
+        }
+        let catalogue = self.catalogue.clone();
+        let from = from.to_owned();
+        blocking(move || catalogue.derived(kind, &from)).await
+    }
+
+    /// A stored blob as the answer, counted as `outcome`.
+    fn stored(&self, body: BlobBody, sha256: String, outcome: CacheOutcome) -> FileAnswer {
+        self.counters.count(outcome);
+        FileAnswer::Stored {
             body,
-            sha256: metadata,
-            outcome: CacheOutcome::Miss,
-        })
+            sha256,
+            outcome,
+        }
     }
 
     fn extractor(&self) -> MetadataExtractor {
@@ -215,22 +276,26 @@ impl PypiFiles {
     }
 }
 
-/// Where a listed file (or its index-offered metadata) is fetched from.
-fn source_of(entry: &FileRecord, kind: FileKind) -> Source {
-    match kind {
-        FileKind::Dist => Source {
-            url: entry.url.clone(),
-            origin: UrlOrigin::IndexPage,
-            sha256: entry.sha256.clone(),
-            size: entry.size,
-        },
-        // PEP 658: the metadata file lives next to the distribution, at `{url}.metadata`.
-        FileKind::Metadata => Source {
-            url: format!("{}.metadata", entry.url),
-            origin: UrlOrigin::IndexPage,
-            sha256: entry.metadata_sha256.clone(),
-            size: None,
-        },
+/// Where a listed file is fetched from.
+fn dist_source(entry: &FileRecord) -> Source {
+    Source {
+        url: entry.url.clone(),
+        origin: UrlOrigin::IndexPage,
+        sha256: entry.sha256.clone(),
+        size: entry.size,
+        max_size: MAX_UNSIZED_BYTES,
+    }
+}
+
+/// Where the metadata an index offers for a listed file is fetched from (PEP 658: next to the
+/// distribution, at `{url}.metadata`).
+fn metadata_source(entry: &FileRecord) -> Source {
+    Source {
+        url: format!("{}.metadata", entry.url),
+        origin: UrlOrigin::IndexPage,
+        sha256: entry.metadata_sha256.clone(),
+        size: None,
+        max_size: MAX_UNSIZED_BYTES,
     }
 }
 
@@ -303,11 +368,38 @@ impl MetadataExtractor {
         };
         let catalogue = self.catalogue.clone();
         let (wheel_key, metadata_key) = (wheel.to_owned(), sha256.clone());
-        blocking(move || catalogue.record_wheel_metadata(&wheel_key, &metadata_key, unix_now())).await?;
+        blocking(move || {
+            catalogue.record_derived(Derived::WheelMetadata, &wheel_key, &metadata_key, unix_now())
+        })
+        .await?;
         self.pages
             .forget_rendering(PageRef::Project(project.to_owned()))
             .await?;
         tracing::info!(file = %filename, metadata = %sha256, "extracted core metadata from the wheel");
         Ok(Some(sha256))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_requested_name_says_which_file_and_what_of_it() {
+        let of = FileKind::of;
+        assert_eq!(of("demo-1.0.tar.gz"), ("demo-1.0.tar.gz", FileKind::Dist));
+        assert_eq!(
+            of("demo-1.0-py3-none-any.whl.metadata"),
+            ("demo-1.0-py3-none-any.whl", FileKind::Metadata)
+        );
+        assert_eq!(
+            of("demo-1.0.tar.gz.provenance"),
+            ("demo-1.0.tar.gz", FileKind::Provenance)
+        );
+        // Only the last suffix counts: the provenance of a file named `….metadata`.
+        assert_eq!(
+            of("odd.metadata.provenance"),
+            ("odd.metadata", FileKind::Provenance)
+        );
     }
 }

@@ -23,7 +23,7 @@ use moka::future::Cache;
 use sha2::{Digest, Sha256};
 use tokio::runtime::Handle;
 
-use super::downloads::{Downloads, FileAnswer, Source};
+use super::downloads::{Downloads, FileAnswer, MAX_UNSIZED_BYTES, Source};
 use super::ingest::{Ingest, IngestError, Kept, SizeLimit};
 use super::pages::{Keep, PageCache, PageCacheSettings, PageSource, Refresh, Refreshed, Served, Upstreams};
 use super::{
@@ -360,6 +360,7 @@ impl HexMirror {
             origin: UrlOrigin::Configured,
             sha256: Some(sha256),
             size: release.size,
+            max_size: MAX_UNSIZED_BYTES,
         };
         self.downloads.open(&source, None, complete_first, range).await
     }
@@ -700,6 +701,7 @@ impl HexSource {
                     metadata_sha256: None,
                     inner_checksum: Some(release.inner_checksum),
                     first_seen: None,
+                    provenance: None,
                 }
             })
             .collect();

@@ -15,6 +15,7 @@ use futures::future::join_all;
 use sha2::{Digest, Sha256};
 use tokio::runtime::Handle;
 use tokio::sync::OwnedMutexGuard;
+use url::Url;
 
 use super::hosted::{HostedIndex, HostedPypi};
 use super::pages::{Keep, PageCache, PageCacheSettings, PageSource, Refresh, Refreshed, Served, Upstreams};
@@ -29,7 +30,8 @@ use crate::pypi::model::{DistFile, Hashes, PageMeta, ProjectList, ProjectPage};
 use crate::pypi::negotiate::Format;
 use crate::pypi::policy as pypi_policy;
 use crate::pypi::{
-    Parsed, merge, name, parse_list_html, parse_list_json, parse_project_html, parse_project_json, render,
+    Parsed, merge, name, parse_list_html, parse_list_json, parse_project_html, parse_project_json,
+    provenance, render,
 };
 use crate::storage::catalogue::{CatalogueCounts, FileRecord, ProjectRecord};
 use crate::storage::pages::{PageCounts, PageForm, PageHeader, PageKey, StoredPage};
@@ -148,7 +150,8 @@ impl BigPageWork {
     }
 }
 
-/// Where PyPI pages come from: the hosted indexes first, then the upstreams in lookup order.
+/// Where PyPI pages come from (the hosted indexes first, then the upstreams in lookup order) and
+/// what they link.
 pub struct PypiIndexes {
     pub upstreams: Vec<Index>,
     pub hosted: Arc<HostedPypi>,
@@ -156,6 +159,8 @@ pub struct PypiIndexes {
     pub only_from: Vec<OnlyFrom>,
     /// What of their files is served (`[policy]`; hosted files are exempt).
     pub policy: Arc<SharedPolicy>,
+    /// `server.public_url`: when it is https, pages link each file's provenance at the mirror.
+    pub public_url: Option<Url>,
 }
 
 /// One configured upstream index at run time.
@@ -269,6 +274,9 @@ struct SimpleSource {
     strategy: ExtraIndexStrategy,
     only_from: Vec<OnlyFrom>,
     policy: Arc<SharedPolicy>,
+    /// The https public URL under which pages link the mirror's provenance route (PEP 740 wants
+    /// an https URL: without one, the indexes' https links pass through).
+    provenance_from: Option<Url>,
     /// Identifies the configured index set; pages built from another set are rebuilt.
     sources: String,
     client: SimpleClient,
@@ -287,6 +295,7 @@ impl SimplePages {
             strategy,
             only_from,
             policy,
+            public_url,
         }: PypiIndexes,
         client: SimpleClient,
         pages: PageStore,
@@ -295,6 +304,7 @@ impl SimplePages {
         counters: Arc<CacheCounters>,
         runtime: Handle,
     ) -> Self {
+        let provenance_from = public_url.filter(|url| url.scheme() == "https");
         let sources = indexes
             .iter()
             .map(|i| format!("{}={}@{}", i.config.name, i.key(), i.ttl().as_secs()))
@@ -305,6 +315,8 @@ impl SimplePages {
                     .iter()
                     .map(|rule| format!("only:{}={}", rule.pattern, rule.index)),
             )
+            // Pages linking the mirror's provenance route are rendered again when its URL changes.
+            .chain(provenance_from.as_ref().map(|url| format!("provenance:{url}")))
             // Pages the policy filtered are rendered again when it changes.
             .chain(policy.current().is_active().then(|| {
                 let digest = Sha256::digest(format!("{:?}", policy.current().config()).as_bytes());
@@ -318,6 +330,7 @@ impl SimplePages {
             strategy,
             only_from,
             policy,
+            provenance_from,
             sources: sources.clone(),
             client,
             pages: pages.clone(),
@@ -740,7 +753,9 @@ impl PageSource for SimpleSource {
                     policy: &policy,
                     first_seen: &first_seen,
                 };
-                let rendered = render_pages(page, contents, &extracted, Some(served), now)?;
+                let mirror = self.provenance_mirror(&key);
+                let rendered =
+                    render_pages(page, contents, &extracted, Some(served), mirror.as_deref(), now)?;
                 if let Some(at) = rendered.next_change {
                     // Rendered again when a held-back file becomes eligible.
                     expires_at = expires_at.min(at);
@@ -866,10 +881,10 @@ impl SimpleSource {
                 snapshots.push((index.snapshot_key(), snapshot.encode()?));
             }
         }
-        // The team's own uploads are not held back by the release policy.
+        // The team's own uploads are not held back by the release policy, and have no provenance.
         let Rendered {
             html, json, record, ..
-        } = render_pages(&key.page, contents, &HashMap::new(), None, now)?;
+        } = render_pages(&key.page, contents, &HashMap::new(), None, None, now)?;
         let header = PageHeader {
             etag: String::new(),
             fetched_at: now,
@@ -1101,6 +1116,19 @@ impl SimpleSource {
         }
     }
 
+    /// Where a project page links its files' provenance at the mirror (see [`provenance`]), if it does.
+    fn provenance_mirror(&self, key: &ViewPage) -> Option<String> {
+        let PageRef::Project(name) = &key.page else {
+            return None;
+        };
+        let index = match &key.view {
+            View::All => None,
+            View::Index(index) => Some(&**index),
+        };
+        let public_url = self.provenance_from.as_ref()?;
+        Some(provenance::mirror_base(public_url, index, name))
+    }
+
     /// When the mirror first listed each of the project's files, when the policy may need it.
     async fn first_seen(&self, page: &PageRef) -> Result<HashMap<String, u64>, CacheError> {
         let PageRef::Project(name) = page else {
@@ -1163,7 +1191,7 @@ async fn parse_in_background(
     page: PageRef,
     body: Bytes,
     format: PageFormat,
-    url: url::Url,
+    url: Url,
     last_serial: Option<u64>,
 ) -> Result<(SnapshotContent, Vec<String>), String> {
     let (content, dropped) = tokio::task::spawn_blocking(move || {
@@ -1224,12 +1252,13 @@ struct Rendered {
 }
 
 /// Merges the indexes' contents, applies the release policy (`None`: none applies) and renders
-/// both formats.
+/// both formats, with provenance linked at `mirror` (a [`provenance::mirror_base`]) if given.
 fn render_pages(
     page: &PageRef,
     contents: Vec<(i64, SnapshotContent)>,
     extracted: &HashMap<String, String>,
     served: Option<PolicyInput<'_>>,
+    mirror: Option<&str>,
     now: u64,
 ) -> Result<Rendered, CacheError> {
     match page {
@@ -1261,6 +1290,8 @@ fn render_pages(
             let (mut merged, origins) = merge::merge_projects(pages)
                 .ok_or_else(|| CacheError::Internal("no project page to merge".into()))?;
             let advertised = advertise_extracted_metadata(&mut merged, extracted);
+            // Rendered with the links clients follow, recorded with the index's.
+            let upstream_provenance = provenance::link(&mut merged, mirror);
             let applied =
                 served.map(|s| pypi_policy::apply(&merged, normalized, s.policy, s.first_seen, now));
             let shown = applied.as_ref().and_then(|a| a.page.as_ref()).unwrap_or(&merged);
@@ -1268,6 +1299,7 @@ fn render_pages(
             let json = render::render_project_json(shown);
             let origins: Vec<i64> = origins.into_iter().map(|page| index_ids[page]).collect();
             let (next_change, held) = applied.map_or((None, Vec::new()), |a| (a.next_change, a.held));
+            provenance::restore_upstream(&mut merged, upstream_provenance);
             let record = project_record(normalized, merged, &origins, &advertised, now);
             Ok(Rendered {
                 html,
@@ -1343,6 +1375,7 @@ fn file_record(file: DistFile, index_id: i64, project: &str, advertised: bool) -
         upload_time: file.upload_time,
         inner_checksum: None,
         first_seen: None,
+        provenance: file.provenance,
     }
 }
 
@@ -1378,6 +1411,38 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+
+    /// Pages link provenance at the mirror; the catalogue keeps the index's URL to fetch it from.
+    #[test]
+    fn pages_link_the_mirrors_provenance_and_the_record_keeps_the_indexs() {
+        let upstream = "https://index.example/integrity/demo/1.0/demo-1.0.tar.gz/provenance";
+        let page = ProjectPage {
+            name: "demo".into(),
+            files: vec![DistFile {
+                provenance: Some(upstream.into()),
+                ..DistFile::bare("demo-1.0.tar.gz", "https://files.example/demo-1.0.tar.gz")
+            }],
+            versions: None,
+            project_status: None,
+            meta: PageMeta::default(),
+        };
+        let render = |mirror| {
+            let contents = vec![(1, SnapshotContent::Project(page.clone()))];
+            let project = PageRef::Project("demo".into());
+            render_pages(&project, contents, &HashMap::new(), None, mirror, 1).unwrap()
+        };
+        let mirrored = render(Some("https://mirror.example/simple/demo/"));
+        let link = "https://mirror.example/simple/demo/demo-1.0.tar.gz.provenance";
+        let json: serde_json::Value = serde_json::from_str(&mirrored.json).unwrap();
+        assert_eq!(json["files"][0]["provenance"], link);
+        assert!(mirrored.html.contains(&format!("data-provenance=\"{link}\"")));
+        let record = mirrored.record.unwrap();
+        assert_eq!(record.files[0].provenance.as_deref(), Some(upstream));
+
+        let passed = render(None);
+        let json: serde_json::Value = serde_json::from_str(&passed.json).unwrap();
+        assert_eq!(json["files"][0]["provenance"], upstream);
+    }
 
     #[tokio::test]
     async fn big_page_work_is_one_refresh_at_a_time_and_never_waits_on_itself() {

@@ -1,5 +1,6 @@
-//! `/simple/{project}/{filename}` and `…/{filename}.metadata`: distribution files and their core
-//! metadata, from the blob store or streamed while they download.
+//! `/simple/{project}/{filename}`, `…/{filename}.metadata` and `…/{filename}.provenance`:
+//! distribution files, their core metadata and their provenance, from the blob store or streamed
+//! while they download.
 
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse, HttpResponseBuilder, web};
@@ -35,10 +36,7 @@ pub async fn file(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpRe
     if normalized != project {
         return Ok(redirect(&state, &req, &format!("{prefix}/{normalized}/{raw}")));
     }
-    let (filename, kind) = match requested.strip_suffix(".metadata") {
-        Some(dist) => (dist, FileKind::Metadata),
-        None => (requested, FileKind::Dist),
-    };
+    let (filename, kind) = FileKind::of(requested);
     let range = requested_range(&req);
     let answer = state
         .files
@@ -189,6 +187,8 @@ fn content_type(filename: &str) -> &'static str {
     let lower = filename.to_ascii_lowercase();
     if lower.ends_with(".metadata") {
         "text/plain; charset=utf-8"
+    } else if lower.ends_with(".provenance") {
+        "application/json"
     } else if lower.ends_with(".whl") || lower.ends_with(".zip") || lower.ends_with(".egg") {
         "application/zip"
     } else if lower.ends_with(".tar.gz") || lower.ends_with(".tgz") {
@@ -217,6 +217,7 @@ mod tests {
             "text/plain; charset=utf-8"
         );
         assert_eq!(content_type("a-1.0.tar.gz.asc"), "application/pgp-signature");
+        assert_eq!(content_type("a-1.0.tar.gz.provenance"), "application/json");
         assert_eq!(content_type("a-1.0.exe"), "application/octet-stream");
     }
 }

@@ -7,8 +7,9 @@
 //! a refusal is an `Err`; the heap in use while parsing stays within [`HEAP_PER_BYTE`] times the
 //! input plus [`FIXED_HEAP`]; and what is accepted is safe to serve: every file has a safe name,
 //! an absolute http(s) URL without fragment, lower-case hex hashes under lower-case names, an
-//! https provenance; every listed project name is valid and listed once; no api-version but 1.x
-//! passes. A JSON page accounts for every entry of its `files`: kept or reported as dropped.
+//! https provenance (the pages come from an https index); every listed project name is valid and
+//! listed once; no api-version but 1.x passes. A JSON page accounts for every entry of its
+//! `files`: kept or reported as dropped.
 //!
 //! `cargo test --lib fuzz` runs a few hundred cases per property (all of them together take about
 //! 15 s in a debug build on 2 cores); the long run is `PROPTEST_CASES=20000 cargo test --lib fuzz`

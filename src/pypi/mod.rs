@@ -11,6 +11,7 @@ pub mod parse;
 pub mod parse_html;
 pub mod parse_json;
 pub mod policy;
+pub mod provenance;
 #[cfg(test)]
 mod real_pages;
 pub mod render;

@@ -54,7 +54,8 @@ pub struct DistFile {
     /// PEP 700 upload time, `yyyy-mm-ddThh:mm:ss[.ffffff]Z` exactly as upstream sent it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub upload_time: Option<String>,
-    /// PEP 740 provenance URL (absolute https), if any.
+    /// PEP 740 provenance URL, if any, as the index gave it: absolute https, or http on the origin
+    /// of an index page that came over http (never served as such: see `pypi::provenance`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub provenance: Option<String>,
 }

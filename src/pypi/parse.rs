@@ -146,11 +146,16 @@ pub(crate) fn is_fetchable(url: &Url) -> bool {
     matches!(url.scheme(), "https" | "http")
 }
 
-/// PEP 740 provenance resolved against `base`, kept only when it is HTTPS as the standard requires.
-pub(crate) fn https_url(base: &Url, href: &str) -> Option<String> {
+/// PEP 740 provenance resolved against `base`, kept when it is HTTPS, as clients must be given,
+/// or plain HTTP on the origin of the page itself (`page_url`: an index served over HTTP, as
+/// inside a network). The mirror never passes the latter on: it serves it at its own HTTPS URL,
+/// or leaves it off (`pypi::provenance`).
+pub(crate) fn provenance_url(base: &Url, page_url: &Url, href: &str) -> Option<String> {
     base.join(href)
         .ok()
-        .filter(|url| url.scheme() == "https")
+        .filter(|url| {
+            url.scheme() == "https" || (url.scheme() == "http" && url.origin() == page_url.origin())
+        })
         .map(String::from)
 }
 
@@ -223,6 +228,40 @@ mod tests {
             h("blake2b_256", "cd34"),
             Ok(Some(("blake2b_256".into(), "cd34".into())))
         );
+    }
+
+    #[test]
+    fn provenance_is_https_or_on_an_http_pages_own_origin() {
+        let https_page = Url::parse("https://index.example/simple/demo/").unwrap();
+        let http_page = Url::parse("http://127.0.0.1:8080/simple/demo/").unwrap();
+        let on = |page: &Url, href: &str| provenance_url(page, page, href);
+        assert_eq!(
+            on(&https_page, "../../p/demo.json").as_deref(),
+            Some("https://index.example/p/demo.json")
+        );
+        assert_eq!(on(&https_page, "http://index.example/p.json"), None, "downgraded");
+        assert_eq!(
+            on(&http_page, "../../p/demo.json").as_deref(),
+            Some("http://127.0.0.1:8080/p/demo.json")
+        );
+        assert_eq!(
+            on(&http_page, "http://127.0.0.1:9090/p.json"),
+            None,
+            "another port"
+        );
+        assert_eq!(
+            on(&http_page, "http://files.example/p.json"),
+            None,
+            "another host"
+        );
+        assert_eq!(
+            on(&http_page, "https://files.example/p.json").as_deref(),
+            Some("https://files.example/p.json")
+        );
+        // An HTML page's `<base>` does not make its origin the page's own.
+        let base = Url::parse("http://files.example/root/").unwrap();
+        assert_eq!(provenance_url(&base, &http_page, "p.json"), None);
+        assert_eq!(provenance_url(&base, &https_page, "p.json"), None);
     }
 
     #[test]

@@ -19,7 +19,7 @@ use url::Url;
 use super::model::{DistFile, PageMeta, ProjectList, ProjectPage, ProjectStatus};
 use super::name::{is_safe_filename, normalize, validate_project_name};
 use super::parse::{
-    ParseError, Parsed, body_str, check_api_version, https_url, is_fetchable, non_empty, normalize_hash,
+    ParseError, Parsed, body_str, check_api_version, is_fetchable, non_empty, normalize_hash, provenance_url,
     take_fragment_hash,
 };
 
@@ -217,7 +217,7 @@ fn display_name(heading: Option<&str>, normalized_project: &str) -> Option<Strin
 }
 
 /// One link into the model, or why it was left out.
-fn file_from_link(link: RawLink, base: &Url) -> Result<DistFile, String> {
+fn file_from_link(link: RawLink, base: &Url, page_url: &Url) -> Result<DistFile, String> {
     let href = link.href.as_deref().unwrap_or_default();
     let mut url = base
         .join(href)
@@ -256,7 +256,7 @@ fn file_from_link(link: RawLink, base: &Url) -> Result<DistFile, String> {
         gpg_sig: link.gpg_sig.as_deref().and_then(gpg_sig),
         size: None,
         upload_time: None,
-        provenance: link.provenance.and_then(|p| https_url(base, &p)),
+        provenance: link.provenance.and_then(|p| provenance_url(base, page_url, &p)),
     };
     file.shrink_to_fit();
     Ok(file)
@@ -286,7 +286,7 @@ pub fn parse_project_html(
         .into_iter()
         .filter(|link| link.href.is_some());
     for (index, link) in links.enumerate() {
-        match file_from_link(link, &base) {
+        match file_from_link(link, &base, page_url) {
             Ok(file) => files.push(file),
             Err(why) => dropped.push(format!("link {}: {why}", index + 1)),
         }

@@ -20,7 +20,7 @@ use url::Url;
 use super::model::{DistFile, PageMeta, ProjectList, ProjectPage, ProjectStatus};
 use super::name::{is_safe_filename, normalize, validate_project_name};
 use super::parse::{
-    ParseError, Parsed, body_str, check_api_version, file_hashes, https_url, is_fetchable, non_empty,
+    ParseError, Parsed, body_str, check_api_version, file_hashes, is_fetchable, non_empty, provenance_url,
     take_fragment_hash,
 };
 
@@ -422,7 +422,9 @@ fn dist_file(entry: FileEntry, page_url: &Url) -> Result<DistFile, String> {
         gpg_sig: raw.gpg_sig,
         size: raw.size,
         upload_time: raw.upload_time,
-        provenance: raw.provenance.and_then(|p| https_url(page_url, &p)),
+        provenance: raw
+            .provenance
+            .and_then(|p| provenance_url(page_url, page_url, &p)),
     };
     file.shrink_to_fit();
     Ok(file)

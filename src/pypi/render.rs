@@ -11,7 +11,7 @@ use super::parse_api_version;
 
 /// Bytes kept literal in a path segment. Everything else is encoded, which also makes the result
 /// safe inside an HTML attribute and keeps a `:` from reading as a URL scheme.
-const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
+pub(super) const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'-')
     .remove(b'.')
     .remove(b'_')

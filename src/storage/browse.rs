@@ -330,6 +330,7 @@ mod tests {
             metadata_sha256: None,
             inner_checksum: None,
             first_seen: None,
+            provenance: None,
         }
     }
 

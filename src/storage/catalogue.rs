@@ -30,6 +30,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0006_pinned_blobs.sql"),
     include_str!("../../migrations/0007_first_seen.sql"),
     include_str!("../../migrations/0008_policy_rules.sql"),
+    include_str!("../../migrations/0009_provenance.sql"),
 ];
 
 /// Recounts one project's cached files, bytes and last access (the triggers of migration 0004
@@ -47,7 +48,7 @@ macro_rules! select_files {
     () => {
         "SELECT f.index_id, f.filename, f.version, f.url, f.sha256, f.size, f.requires_python,
             f.yanked, f.yanked_reason, f.upload_time, f.has_metadata, f.metadata_sha256,
-            f.inner_checksum, f.first_seen
+            f.inner_checksum, f.first_seen, f.provenance_url
          FROM files f JOIN projects p ON p.id = f.project_id"
     };
 }
@@ -69,6 +70,7 @@ fn file_record(row: &rusqlite::Row<'_>) -> rusqlite::Result<FileRecord> {
         metadata_sha256: row.get(11)?,
         inner_checksum: row.get(12)?,
         first_seen: row.get::<_, Option<i64>>(13)?.map(|t| t.max(0) as u64),
+        provenance: row.get(14)?,
     })
 }
 
@@ -101,8 +103,8 @@ fn record_in(tx: &rusqlite::Transaction<'_>, project: &ProjectRecord) -> Result<
         let mut insert = tx.prepare_cached(
             "INSERT INTO files (project_id, index_id, filename, version, url, sha256, size,
                 requires_python, yanked, yanked_reason, upload_time, has_metadata, metadata_sha256,
-                inner_checksum, first_seen)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+                inner_checksum, first_seen, provenance_url)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
         )?;
         for file in &project.files {
             insert.execute(params![
@@ -125,6 +127,7 @@ fn record_in(tx: &rusqlite::Transaction<'_>, project: &ProjectRecord) -> Result<
                     .copied()
                     .flatten()
                     .unwrap_or(project.fetched_at as i64),
+                file.provenance,
             ])?;
         }
     }
@@ -157,6 +160,8 @@ pub struct FileRecord {
     /// Unix seconds when this mirror first listed the file, as the catalogue read it (it keeps
     /// this itself: what a record write carries here is ignored).
     pub first_seen: Option<u64>,
+    /// PEP 740: where the index serves the file's provenance object, if it offers one.
+    pub provenance: Option<String>,
 }
 
 impl FileRecord {
@@ -170,6 +175,7 @@ impl FileRecord {
             &self.upload_time,
             &self.metadata_sha256,
             &self.inner_checksum,
+            &self.provenance,
         ];
         self.filename.len()
             + self.url.len()
@@ -221,7 +227,7 @@ pub struct BlobUse {
 }
 
 /// What `cache stats` shows of one ecosystem. A blob counts in an ecosystem when one of its
-/// recorded files (or their core metadata) has that sha256.
+/// recorded files (or their core metadata, or their provenance) has that sha256.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct EcosystemStats {
     pub ecosystem: String,
@@ -240,7 +246,7 @@ pub struct BlobStats {
     pub hits: u64,
     pub ecosystems: Vec<EcosystemStats>,
     /// Stored blobs that no recorded file lists: files since removed from their project's page,
-    /// or metadata pkgmirror extracted itself.
+    /// or metadata pkgmirror extracted itself (a provenance object counts with its file).
     pub unlisted_blobs: u64,
     pub unlisted_bytes: u64,
 }
@@ -248,8 +254,42 @@ pub struct BlobStats {
 /// Memory for the file rows of recent file requests (about 20,000 rows).
 const HOT_FILE_BYTES: u64 = 8 * 1024 * 1024;
 
-/// Entries of wheel metadata kept in memory (two sha256 each).
-const HOT_WHEEL_METADATA: u64 = 20_000;
+/// Entries of [`Derived`] blobs kept in memory (a sha256 or a URL, and a sha256).
+const HOT_DERIVED: u64 = 20_000;
+
+/// A blob pkgmirror made from something it has, remembered by what it was made from, so a later
+/// request finds it with no work and no upstream request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Derived {
+    /// Core metadata extracted from a cached wheel, by the wheel's sha256 (`wheel_metadata`).
+    WheelMetadata,
+    /// A PEP 740 provenance object fetched from the index, by its upstream URL (`provenance`).
+    Provenance,
+}
+
+impl Derived {
+    /// Records (from, sha256, now).
+    fn upsert(self) -> &'static str {
+        match self {
+            Self::WheelMetadata => {
+                "INSERT INTO wheel_metadata (wheel_sha256, metadata_sha256, created_at) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (wheel_sha256) DO UPDATE SET metadata_sha256 = excluded.metadata_sha256"
+            }
+            Self::Provenance => {
+                "INSERT INTO provenance (url, sha256, created_at) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (url) DO UPDATE SET sha256 = excluded.sha256"
+            }
+        }
+    }
+
+    /// Reads the sha256 made of ?1.
+    fn select(self) -> &'static str {
+        match self {
+            Self::WheelMetadata => "SELECT metadata_sha256 FROM wheel_metadata WHERE wheel_sha256 = ?1",
+            Self::Provenance => "SELECT sha256 FROM provenance WHERE url = ?1",
+        }
+    }
+}
 
 /// A handle to the catalogue database; cheap to clone.
 #[derive(Clone)]
@@ -259,8 +299,9 @@ pub struct Catalogue {
     /// row only changes when its project is recorded again, which drops the project's entries;
     /// both happen under the connection's lock, so an entry is never older than the table.
     hot_files: moka::sync::Cache<String, FileRecord>,
-    /// Metadata extracted from wheels, by the wheel's sha256, looked up lately (the same idea).
-    hot_wheel_metadata: moka::sync::Cache<String, String>,
+    /// [`Derived`] blobs looked up lately (the same idea; their rows are only ever replaced
+    /// through [`Catalogue::record_derived`], which updates this too).
+    hot_derived: moka::sync::Cache<(Derived, String), String>,
 }
 
 impl Catalogue {
@@ -283,7 +324,7 @@ impl Catalogue {
                     u32::try_from(key.len() + row.heap_bytes() + size_of::<FileRecord>()).unwrap_or(u32::MAX)
                 })
                 .build(),
-            hot_wheel_metadata: moka::sync::Cache::new(HOT_WHEEL_METADATA),
+            hot_derived: moka::sync::Cache::new(HOT_DERIVED),
         })
     }
 
@@ -405,47 +446,43 @@ impl Catalogue {
         Ok(())
     }
 
-    /// Records the core metadata extracted from a cached wheel.
-    pub fn record_wheel_metadata(
+    /// Records the blob pkgmirror made of `from` (see [`Derived`]).
+    pub fn record_derived(
         &self,
-        wheel_sha256: &str,
-        metadata_sha256: &str,
+        kind: Derived,
+        from: &str,
+        sha256: &str,
         now: u64,
     ) -> Result<(), StorageError> {
         let conn = self.lock();
-        conn.execute(
-            "INSERT INTO wheel_metadata (wheel_sha256, metadata_sha256, created_at) VALUES (?1, ?2, ?3)
-             ON CONFLICT (wheel_sha256) DO UPDATE SET metadata_sha256 = excluded.metadata_sha256",
-            params![wheel_sha256, metadata_sha256, now as i64],
-        )?;
-        self.hot_wheel_metadata
-            .insert(wheel_sha256.to_owned(), metadata_sha256.to_owned());
+        conn.execute(kind.upsert(), params![from, sha256, now as i64])?;
+        self.hot_derived
+            .insert((kind, from.to_owned()), sha256.to_owned());
         Ok(())
     }
 
-    /// The metadata extracted from the wheel with this sha256, if any.
-    pub fn wheel_metadata(&self, wheel_sha256: &str) -> Result<Option<String>, StorageError> {
-        if let Some(metadata) = self.hot_wheel_metadata.get(wheel_sha256) {
-            return Ok(Some(metadata));
+    /// The sha256 of the blob pkgmirror made of `from`, if it made one.
+    pub fn derived(&self, kind: Derived, from: &str) -> Result<Option<String>, StorageError> {
+        let key = (kind, from.to_owned());
+        if let Some(sha256) = self.hot_derived.get(&key) {
+            return Ok(Some(sha256));
         }
         let conn = self.lock();
-        let mut stmt =
-            conn.prepare_cached("SELECT metadata_sha256 FROM wheel_metadata WHERE wheel_sha256 = ?1")?;
-        let mut rows = stmt.query(params![wheel_sha256])?;
+        let mut stmt = conn.prepare_cached(kind.select())?;
+        let mut rows = stmt.query(params![from])?;
         let found: Option<String> = match rows.next()? {
             Some(row) => Some(row.get(0)?),
             None => None,
         };
-        if let Some(metadata) = &found {
-            self.hot_wheel_metadata
-                .insert(wheel_sha256.to_owned(), metadata.clone());
+        if let Some(sha256) = &found {
+            self.hot_derived.insert(key, sha256.clone());
         }
         Ok(found)
     }
 
-    /// What [`Self::wheel_metadata`] found lately, from memory (no I/O).
-    pub fn hot_wheel_metadata(&self, wheel_sha256: &str) -> Option<String> {
-        self.hot_wheel_metadata.get(wheel_sha256)
+    /// What [`Self::derived`] found lately, from memory (no I/O).
+    pub fn hot_derived(&self, kind: Derived, from: &str) -> Option<String> {
+        self.hot_derived.get(&(kind, from.to_owned()))
     }
 
     /// When this mirror first listed each file of a project: filename → unix seconds.
@@ -643,6 +680,9 @@ impl Catalogue {
                 UNION
                 SELECT p.ecosystem, b.sha256, b.size FROM blobs b
                 JOIN files f ON f.metadata_sha256 = b.sha256 JOIN projects p ON p.id = f.project_id
+                UNION
+                SELECT p.ecosystem, b.sha256, b.size FROM blobs b JOIN provenance v ON v.sha256 = b.sha256
+                JOIN files f ON f.provenance_url = v.url JOIN projects p ON p.id = f.project_id
              ) GROUP BY ecosystem",
         )?;
         let rows = blobs_per_ecosystem.query_map([], |row| {
@@ -664,7 +704,8 @@ impl Catalogue {
         (stats.unlisted_blobs, stats.unlisted_bytes) = conn.query_row(
             "SELECT count(*), coalesce(sum(size), 0) FROM blobs
              WHERE sha256 NOT IN (SELECT sha256 FROM files WHERE sha256 IS NOT NULL)
-               AND sha256 NOT IN (SELECT metadata_sha256 FROM files WHERE metadata_sha256 IS NOT NULL)",
+               AND sha256 NOT IN (SELECT metadata_sha256 FROM files WHERE metadata_sha256 IS NOT NULL)
+               AND sha256 NOT IN (SELECT v.sha256 FROM provenance v JOIN files f ON f.provenance_url = v.url)",
             [],
             |row| Ok((row.get::<_, i64>(0)? as u64, row.get::<_, i64>(1)? as u64)),
         )?;
@@ -767,6 +808,7 @@ pub(crate) mod tests {
             metadata_sha256: None,
             inner_checksum: None,
             first_seen: None,
+            provenance: None,
         }
     }
 
@@ -846,12 +888,17 @@ pub(crate) mod tests {
             };
             cat.record_project(&project).unwrap();
             project.files.truncate(1);
+            project.files[0].provenance = Some("https://index.example/provenance/demo-1.0".into());
             cat.record_project(&project).unwrap();
         }
         let cat = Catalogue::open(&path).unwrap();
         let files = cat.project_files(Ecosystem::Pypi, "demo").unwrap();
         assert_eq!(files.len(), 1);
         assert_eq!(files[0].yanked.as_deref(), Some(""));
+        assert_eq!(
+            files[0].provenance.as_deref(),
+            Some("https://index.example/provenance/demo-1.0")
+        );
         assert_eq!(
             cat.counts().unwrap(),
             CatalogueCounts {
@@ -973,11 +1020,25 @@ pub(crate) mod tests {
         let index = cat
             .ensure_index(Ecosystem::Pypi, "https://index.example/simple/", 60)
             .unwrap();
-        let (wheel, metadata, copy, unlisted) =
-            ("1".repeat(64), "2".repeat(64), "3".repeat(64), "4".repeat(64));
+        let (wheel, metadata, copy, unlisted, provenance) = (
+            "1".repeat(64),
+            "2".repeat(64),
+            "3".repeat(64),
+            "4".repeat(64),
+            "5".repeat(64),
+        );
         let mut listed = file(index, "demo-1.0-py3-none-any.whl");
         listed.sha256 = Some(wheel.clone());
         listed.metadata_sha256 = Some(metadata.clone());
+        // Its provenance object counts with it.
+        listed.provenance = Some("https://index.example/provenance/demo-1.0".into());
+        cat.record_derived(
+            Derived::Provenance,
+            "https://index.example/provenance/demo-1.0",
+            &provenance,
+            1,
+        )
+        .unwrap();
         // The same bytes under two names count once.
         let mut twin = file(index, "demo-1.0.tar.gz");
         twin.sha256 = Some(copy.clone());
@@ -1004,7 +1065,13 @@ pub(crate) mod tests {
             files: vec![],
         })
         .unwrap();
-        for (key, size) in [(&wheel, 1000), (&metadata, 10), (&copy, 500), (&unlisted, 7)] {
+        for (key, size) in [
+            (&wheel, 1000),
+            (&metadata, 10),
+            (&copy, 500),
+            (&unlisted, 7),
+            (&provenance, 3),
+        ] {
             cat.record_blob(key, size, "local", 1).unwrap();
         }
         cat.touch_blobs(
@@ -1029,19 +1096,60 @@ pub(crate) mod tests {
         assert_eq!(
             cat.blob_stats().unwrap(),
             BlobStats {
-                blobs: 4,
-                blob_bytes: 1517,
+                blobs: 5,
+                blob_bytes: 1520,
                 hits: 4,
                 ecosystems: vec![EcosystemStats {
                     ecosystem: "pypi".into(),
                     projects: 2,
                     files: 4,
-                    blobs: 3,
-                    blob_bytes: 1510,
+                    blobs: 4,
+                    blob_bytes: 1513,
                 }],
                 unlisted_blobs: 1,
                 unlisted_bytes: 7,
             }
+        );
+    }
+
+    /// What pkgmirror made of a wheel or a provenance URL is found again, from memory once read
+    /// (also by another handle on the same file, which starts with nothing in memory).
+    #[test]
+    fn derived_blobs_are_remembered_by_what_they_were_made_from() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.sqlite3");
+        let cat = Catalogue::open(&path).unwrap();
+        let url = "https://index.example/integrity/demo/1.0/demo-1.0.tar.gz/provenance";
+        let wheel = "a".repeat(64);
+        assert_eq!(cat.derived(Derived::Provenance, url).unwrap(), None);
+        cat.record_derived(Derived::Provenance, url, &"b".repeat(64), 1)
+            .unwrap();
+        cat.record_derived(Derived::WheelMetadata, &wheel, &"c".repeat(64), 1)
+            .unwrap();
+        assert_eq!(cat.hot_derived(Derived::Provenance, url), Some("b".repeat(64)));
+        assert_eq!(cat.hot_derived(Derived::WheelMetadata, url), None, "per kind");
+
+        let other = Catalogue::open(&path).unwrap();
+        assert_eq!(other.hot_derived(Derived::Provenance, url), None);
+        assert_eq!(
+            other.derived(Derived::Provenance, url).unwrap(),
+            Some("b".repeat(64))
+        );
+        assert_eq!(other.hot_derived(Derived::Provenance, url), Some("b".repeat(64)));
+        assert_eq!(
+            other.derived(Derived::WheelMetadata, &wheel).unwrap(),
+            Some("c".repeat(64))
+        );
+        // Fetched again (its blob was evicted): the new blob replaces the old.
+        other
+            .record_derived(Derived::Provenance, url, &"d".repeat(64), 2)
+            .unwrap();
+        assert_eq!(
+            Catalogue::open(&path)
+                .unwrap()
+                .derived(Derived::Provenance, url)
+                .unwrap(),
+            Some("d".repeat(64))
         );
     }
 

@@ -18,6 +18,7 @@ mod maintenance;
 mod metrics;
 mod policy;
 mod pools;
+mod provenance;
 mod proxies;
 mod real_clients;
 mod real_corpus;

@@ -97,6 +97,7 @@ fn seed(data_dir: &Path, now: u64) {
                 metadata_sha256: None,
                 inner_checksum: Some(inner),
                 first_seen: None,
+                provenance: None,
             }
         })
         .collect();
@@ -156,6 +157,7 @@ fn seed(data_dir: &Path, now: u64) {
             metadata_sha256: None,
             inner_checksum: None,
             first_seen: None,
+            provenance: None,
         };
         catalogue
             .record_project(&project(Ecosystem::Pypi, name, now, vec![file]))
