@@ -250,8 +250,10 @@ pub fn serve(config: Config, read: ReadConfig, set_log_level: SetLogLevel) -> Re
             shutdown_grace: SHUTDOWN_GRACE,
         };
         let scheme = if tls.is_some() { "https" } else { "http" };
+        let warm_runs = state.warm.clone();
         let (server, bound) = http::listener::bind(listen, state, connections, tls)
             .map_err(|(addr, source)| ServeError::Bind { addr, source })?;
+        warm_runs.set_own_address(bound.main, scheme == "https");
         tracing::info!(
             "pkgmirror {} listening on {scheme}://{}",
             env!("CARGO_PKG_VERSION"),
@@ -500,6 +502,7 @@ fn open(
         metrics_token: crate::live::Live::new(config.metrics.token.clone()),
         history: crate::metrics::History::default(),
         reloader,
+        warm: Arc::default(),
         started: Instant::now(),
     });
     Ok(Parts {

@@ -61,6 +61,8 @@ pub struct AppState {
     pub history: crate::metrics::History,
     /// Applies a changed configuration (SIGHUP, `/admin`).
     pub reloader: crate::reload::Reloader,
+    /// Warm runs started from `/admin`.
+    pub warm: Arc<crate::warm::runs::Runs>,
     pub started: Instant,
 }
 

@@ -119,13 +119,7 @@ fn configured_server(config: &Config) -> Url {
     if let Some(url) = &config.server.public_url {
         return url.clone();
     }
-    let mut listen = config.server.listen;
-    if listen.ip().is_unspecified() {
-        listen.set_ip(match listen {
-            std::net::SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
-            std::net::SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
-        });
-    }
+    let listen = crate::warm::reachable(config.server.listen);
     let scheme = match config.server.tls_files() {
         Ok(Some(_)) => "https",
         _ => "http",
@@ -161,9 +155,9 @@ fn drawn(progress: Arc<Progress>) -> (ProgressBar, tokio::task::JoinHandle<()>) 
             };
             bar.set_message(format!(
                 "{} of {}, {}/s{failed}",
-                bytesize::ByteSize(now.bytes_done).display().si(),
-                bytesize::ByteSize(now.bytes_total).display().si(),
-                bytesize::ByteSize(rate as u64).display().si(),
+                bytesize::ByteSize(now.bytes_done).display().iec(),
+                bytesize::ByteSize(now.bytes_total).display().iec(),
+                bytesize::ByteSize(rate as u64).display().iec(),
             ));
         }
     });

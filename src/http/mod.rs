@@ -20,6 +20,7 @@ use crate::error::AppError;
 
 pub use limits::{ClientLimits, limit_clients};
 pub use middleware::{HitSampler, access_log, body_deadline, html_errors, measure, read_access};
+pub(crate) use upload::read_field;
 
 /// The methods of a path answered by GET and HEAD.
 pub(crate) const GET_HEAD: &str = "GET, HEAD";

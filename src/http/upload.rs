@@ -144,18 +144,25 @@ async fn receive(
 
 /// A text field's value, at most [`MAX_FIELD`] bytes of it kept (the rest read past).
 async fn read_text(field: &mut actix_multipart::Field) -> Result<Option<String>, AppError> {
+    Ok(read_field(field, MAX_FIELD)
+        .await?
+        .map(|bytes| String::from_utf8_lossy(&bytes).trim().to_owned()))
+}
+
+/// A multipart field's bytes, or `None` when there are more than `limit` (read past, not kept).
+pub(crate) async fn read_field(
+    field: &mut actix_multipart::Field,
+    limit: usize,
+) -> Result<Option<Vec<u8>>, AppError> {
     let mut bytes = Vec::new();
     let mut overflow = false;
     while let Some(chunk) = field.next().await {
         let chunk = chunk.map_err(|e| AppError::BadRequest(format!("a malformed upload: {e}")))?;
-        if bytes.len() + chunk.len() > MAX_FIELD {
+        if bytes.len() + chunk.len() > limit {
             overflow = true;
         } else {
             bytes.extend_from_slice(&chunk);
         }
     }
-    if overflow {
-        return Ok(None);
-    }
-    Ok(Some(String::from_utf8_lossy(&bytes).trim().to_owned()))
+    Ok((!overflow).then_some(bytes))
 }

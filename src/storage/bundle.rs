@@ -78,6 +78,10 @@ impl BundleCatalogue {
         let mut stmt = conn.prepare(
             "SELECT filename FROM files WHERE sha256 = ?1
              UNION SELECT filename || '.metadata' FROM files WHERE metadata_sha256 = ?1
+             UNION SELECT f.filename || '.metadata' FROM files f JOIN wheel_metadata w
+                 ON w.wheel_sha256 = f.sha256 WHERE w.metadata_sha256 = ?1
+             UNION SELECT f.filename || '.provenance' FROM files f JOIN provenance p
+                 ON p.url = f.provenance_url WHERE p.sha256 = ?1
              ORDER BY 1",
         )?;
         let rows = stmt.query_map(params![sha256], |row| row.get(0))?;
@@ -237,22 +241,27 @@ impl Catalogue {
                 "INSERT INTO bundle.files ({c}) SELECT {c} FROM main.files WHERE project_id IN temp.chosen;",
                 c = all("files")?
             ))?;
+            // What was made from the files travels with them: metadata extracted from wheels
+            // and the provenance objects fetched for them.
+            tx.execute_batch(&format!(
+                "INSERT INTO bundle.wheel_metadata ({w}) SELECT {w} FROM main.wheel_metadata
+                 WHERE wheel_sha256 IN (SELECT sha256 FROM bundle.files);
+                 INSERT INTO bundle.provenance ({p}) SELECT {p} FROM main.provenance
+                 WHERE url IN (SELECT provenance_url FROM bundle.files);",
+                w = all("wheel_metadata")?,
+                p = all("provenance")?
+            ))?;
             tx.execute(
                 &format!(
                     "INSERT INTO bundle.blobs ({c}) SELECT {c} FROM main.blobs
                      WHERE sha256 IN (SELECT sha256 FROM bundle.files UNION SELECT metadata_sha256 FROM bundle.files
-                                      UNION SELECT w.metadata_sha256 FROM main.wheel_metadata w
-                                      WHERE w.wheel_sha256 IN (SELECT sha256 FROM bundle.files))
+                                      UNION SELECT metadata_sha256 FROM bundle.wheel_metadata
+                                      UNION SELECT sha256 FROM bundle.provenance)
                        AND (?1 IS NULL OR created_at >= ?1)",
                     c = all("blobs")?
                 ),
                 params![filter.since.map(|s| s as i64)],
             )?;
-            tx.execute_batch(&format!(
-                "INSERT INTO bundle.wheel_metadata ({c}) SELECT {c} FROM main.wheel_metadata
-                 WHERE wheel_sha256 IN (SELECT sha256 FROM bundle.files);",
-                c = all("wheel_metadata")?
-            ))?;
             let projects = {
                 let mut stmt = tx.prepare("SELECT ecosystem, name FROM bundle.projects ORDER BY 1, 2")?;
                 stmt.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?
@@ -325,10 +334,12 @@ impl Catalogue {
                  JOIN main.projects mp ON mp.ecosystem = t.ecosystem AND mp.name = t.name
                  JOIN bundle.indexes bi ON bi.id = f.index_id
                  JOIN main.indexes mi ON mi.ecosystem = bi.ecosystem AND mi.url = bi.url;
-                 INSERT OR IGNORE INTO main.wheel_metadata ({w}) SELECT {w} FROM bundle.wheel_metadata;",
+                 INSERT OR IGNORE INTO main.wheel_metadata ({w}) SELECT {w} FROM bundle.wheel_metadata;
+                 INSERT OR IGNORE INTO main.provenance ({p}) SELECT {p} FROM bundle.provenance;",
                 c = file_columns,
                 fc = from_bundle.join(", "),
-                w = columns(tx, "bundle", "wheel_metadata", &[])?
+                w = columns(tx, "bundle", "wheel_metadata", &[])?,
+                p = columns(tx, "bundle", "provenance", &[])?
             ))?;
             let ids: Vec<i64> = {
                 let mut stmt = tx.prepare(

@@ -331,7 +331,7 @@ impl Catalogue {
     /// Drops every row looked up lately (rows were replaced wholesale, by an import).
     pub(super) fn forget_hot_rows(&self) {
         self.hot_files.invalidate_all();
-        self.hot_wheel_metadata.invalidate_all();
+        self.hot_derived.invalidate_all();
     }
 
     pub(super) fn lock(&self) -> MutexGuard<'_, Connection> {

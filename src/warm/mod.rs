@@ -7,8 +7,10 @@
 
 pub mod lockfile;
 mod run;
+pub mod runs;
 pub mod select;
 
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 pub use run::{WarmError, Warmer};
@@ -78,10 +80,10 @@ impl Report {
             "warmed {} pages and {} files ({}, {}/s) in {:.1} s; {} skipped, {} failed\n",
             self.pages,
             self.files,
-            bytesize::ByteSize(self.bytes).display().si(),
+            bytesize::ByteSize(self.bytes).display().iec(),
             bytesize::ByteSize((self.bytes as f64 / self.seconds.max(0.001)) as u64)
                 .display()
-                .si(),
+                .iec(),
             self.seconds,
             self.skipped.len(),
             self.failures.len(),
@@ -94,4 +96,16 @@ impl Report {
         }
         out
     }
+}
+
+/// How a client on this machine reaches a server listening on `listen`: the wildcard address is
+/// reached through loopback.
+pub fn reachable(mut listen: SocketAddr) -> SocketAddr {
+    if listen.ip().is_unspecified() {
+        listen.set_ip(match listen {
+            SocketAddr::V4(_) => Ipv4Addr::LOCALHOST.into(),
+            SocketAddr::V6(_) => Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    listen
 }

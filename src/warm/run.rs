@@ -99,12 +99,7 @@ impl Warmer {
         if !root.path().ends_with('/') {
             root.set_path(&format!("{}/", root.path()));
         }
-        let client = reqwest::Client::builder()
-            .user_agent(concat!("pkgmirror-warm/", env!("CARGO_PKG_VERSION")))
-            .connect_timeout(Duration::from_secs(10))
-            // The server may be downloading a big file for the first time: allow it a pause.
-            .read_timeout(Duration::from_secs(300))
-            .build()?;
+        let client = client_builder().build()?;
         Ok(Self {
             client,
             server: root,
@@ -113,6 +108,13 @@ impl Warmer {
             filters,
             progress,
         })
+    }
+
+    /// Accepts any certificate: for a server warming itself through its own loopback listener,
+    /// whose certificate names its public host, not 127.0.0.1.
+    pub fn for_own_listener(mut self) -> Result<Self, WarmError> {
+        self.client = client_builder().danger_accept_invalid_certs(true).build()?;
+        Ok(self)
     }
 
     /// Fetches every page and file `locks` name; never fails as a whole: what failed is in the
@@ -410,6 +412,10 @@ impl Warmer {
             length += chunk.len() as u64;
             Progress::add(&self.progress.bytes_done, chunk.len() as u64);
         }
+        if fetch.size.is_none() {
+            // Counted in the total once known, so the done bytes never pass it.
+            Progress::add(&self.progress.bytes_total, length);
+        }
         let got = hex::encode(hasher.finalize());
         match &fetch.sha256 {
             Some(expected) if *expected != got => Err(format!(
@@ -420,7 +426,15 @@ impl Warmer {
     }
 }
 
-/// A listed file and its PEP 658 metadata: what an installer reads.
+fn client_builder() -> reqwest::ClientBuilder {
+    reqwest::Client::builder()
+        .user_agent(concat!("pkgmirror-warm/", env!("CARGO_PKG_VERSION")))
+        .connect_timeout(Duration::from_secs(10))
+        // The server may be downloading a big file for the first time: allow it a pause.
+        .read_timeout(Duration::from_secs(300))
+}
+
+/// A listed file, its PEP 658 metadata and its PEP 740 provenance: what clients read.
 fn file_fetches(file: &DistFile, recorded_sha256: Option<String>) -> Vec<Fetch> {
     let Ok(url) = Url::parse(&file.url) else {
         return Vec::new();
@@ -441,6 +455,19 @@ fn file_fetches(file: &DistFile, recorded_sha256: Option<String>) -> Vec<Fetch> 
             name: format!("{}.metadata", file.filename),
             size: None,
             sha256: metadata.get("sha256").cloned(),
+            asked_by: BTreeSet::new(),
+        });
+    }
+    // Served through the mirror (`{file}.provenance`) whatever the page's link says, so
+    // attestations keep working when the upstream is gone.
+    if file.provenance.is_some()
+        && let Some(url) = beside(".provenance")
+    {
+        fetches.push(Fetch {
+            url,
+            name: format!("{}.provenance", file.filename),
+            size: None,
+            sha256: None,
             asked_by: BTreeSet::new(),
         });
     }

@@ -86,6 +86,8 @@ struct AdminPage {
     hosted_indexes: Vec<String>,
     tokens: Vec<TokenRow>,
     policy: Option<PolicyView>,
+    /// The latest warm run, if any since the server started.
+    warm: Option<super::warm::WarmView>,
     log: Vec<LogRow>,
 }
 
@@ -102,7 +104,7 @@ fn client_address(state: &AppState, req: &HttpRequest) -> String {
     describe(state.client(req))
 }
 
-fn see_other(location: &str) -> actix_web::HttpResponseBuilder {
+pub(super) fn see_other(location: &str) -> actix_web::HttpResponseBuilder {
     let mut response = HttpResponse::SeeOther();
     response.insert_header((LOCATION, location.to_owned()));
     response
@@ -119,7 +121,7 @@ fn project_name(raw: Option<&str>) -> Result<String, String> {
     Ok(normalize(raw))
 }
 
-async fn record(state: &AppState, actor: &str, action: &str, target: Option<&str>, outcome: &str) {
+pub(super) async fn record(state: &AppState, actor: &str, action: &str, target: Option<&str>, outcome: &str) {
     state.record_admin_action(actor, action, target, outcome).await;
 }
 
@@ -252,6 +254,7 @@ async fn signed_in_page(
         hosted_indexes: state.hosted.names().map(str::to_owned).collect(),
         tokens,
         policy: Some(policy),
+        warm: state.warm.latest().map(|run| super::warm::WarmView::of(&run)),
         log,
     };
     Ok(html(StatusCode::OK, render("admin.html", "admin", "", &page)?))
@@ -283,6 +286,7 @@ fn signin_form(
         hosted_indexes: Vec::new(),
         tokens: Vec::new(),
         policy: None,
+        warm: None,
         log: Vec::new(),
     };
     let body = render("admin.html", "admin", "", &page)?;
@@ -385,7 +389,7 @@ pub struct ActionForm {
 }
 
 /// The signed-in session of a form post whose CSRF token matches it.
-async fn authorized(
+pub(super) async fn authorized(
     state: &AppState,
     req: &HttpRequest,
     csrf: &str,

@@ -25,9 +25,9 @@ const FILES: &[(&str, &str, &[u8])] = &[
         include_bytes!("../../static/style.css"),
     ),
     (
-        "copy.js",
+        "ui.js",
         "text/javascript; charset=utf-8",
-        include_bytes!("../../static/copy.js"),
+        include_bytes!("../../static/ui.js"),
     ),
     (
         "favicon.svg",
@@ -74,7 +74,7 @@ pub fn urls() -> AssetUrls {
     };
     AssetUrls {
         style: url("style.css"),
-        script: url("copy.js"),
+        script: url("ui.js"),
         icon: url("favicon.svg"),
     }
 }

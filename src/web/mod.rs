@@ -9,6 +9,7 @@ mod hex_page;
 mod pages;
 mod session;
 mod view;
+mod warm;
 
 use crate::ecosystem::Ecosystem;
 use std::sync::LazyLock;
@@ -71,6 +72,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(resource("/admin", "GET").route(web::get().to(admin::page)))
         .service(resource("/admin/sign-in", "POST").route(web::post().to(admin::sign_in)))
         .service(resource("/admin/sign-out", "POST").route(web::post().to(admin::sign_out)))
+        // Multipart, unlike the other actions' forms: registered before `{action}` catches it.
+        .service(resource("/admin/warm", "POST").route(web::post().to(warm::upload)))
         .service(resource("/admin/{action}", "POST").route(web::post().to(admin::act)))
         .service(
             resource("/static/{file}", GET_HEAD)

@@ -14,6 +14,7 @@ use crate::support::packages;
 use crate::support::rebar3::Rebar3User;
 use crate::support::sandbox::{Sandbox, write_project};
 use crate::support::tools::{self, Tool, python, require_all};
+use crate::support::web::{Browser, admin_log, csrf_of, text_of, texts_after};
 use crate::support::*;
 
 /// The files an install of the tree needs (the locks name these and `app`'s sdist).
@@ -265,4 +266,106 @@ async fn warmed_lock_files_install_with_every_upstream_gone() {
             rebar_user.transcript()
         );
     }
+}
+
+/// A pinned, hashed requirements file for the tree, as `pip-compile --generate-hashes` writes.
+fn hashed_requirements(dists: &[packages::Dist]) -> String {
+    let mut lines = Vec::new();
+    for (project, version) in [("app", "3.1"), ("lib-a", "1.0"), ("lib-b", "0.5.2")] {
+        let hashes: Vec<String> = dists
+            .iter()
+            .filter(|d| d.project == project && d.version == version)
+            .map(|d| format!(" \\\n    --hash=sha256:{}", d.sha256))
+            .collect();
+        lines.push(format!("{project}=={version}{}", hashes.concat()));
+    }
+    lines.join("\n") + "\n"
+}
+
+/// Uploads `name` to `/admin/warm` and waits (at most 30 s) for the run to end; returns the
+/// admin page then.
+async fn warm_from_admin(b: &mut Browser, name: &str, text: &str) -> String {
+    let csrf = csrf_of(&b.get("/admin").await.body);
+    let started = b
+        .post_file(
+            "/admin/warm",
+            &[("csrf", &csrf)],
+            ("lockfile", name, text.as_bytes().to_vec()),
+        )
+        .await;
+    assert_eq!(started.status, 303, "{}", started.body);
+    for _ in 0..300 {
+        let page = b.get("/admin").await;
+        assert!(
+            page.body.contains(&format!("<strong>{name}</strong>")),
+            "{}",
+            page.body
+        );
+        if text_of(&page.body, "<strong id=\"warm-state\"") == "done" {
+            return page.body;
+        }
+        assert!(
+            page.body.contains("data-refresh=\"2000\""),
+            "a running run reloads the page:\n{}",
+            page.body
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("the warm run of {name} did not end in 30 s");
+}
+
+#[tokio::test]
+async fn an_uploaded_lock_file_warms_the_cache_from_the_admin_page() {
+    let dists = packages::tree();
+    let fake = FakeIndex::start();
+    packages::serve(&fake, &dists);
+    let mut launch = Launch::with_upstreams(&[&fake.url()], "10m");
+    // Reads need a token: the run reads with one of its own, revoked when it ends.
+    launch
+        .env("PKGMIRROR__PYPI__ALLOW_PRIVATE_UPSTREAMS", "true")
+        .env("PKGMIRROR__SERVER__ANONYMOUS_READ", "false");
+    let data = temp_dir();
+    let server = Server::start(data.path(), &launch);
+    let mut b = Browser::new(&server);
+
+    let page = warm_from_admin(&mut b, "requirements.txt", &hashed_requirements(&dists)).await;
+    assert!(page.contains("0 failed"), "{page}");
+    assert!(
+        page.contains("<td>6 of 6</td>"),
+        "6 files: app's wheel and sdist, lib-a's wheel, lib-b's sdist, the wheels' metadata:\n{page}"
+    );
+    for file in NEEDED {
+        assert_eq!(fake.hits_of(&format!("/files/{file}")), 1, "{file}");
+    }
+    let log = admin_log(&page);
+    assert!(
+        log.iter()
+            .any(|(action, target, outcome)| action == "warm-finished"
+                && target == "requirements.txt"
+                && outcome.starts_with("ok: warmed 3 pages and 6 files")),
+        "{log:?}"
+    );
+    let token_rows = texts_after(&page, "<tr><td class=\"mono\">warm-");
+    assert_eq!(token_rows.len(), 1, "one token made for the run:\n{page}");
+    assert!(
+        page.contains("</td><td>revoked</td><td class=\"mono\">read</td>"),
+        "the run's read token is revoked once it ends:\n{page}"
+    );
+
+    // A wrong hash: the run fails and the page names the file and the hash.
+    let app_wheel = dists.iter().find(|d| d.filename == NEEDED[0]).unwrap();
+    let last = if app_wheel.sha256.ends_with('0') { '1' } else { '0' };
+    let wrong = format!("{}{last}", &app_wheel.sha256[..63]);
+    let bad = hashed_requirements(&dists).replace(&app_wheel.sha256, &wrong);
+    let page = warm_from_admin(&mut b, "requirements-bad.txt", &bad).await;
+    assert!(
+        page.contains("requirements-bad.txt: app==3.1: hash mismatch") && page.contains(&wrong),
+        "{page}"
+    );
+    let log = admin_log(&page);
+    assert!(
+        log.iter()
+            .any(|(action, _, outcome)| action == "warm-finished" && outcome.starts_with("failed:")),
+        "{log:?}"
+    );
 }

@@ -70,6 +70,27 @@ impl Browser {
         self.send(request).await
     }
 
+    /// Posts a `multipart/form-data` form with text `fields` and one file (field name, file
+    /// name, bytes), as a browser's file upload does.
+    pub async fn post_file(
+        &mut self,
+        path: &str,
+        fields: &[(&str, &str)],
+        file: (&str, &str, Vec<u8>),
+    ) -> Page {
+        let mut form = reqwest::multipart::Form::new();
+        for (name, value) in fields {
+            form = form.text(name.to_string(), value.to_string());
+        }
+        let (field, filename, bytes) = file;
+        form = form.part(
+            field.to_owned(),
+            reqwest::multipart::Part::bytes(bytes).file_name(filename.to_owned()),
+        );
+        let request = self.client.post(format!("{}{path}", self.base)).multipart(form);
+        self.send(request).await
+    }
+
     async fn send(&mut self, mut request: reqwest::RequestBuilder) -> Page {
         request = request.header("Accept", BROWSER_ACCEPT);
         if !self.cookies.is_empty() {

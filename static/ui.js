@@ -1,7 +1,13 @@
-// Adds a "Copy" button under every setup snippet. The page works without it: snippets are
-// plain text that can be selected by hand.
+// The pages' one script; each page works without it.
+// - A "Copy" button under every setup snippet (snippets are plain text to select by hand).
+// - A part marked `data-refresh="ms"` (a warm run under way on /admin) reloads the page after
+//   that long, so the run's progress shows without a click.
 "use strict";
 document.addEventListener("DOMContentLoaded", () => {
+  const refreshing = document.querySelector("[data-refresh]");
+  if (refreshing) {
+    setTimeout(() => window.location.reload(), Number(refreshing.dataset.refresh) || 2000);
+  }
   if (!navigator.clipboard) return;
   for (const pre of document.querySelectorAll("pre[data-copy]")) {
     const button = document.createElement("button");
