@@ -86,7 +86,8 @@ async fn an_https_public_url_serves_provenance_from_the_mirror_once_fetched() {
     let fake = FakeIndex::start();
     publish(&fake);
     let dir = temp_dir();
-    let server = Server::start(dir.path(), &launch(&fake, Some("https://mirror.example/pypi/")));
+    let node = launch(&fake, Some("https://mirror.example/pypi/"));
+    let server = Server::start(dir.path(), &node);
 
     let mirror = "https://mirror.example/pypi/simple/demo";
     assert_eq!(
@@ -173,6 +174,27 @@ async fn an_https_public_url_serves_provenance_from_the_mirror_once_fetched() {
     assert!(
         out.contains("checked 1 blob (") && out.contains("all blobs match their sha256"),
         "{out}"
+    );
+
+    // Carried in a bundle, it is served by a node that never reached the index.
+    let bundle = dir.path().join("bundle.tar");
+    let bundle = bundle.to_str().unwrap();
+    let data_dir = dir.path().to_str().unwrap();
+    let (code, out, err) = run_pkgmirror(
+        dir.path(),
+        &["export", "--out", bundle, "--data-dir", data_dir],
+        &[],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    let other = temp_dir();
+    let other_dir = other.path().to_str().unwrap();
+    let (code, out, err) = run_pkgmirror(other.path(), &["import", bundle, "--data-dir", other_dir], &[]);
+    assert_eq!(code, 0, "{out}{err}");
+    let offline = Server::start(other.path(), &node);
+    assert_eq!(fetch(&offline, reqwest::Method::GET, route).await.3, PROVENANCE);
+    assert_eq!(
+        json_links(&offline, "/simple/demo/").await[0],
+        json!(format!("{mirror}/demo-1.0.tar.gz.provenance"))
     );
 }
 
