@@ -258,6 +258,36 @@ async fn the_public_index_through_the_mirror_then_from_its_cache_alone() {
     );
     println!("live stage: {asked} upstream page requests; installed {versions:?}");
 
+    // `pkgmirror warm` on what the clients installed, pinned, for this Python on manylinux
+    // x86_64: every page and file is read through the mirror and checked (real pages carry
+    // core metadata and PEP 740 provenance, which the mirror fetches and keeps too).
+    let pinned: Vec<String> = versions
+        .iter()
+        .map(|(name, version)| format!("{name}=={version}"))
+        .collect();
+    let locks = temp_dir();
+    std::fs::write(locks.path().join("requirements.txt"), pinned.join("\n") + "\n").unwrap();
+    let python_version = std::process::Command::new(crate::support::tools::python())
+        .args(["-c", "import sys; print('%d.%d' % sys.version_info[:2])"])
+        .output()
+        .unwrap();
+    let python_version = String::from_utf8_lossy(&python_version.stdout).trim().to_owned();
+    let root = server.url("/");
+    let args = [
+        "warm",
+        "--server",
+        &root,
+        "--python-version",
+        &python_version,
+        "--platform",
+        "manylinux*_x86_64",
+        "requirements.txt",
+    ];
+    let (code, out, err) = run_pkgmirror(locks.path(), &args, &[]);
+    assert_eq!(code, 0, "{out}{err}\n{}", server.logs());
+    assert!(out.contains(", 0 failed"), "{out}");
+    println!("live stage: {}", out.lines().next().unwrap_or_default());
+
     // 3. The index unreachable, the mirror restarted with every page expired: the same installs
     //    come from its cache alone.
     let upstream_url = upstream.url();
