@@ -9,6 +9,7 @@ use clap::Args;
 use super::{FAILURE, Maintained, Overrides, open_data_dir, print_stdout, size_text};
 use crate::cache::CacheCounters;
 use crate::cache::bundle::{self, Moved, Stores};
+use crate::config::CliOverrides;
 use crate::pypi::name::normalize;
 use crate::storage::PageStore;
 use crate::storage::bundle::ExportFilter;
@@ -56,12 +57,9 @@ pub(super) fn export(args: ExportArgs, config_file: Option<PathBuf>) -> ExitCode
         .collect();
     let filter = ExportFilter { projects, since };
     let overrides = args.overrides.into_cli_overrides(config_file);
-    let m = match open_data_dir(&overrides, "export", STOP_THE_SERVER, false) {
-        Ok(m) => m,
+    let (m, stores) = match opened(&overrides, "export", false) {
+        Ok(opened) => opened,
         Err(code) => return code,
-    };
-    let Some(stores) = stores(&m) else {
-        return ExitCode::from(FAILURE);
     };
     let moved = m.runtime.block_on(async {
         let out = tokio::fs::File::create(&args.out)
@@ -88,12 +86,9 @@ pub(super) fn export(args: ExportArgs, config_file: Option<PathBuf>) -> ExitCode
 
 pub(super) fn import(args: ImportArgs, config_file: Option<PathBuf>) -> ExitCode {
     let overrides = args.overrides.into_cli_overrides(config_file);
-    let m = match open_data_dir(&overrides, "import", STOP_THE_SERVER, true) {
-        Ok(m) => m,
+    let (m, stores) = match opened(&overrides, "import", true) {
+        Ok(opened) => opened,
         Err(code) => return code,
-    };
-    let Some(stores) = stores(&m) else {
-        return ExitCode::from(FAILURE);
     };
     let moved = m.runtime.block_on(async {
         let input = tokio::fs::File::open(&args.bundle)
@@ -120,23 +115,25 @@ pub(super) fn import(args: ImportArgs, config_file: Option<PathBuf>) -> ExitCode
     }
 }
 
-fn stores(m: &Maintained) -> Option<Stores> {
+/// The data dir under its lock (created for `import`), and its stores.
+fn opened(overrides: &CliOverrides, command: &str, create: bool) -> Result<(Maintained, Stores), ExitCode> {
+    let m = open_data_dir(overrides, command, STOP_THE_SERVER, create)?;
     let data_dir = &m.config.storage.data_dir;
-    match PageStore::open(
+    let pages = PageStore::open(
         &data_dir.join(data_dir::PAGES_FILE),
         &data_dir.join(data_dir::PAGE_BODIES_DIR),
-    ) {
-        Ok(pages) => Some(Stores {
-            catalogue: m.catalogue.clone(),
-            pages,
-            blobs: m.store.store(),
-            work_dir: data_dir.clone(),
-        }),
-        Err(e) => {
-            eprintln!("pkgmirror: cannot open the page store: {e}");
-            None
-        }
-    }
+    )
+    .map_err(|e| {
+        eprintln!("pkgmirror: cannot open the page store: {e}");
+        ExitCode::from(FAILURE)
+    })?;
+    let stores = Stores {
+        catalogue: m.catalogue.clone(),
+        pages,
+        blobs: m.store.store(),
+        work_dir: data_dir.clone(),
+    };
+    Ok((m, stores))
 }
 
 fn described(moved: &Moved) -> String {

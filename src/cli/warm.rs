@@ -72,8 +72,12 @@ pub(super) fn warm(args: WarmArgs, config_file: Option<PathBuf>) -> ExitCode {
                 config_file,
                 ..CliOverrides::default()
             };
-            match load_config(&overrides) {
-                Ok(loaded) => configured_server(&loaded.config),
+            match load_config(&overrides).map(|loaded| configured_server(&loaded.config)) {
+                Ok(Ok(url)) => url,
+                Ok(Err(e)) => {
+                    eprintln!("pkgmirror: warm: {e}");
+                    return ExitCode::from(BAD_USAGE);
+                }
                 Err(code) => return code,
             }
         }
@@ -115,17 +119,16 @@ pub(super) fn warm(args: WarmArgs, config_file: Option<PathBuf>) -> ExitCode {
 }
 
 /// Where the configured server listens, as a client reaches it.
-fn configured_server(config: &Config) -> Url {
+fn configured_server(config: &Config) -> Result<Url, String> {
     if let Some(url) = &config.server.public_url {
-        return url.clone();
+        return Ok(url.clone());
     }
     let listen = crate::warm::reachable(config.server.listen);
     let scheme = match config.server.tls_files() {
         Ok(Some(_)) => "https",
         _ => "http",
     };
-    // A socket address always makes a valid URL authority.
-    Url::parse(&format!("{scheme}://{listen}/")).unwrap_or_else(|_| unreachable!("socket address {listen}"))
+    Url::parse(&format!("{scheme}://{listen}/")).map_err(|e| format!("server.listen {listen}: {e}"))
 }
 
 /// Draws `progress` on stderr until the task is aborted: files as the bar, bytes and rate beside

@@ -352,13 +352,23 @@ impl PageStore {
         // Big values go to their files before the rows naming them are committed.
         let mut written = Vec::new();
         let result = self.write_rows(write, &mut written);
+        self.settle(result, &written)
+    }
+
+    /// After a write: the body files its rows replaced go once committed; the ones it wrote go
+    /// if it failed.
+    fn settle(
+        &self,
+        result: Result<Vec<String>, StorageError>,
+        written: &[String],
+    ) -> Result<(), StorageError> {
         match result {
             Ok(replaced) => {
                 self.remove_bodies(&replaced);
                 Ok(())
             }
             Err(e) => {
-                self.remove_bodies(&written);
+                self.remove_bodies(written);
                 Err(e)
             }
         }
@@ -494,16 +504,7 @@ impl PageStore {
             }
             self.commit_rows(&snapshot_rows, &page_rows, &written)
         })();
-        match result {
-            Ok(replaced) => {
-                self.remove_bodies(&replaced);
-                Ok(())
-            }
-            Err(e) => {
-                self.remove_bodies(&written);
-                Err(e)
-            }
-        }
+        self.settle(result, &written)
     }
 
     /// The stored form of a value of `len` bytes that `encode` writes: inline, or in a new file.

@@ -154,12 +154,12 @@ impl Warmer {
         Progress::add(&self.progress.pages_total, (python.len() + hex.len()) as u64);
 
         let mut fetches: BTreeMap<Url, Fetch> = BTreeMap::new();
-        let pages = futures::stream::iter(python.iter())
+        // Each page is read for what it names and dropped as it arrives: a lock of hundreds of
+        // projects never holds all their pages at once.
+        let mut pages = futures::stream::iter(python.iter())
             .map(|(project, asked)| async move { (project, asked, self.project_page(project).await) })
-            .buffer_unordered(self.jobs)
-            .collect::<Vec<_>>()
-            .await;
-        for (project, asked, page) in pages {
+            .buffer_unordered(self.jobs);
+        while let Some((project, asked, page)) = pages.next().await {
             self.page_done(&mut report, page.is_ok());
             match page {
                 Ok(page) => self.python_fetches(project, asked, &page, &mut fetches, &mut report.failures),
@@ -169,15 +169,13 @@ impl Warmer {
         if !hex.is_empty() {
             match self.hex_verifier().await {
                 Ok(verifier) => {
-                    let packages = futures::stream::iter(hex.iter())
+                    let mut packages = futures::stream::iter(hex.iter())
                         .map(|(name, asked)| {
                             let verifier = &verifier;
                             async move { (name, asked, self.hex_package(verifier, name).await) }
                         })
-                        .buffer_unordered(self.jobs)
-                        .collect::<Vec<_>>()
-                        .await;
-                    for (name, asked, package) in packages {
+                        .buffer_unordered(self.jobs);
+                    while let Some((name, asked, package)) = packages.next().await {
                         self.page_done(&mut report, package.is_ok());
                         match package {
                             Ok(package) => {
@@ -205,15 +203,13 @@ impl Warmer {
             &self.progress.bytes_total,
             fetches.values().filter_map(|f| f.size).sum(),
         );
-        let results = futures::stream::iter(fetches.into_values())
+        let mut results = futures::stream::iter(fetches.into_values())
             .map(|fetch| async move {
                 let outcome = self.fetch(&fetch).await;
                 (fetch, outcome)
             })
-            .buffer_unordered(self.jobs)
-            .collect::<Vec<_>>()
-            .await;
-        for (fetch, outcome) in results {
+            .buffer_unordered(self.jobs);
+        while let Some((fetch, outcome)) = results.next().await {
             Progress::add(&self.progress.files_done, 1);
             match outcome {
                 Ok(bytes) => {

@@ -369,3 +369,27 @@ async fn an_uploaded_lock_file_warms_the_cache_from_the_admin_page() {
         "{log:?}"
     );
 }
+
+#[tokio::test]
+async fn warm_says_what_it_cannot_read_or_reach() {
+    let dir = temp_dir();
+    let (code, out) = warm(dir.path(), "http://127.0.0.1:9/", &[]);
+    assert_eq!(code, 2, "no file named: {out}");
+    std::fs::write(dir.path().join("deps.json"), "{}").unwrap();
+    let (code, out) = warm(dir.path(), "http://127.0.0.1:9/", &["deps.json"]);
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("deps.json: cannot tell the format"), "{out}");
+    std::fs::write(
+        dir.path().join("uv.lock"),
+        "version = 1\n[[package]\nname = \"x\"\n",
+    )
+    .unwrap();
+    let (code, out) = warm(dir.path(), "http://127.0.0.1:9/", &["uv.lock"]);
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("uv.lock, line 2"), "{out}");
+    // Nothing listens on the server's address: each project fails, naming the lock file.
+    std::fs::write(dir.path().join("requirements.txt"), "six==1.16.0\n").unwrap();
+    let (code, out) = warm(dir.path(), "http://127.0.0.1:9/", &["requirements.txt"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("error: requirements.txt: six: "), "{out}");
+}

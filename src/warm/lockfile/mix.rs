@@ -61,21 +61,12 @@ fn hex(app: &str, tuple: &Term, items: &[Term]) -> Result<HexWant, Bad> {
 #[cfg(test)]
 mod tests {
     use super::super::{LockError, Skipped, parse};
-    use super::*;
+
+    use crate::warm::lockfile::test_support::hex;
 
     const COWBOY_INNER: &str = "2AA7B15B5A1E1A5C1E9BBA9D9B3C7E2E7E4A5C0F6C3A1B0E1A7D9D2E0C9F4B3A";
     const COWBOY_OUTER: &str = "f3f2e1d0c9b8a7968574635241302f1e0d1c2b3a49586776859a0b1c2d3e4f50";
     const POISON_INNER: &str = "d9eb636610e096f86f25d9a46f35a9facac35609a7591b3be3326e99a0484665";
-
-    fn hex(name: &str, version: &str, repo: &str, inner: Option<&str>, outer: Option<&str>) -> HexWant {
-        HexWant {
-            name: name.into(),
-            version: version.into(),
-            repo: repo.into(),
-            inner_checksum: inner.map(str::to_ascii_lowercase),
-            outer_checksum: outer.map(str::to_ascii_lowercase),
-        }
-    }
 
     #[test]
     fn hex_entries_of_every_length_and_the_rest_skipped() {

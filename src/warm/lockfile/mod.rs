@@ -17,6 +17,9 @@ mod requirements;
 mod terms;
 mod uv;
 
+#[cfg(test)]
+mod test_support;
+
 /// The formats `warm` reads, told apart by file name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {

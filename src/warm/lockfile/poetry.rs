@@ -95,31 +95,12 @@ fn locked_files(text: &str, files: &[File]) -> Result<Vec<LockedFile>, Bad> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::{Digest, LockError, Pick, PythonWant, Skipped, parse};
-    use super::*;
+    use super::super::{LockError, Skipped, parse};
+
+    use crate::warm::lockfile::test_support::{file, want};
 
     const CERTIFI_WHEEL: &str = "922820b53db7a7257ffbda3f597266d435245903d80737e34f8a45ff3e3230d8";
     const CERTIFI_SDIST: &str = "bec941d2aa8195e248a60b31ff9f0558284cf01a52591ceda73ea9afffd9c8e9";
-
-    fn file(filename: &str, hex: &str) -> LockedFile {
-        LockedFile {
-            filename: filename.into(),
-            hashes: vec![Digest {
-                algorithm: "sha256".into(),
-                hex: hex.into(),
-            }],
-        }
-    }
-
-    fn want(project: &str, version: &str, files: Vec<LockedFile>) -> PythonWant {
-        PythonWant {
-            project: project.into(),
-            pick: Pick::Locked {
-                version: version.into(),
-                files,
-            },
-        }
-    }
 
     #[test]
     fn lock_version_2_with_files_in_the_packages() {

@@ -88,8 +88,9 @@ fn version_of(filename: &str) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::{Digest, LockError, Pick, PythonWant, Skipped, parse};
+    use super::super::{Digest, LockError, Skipped, parse};
     use super::*;
+    use crate::warm::lockfile::test_support::{sha256, want};
 
     const LOCK: &str = r#"lock-version = "1.0"
 environments = ["sys_platform == 'linux'"]
@@ -149,23 +150,6 @@ name = "nothing"
 [tool.locker]
 extra = true
 "#;
-
-    fn sha256(hex: &str) -> Digest {
-        Digest {
-            algorithm: "sha256".into(),
-            hex: hex.into(),
-        }
-    }
-
-    fn want(project: &str, version: &str, files: Vec<LockedFile>) -> PythonWant {
-        PythonWant {
-            project: project.into(),
-            pick: Pick::Locked {
-                version: version.into(),
-                files,
-            },
-        }
-    }
 
     #[test]
     fn packages_from_indexes_and_the_rest_skipped() {

@@ -102,21 +102,12 @@ fn read_checksums(list: &Term, into: &mut HashMap<String, String>) -> Result<(),
 #[cfg(test)]
 mod tests {
     use super::super::{LockError, Skipped, parse};
-    use super::*;
+
+    use crate::warm::lockfile::test_support::hex;
 
     const COWBOY_INNER: &str = "2AA7B15B5A1E1A5C1E9BBA9D9B3C7E2E7E4A5C0F6C3A1B0E1A7D9D2E0C9F4B3A";
     const COWBOY_OUTER: &str = "F3F2E1D0C9B8A7968574635241302F1E0D1C2B3A49586776859A0B1C2D3E4F50";
     const COWLIB_INNER: &str = "0B9FF9C346629256C42EBE1EEB769A83C6CB771A6EE5960BD110AB0B9B872063";
-
-    fn hex(name: &str, version: &str, repo: &str, inner: Option<&str>, outer: Option<&str>) -> HexWant {
-        HexWant {
-            name: name.into(),
-            version: version.into(),
-            repo: repo.into(),
-            inner_checksum: inner.map(str::to_ascii_lowercase),
-            outer_checksum: outer.map(str::to_ascii_lowercase),
-        }
-    }
 
     #[test]
     fn the_current_form_with_checksums() {
