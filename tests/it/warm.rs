@@ -1,10 +1,11 @@
 //! `pkgmirror warm` fills a node from lock files the real tools wrote, so that with every
 //! upstream gone the same tools install from it.
 //!
-//! The lock files are made against node A (uv, poetry, pdm, `uv pip compile --generate-hashes`)
-//! and by rebar3 against the hex upstream. A then stops and a fresh node B takes its address, as
-//! a replaced mirror keeps its URL (uv.lock names file URLs, poetry hashes its sources). Only
-//! `warm` asks B for anything before the upstreams stop; then uv, pip, poetry, pdm and rebar3
+//! The lock files are made against node A (uv, pylock.toml by `uv export`, poetry, pdm,
+//! `uv pip compile --generate-hashes`) and by rebar3 against the hex upstream. A then stops and
+//! a fresh node B takes its address, as a replaced mirror keeps its URL (uv.lock and pylock.toml
+//! name file URLs, poetry hashes its sources). Only `warm` asks B for anything before the
+//! upstreams stop; then uv (from uv.lock and from pylock.toml), pip, poetry, pdm and rebar3
 //! install from B.
 
 use std::path::Path;
@@ -86,6 +87,13 @@ async fn warmed_lock_files_install_with_every_upstream_gone() {
         .arg(python())
         .current_dir(&uv_project);
     locker.must(uv, &a).await;
+    // PEP 751: uv writes the same resolution as pylock.toml.
+    let mut export = locker.command(tools::path(Tool::Uv));
+    export
+        .args(["export", "--frozen", "--format", "pylock.toml", "-o"])
+        .arg(locks.join("pylock.toml"))
+        .current_dir(&uv_project);
+    locker.must(export, &a).await;
     let poetry_project = locker.path("poetry");
     write_project(
         &poetry_project,
@@ -149,6 +157,7 @@ async fn warmed_lock_files_install_with_every_upstream_gone() {
     let before: Vec<usize> = NEEDED.iter().map(|f| file_hits(f)).collect();
     let lock_files = [
         "uv.lock",
+        "pylock.toml",
         "poetry.lock",
         "pdm.lock",
         "requirements.txt",
@@ -157,7 +166,7 @@ async fn warmed_lock_files_install_with_every_upstream_gone() {
     let (code, out) = warm(&locks, &b.url("/"), &lock_files);
     assert_eq!(code, 0, "warm failed:\n{out}\n=== pkgmirror log\n{}", b.logs());
     assert!(out.contains(", 0 failed"), "{out}");
-    // Four lock files name each file; the upstream saw one request for it, from B.
+    // Five lock files name each file; the upstream saw one request for it, from B.
     for (file, before) in NEEDED.iter().zip(before) {
         assert_eq!(file_hits(file) - before, 1, "{file}:\n{out}");
     }
@@ -201,6 +210,18 @@ async fn warmed_lock_files_install_with_every_upstream_gone() {
     user.must(uv, &b).await;
     user.check_installed(&project.join(".venv/bin/python"), None, &b)
         .await;
+
+    let venv = user.path("pylock-venv");
+    let mut create = user.command(tools::path(Tool::Uv));
+    create.arg("venv").arg(&venv).arg("--python").arg(python());
+    user.must(create, &b).await;
+    let mut uv = user.command(tools::path(Tool::Uv));
+    uv.args(["pip", "install", "--python"])
+        .arg(venv.join("bin/python"))
+        .arg("-r")
+        .arg(locks.join("pylock.toml"));
+    user.must(uv, &b).await;
+    user.check_installed(&venv.join("bin/python"), None, &b).await;
 
     let target = user.path("pip-target");
     let mut pip = user.command(tools::path(Tool::Pip));
