@@ -5,14 +5,17 @@
 //! The facts this follows (formats, field numbers, what clients check) are hex's repository
 //! specification; hex_core (`hex_registry.erl`, `hex_tarball.erl`) is the reference client.
 
+pub mod hosted;
 pub mod key;
 pub mod name;
 pub mod path;
 pub mod proto;
+pub mod publish;
 pub mod registry;
 pub mod release;
 pub mod resign;
 pub mod tarball;
+pub mod terms;
 
 #[cfg(test)]
 mod fuzz;

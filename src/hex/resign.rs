@@ -2,12 +2,10 @@
 //! back taken out, the payload signed again with the mirror's key and gzipped as hex.pm does.
 //! Clients that pin the mirror's public key then resolve only releases they may download.
 
-use std::io::Write;
-
 use prost::Message;
 
 use super::key::HexSigningKey;
-use super::proto::{Names, Package, Signed, Versions, VersionsPackage};
+use super::proto::{Names, Package, Versions, VersionsPackage};
 use super::registry::RegistryFile;
 
 /// One release as the caller is asked about it.
@@ -60,19 +58,7 @@ pub fn resign(
             package.encode_to_vec()
         }
     };
-    let signature = key.sign(&payload);
-    let signed = Signed {
-        payload,
-        signature: Some(signature),
-    }
-    .encode_to_vec();
-    let mut gz = flate2::write::GzEncoder::new(
-        Vec::with_capacity(signed.len() / 2),
-        flate2::Compression::default(),
-    );
-    gz.write_all(&signed)
-        .and_then(|()| gz.finish())
-        .map_err(|e| format!("gzip: {e}"))
+    super::hosted::signed(payload, key)
 }
 
 /// Takes the versions `keep` refuses out of a `/versions` entry; the indexes of retired and

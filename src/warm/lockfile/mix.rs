@@ -1,8 +1,8 @@
 //! `mix.lock`: a map from each dependency's name to where it comes from; for hex, the package,
 //! version, checksums and repository.
 
-use super::terms::{self, Term};
 use super::{Bad, HexWant, LockFile};
+use crate::hex::terms::{self, Term};
 
 pub(super) fn parse(text: &str, lock: &mut LockFile) -> Result<(), Bad> {
     // Mix reads an empty lock as one without dependencies.

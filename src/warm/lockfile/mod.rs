@@ -8,13 +8,15 @@ use std::path::Path;
 
 use serde::de::DeserializeOwned;
 
+// A syntax error as a format's parser finds it (`parse` adds the path).
+use crate::hex::terms::Bad;
+
 mod mix;
 mod pdm;
 mod poetry;
 mod pylock;
 mod rebar;
 mod requirements;
-mod terms;
 mod uv;
 
 #[cfg(test)]
@@ -238,23 +240,6 @@ impl LockFile {
                 files,
             },
         });
-    }
-}
-
-/// A syntax error as a format's parser finds it; `parse` adds the path.
-#[derive(Debug)]
-struct Bad {
-    /// 1-based.
-    line: usize,
-    reason: String,
-}
-
-impl Bad {
-    fn new(line: usize, reason: impl Into<String>) -> Bad {
-        Bad {
-            line,
-            reason: reason.into(),
-        }
     }
 }
 

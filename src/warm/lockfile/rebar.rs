@@ -2,8 +2,8 @@
 
 use std::collections::HashMap;
 
-use super::terms::{self, Term};
 use super::{Bad, HexWant, LockFile};
+use crate::hex::terms::{self, Term};
 
 pub(super) fn parse(text: &str, lock: &mut LockFile) -> Result<(), Bad> {
     let terms = terms::erlang(text)?;

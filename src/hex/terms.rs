@@ -1,16 +1,36 @@
-//! Erlang and Elixir terms, as far as `rebar.lock` and `mix.lock` write them: tuples, lists, maps
-//! (Elixir), binaries (Erlang), strings, atoms, integers and comments. Neither file is code to run,
-//! so nothing else (variables, calls, operators) is accepted.
+//! Erlang and Elixir terms, as far as `rebar.lock`, `mix.lock` and a hex tarball's
+//! `metadata.config` write them: tuples, lists, maps, binaries (Erlang), strings, atoms, integers
+//! and comments. None of these files is code to run, so nothing else (variables, calls,
+//! operators) is accepted.
 
-use super::{Bad, is_hex};
+/// What is wrong, and on which line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bad {
+    /// 1-based.
+    pub line: usize,
+    pub reason: String,
+}
 
-pub(super) struct Term {
+impl Bad {
+    pub fn new(line: usize, reason: impl Into<String>) -> Bad {
+        Bad {
+            line,
+            reason: reason.into(),
+        }
+    }
+}
+
+fn is_hex(text: &str) -> bool {
+    !text.is_empty() && text.chars().all(|c| c.is_ascii_hexdigit())
+}
+
+pub struct Term {
     /// Where the term starts, for errors about its meaning.
     pub line: usize,
     pub kind: Kind,
 }
 
-pub(super) enum Kind {
+pub enum Kind {
     Atom(String),
     /// A string, a binary or a charlist: the lock files use them alike, for text.
     Text(String),
@@ -72,7 +92,7 @@ impl Term {
 }
 
 /// The terms of an Erlang term file (`file:consult/1`), each ending with a `.`.
-pub(super) fn erlang(text: &str) -> Result<Vec<Term>, Bad> {
+pub fn erlang(text: &str) -> Result<Vec<Term>, Bad> {
     let mut reader = Reader {
         text,
         at: 0,
@@ -91,7 +111,7 @@ pub(super) fn erlang(text: &str) -> Result<Vec<Term>, Bad> {
 }
 
 /// The one Elixir term `text` holds.
-pub(super) fn elixir(text: &str) -> Result<Term, Bad> {
+pub fn elixir(text: &str) -> Result<Term, Bad> {
     let mut reader = Reader {
         text,
         at: 0,
@@ -207,6 +227,10 @@ impl Reader<'_> {
                 self.eat("%{");
                 Kind::Map(self.map()?)
             }
+            Some('#') if !elixir && self.rest().starts_with("#{") => {
+                self.eat("#{");
+                Kind::Map(self.map()?)
+            }
             Some(':') if elixir => {
                 self.bump();
                 match self.peek() {
@@ -260,7 +284,8 @@ impl Reader<'_> {
         }
     }
 
-    /// An Elixir map's entries after `%{`: `key => value` or `key: value`.
+    /// A map's entries after `%{` (Elixir) or `#{` (Erlang): `key => value`, or Elixir's
+    /// `key: value`.
     fn map(&mut self) -> Result<Vec<(Term, Term)>, Bad> {
         let mut entries = Vec::new();
         loop {
