@@ -303,9 +303,13 @@ fn from_toml<T: DeserializeOwned>(text: &str) -> Result<T, Bad> {
     })
 }
 
-/// A `hash = "algorithm:hex"` value of a TOML lock file.
-fn toml_digest(text: &str, hash: &toml::Spanned<String>) -> Result<Digest, Bad> {
-    digest(hash.get_ref()).map_err(|reason| Bad::new(line_at(text, hash.span().start), reason))
+/// A file's `hash = "algorithm:hex"` in a TOML lock file, if it has one.
+fn toml_digests(text: &str, hash: &Option<toml::Spanned<String>>) -> Result<Vec<Digest>, Bad> {
+    hash.iter()
+        .map(|hash| {
+            digest(hash.get_ref()).map_err(|reason| Bad::new(line_at(text, hash.span().start), reason))
+        })
+        .collect()
 }
 
 /// The 1-based line of a byte offset.

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use serde::Deserialize;
 use serde::de::IgnoredAny;
 
-use super::{Bad, LockFile, LockedFile, from_toml, normalized, toml_digest, url_file_name};
+use super::{Bad, LockFile, LockedFile, from_toml, normalized, toml_digests, url_file_name};
 
 #[derive(Deserialize)]
 struct Lock {
@@ -92,11 +92,7 @@ pub(super) fn parse(text: &str, lock: &mut LockFile) -> Result<(), Bad> {
             else {
                 continue;
             };
-            let hashes = file
-                .hash
-                .iter()
-                .map(|hash| toml_digest(text, hash))
-                .collect::<Result<_, _>>()?;
+            let hashes = toml_digests(text, &file.hash)?;
             locked.push(LockedFile { filename, hashes });
         }
         lock.push_locked(&package.name, version, locked);

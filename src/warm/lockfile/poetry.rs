@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use serde::Deserialize;
 
-use super::{Bad, LockFile, LockedFile, from_toml, normalized, toml_digest};
+use super::{Bad, LockFile, LockedFile, from_toml, normalized, toml_digests};
 
 #[derive(Deserialize)]
 struct Lock {
@@ -80,11 +80,7 @@ fn locked_files(text: &str, files: &[File]) -> Result<Vec<LockedFile>, Bad> {
     files
         .iter()
         .map(|file| {
-            let hashes = file
-                .hash
-                .iter()
-                .map(|hash| toml_digest(text, hash))
-                .collect::<Result<_, _>>()?;
+            let hashes = toml_digests(text, &file.hash)?;
             Ok(LockedFile {
                 filename: file.file.clone(),
                 hashes,

@@ -2,7 +2,7 @@
 
 use serde::Deserialize;
 
-use super::{Bad, LockFile, LockedFile, from_toml, toml_digest, url_file_name};
+use super::{Bad, LockFile, LockedFile, from_toml, toml_digests, url_file_name};
 
 #[derive(Deserialize)]
 struct Lock {
@@ -55,11 +55,7 @@ pub(super) fn parse(text: &str, lock: &mut LockFile) -> Result<(), Bad> {
             let Some(filename) = file.url.as_deref().and_then(url_file_name) else {
                 continue;
             };
-            let hashes = file
-                .hash
-                .iter()
-                .map(|hash| toml_digest(text, hash))
-                .collect::<Result<_, _>>()?;
+            let hashes = toml_digests(text, &file.hash)?;
             files.push(LockedFile { filename, hashes });
         }
         lock.push_locked(&package.name, &version, files);
