@@ -54,15 +54,19 @@ impl Runs {
     }
 
     /// Starts warming from `locks` in the background; `token` is sent when reads need one, and
-    /// `finished` runs after the report is kept. Refuses while another run is under way.
-    pub fn start(
+    /// `finished` gets the report before the run shows as done. Refuses while another run is
+    /// under way.
+    pub fn start<F>(
         &self,
         file: String,
         actor: String,
         locks: Vec<LockFile>,
         token: Option<String>,
-        finished: impl Future<Output = ()> + 'static,
-    ) -> Result<Arc<Run>, String> {
+        finished: impl FnOnce(Report) -> F + 'static,
+    ) -> Result<Arc<Run>, String>
+    where
+        F: Future<Output = ()> + 'static,
+    {
         let mut latest = lock(&self.latest);
         if let Some(run) = latest.as_ref()
             && run.report().is_none()
@@ -97,8 +101,9 @@ impl Runs {
         // borrow across awaits in a way the compiler cannot prove `Send`.
         actix_web::rt::spawn(async move {
             let report = warmer.run(&locks).await;
+            // Before the run shows as done: what `finished` records is there when it does.
+            finished(report.clone()).await;
             *lock(&running.report) = Some(report);
-            finished.await;
         });
         Ok(run)
     }

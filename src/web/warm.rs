@@ -13,6 +13,7 @@ use crate::auth::tokens::Scope;
 use crate::cache::unix_now;
 use crate::error::AppError;
 use crate::state::AppState;
+use crate::warm::Report;
 use crate::warm::lockfile::{self, Skipped};
 use crate::warm::runs::Run;
 
@@ -165,32 +166,19 @@ async fn start(
             file_name.clone(),
             token_name.clone(),
         );
-        async move {
-            if revoke && let Err(e) = state.tokens.tokens().revoke(&token_name, unix_now()).await {
-                tracing::warn!(token = %token_name, error = %e, "could not revoke a warm run's token");
+        move |report: Report| async move {
+            if revoke {
+                revoke_token(&state, &token_name).await;
             }
-            let outcome = match state.warm.latest().and_then(|run| run.report()) {
-                Some(report) => {
-                    let counts = report.summary().lines().next().unwrap_or_default().to_owned();
-                    if report.failures.is_empty() {
-                        format!("ok: {counts}")
-                    } else {
-                        format!("failed: {counts}")
-                    }
-                }
-                None => "failed: the run left no report".to_owned(),
+            let counts = report.summary().lines().next().unwrap_or_default().to_owned();
+            let outcome = if report.failures.is_empty() {
+                format!("ok: {counts}")
+            } else {
+                format!("failed: {counts}")
             };
             state
                 .record_admin_action(&actor, "warm-finished", Some(&file), &outcome)
                 .await;
-        }
-    };
-    let revoke_now = {
-        let (state, token_name) = (state.clone(), token_name.clone());
-        async move {
-            if revoke {
-                let _ = state.tokens.tokens().revoke(&token_name, unix_now()).await;
-            }
         }
     };
     match state
@@ -202,8 +190,16 @@ async fn start(
             format!("ok: started from {file_name}: {wanted}"),
         )),
         Err(e) => {
-            revoke_now.await;
+            if revoke {
+                revoke_token(state, &token_name).await;
+            }
             Err(format!("refused: {e}"))
         }
+    }
+}
+
+async fn revoke_token(state: &AppState, name: &str) {
+    if let Err(e) = state.tokens.tokens().revoke(name, unix_now()).await {
+        tracing::warn!(token = %name, error = %e, "could not revoke a warm run's token");
     }
 }

@@ -36,10 +36,15 @@ fn node(fake: &FakeIndex, hex: &FakeIndex, listen: &str) -> Launch {
     launch
 }
 
-/// An address nothing listens on yet.
+/// An address nothing listens on yet, that two servers take one after the other. Its port is
+/// below Linux's ephemeral range (32768 up), so no outgoing connection of a test running
+/// meanwhile is given it as its own port between the two.
 fn free_address() -> String {
-    let socket = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    socket.local_addr().unwrap().to_string()
+    let start = 20_000 + (std::process::id() % 10_000) as u16;
+    (0..2_000)
+        .map(|i| format!("127.0.0.1:{}", 20_000 + (start - 20_000 + i * 7) % 12_000))
+        .find(|addr| std::net::TcpListener::bind(addr.as_str()).is_ok())
+        .expect("a free port below the ephemeral range")
 }
 
 /// `pkgmirror warm --server {server} {files}` in `dir`: its exit code and output.
