@@ -30,7 +30,8 @@ use super::{
     CacheCounters, CacheError, CacheOutcome, UNLISTED_REFRESH_INTERVAL, blocking, check_release, unix_now,
 };
 use crate::ecosystem::Ecosystem;
-use crate::hex::resign::{ReleaseRef, resign};
+use crate::hex::hosted::signed;
+use crate::hex::resign::{ReleaseRef, filter_payload};
 use crate::hex::{HexSigningKey, Package, RegistryFile, RegistryVerifier, RepoPath, Verified, tarball_name};
 use crate::policy::Release;
 use crate::policy::SharedPolicy;
@@ -216,33 +217,14 @@ impl HexMirror {
     /// A registry file as the upstream sent it (see [`PageCache::get`]), or, with
     /// `hex.resign_key`, without the releases the policy holds back, signed by the mirror.
     pub async fn registry(&self, file: RegistryFile) -> Result<Served, CacheError> {
-        self.source().check_missing(&file.path()).await?;
-        let served = self
-            .cache
-            .get(HexPage::Registry(file.clone()), PageForm::Raw)
-            .await?;
-        match &self.resign {
-            None => Ok(served),
-            Some(key) => self.resigned(file, served, key).await,
-        }
-    }
-
-    /// The mirror's public key, when it signs the registry files it serves.
-    pub fn own_public_key(&self) -> Option<&str> {
-        self.resign.as_ref().map(HexSigningKey::public_pem)
-    }
-
-    async fn resigned(
-        &self,
-        file: RegistryFile,
-        served: Served,
-        key: &HexSigningKey,
-    ) -> Result<Served, CacheError> {
-        let policy = self.policy.current();
+        let served = self.upstream_registry(&file).await?;
+        let Some(key) = &self.resign else {
+            return Ok(served);
+        };
         let cache_key = (
             file.path(),
             served.page.header.etag.clone(),
-            Arc::as_ptr(&policy) as usize,
+            self.policy_generation(),
         );
         if let Some(page) = self.resigned.get(&cache_key).await {
             return Ok(Served {
@@ -250,8 +232,44 @@ impl HexMirror {
                 outcome: served.outcome,
             });
         }
+        let payload = self.policy_payload(&file, &served).await?;
+        let page = signed_page(payload, key, &served.page.header).await?;
+        self.resigned.insert(cache_key, Arc::clone(&page)).await;
+        Ok(Served {
+            page,
+            outcome: served.outcome,
+        })
+    }
+
+    /// A registry file as the upstream sent it and the mirror verified it.
+    pub async fn upstream_registry(&self, file: &RegistryFile) -> Result<Served, CacheError> {
+        self.source().check_missing(&file.path()).await?;
+        self.cache
+            .get(HexPage::Registry(file.clone()), PageForm::Raw)
+            .await
+    }
+
+    /// Which release policy is in force: part of the key of anything made with it.
+    pub fn policy_generation(&self) -> usize {
+        Arc::as_ptr(&self.policy.current()) as usize
+    }
+
+    /// The mirror's public key, when it signs the registry files it serves.
+    pub fn own_public_key(&self) -> Option<&str> {
+        self.resign.as_ref().map(HexSigningKey::public_pem)
+    }
+
+    /// The upstream repository's name, which its files carry.
+    pub fn upstream_repository(&self) -> &str {
+        self.source().verifier.repository()
+    }
+
+    /// The payload of `served` (an upstream registry file) without the releases the release
+    /// policy holds back.
+    pub async fn policy_payload(&self, file: &RegistryFile, served: &Served) -> Result<Vec<u8>, CacheError> {
+        let policy = self.policy.current();
         let catalogue = self.source().catalogue.clone();
-        let times = match &file {
+        let times = match file {
             RegistryFile::Names => HashMap::new(),
             RegistryFile::Package(name) => {
                 let name = name.clone();
@@ -269,11 +287,10 @@ impl HexMirror {
         let payload = self
             .source()
             .verifier
-            .payload(&file, &served.page.identity)
+            .payload(file, &served.page.identity)
             .map_err(|e| CacheError::UpstreamData(e.to_string()))?;
-        let key = key.clone();
         let which = file.clone();
-        let gz = tokio::task::spawn_blocking(move || {
+        tokio::task::spawn_blocking(move || {
             let now = unix_now();
             let keep_package = |name: &str| policy.denied_project(ECOSYSTEM, name).is_none();
             let keep = |release: &ReleaseRef<'_>| {
@@ -298,26 +315,11 @@ impl HexMirror {
                     _ => policy.judge(&asked, now).is_ok(),
                 }
             };
-            resign(&which, &payload, &keep_package, &keep, &key)
+            filter_payload(&which, &payload, &keep_package, &keep)
         })
         .await
         .map_err(|e| CacheError::Internal(e.to_string()))?
-        .map_err(CacheError::UpstreamData)?;
-        let digest = Sha256::digest(&gz);
-        let page = Arc::new(StoredPage {
-            header: PageHeader {
-                etag: format!("\"{}\"", hex::encode(&digest[..16])),
-                ..served.page.header.clone()
-            },
-            identity: Bytes::from(gz),
-            gzip: Bytes::new(),
-            zstd: Bytes::new(),
-        });
-        self.resigned.insert(cache_key, Arc::clone(&page)).await;
-        Ok(Served {
-            page,
-            outcome: served.outcome,
-        })
+        .map_err(CacheError::UpstreamData)
     }
 
     async fn refresh_registry(&self, file: RegistryFile) -> Result<Served, CacheError> {
@@ -447,6 +449,29 @@ impl HexMirror {
         let page = self.cache.stored(&key, PageForm::Raw).await?;
         Ok(page.map(|p| (p.header.fetched_at, p.header.expires_at)))
     }
+}
+
+/// `payload` signed with `key` and gzipped, as a page whose ETag is its digest; the other
+/// header fields (times, sources) are `header`'s.
+pub(crate) async fn signed_page(
+    payload: Vec<u8>,
+    key: &HexSigningKey,
+    header: &PageHeader,
+) -> Result<Arc<StoredPage>, CacheError> {
+    let key = key.clone();
+    let gz = tokio::task::spawn_blocking(move || signed(payload, &key))
+        .await
+        .map_err(|e| CacheError::Internal(e.to_string()))?
+        .map_err(CacheError::Internal)?;
+    Ok(Arc::new(StoredPage {
+        header: PageHeader {
+            etag: etag_of(&gz),
+            ..header.clone()
+        },
+        identity: Bytes::from(gz),
+        gzip: Bytes::new(),
+        zstd: Bytes::new(),
+    }))
 }
 
 /// The sha256 a blob pointer names.

@@ -10,6 +10,7 @@ use super::proto::{
     Versions, VersionsPackage,
 };
 use super::publish::Publication;
+use super::registry::RegistryFile;
 
 /// One hosted package: every release published to it, oldest first.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -140,10 +141,16 @@ impl HostedHexPackage {
         Ok(())
     }
 
-    /// `/packages/{name}` of the repository `repository`, unsigned.
-    pub fn package(&self, repository: &str) -> Package {
+    /// `/packages/{name}` of the repository `repository`, unsigned. A dependency on the
+    /// repository `alias` (the upstream a fallback repository serves too), or naming this one, is
+    /// listed as one on this repository, so clients that know only this one resolve it.
+    pub fn package(&self, repository: &str, alias: Option<&str>) -> Package {
         Package {
-            releases: self.releases.iter().map(release_message).collect(),
+            releases: self
+                .releases
+                .iter()
+                .map(|release| release_message(release, repository, alias))
+                .collect(),
             name: self.name.clone(),
             repository: repository.to_owned(),
             advisories: Vec::new(),
@@ -194,7 +201,7 @@ fn parse_reason(reason: &str) -> Option<RetirementReason> {
     .find(|r| r.as_str() == reason)
 }
 
-fn release_message(release: &HostedHexRelease) -> Release {
+fn release_message(release: &HostedHexRelease, repository: &str, alias: Option<&str>) -> Release {
     let checksum = |hex: &str| ::hex::decode(hex).unwrap_or_default();
     Release {
         version: release.version.clone(),
@@ -207,7 +214,10 @@ fn release_message(release: &HostedHexRelease) -> Release {
                 requirement: d.requirement.clone(),
                 optional: Some(d.optional),
                 app: d.app.clone(),
-                repository: d.repository.clone(),
+                repository: d
+                    .repository
+                    .clone()
+                    .filter(|r| Some(r.as_str()) != alias && r != repository),
             })
             .collect(),
         retired: release.retired.as_ref().map(|r| RetirementStatus {
@@ -236,6 +246,64 @@ pub fn versions(repository: &str, mut packages: Vec<VersionsPackage>) -> Version
         packages,
         repository: repository.to_owned(),
     }
+}
+
+/// The payload of a hosted repository's registry file `which`. `hosted` holds the repository's
+/// packages (for `/packages/{name}`, the one named, if hosted). `upstream` is the upstream's
+/// verified payload of the same file when the repository falls back to it (`alias` is then the
+/// upstream repository's name): its packages are listed under this repository's name, except
+/// the names the repository hosts, which never mix in upstream releases.
+pub fn repository_payload(
+    repository: &str,
+    which: &RegistryFile,
+    hosted: &[HostedHexPackage],
+    upstream: Option<&[u8]>,
+    alias: Option<&str>,
+) -> Result<Vec<u8>, String> {
+    use prost::Message as _;
+    let decode_error = |e: prost::DecodeError| format!("the upstream's {}: {e}", which.path());
+    // The upstream's entries of the names not hosted, then the hosted packages' entries.
+    fn merged<T>(
+        upstream: Vec<T>,
+        name: fn(&T) -> &str,
+        hosted: &[HostedHexPackage],
+        entry: fn(&HostedHexPackage) -> T,
+    ) -> Vec<T> {
+        upstream
+            .into_iter()
+            .filter(|p| !hosted.iter().any(|h| h.name == name(p)))
+            .chain(hosted.iter().map(entry))
+            .collect()
+    }
+    Ok(match which {
+        RegistryFile::Names => {
+            let upstream = upstream
+                .map(Names::decode)
+                .transpose()
+                .map_err(decode_error)?
+                .map_or_else(Vec::new, |n| n.packages);
+            let packages = merged(upstream, |p| &p.name, hosted, HostedHexPackage::names_entry);
+            names(repository, packages).encode_to_vec()
+        }
+        RegistryFile::Versions => {
+            let upstream = upstream
+                .map(Versions::decode)
+                .transpose()
+                .map_err(decode_error)?
+                .map_or_else(Vec::new, |v| v.packages);
+            let packages = merged(upstream, |p| &p.name, hosted, HostedHexPackage::versions_entry);
+            versions(repository, packages).encode_to_vec()
+        }
+        RegistryFile::Package(name) => match (hosted.iter().find(|p| &p.name == name), upstream) {
+            (Some(package), _) => package.package(repository, alias).encode_to_vec(),
+            (None, Some(payload)) => {
+                let mut package = Package::decode(payload).map_err(decode_error)?;
+                package.repository = repository.to_owned();
+                package.encode_to_vec()
+            }
+            (None, None) => return Err(format!("{repository} has no package {name}")),
+        },
+    })
 }
 
 /// A registry file: `payload` (an encoded message) signed with `key`, gzipped as hex.pm does.
@@ -336,7 +404,7 @@ mod tests {
                 .is_err()
         );
 
-        let gz = signed(package.package("team").encode_to_vec(), &key).unwrap();
+        let gz = signed(package.package("team", None).encode_to_vec(), &key).unwrap();
         let read = verifier.package("teamlib", &gz).unwrap();
         assert_eq!(read.releases.len(), 2);
         assert_eq!(
@@ -367,5 +435,98 @@ mod tests {
                 .names(&gz)
                 .is_err()
         );
+    }
+
+    #[test]
+    fn a_fallback_repository_lists_upstream_names_as_its_own_but_never_mixes_a_hosted_name() {
+        let mut hosted = HostedHexPackage::new("teamlib");
+        let mut with_upstream_dep = publication("0.1.0", 1);
+        with_upstream_dep.dependencies[0].repository = Some("hexpm".into());
+        hosted.publish(&with_upstream_dep, 10, "ci", 100).unwrap();
+        let hosted = [hosted];
+        let upstream_package = |name: &str, version: &str| Package {
+            name: name.into(),
+            repository: "hexpm".into(),
+            releases: vec![Release {
+                version: version.into(),
+                inner_checksum: vec![1; 32],
+                outer_checksum: Some(vec![2; 32]),
+                ..Release::default()
+            }],
+            advisories: Vec::new(),
+        };
+        let names_of = |payload: Vec<u8>| {
+            let names = Names::decode(payload.as_slice()).unwrap();
+            assert_eq!(names.repository, "team");
+            names.packages.into_iter().map(|p| p.name).collect::<Vec<_>>()
+        };
+        let upstream_names = Names {
+            packages: ["fixfoo", "teamlib"]
+                .map(|name| NamesPackage {
+                    name: name.into(),
+                    updated_at: None,
+                })
+                .into(),
+            repository: "hexpm".into(),
+        }
+        .encode_to_vec();
+        let merged = repository_payload(
+            "team",
+            &RegistryFile::Names,
+            &hosted,
+            Some(&upstream_names),
+            Some("hexpm"),
+        );
+        assert_eq!(names_of(merged.unwrap()), ["fixfoo", "teamlib"]);
+        let alone = repository_payload("team", &RegistryFile::Names, &hosted, None, None);
+        assert_eq!(names_of(alone.unwrap()), ["teamlib"]);
+
+        let upstream_versions = Versions {
+            packages: vec![VersionsPackage {
+                name: "teamlib".into(),
+                versions: vec!["9.0.0".into()],
+                retired: vec![],
+                with_advisories: vec![],
+            }],
+            repository: "hexpm".into(),
+        }
+        .encode_to_vec();
+        let versions = repository_payload(
+            "team",
+            &RegistryFile::Versions,
+            &hosted,
+            Some(&upstream_versions),
+            Some("hexpm"),
+        )
+        .unwrap();
+        let versions = Versions::decode(versions.as_slice()).unwrap();
+        assert_eq!(versions.packages.len(), 1);
+        assert_eq!(versions.packages[0].versions, ["0.1.0"]);
+
+        // The upstream publishing the hosted name changes nothing.
+        let teamlib = RegistryFile::Package("teamlib".into());
+        let upstream = upstream_package("teamlib", "9.0.0").encode_to_vec();
+        let package = repository_payload("team", &teamlib, &hosted, Some(&upstream), Some("hexpm")).unwrap();
+        let package = Package::decode(package.as_slice()).unwrap();
+        assert_eq!(package.repository, "team");
+        assert_eq!(package.releases.len(), 1);
+        assert_eq!(package.releases[0].version, "0.1.0");
+        assert_eq!(package.releases[0].dependencies[0].repository, None);
+        let without_fallback = repository_payload("team", &teamlib, &hosted, None, None).unwrap();
+        let without_fallback = Package::decode(without_fallback.as_slice()).unwrap();
+        assert_eq!(
+            without_fallback.releases[0].dependencies[0].repository.as_deref(),
+            Some("hexpm")
+        );
+
+        let fixfoo = RegistryFile::Package("fixfoo".into());
+        let upstream = upstream_package("fixfoo", "1.1.0").encode_to_vec();
+        let package = repository_payload("team", &fixfoo, &hosted, Some(&upstream), Some("hexpm")).unwrap();
+        let package = Package::decode(package.as_slice()).unwrap();
+        assert_eq!(
+            (package.name.as_str(), package.repository.as_str()),
+            ("fixfoo", "team")
+        );
+        assert!(repository_payload("team", &fixfoo, &hosted, None, None).is_err());
     }
 }

@@ -5,6 +5,7 @@
 //! The facts this follows (formats, field numbers, what clients check) are hex's repository
 //! specification; hex_core (`hex_registry.erl`, `hex_tarball.erl`) is the reference client.
 
+pub mod api;
 pub mod hosted;
 pub mod key;
 pub mod name;

@@ -87,8 +87,9 @@ pub fn check_publication(tar: &[u8]) -> Result<Publication, PublishError> {
     })
 }
 
-/// `requirements` in either form clients write: a map from package name to its properties
-/// (rebar3), or a list of property lists each naming its package (mix).
+/// `requirements` in the forms clients write: a map from package name to its properties
+/// (rebar3's metadata), the same as a property list of `{Name, Properties}` (as hex_core writes
+/// that map to `metadata.config`), or a list of property lists each naming its package (mix).
 fn dependencies(requirements: &Term) -> Result<Vec<Dependency>, PublishError> {
     let bad = |term: &Term, reason: &str| PublishError::Metadata {
         line: term.line,
@@ -107,9 +108,14 @@ fn dependencies(requirements: &Term) -> Result<Vec<Dependency>, PublishError> {
             .collect::<Result<_, PublishError>>()?
     } else if let Some(list) = requirements.list() {
         list.iter()
-            .map(|props| {
+            .map(|entry| {
+                // hex_core writes rebar3's map as a property list: `{Name, Properties}`.
+                let (name, props) = match entry.tuple() {
+                    Some([name, props]) if name.name().is_some() => (name.name(), props),
+                    _ => (None, entry),
+                };
                 Ok((
-                    None,
+                    name,
                     Properties::of(props)
                         .ok_or_else(|| bad(props, "a requirement is not a map or a property list"))?,
                 ))
@@ -147,10 +153,8 @@ fn dependencies(requirements: &Term) -> Result<Vec<Dependency>, PublishError> {
             requirement,
             optional: Some(props.atom("optional") == Some("true")),
             app,
-            repository: props
-                .text("repository")
-                .filter(|r| *r != "hexpm")
-                .map(str::to_owned),
+            // Kept as written: what it means depends on the repository serving it.
+            repository: props.text("repository").map(str::to_owned),
             package,
         });
     }
@@ -271,6 +275,19 @@ mod tests {
     }
 
     #[test]
+    fn requirements_as_hex_core_writes_them_are_read() {
+        let metadata = REBAR3_METADATA.replace(
+            "#{<<\"fixfoo\">> =>\n       #{<<\"app\">> => <<\"fixfoo\">>,<<\"optional\">> => false,\n         <<\"requirement\">> => <<\"~> 1.0\">>}}",
+            "[{<<\"fixfoo\">>,\n   [{<<\"app\">>,<<\"fixfoo\">>},\n    {<<\"optional\">>,false},\n    {<<\"requirement\">>,<<\"~> 1.0\">>}]}]",
+        );
+        assert_ne!(metadata, REBAR3_METADATA);
+        let release = check_publication(&tarball(&metadata, None)).unwrap();
+        assert_eq!(release.dependencies.len(), 1);
+        assert_eq!(release.dependencies[0].package, "fixfoo");
+        assert_eq!(release.dependencies[0].requirement, "~> 1.0");
+    }
+
+    #[test]
     fn a_mix_release_is_read_with_its_list_of_requirements() {
         let release = check_publication(&tarball(MIX_METADATA, None)).unwrap();
         assert_eq!(
@@ -285,7 +302,7 @@ mod tests {
         assert_eq!(
             deps,
             [
-                "jason Some(true) None None",
+                "jason Some(true) None Some(\"hexpm\")",
                 "teamlib Some(false) Some(\"team_lib\") Some(\"team\")",
             ]
         );

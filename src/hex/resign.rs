@@ -1,10 +1,9 @@
-//! Registry files the mirror changes (`hex.resign_key`): the releases the release policy holds
-//! back taken out, the payload signed again with the mirror's key and gzipped as hex.pm does.
+//! Registry files the mirror changes (`hex.resign_key`, hosted repositories): the releases the
+//! release policy holds back taken out; the caller signs the payload again with its key.
 //! Clients that pin the mirror's public key then resolve only releases they may download.
 
 use prost::Message;
 
-use super::key::HexSigningKey;
 use super::proto::{Names, Package, Versions, VersionsPackage};
 use super::registry::RegistryFile;
 
@@ -18,16 +17,15 @@ pub struct ReleaseRef<'a> {
 }
 
 /// `payload` (a verified registry file's) with only the packages `keep_package` and the releases
-/// `keep` let through, encoded, signed with `key` and gzipped.
-pub fn resign(
+/// `keep` let through, encoded (the caller signs it, see [`super::hosted::signed`]).
+pub fn filter_payload(
     which: &RegistryFile,
     payload: &[u8],
     keep_package: &dyn Fn(&str) -> bool,
     keep: &dyn Fn(&ReleaseRef<'_>) -> bool,
-    key: &HexSigningKey,
 ) -> Result<Vec<u8>, String> {
     let decode_error = |e: prost::DecodeError| format!("{}: {e}", which.path());
-    let payload = match which {
+    Ok(match which {
         RegistryFile::Names => {
             let mut names = Names::decode(payload).map_err(decode_error)?;
             names.packages.retain(|p| keep_package(&p.name));
@@ -57,8 +55,7 @@ pub fn resign(
             package.name = name;
             package.encode_to_vec()
         }
-    };
-    super::hosted::signed(payload, key)
+    })
 }
 
 /// Takes the versions `keep` refuses out of a `/versions` entry; the indexes of retired and
@@ -97,6 +94,7 @@ fn keep_versions(package: &mut VersionsPackage, keep: &dyn Fn(&ReleaseRef<'_>) -
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::hex::HexSigningKey;
     use crate::hex::RegistryVerifier;
     use crate::hex::key::HexPublicKey;
     use crate::hex::test_support::{OTHER_KEY, OTHER_KEY_PUB};
@@ -122,14 +120,14 @@ mod tests {
             ],
             repository: "hexpm".into(),
         };
-        let gz = resign(
+        let payload = filter_payload(
             &RegistryFile::Versions,
             &versions.encode_to_vec(),
             &|name| name != "evil",
             &|r| r.version != "1.1.0",
-            &key,
         )
         .unwrap();
+        let gz = crate::hex::hosted::signed(payload, &key).unwrap();
         let verifier = RegistryVerifier::new(HexPublicKey::from_pem(OTHER_KEY_PUB).unwrap());
         let served = verifier.versions(&gz).unwrap();
         assert_eq!(served.packages.len(), 1);
