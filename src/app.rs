@@ -11,6 +11,7 @@ use crate::cache::downloads::{ACCESS_FLUSH_INTERVAL, Downloads};
 use crate::cache::explorer::Explorer;
 use crate::cache::files::PypiFiles;
 use crate::cache::hex::{HexMirror, HexSettings};
+use crate::cache::hex_hosted::{HexRepository, HostedHex};
 use crate::cache::hosted::{HostedIndex, HostedPypi};
 use crate::cache::ingest::Ingest;
 use crate::cache::maintenance::{self, Evictor};
@@ -473,6 +474,25 @@ fn open(
     } else {
         None
     };
+    let mut hex_repositories = Vec::new();
+    for hosted in &config.hex.hosted {
+        let what = format!(
+            "hex.hosted {:?}: signing_key {}",
+            hosted.name,
+            hosted.signing_key.display()
+        );
+        let pem = std::fs::read_to_string(&hosted.signing_key)
+            .map_err(|e| ServeError::Startup(format!("{what}: {e}")))?;
+        let key = HexSigningKey::from_pem(&pem).map_err(|e| ServeError::Startup(format!("{what}: {e}")))?;
+        tracing::info!(repository = %hosted.name, fallback = hosted.fallback, "hosted hex repository");
+        hex_repositories.push(HexRepository::new(hosted.name.clone(), key, hosted.fallback));
+    }
+    let hex_hosted = Arc::new(HostedHex::new(
+        hex_repositories,
+        Arc::clone(&records),
+        Arc::clone(&downloads),
+        catalogue.clone(),
+    ));
     crate::web::check_templates().map_err(ServeError::Startup)?;
     let policy = PolicyRules::new(
         policy,
@@ -491,6 +511,7 @@ fn open(
         ui: crate::web::Ui::default(),
         admin: crate::auth::AdminAuth::new(config.server.admin_token.clone()),
         hosted,
+        hex_hosted,
         policy,
         tokens: crate::auth::tokens::TokenGate::new(crate::auth::tokens::Tokens::new(records)),
         anonymous_read: config.server.anonymous_read,

@@ -114,7 +114,8 @@ enum TokenCommand {
         /// A name to list and revoke it by (letters, digits, '.', '_', '-').
         #[arg(long)]
         name: String,
-        /// read, admin, upload:<hosted index> or upload:* (repeatable).
+        /// read, admin, upload:<hosted index>, upload:hex:<hosted hex repository> or upload:*
+        /// (repeatable).
         #[arg(long = "scope", value_name = "SCOPE", required = true)]
         scopes: Vec<String>,
         /// Stop accepting it after this long, e.g. 90d.

@@ -36,7 +36,14 @@ pub fn group(path: &str) -> crate::metrics::RouteGroup {
         return group("upload", "pypi");
     }
     if let Some(rest) = path.strip_prefix("/hex/") {
-        let name = if rest.starts_with("tarballs/") {
+        // A hosted repository's paths are the mirror's, under `repos/{name}/`.
+        let under_repository = rest
+            .strip_prefix("repos/")
+            .and_then(|r| r.split_once('/'))
+            .map_or(rest, |(_, tail)| tail);
+        let name = if rest.starts_with("api/") {
+            "hex_publish"
+        } else if under_repository.starts_with("tarballs/") {
             "hex_tarball"
         } else {
             "hex_registry"
@@ -70,6 +77,9 @@ mod tests {
             ("/indexfoo", "other", "none"),
             ("/hex/tarballs/jason-1.4.4.tar", "hex_tarball", "hex"),
             ("/hex/packages/jason", "hex_registry", "hex"),
+            ("/hex/repos/team/tarballs/teamlib-0.1.0.tar", "hex_tarball", "hex"),
+            ("/hex/repos/team/packages/teamlib", "hex_registry", "hex"),
+            ("/hex/api/repos/team/publish", "hex_publish", "hex"),
             ("/health", "health", "none"),
             ("/metrics", "metrics", "none"),
             ("/cache/six", "admin_api", "none"),

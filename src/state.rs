@@ -13,6 +13,7 @@ use crate::cache::downloads::Downloads;
 use crate::cache::explorer::Explorer;
 use crate::cache::files::PypiFiles;
 use crate::cache::hex::HexMirror;
+use crate::cache::hex_hosted::HostedHex;
 use crate::cache::hosted::HostedPypi;
 use crate::cache::maintenance::Evictor;
 use crate::cache::simple::SimplePages;
@@ -40,6 +41,8 @@ pub struct AppState {
     pub admin: AdminAuth,
     /// The hosted PyPI indexes (`pypi.hosted`).
     pub hosted: Arc<HostedPypi>,
+    /// The hosted hex repositories (`hex.hosted`).
+    pub hex_hosted: Arc<HostedHex>,
     /// The release policy: the file's and the rules added in `/admin`.
     pub policy: crate::cache::policy::PolicyRules,
     /// Access tokens, and the limit on wrong ones.

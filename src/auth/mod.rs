@@ -128,14 +128,17 @@ pub fn bearer_token(req: &HttpRequest) -> Option<&str> {
 
 /// The access token a request carries: HTTP Basic (any user name and the token as password, as
 /// pip, uv and twine send `__token__:<token>`; a user name alone is taken as the token, as in
-/// `https://<token>@host/`), or Bearer.
+/// `https://<token>@host/`), Bearer, or the token alone (hex clients send their key as the
+/// whole `Authorization` value).
 pub fn presented_token(req: &HttpRequest) -> Option<String> {
     use base64::Engine as _;
     if let Some(token) = bearer_token(req) {
         return Some(token.to_owned());
     }
-    let value = req.headers().get(AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, encoded) = value.split_once(' ')?;
+    let value = req.headers().get(AUTHORIZATION)?.to_str().ok()?.trim();
+    let Some((scheme, encoded)) = value.split_once(' ') else {
+        return (!value.is_empty()).then(|| value.to_owned());
+    };
     if !scheme.eq_ignore_ascii_case("basic") {
         return None;
     }
@@ -336,7 +339,7 @@ mod tests {
     }
 
     #[test]
-    fn access_tokens_are_read_from_basic_or_bearer() {
+    fn access_tokens_are_read_from_basic_bearer_or_alone() {
         use base64::Engine as _;
         let basic = |credentials: &str| {
             format!(
@@ -353,6 +356,8 @@ mod tests {
             ("Basic !!!".to_owned(), None),
             ("Bearer pkgm_a_b".to_owned(), Some("pkgm_a_b")),
             ("Digest x".to_owned(), None),
+            // As hex_core and mix send their key.
+            ("pkgm_a_b".to_owned(), Some("pkgm_a_b")),
         ] {
             let req = TestRequest::default()
                 .insert_header((AUTHORIZATION, header.as_str()))

@@ -32,10 +32,21 @@ const MAX_NAME: usize = 64;
 pub enum Scope {
     /// Read indexes and files (what every token may do).
     Read,
-    /// Upload to the named hosted index; `None` is `upload:*`, every hosted index.
+    /// Upload to the named hosted index (a PyPI index's name, or `hex:{name}` for a hosted hex
+    /// repository); `None` is `upload:*`, every hosted index and repository.
     Upload(Option<String>),
     /// Everything, the admin pages and API included.
     Admin,
+}
+
+/// How an upload scope names a hosted hex repository (PyPI index names have no `:`).
+const HEX_PREFIX: &str = "hex:";
+
+impl Scope {
+    /// The scope to publish to the hosted hex repository `name`.
+    pub fn hex_upload(name: &str) -> Self {
+        Self::Upload(Some(format!("{HEX_PREFIX}{name}")))
+    }
 }
 
 impl fmt::Display for Scope {
@@ -58,7 +69,9 @@ impl FromStr for Scope {
             "admin" => Ok(Self::Admin),
             "upload:*" => Ok(Self::Upload(None)),
             _ => match s.strip_prefix("upload:") {
-                Some(index) if valid_index_name(index) => Ok(Self::Upload(Some(index.to_owned()))),
+                Some(index) if valid_index_name(index.strip_prefix(HEX_PREFIX).unwrap_or(index)) => {
+                    Ok(Self::Upload(Some(index.to_owned())))
+                }
                 _ => Err(TokenError::InvalidScope(s.chars().take(80).collect())),
             },
         }
@@ -125,7 +138,9 @@ impl TokenRecord {
 pub enum TokenError {
     #[error("invalid token name {0:?}: use 1-64 letters, digits, '.', '_' or '-'")]
     InvalidName(String),
-    #[error("invalid scope {0:?}: expected read, admin, upload:<hosted index> or upload:*")]
+    #[error(
+        "invalid scope {0:?}: expected read, admin, upload:<hosted index>, upload:hex:<hosted hex repository> or upload:*"
+    )]
     InvalidScope(String),
     #[error("a token needs at least one scope")]
     NoScope,
@@ -398,10 +413,20 @@ mod tests {
 
     #[test]
     fn scopes_read_and_print_as_the_cli_spells_them() {
-        for text in ["read", "admin", "upload:*", "upload:internal"] {
+        for text in ["read", "admin", "upload:*", "upload:internal", "upload:hex:team"] {
             assert_eq!(text.parse::<Scope>().unwrap().to_string(), text);
         }
-        for bad in ["", "write", "upload:", "upload:../x", "upload:Internal", "READ"] {
+        for bad in [
+            "",
+            "write",
+            "upload:",
+            "upload:../x",
+            "upload:Internal",
+            "READ",
+            "upload:hex:",
+            "upload:hex:a:b",
+            "upload:pypi:x",
+        ] {
             assert!(bad.parse::<Scope>().is_err(), "{bad:?}");
         }
     }
@@ -426,6 +451,11 @@ mod tests {
         assert!(!record(&["upload:internal"]).allows(&other));
         assert!(!record(&["upload:internal"]).allows(&Scope::Admin));
         assert!(record(&["upload:*"]).allows(&other));
+        assert!(record(&["upload:*"]).allows(&Scope::hex_upload("team")));
+        assert!(record(&["upload:hex:team"]).allows(&Scope::hex_upload("team")));
+        assert!(!record(&["upload:hex:team"]).allows(&Scope::hex_upload("other")));
+        assert!(!record(&["upload:team"]).allows(&Scope::hex_upload("team")));
+        assert!(!record(&["upload:hex:team"]).allows(&Scope::Upload(Some("team".into()))));
         assert!(!record(&["upload:*"]).allows(&Scope::Admin));
         assert!(record(&["admin"]).allows(&other));
     }

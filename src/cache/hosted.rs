@@ -184,19 +184,7 @@ impl HostedPypi {
         &self,
         body: impl futures::Stream<Item = Result<bytes::Bytes, IngestError>>,
     ) -> Result<Staged, HostedError> {
-        let mut staged = self
-            .ingest
-            .stage(None, SizeLimit::AtMost(self.max_upload))
-            .await?;
-        if let Err(e) = staged.receive_chunks(body, |_| {}).await {
-            staged.abort().await;
-            // The store failing (a full disk, S3 down) is ours to say, not the uploader's fault.
-            return Err(match e {
-                IngestError::Storage(e) => HostedError::Storage(format!("the upload could not be kept: {e}")),
-                e => HostedError::Invalid(format!("the uploaded file did not arrive whole: {e}")),
-            });
-        }
-        Ok(staged)
+        receive_upload(&self.ingest, self.max_upload, body).await
     }
 
     /// Checks a received upload and, unless it is already there, keeps it and records it.
@@ -390,6 +378,24 @@ impl HostedPypi {
             None => Ok(None),
         }
     }
+}
+
+/// Receives an uploaded file of at most `max` bytes into a staged blob (not yet kept anywhere).
+pub async fn receive_upload(
+    ingest: &Ingest,
+    max: u64,
+    body: impl futures::Stream<Item = Result<bytes::Bytes, IngestError>>,
+) -> Result<Staged, HostedError> {
+    let mut staged = ingest.stage(None, SizeLimit::AtMost(max)).await?;
+    if let Err(e) = staged.receive_chunks(body, |_| {}).await {
+        staged.abort().await;
+        // The store failing (a full disk, S3 down) is ours to say, not the uploader's fault.
+        return Err(match e {
+            IngestError::Storage(e) => HostedError::Storage(format!("the upload could not be kept: {e}")),
+            e => HostedError::Invalid(format!("the uploaded file did not arrive whole: {e}")),
+        });
+    }
+    Ok(staged)
 }
 
 /// An upload that passed its checks: where it goes and its record line.

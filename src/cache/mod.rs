@@ -6,6 +6,7 @@ pub mod downloads;
 pub mod explorer;
 pub mod files;
 pub mod hex;
+pub mod hex_hosted;
 pub mod hosted;
 pub mod ingest;
 pub mod maintenance;

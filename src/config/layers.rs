@@ -385,6 +385,10 @@ impl Layers {
             .check_index_names()
             .map_err(|(key, reason)| invalid(key, reason))?;
         config
+            .hex
+            .check_hosted()
+            .map_err(|(key, reason)| invalid(key, reason))?;
+        config
             .server
             .tls_files()
             .map_err(|(key, reason)| invalid(key, reason))?;

@@ -26,7 +26,7 @@ mod values;
 
 use serde::Deserialize;
 
-pub use hex::HexConfig;
+pub use hex::{HexConfig, HexHostedConfig};
 pub use layers::{CliOverrides, ConfigError, Loaded, Source, load, load_from};
 pub use limits::LimitsConfig;
 pub use log::{LogConfig, LogFormat};

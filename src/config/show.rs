@@ -15,6 +15,8 @@ pub(super) enum Shown {
     Str(String),
     Bool(bool),
     List(Vec<String>),
+    /// A list of tables, each rendered inline as TOML.
+    Tables(Vec<String>),
 }
 
 impl Shown {
@@ -26,6 +28,7 @@ impl Shown {
                 let items: Vec<String> = items.iter().map(|s| toml_string(s)).collect();
                 format!("[{}]", items.join(", "))
             }
+            Self::Tables(tables) => format!("[{}]", tables.join(", ")),
         }
     }
 }
@@ -45,7 +48,7 @@ impl Leaf {
 /// Every leaf key with its redacted value, in file order. This is also the
 /// list of known keys: a field missing here cannot be set.
 pub(super) fn leaves(c: &Config) -> Vec<Leaf> {
-    use Shown::{Bool, List, Str};
+    use Shown::{Bool, List, Str, Tables};
     let leaf = |section, name, value| Leaf { section, name, value };
     let s3 = &c.storage.s3;
     let pypi = &c.pypi;
@@ -194,6 +197,24 @@ pub(super) fn leaves(c: &Config) -> Vec<Leaf> {
         leaf("hex", "ttl", Str(format_duration(c.hex.ttl))),
         leaf("hex", "public_key", Str(c.hex.public_key.clone())),
         leaf("hex", "resign_key", Str(c.hex.resign_key.shown().to_owned())),
+        leaf(
+            "hex",
+            "hosted",
+            Tables(
+                c.hex
+                    .hosted
+                    .iter()
+                    .map(|h| {
+                        format!(
+                            "{{ name = {}, signing_key = {}, fallback = {} }}",
+                            toml_string(&h.name),
+                            toml_string(&h.signing_key.display().to_string()),
+                            h.fallback
+                        )
+                    })
+                    .collect(),
+            ),
+        ),
         leaf("log", "format", Str(c.log.format.as_str().to_owned())),
         leaf("log", "level", Str(c.log.level.clone())),
         leaf(

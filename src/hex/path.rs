@@ -43,8 +43,9 @@ pub enum RepoPath {
     /// `/installs/...` (the hex and rebar3 installer CSVs, their signatures, `.ez` archives):
     /// `path` is what follows `/installs/`, one or two safe segments.
     Installs { path: String },
-    /// `/repos/{org}/...`: a private organisation's repository, never cached on a shared mirror.
-    Organization { org: String },
+    /// `/repos/{org}/{rest}`: a hosted repository of this mirror, or a private organisation's
+    /// repository (never cached on a shared mirror). `rest` is the path under it, from its `/`.
+    Organization { org: String, rest: String },
 }
 
 impl RepoPath {
@@ -58,7 +59,7 @@ impl RepoPath {
             Self::Docs { name, version } => format!("/docs/{name}-{version}.tar.gz"),
             Self::PublicKey => "/public_key".into(),
             Self::Installs { path } => format!("/installs/{path}"),
-            Self::Organization { org } => format!("/repos/{org}/"),
+            Self::Organization { org, rest } => format!("/repos/{org}{rest}"),
         }
     }
 }
@@ -116,9 +117,12 @@ pub fn parse_path(path: &str) -> Result<RepoPath, PathError> {
                 Err(unknown())
             }
         }
-        ["repos", org, _, ..] if is_safe_segment(org) => Ok(RepoPath::Organization {
-            org: (*org).to_owned(),
-        }),
+        ["repos", org, rest @ ..] if is_safe_segment(org) && !rest.is_empty() && rest != [""] => {
+            Ok(RepoPath::Organization {
+                org: (*org).to_owned(),
+                rest: format!("/{}", rest.join("/")),
+            })
+        }
         _ => Err(unknown()),
     }
 }
@@ -197,14 +201,22 @@ mod tests {
             ),
             (
                 "/repos/acme/packages/secret",
-                RepoPath::Organization { org: "acme".into() },
+                RepoPath::Organization {
+                    org: "acme".into(),
+                    rest: "/packages/secret".into(),
+                },
+            ),
+            (
+                "/repos/team//tarballs/x-1.0.0.tar",
+                RepoPath::Organization {
+                    org: "team".into(),
+                    rest: "/tarballs/x-1.0.0.tar".into(),
+                },
             ),
         ] {
             assert_eq!(parse_path(path), Ok(expected.clone()), "{path}");
             // The upstream path is the request's, normalized.
-            if !matches!(expected, RepoPath::Organization { .. }) {
-                assert_eq!(expected.path(), normalize_path(path), "{path}");
-            }
+            assert_eq!(expected.path(), normalize_path(path), "{path}");
         }
     }
 

@@ -5,6 +5,7 @@ pub mod file_body;
 mod files;
 mod health;
 mod hex;
+mod hex_api;
 mod limits;
 pub mod listener;
 pub mod metrics;
@@ -62,6 +63,12 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         );
     }
     // `//packages/x` (rebar3 keeps HEX_CDN's trailing slash) lands here with the path `/packages/x`.
+    // Before `/hex/{path}`, whose GET and HEAD would answer these paths' POST with 405.
+    cfg.service(resource("/hex/api/publish", "POST").route(web::post().to(hex_api::publish)))
+        .service(
+            resource("/hex/api/repos/{name}/publish", "POST")
+                .route(web::post().to(hex_api::publish_to_repository)),
+        );
     cfg.service(get_head("/hex/{path:.*}", hex::repository))
         .service(resource("/cache/hex/{name}", "DELETE").route(web::delete().to(admin::forget_hex_package)))
         .service(resource("/cache/list", "DELETE").route(web::delete().to(admin::forget_list)))

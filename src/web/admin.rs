@@ -19,6 +19,7 @@ use crate::cache::unix_now;
 use crate::config::{PolicyRule, RuleAction};
 use crate::ecosystem::Ecosystem;
 use crate::error::AppError;
+use crate::hex::hosted::HostedRetirement;
 use crate::hex::validate_package_name;
 use crate::pypi::name::{normalize, validate_project_name};
 use crate::pypi::negotiate::Format;
@@ -84,6 +85,8 @@ struct AdminPage {
     hex_enabled: bool,
     /// The hosted indexes, for the hosted-file actions.
     hosted_indexes: Vec<String>,
+    /// The hosted hex repositories, for retiring releases.
+    hex_repositories: Vec<String>,
     tokens: Vec<TokenRow>,
     policy: Option<PolicyView>,
     /// The latest warm run, if any since the server started.
@@ -252,6 +255,12 @@ async fn signed_in_page(
         project,
         hex_enabled: state.hex.is_some(),
         hosted_indexes: state.hosted.names().map(str::to_owned).collect(),
+        hex_repositories: state
+            .hex_hosted
+            .repositories()
+            .iter()
+            .map(|r| r.name.clone())
+            .collect(),
         tokens,
         policy: Some(policy),
         warm: state.warm.latest().map(|run| super::warm::WarmView::of(&run)),
@@ -284,6 +293,7 @@ fn signin_form(
         project: String::new(),
         hex_enabled: false,
         hosted_indexes: Vec::new(),
+        hex_repositories: Vec::new(),
         tokens: Vec::new(),
         policy: None,
         warm: None,
@@ -374,8 +384,12 @@ pub struct ActionForm {
     filename: Option<String>,
     /// A hosted index (hosted-file actions).
     index: Option<String>,
-    /// Why a file is yanked.
+    /// Why a file is yanked, or a hex release retired (`other`, `security`, ...).
     reason: Option<String>,
+    /// A hosted hex repository, a release's version and a retirement's message (`hex-retire`).
+    repository: Option<String>,
+    version: Option<String>,
+    message: Option<String>,
     /// A token's name, scopes (space- or comma-separated) and expiry (token actions).
     name: Option<String>,
     scopes: Option<String>,
@@ -569,6 +583,31 @@ pub async fn act(
                 }
                 Err(e) => (form.project.clone(), Err(format!("refused: {e}"))),
             }
+        }
+        "hex-retire" | "hex-unretire" => {
+            let field = |value: &Option<String>| value.as_deref().unwrap_or("").trim().to_owned();
+            let (repository, package, version) = (
+                field(&form.repository),
+                field(&form.project),
+                field(&form.version),
+            );
+            let retirement = (action == "hex-retire").then(|| HostedRetirement {
+                reason: field(&form.reason),
+                message: field(&form.message),
+            });
+            let result = match state
+                .hex_hosted
+                .retire(&repository, &package, &version, retirement)
+                .await
+            {
+                Ok(release) => Ok(match release.retired {
+                    Some(r) => format!("ok: retired ({})", r.reason),
+                    None => "ok: no longer retired".to_owned(),
+                }),
+                Err(e @ HostedError::Storage(_)) => Err(format!("failed: {e}")),
+                Err(e) => Err(format!("refused: {e}")),
+            };
+            (Some(format!("{repository}/{package} {version}")), result)
         }
         "token-create" => {
             let name = form.name.as_deref().unwrap_or("").trim().to_owned();

@@ -352,6 +352,8 @@ struct Packages {
     projects: Vec<ProjectRow>,
     sorts: Vec<SortLink>,
     pager: Pager,
+    /// The hosted hex repositories and their packages (on the hex tab).
+    hosted_hex: Vec<super::hex_page::HostedRepositoryView>,
 }
 
 /// `GET /packages?ecosystem=&q=&sort=&page=`.
@@ -468,6 +470,10 @@ pub async fn packages(
             projects,
             sorts,
             pager,
+            hosted_hex: match ecosystem {
+                Ecosystem::Hex => super::hex_page::hosted_repositories(&state, &search).await?,
+                Ecosystem::Pypi => Vec::new(),
+            },
         },
     )?;
     Ok(html(StatusCode::OK, body))

@@ -108,6 +108,15 @@ pub fn hex_tarball_href(filename: &str) -> String {
     format!("/hex/tarballs/{}", utf8_percent_encode(filename, TARBALL_FILE))
 }
 
+/// A hosted release's tarball in its repository (see [`hex_tarball_href`]).
+pub fn hosted_hex_tarball_href(repository: &str, filename: &str) -> String {
+    format!(
+        "/hex/repos/{}/tarballs/{}",
+        encode(repository),
+        utf8_percent_encode(filename, TARBALL_FILE)
+    )
+}
+
 /// An RFC 3339 time (`2024-01-01T00:00:00Z`) as [`timestamp`] shows times; text that does not
 /// parse is shown as it is.
 pub fn rfc3339_timestamp(text: &str) -> String {

@@ -6,6 +6,8 @@
 //   ADMIN_TOKEN   the server's admin token
 //   PROJECT       a normalized project name the mirror has cached, with at least one file
 //   SEARCH        a substring of PROJECT to search for
+//   HEX_PACKAGE   a package published to the hosted hex repository `team`, at HEX_VERSION,
+//                 by the token named `ci`
 //   ARTIFACTS     directory for the screenshots
 //   PKGMIRROR_TEST_NODE_MODULES  where playwright-core is installed
 //   CHROMIUM      the browser (default /usr/bin/chromium)
@@ -19,7 +21,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 const STEP_TIMEOUT_MS = 15_000;
-const OVERALL_TIMEOUT_MS = 55_000;
+const OVERALL_TIMEOUT_MS = 75_000;
 const DESKTOP = { width: 1280, height: 900 };
 const PHONE = { width: 390, height: 844 };
 
@@ -287,7 +289,49 @@ async function main() {
     return `#flash "${flash}"; #admin-log first row: ${cells.action} | ${cells.target} | ${cells.outcome}`;
   });
 
-  await step('f. console', async () => `no console errors, uncaught exceptions or CSP violations`);
+  const hexPackage = need('HEX_PACKAGE');
+  const hexVersion = need('HEX_VERSION');
+  await step('f. hosted hex package', async () => {
+    await page.goto(`${baseUrl}/packages?ecosystem=hex`);
+    await visible(page, '#hosted-hex-team', '#hosted-hex-team on the hex tab');
+    const link = page.locator(`#hosted-hex-team a.project-link[href="/packages/hex/${hexPackage}"]`);
+    await visible(page, `#hosted-hex-team a.project-link[href="/packages/hex/${hexPackage}"]`);
+    await link.click();
+    await page.waitForURL((url) => url.pathname === `/packages/hex/${hexPackage}`);
+    await visible(page, '#hosted-note');
+    const publisher = (await page.locator('td.publisher').first().textContent()).trim();
+    if (!publisher.startsWith('ci')) throw new Error(`the release's publisher reads ${JSON.stringify(publisher)}`);
+    const tarball = `/hex/repos/team/tarballs/${hexPackage}-${hexVersion}.tar`;
+    const href = await page.locator('a.download').first().getAttribute('href');
+    if (href !== tarball) throw new Error(`the download link is ${href}, not ${tarball}`);
+    const head = await page.request.head(`${baseUrl}${tarball}`);
+    if (head.status() !== 200) throw new Error(`HEAD ${tarball} answered ${head.status()}`);
+    await shot(page, '07-hosted-hex.png');
+    return `#hosted-hex-team links ${hexPackage}; its page names publisher "${publisher}", ${tarball} (HEAD 200)`;
+  });
+
+  await step('g. retire a hosted release', async () => {
+    await page.goto(`${baseUrl}/admin`);
+    await visible(page, 'form#hex-retire-form');
+    await page.locator('#hex-repository').selectOption('team');
+    await page.locator('#hex-package').fill(hexPackage);
+    await page.locator('#hex-version').fill(hexVersion);
+    await page.locator('#hex-reason').selectOption('security');
+    await page.locator('#hex-message').fill('use a newer release');
+    await submit(page, 'form#hex-retire-form', '#hex-message');
+    const row = page.locator('#admin-log tbody tr').first();
+    const outcome = await eventually(
+      `#admin-log's first row to be hex-retire / ok: retired (security)`,
+      async () => (await row.textContent({ timeout: 1000 })).replace(/\s+/g, ' ').trim(),
+      (text) => text.includes('hex-retire') && text.includes('ok: retired (security)'),
+    );
+    await page.goto(`${baseUrl}/packages/hex/${hexPackage}`);
+    const badge = (await page.locator('.badge.retired').first().textContent()).trim();
+    if (!badge.includes('security: use a newer release')) throw new Error(`the retired badge reads ${JSON.stringify(badge)}`);
+    return `#admin-log: ${outcome}; the package page shows "${badge}"`;
+  });
+
+  await step('h. console', async () => `no console errors, uncaught exceptions or CSP violations`);
 }
 
 try {

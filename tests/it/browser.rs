@@ -12,11 +12,12 @@ use std::time::Duration;
 use tokio::io::AsyncReadExt;
 
 use crate::support::fixtures::{json_list, payload, publish, simple_json};
+use crate::support::hex_fixtures;
 use crate::support::tools::{Tool, require};
 use crate::support::*;
 
 const TOKEN: &str = "browser-admin-token";
-const SCREENSHOTS: [&str; 7] = [
+const SCREENSHOTS: [&str; 8] = [
     "01-home.png",
     "01-home-phone.png",
     "02-search.png",
@@ -24,6 +25,7 @@ const SCREENSHOTS: [&str; 7] = [
     "04-signin.png",
     "05-admin.png",
     "06-admin-log.png",
+    "07-hosted-hex.png",
 ];
 
 fn artifacts_dir(repo: &Path) -> PathBuf {
@@ -117,10 +119,40 @@ async fn the_web_ui_works_in_a_real_browser() {
     index.json("", &json_list(&["demo", "other-tool"]));
 
     let dir = temp_dir();
+    // A hosted hex repository (the team's alone), with one release published to it.
+    let hex_config = dir.path().join("team.toml");
+    std::fs::write(
+        &hex_config,
+        format!(
+            "[[hex.hosted]]\nname = \"team\"\nsigning_key = \"{}\"\nfallback = false\n",
+            repo.join("tests/fixtures/hex/other_key.pem").display()
+        ),
+    )
+    .unwrap();
+    let publisher = token_command(
+        dir.path(),
+        &["create", "--name", "ci", "--scope", "upload:hex:team"],
+        &[],
+    );
     let mut launch = Launch::with_upstreams(&[&index.url()], "10m");
     launch.env("PKGMIRROR__PYPI__ALLOW_PRIVATE_UPSTREAMS", "true");
     launch.env("PKGMIRROR__SERVER__ADMIN_TOKEN", TOKEN);
+    launch.arg("--config").arg(hex_config.to_str().unwrap());
     let server = Server::start(dir.path(), &launch);
+    let (hex_package, hex_version) = ("fixbar", "0.1.0");
+    let published = client()
+        .post(server.url("/hex/api/publish"))
+        .header("authorization", &publisher)
+        .body(
+            hex_fixtures::standard()
+                .tarball(hex_package, hex_version)
+                .bytes
+                .clone(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(published.status(), 201, "{}", server.logs());
 
     get_json(&server.url("/simple/")).await;
     get_json(&server.url("/simple/demo/")).await;
@@ -142,6 +174,8 @@ async fn the_web_ui_works_in_a_real_browser() {
             ("ADMIN_TOKEN", TOKEN.as_ref()),
             ("PROJECT", "demo".as_ref()),
             ("SEARCH", "dem".as_ref()),
+            ("HEX_PACKAGE", hex_package.as_ref()),
+            ("HEX_VERSION", hex_version.as_ref()),
             ("ARTIFACTS", artifacts.as_os_str()),
             ("PKGMIRROR_TEST_NODE_MODULES", node_modules.as_os_str()),
             ("CHROMIUM", chromium.as_os_str()),

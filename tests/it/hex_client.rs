@@ -26,7 +26,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::support::hex_fixtures::{HexRepo, HexRepoBuilder, SignWith, release, serve, standard};
-use crate::support::rebar3::Rebar3User;
+use crate::support::rebar3::{Rebar3User, assert_locked};
 use crate::support::tools::{Run, Tool, require};
 use crate::support::*;
 
@@ -70,16 +70,7 @@ fn assert_compiled(user: &Rebar3User, run: &Run, project: &Path, context: &dyn F
         user.transcript(),
         context()
     );
-    let lock = std::fs::read_to_string(project.join("rebar.lock")).unwrap_or_default();
-    for (app, version) in RESOLVED {
-        assert!(
-            lock.contains(&format!(
-                "{{<<\"{app}\">>,{{pkg,<<\"{app}\">>,<<\"{version}\">>}}"
-            )),
-            "rebar.lock does not pin {app} {version}:\n{lock}\n{}",
-            user.transcript()
-        );
-    }
+    assert_locked(user, project, &RESOLVED);
 }
 
 /// Asserts that `run` failed and built neither dependency.

@@ -8,6 +8,7 @@ mod cli;
 mod clients;
 mod files;
 mod hex_client;
+mod hex_hosted;
 mod hex_mirror;
 mod hosted;
 mod index_servers;

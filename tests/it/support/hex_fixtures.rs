@@ -244,6 +244,11 @@ pub fn serve(fake: &FakeIndex, repo: &HexRepo) {
 /// 1.0.0 (retired) and 1.1.0, so a resolver picks 1.1.0; `fixbaz` 2.0.0-rc.1+build.5 has a
 /// version with `-` and `+` in its tarball name.
 pub fn standard() -> HexRepo {
+    standard_packages().build()
+}
+
+/// The packages of [`standard`], for a repository that adds more.
+pub fn standard_packages() -> HexRepoBuilder {
     HexRepoBuilder::new()
         .package(
             "fixfoo",
@@ -254,7 +259,6 @@ pub fn standard() -> HexRepo {
         )
         .package("fixbar", vec![release("0.1.0", &[("fixfoo", "~> 1.0")])])
         .package("fixbaz", vec![release("2.0.0-rc.1+build.5", &[])])
-        .build()
 }
 
 // ---------------------------------------------------------------------------------------------

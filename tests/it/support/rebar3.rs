@@ -72,23 +72,29 @@ impl Rebar3User {
     /// Runs `rebar3 compile` in a new project that depends on `fixbar` 0.1.0, with the
     /// repository at `cdn`; returns the run and the project directory.
     pub async fn compile(&mut self, cdn: &str) -> (Run, PathBuf) {
+        let config = rebar_config(self.repo_key);
+        self.compile_project(&config, &["fixbar"], cdn).await
+    }
+
+    /// Runs `rebar3 compile` in a new project with this `rebar.config`, an application that
+    /// needs the applications `apps`; returns the run and the project directory.
+    pub async fn compile_project(&mut self, rebar_config: &str, apps: &[&str], cdn: &str) -> (Run, PathBuf) {
         self.projects += 1;
         let project = self.dir.path().join(format!("project{}", self.projects));
         std::fs::create_dir_all(project.join("src")).unwrap();
-        std::fs::write(project.join("rebar.config"), rebar_config(self.repo_key)).unwrap();
+        std::fs::write(project.join("rebar.config"), rebar_config).unwrap();
         // The project is an application of its own, as `rebar3 new app` makes one.
+        let apps: String = apps.iter().map(|app| format!(", {app}")).collect();
         std::fs::write(
             project.join("src/fixapp.app.src"),
-            "{application, fixapp, [{description, \"uses the hex fixtures\"}, {vsn, \"0.1.0\"}, \
-             {registered, []}, {applications, [kernel, stdlib, fixbar]}, {env, []}, \
-             {modules, []}]}.\n",
+            format!(
+                "{{application, fixapp, [{{description, \"uses hex packages\"}}, {{vsn, \"0.1.0\"}}, \
+                 {{registered, []}}, {{applications, [kernel, stdlib{apps}]}}, {{env, []}}, \
+                 {{modules, []}}]}}.\n"
+            ),
         )
         .unwrap();
-        std::fs::write(
-            project.join("src/fixapp.erl"),
-            "-module(fixapp).\n-export([bar/0]).\n\nbar() -> fixbar:version().\n",
-        )
-        .unwrap();
+        std::fs::write(project.join("src/fixapp.erl"), "-module(fixapp).\n").unwrap();
         let run = self.rebar3("compile", &project, cdn).await;
         (run, project)
     }
@@ -101,9 +107,105 @@ impl Rebar3User {
         self.rebar3("update", &dir, cdn).await
     }
 
+    /// Publishes the Erlang application `name` `version`, needing `deps` (package,
+    /// requirement), to the hex API at `api` with `token`, using the hex client code rebar3
+    /// ships (`tests/fixtures/hex/publish.escript`). `repository`: publish to
+    /// `{api}/repos/{repository}/publish`, else `{api}/publish`. `tamper`: `none`, `checksum`
+    /// (a wrong inner checksum) or `bytes` (other contents under the same version).
+    pub async fn publish(
+        &mut self,
+        api: &str,
+        token: &str,
+        repository: Option<&str>,
+        (name, version): (&str, &str),
+        deps: &[(&str, &str)],
+        tamper: &str,
+    ) -> Publish {
+        let deps = if deps.is_empty() {
+            "-".to_owned()
+        } else {
+            deps.iter()
+                .map(|(package, requirement)| format!("{package}:{requirement}"))
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        let escript = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/hex/publish.escript");
+        let mut cmd = Command::new("escript");
+        cmd.arg(&escript)
+            .arg(tools::path(Tool::Rebar3))
+            .args([
+                api,
+                token,
+                repository.unwrap_or("-"),
+                name,
+                version,
+                &deps,
+                tamper,
+            ])
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", self.dir.path().join("home"))
+            .env("TMPDIR", self.dir.path().join("tmp"));
+        let what = format!("publish.escript {api} {name} {version} {deps} {tamper}");
+        let run = run(cmd, what).await;
+        self.transcript.push(run.report());
+        let line = |prefix: &str| {
+            run.stdout
+                .lines()
+                .find_map(|l| l.strip_prefix(prefix))
+                .unwrap_or_default()
+                .to_owned()
+        };
+        Publish {
+            status: line("STATUS ").parse().unwrap_or(0),
+            body: line("BODY "),
+            outer: line("OUTER "),
+        }
+    }
+
     pub fn transcript(&self) -> String {
         self.transcript.join("\n\n")
     }
+}
+
+/// What a publish through rebar3's hex client came to: the status, the body as the client read
+/// it (an Erlang term, printed), and the sha256 of the tarball it sent (the run itself is in the
+/// user's transcript).
+pub struct Publish {
+    pub status: u16,
+    pub body: String,
+    pub outer: String,
+}
+
+/// Asserts that the project's `rebar.lock` pins each (package, version) of `pinned`.
+pub fn assert_locked(user: &Rebar3User, project: &Path, pinned: &[(&str, &str)]) {
+    let lock = std::fs::read_to_string(project.join("rebar.lock")).unwrap_or_default();
+    for (app, version) in pinned {
+        assert!(
+            lock.contains(&format!(
+                "{{<<\"{app}\">>,{{pkg,<<\"{app}\">>,<<\"{version}\">>}}"
+            )),
+            "rebar.lock does not pin {app} {version}:\n{lock}\n{}",
+            user.transcript()
+        );
+    }
+}
+
+/// A `rebar.config` needing `deps` (package, requirement) from the one repository `name` at
+/// `url` (pinned to `key`, PEM), in place of hexpm.
+pub fn single_repository_config(deps: &[(&str, &str)], name: &str, url: &str, key: &str) -> String {
+    let deps: Vec<String> = deps
+        .iter()
+        .map(|(package, requirement)| format!("{{{package}, \"{requirement}\"}}"))
+        .collect();
+    format!(
+        "{{erl_opts, [debug_info]}}.\n\
+         {{deps, [{}]}}.\n\
+         {{hex, [{{repos, replace, [#{{name => <<\"{name}\">>, repo_url => <<\"{url}\">>, \
+         repo_public_key => <<\"{}\">>}}]}}]}}.\n",
+        deps.join(", "),
+        key.trim_end()
+    )
 }
 
 /// `{deps, [{fixbar, "0.1.0"}]}` and the hexpm repository pinned to `repo_key` (PEM).
