@@ -281,17 +281,16 @@ impl HostedHex {
         };
         let hosted_name = matches!(&file, RegistryFile::Package(_)) && !hosted.is_empty();
         // The upstream's file, unless the name is hosted (then the upstream is never asked).
-        let upstream = match mirror.filter(|_| repo.fallback && !hosted_name) {
-            Some(mirror) => Some((mirror, mirror.upstream_registry(&file).await?)),
-            None if hosted.is_empty() => {
-                return Err(CacheError::NotFound(match &file {
-                    RegistryFile::Package(name) => {
-                        format!("the hosted hex repository {repository:?} has no package {name:?}")
-                    }
-                    _ => format!("the hosted hex repository {repository:?} is empty"),
-                }));
+        let upstream = match (mirror.filter(|_| repo.fallback && !hosted_name), &file) {
+            (Some(mirror), _) => Some((mirror, mirror.upstream_registry(&file).await?)),
+            (None, RegistryFile::Package(name)) if !hosted_name => {
+                return Err(CacheError::NotFound(format!(
+                    "the hosted hex repository {repository:?} has no package {name:?}"
+                )));
             }
-            None => None,
+            // `/names` and `/versions` of a repository without fallback list what it hosts,
+            // nothing at first.
+            (None, _) => None,
         };
         let fingerprint = format!(
             "{}|{}",

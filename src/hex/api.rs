@@ -2,6 +2,8 @@
 //! (mix, rebar3's hex_core) send `Accept: application/vnd.hex+erlang` and read only that form:
 //! any other body reaches them as nothing, so an error's message would be lost. Others get JSON.
 
+use std::collections::HashMap;
+
 use eetf::{Atom, Binary, FixInteger, List, Map, Term};
 use serde_json::Value;
 
@@ -31,6 +33,35 @@ pub fn encode(body: &Value, erlang: bool) -> (&'static str, Vec<u8>) {
         bytes.clear();
     }
     (ERLANG_CONTENT_TYPE, bytes)
+}
+
+/// The text fields of a request body that is a map (Erlang terms when `erlang`, else JSON), as
+/// hex clients send parameters (`#{<<"reason">> => <<"security">>, ...}`); other values are
+/// left out.
+pub fn decode_fields(body: &[u8], erlang: bool) -> Result<HashMap<String, String>, String> {
+    if !erlang {
+        let value: Value = serde_json::from_slice(body).map_err(|e| format!("not JSON: {e}"))?;
+        let Value::Object(fields) = value else {
+            return Err("not a JSON object".into());
+        };
+        return Ok(fields
+            .into_iter()
+            .filter_map(|(key, value)| Some((key, value.as_str()?.to_owned())))
+            .collect());
+    }
+    let Term::Map(map) = Term::decode(body).map_err(|e| format!("not an Erlang term: {e}"))? else {
+        return Err("not a map".into());
+    };
+    let text = |term: &Term| match term {
+        Term::Binary(b) => String::from_utf8(b.bytes.clone()).ok(),
+        Term::Atom(a) => Some(a.name.clone()),
+        _ => None,
+    };
+    Ok(map
+        .map
+        .iter()
+        .filter_map(|(key, value)| Some((text(key)?, text(value)?)))
+        .collect())
 }
 
 /// A JSON value as hex.pm's API writes it in Erlang terms: objects are maps with binary keys,
@@ -82,5 +113,21 @@ mod tests {
         assert_eq!(get("none"), Term::from(Atom::from("nil")));
         assert!(matches!(get("errors"), Term::Map(_)));
         assert!(matches!(get("list"), Term::List(l) if l.elements.len() == 2));
+    }
+
+    #[test]
+    fn request_fields_are_read_from_terms_or_json() {
+        let (_, bytes) = encode(
+            &serde_json::json!({"reason": "security", "message": "CVE", "n": 1}),
+            true,
+        );
+        let fields = decode_fields(&bytes, true).unwrap();
+        assert_eq!(fields.get("reason").map(String::as_str), Some("security"));
+        assert_eq!(fields.get("message").map(String::as_str), Some("CVE"));
+        assert!(!fields.contains_key("n"));
+        let fields = decode_fields(br#"{"reason": "other"}"#, false).unwrap();
+        assert_eq!(fields.get("reason").map(String::as_str), Some("other"));
+        assert!(decode_fields(b"\x83junk", true).is_err());
+        assert!(decode_fields(b"[1]", false).is_err());
     }
 }

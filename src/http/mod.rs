@@ -64,11 +64,19 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     }
     // `//packages/x` (rebar3 keeps HEX_CDN's trailing slash) lands here with the path `/packages/x`.
     // Before `/hex/{path}`, whose GET and HEAD would answer these paths' POST with 405.
-    cfg.service(resource("/hex/api/publish", "POST").route(web::post().to(hex_api::publish)))
-        .service(
-            resource("/hex/api/repos/{name}/publish", "POST")
-                .route(web::post().to(hex_api::publish_to_repository)),
-        );
+    for api in ["/hex/api", "/hex/api/repos/{repo}"] {
+        cfg.service(resource(&format!("{api}/publish"), "POST").route(web::post().to(hex_api::publish)))
+            .service(get_head(&format!("{api}/packages/{{name}}"), hex_api::package))
+            .service(
+                resource(
+                    &format!("{api}/packages/{{name}}/releases/{{version}}/retire"),
+                    "POST, DELETE",
+                )
+                .route(web::post().to(hex_api::retire))
+                .route(web::delete().to(hex_api::retire)),
+            );
+    }
+    cfg.service(get_head("/hex/api/users/me", hex_api::me));
     cfg.service(get_head("/hex/{path:.*}", hex::repository))
         .service(resource("/cache/hex/{name}", "DELETE").route(web::delete().to(admin::forget_hex_package)))
         .service(resource("/cache/list", "DELETE").route(web::delete().to(admin::forget_list)))

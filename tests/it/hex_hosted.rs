@@ -264,6 +264,46 @@ async fn a_hosted_repository_publishes_and_resolves_with_the_upstream_behind_it(
         .await;
     assert_built(&offline, &run, &project, &pinned, &server);
 
+    // The hex API: the package as hex.pm describes one, the token as the user, and retiring
+    // through rebar3's hex client (with the token that may publish there, and only that one).
+    let described = get_json(&server.url("/hex/api/packages/teamlib")).await;
+    assert_eq!(described["repository"], "team", "{described}");
+    assert_eq!(described["releases"][0]["version"], "0.1.0", "{described}");
+    let me = client()
+        .get(server.url("/hex/api/users/me"))
+        .header("authorization", &token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(me.json::<serde_json::Value>().await.unwrap()["username"], "ci");
+    let refused = publisher
+        .retire(&api, &other_scope, None, teamlib, Some(("security", "x")))
+        .await;
+    assert_refused(&refused, 403, "does not grant upload:hex:team", &publisher);
+    let bad_reason = publisher
+        .retire(&api, &token, None, teamlib, Some(("bored", "x")))
+        .await;
+    assert_refused(&bad_reason, 422, "is not one of other, invalid", &publisher);
+    let retired = publisher
+        .retire(
+            &api,
+            &token,
+            Some("team"),
+            teamlib,
+            Some(("deprecated", "use 0.2")),
+        )
+        .await;
+    assert_eq!(retired.status, 204, "{}", publisher.transcript());
+    let status = team_package(&server, "teamlib").await.releases[0].retired.clone();
+    assert_eq!(status.and_then(|s| s.message).as_deref(), Some("use 0.2"));
+    let unretired = publisher.retire(&api, &token, None, teamlib, None).await;
+    assert_eq!(unretired.status, 204, "{}", publisher.transcript());
+    assert!(
+        team_package(&server, "teamlib").await.releases[0]
+            .retired
+            .is_none()
+    );
+
     // The UI lists the hosted package with its publisher; /admin retires and unretires.
     let mut b = Browser::new(&server);
     let list = b.get("/packages?ecosystem=hex").await;

@@ -129,24 +129,45 @@ impl Rebar3User {
                 .collect::<Vec<_>>()
                 .join(",")
         };
+        let repository = repository.unwrap_or("-");
+        self.hex_client(&[api, token, repository, name, version, &deps, tamper])
+            .await
+    }
+
+    /// Retires a release (`Some((reason, message))`) or unretires it (`None`) through the hex
+    /// API at `api`, with rebar3's hex client code (see [`Rebar3User::publish`]).
+    pub async fn retire(
+        &mut self,
+        api: &str,
+        token: &str,
+        repository: Option<&str>,
+        (name, version): (&str, &str),
+        retirement: Option<(&str, &str)>,
+    ) -> Publish {
+        let (reason, message) = retirement.unwrap_or(("-", ""));
+        let repository = repository.unwrap_or("-");
+        self.hex_client(&[api, token, repository, "retire", name, version, reason, message])
+            .await
+    }
+
+    /// `tests/fixtures/hex/publish.escript` with `args` (after rebar3's path).
+    async fn hex_client(&mut self, args: &[&str]) -> Publish {
         let escript = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/hex/publish.escript");
         let mut cmd = Command::new("escript");
         cmd.arg(&escript)
             .arg(tools::path(Tool::Rebar3))
-            .args([
-                api,
-                token,
-                repository.unwrap_or("-"),
-                name,
-                version,
-                &deps,
-                tamper,
-            ])
+            .args(args)
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("HOME", self.dir.path().join("home"))
             .env("TMPDIR", self.dir.path().join("tmp"));
-        let what = format!("publish.escript {api} {name} {version} {deps} {tamper}");
+        // The token (the second of `args`) stays out of the transcript.
+        let shown: Vec<&str> = args
+            .iter()
+            .enumerate()
+            .map(|(i, arg)| if i == 1 { "TOKEN" } else { *arg })
+            .collect();
+        let what = format!("publish.escript {}", shown.join(" "));
         let run = run(cmd, what).await;
         self.transcript.push(run.report());
         let line = |prefix: &str| {
@@ -168,7 +189,7 @@ impl Rebar3User {
     }
 }
 
-/// What a publish through rebar3's hex client came to: the status, the body as the client read
+/// What a publish (or a retirement) through rebar3's hex client came to: the status, the body as the client read
 /// it (an Erlang term, printed), and the sha256 of the tarball it sent (the run itself is in the
 /// user's transcript).
 pub struct Publish {
