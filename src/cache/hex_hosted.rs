@@ -35,9 +35,11 @@ use crate::storage::records::{Expect, RecordKey, RecordStore};
 
 /// The largest release tarball taken (what mix refuses to build past).
 pub const MAX_TARBALL_BYTES: u64 = 16 * 1024 * 1024;
-/// How long a repository's list of hosted packages (for `/names` and `/versions`) is reused: a
-/// release published through another node on the bucket shows there within this.
-const PACKAGES_TTL: Duration = Duration::from_secs(10);
+/// How long what the record store said of a package, and a repository's list of packages (for
+/// `/names` and `/versions`), are reused: a record store on S3 is not asked on every request
+/// (most names a fallback repository serves are not hosted), and a release published through
+/// another node on the bucket shows here within this. Changes made on this node show at once.
+const RECORDS_TTL: Duration = Duration::from_secs(10);
 /// How long a signed registry file is reused for the same inputs.
 const SIGNED_TTL: Duration = Duration::from_secs(60);
 /// How long a hosted name's registry file is fresh for clients' revalidation.
@@ -78,6 +80,8 @@ pub struct HostedHex {
     catalogue: Catalogue,
     /// Each repository's hosted packages, for `/names` and `/versions` and the UI.
     packages: Cache<String, Arc<Vec<HostedHexPackage>>>,
+    /// What the record store said of (repository, package): the record, or that there is none.
+    records_read: Cache<(String, String), Option<Arc<HostedHexPackage>>>,
     /// Signed registry files by (repository, path, what they were made of).
     signed: Cache<(String, String, String), Arc<crate::storage::pages::StoredPage>>,
 }
@@ -97,7 +101,11 @@ impl HostedHex {
             catalogue,
             packages: Cache::builder()
                 .max_capacity(64)
-                .time_to_live(PACKAGES_TTL)
+                .time_to_live(RECORDS_TTL)
+                .build(),
+            records_read: Cache::builder()
+                .max_capacity(10_000)
+                .time_to_live(RECORDS_TTL)
                 .build(),
             signed: Cache::builder()
                 .max_capacity(1_000)
@@ -187,7 +195,7 @@ impl HostedHex {
         if let Err(e) = blocking(move || catalogue.pin_blob(&sha256, true)).await {
             tracing::warn!(package = %result.name, error = %e, "could not pin a hosted release's blob");
         }
-        self.packages.invalidate(repository).await;
+        self.changed(repository, &result.name).await;
         tracing::info!(repository, package = %result.name, version = %result.release.version, publisher, "hex release published");
         Ok(result)
     }
@@ -220,25 +228,40 @@ impl HostedHex {
                 .put(&key, &body, Expect::Version(stored.version))
                 .await?
             {
-                self.packages.invalidate(repository).await;
+                self.changed(repository, name).await;
                 return record.release(version).cloned().ok_or_else(missing);
             }
         }
     }
 
-    /// The hosted package `name` of `repository`, if it is hosted there.
+    /// The hosted package `name` of `repository`, if it is hosted there (as read within
+    /// [`RECORDS_TTL`]).
     pub async fn package(
         &self,
         repository: &str,
         name: &str,
-    ) -> Result<Option<HostedHexPackage>, HostedError> {
-        match self.records.get(&package_key(repository, name)?).await? {
-            Some(stored) => parse(&stored.body).map(Some),
-            None => Ok(None),
+    ) -> Result<Option<Arc<HostedHexPackage>>, HostedError> {
+        let key = (repository.to_owned(), name.to_owned());
+        if let Some(read) = self.records_read.get(&key).await {
+            return Ok(read);
         }
+        let read = match self.records.get(&package_key(repository, name)?).await? {
+            Some(stored) => Some(Arc::new(parse(&stored.body)?)),
+            None => None,
+        };
+        self.records_read.insert(key, read.clone()).await;
+        Ok(read)
     }
 
-    /// Every package hosted in `repository`, by name (reused for [`PACKAGES_TTL`]).
+    /// Forgets what was read of `repository` after a change made here.
+    async fn changed(&self, repository: &str, name: &str) {
+        self.packages.invalidate(repository).await;
+        self.records_read
+            .invalidate(&(repository.to_owned(), name.to_owned()))
+            .await;
+    }
+
+    /// Every package hosted in `repository`, by name (reused for [`RECORDS_TTL`]).
     pub async fn packages(&self, repository: &str) -> Result<Arc<Vec<HostedHexPackage>>, HostedError> {
         if let Some(packages) = self.packages.get(repository).await {
             return Ok(packages);
@@ -274,6 +297,7 @@ impl HostedHex {
                 self.package(repository, name)
                     .await
                     .map_err(storage)?
+                    .map(|package| (*package).clone())
                     .into_iter()
                     .collect(),
             ),

@@ -115,7 +115,7 @@ pub(super) async fn hosted_repositories(
 
 /// The page of a package published to the hosted repository `repository`: its releases as the
 /// record has them, with who published each.
-fn hosted_page(repository: &str, package: HostedHexPackage, now: u64) -> PackagePage {
+fn hosted_page(repository: &str, package: &HostedHexPackage, now: u64) -> PackagePage {
     let size: u64 = package.releases.iter().map(|r| r.size).sum();
     let last = package.releases.iter().map(|r| r.published_at).max().unwrap_or(0);
     let mut releases: Vec<ReleaseView> = package
@@ -183,7 +183,7 @@ pub async fn package(state: web::Data<AppState>, name: String) -> Result<HttpRes
             .await
             .map_err(|e| AppError::Unavailable(format!("the hosted repository cannot be read: {e}")))?;
         if let Some(package) = found {
-            let page = hosted_page(&repository.name, package, now);
+            let page = hosted_page(&repository.name, &package, now);
             return Ok(html(
                 StatusCode::OK,
                 render_in("hex_package.html", "packages", "", Ecosystem::Hex, &page)?,
