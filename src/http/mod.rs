@@ -62,8 +62,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .service(get_head("/{project}/{filename}", files::file)),
         );
     }
-    // `//packages/x` (rebar3 keeps HEX_CDN's trailing slash) lands here with the path `/packages/x`.
-    // Before `/hex/{path}`, whose GET and HEAD would answer these paths' POST with 405.
+    // The hex API of hosted repositories, before `/hex/{path}`, whose GET and HEAD would answer
+    // these paths' POST with 405.
     for api in ["/hex/api", "/hex/api/repos/{repo}"] {
         cfg.service(resource(&format!("{api}/publish"), "POST").route(web::post().to(hex_api::publish)))
             .service(get_head(&format!("{api}/packages/{{name}}"), hex_api::package))
@@ -77,6 +77,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             );
     }
     cfg.service(get_head("/hex/api/users/me", hex_api::me));
+    // `//packages/x` (rebar3 keeps HEX_CDN's trailing slash) lands here with the path `/packages/x`.
     cfg.service(get_head("/hex/{path:.*}", hex::repository))
         .service(resource("/cache/hex/{name}", "DELETE").route(web::delete().to(admin::forget_hex_package)))
         .service(resource("/cache/list", "DELETE").route(web::delete().to(admin::forget_list)))

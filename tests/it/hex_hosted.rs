@@ -202,6 +202,15 @@ async fn a_hosted_repository_publishes_and_resolves_with_the_upstream_behind_it(
         .compile_project(&rebar_config, &["teamlib", "fixbar"], &repo_url)
         .await;
     assert_built(&user, &run, &project, &pinned, &server);
+    let served_key = client()
+        .get(server.url("/hex/repos/team/public_key"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(served_key.trim(), TEAM_KEY_PUB.trim(), "the key clients pin");
     let fixbar = team_package(&server, "fixbar").await;
     assert_eq!(
         fixbar.repository, "team",
