@@ -36,32 +36,100 @@ pub fn encode(body: &Value, erlang: bool) -> (&'static str, Vec<u8>) {
 }
 
 /// The text fields of a request body that is a map (Erlang terms when `erlang`, else JSON), as
-/// hex clients send parameters (`#{<<"reason">> => <<"security">>, ...}`); other values are
-/// left out.
+/// hex clients send parameters (`#{<<"reason">> => <<"security">>, ...}`). Values that are not
+/// text are left out (in Erlang terms, numbers and `[]`; other terms are refused).
 pub fn decode_fields(body: &[u8], erlang: bool) -> Result<HashMap<String, String>, String> {
-    if !erlang {
-        let value: Value = serde_json::from_slice(body).map_err(|e| format!("not JSON: {e}"))?;
-        let Value::Object(fields) = value else {
-            return Err("not a JSON object".into());
-        };
-        return Ok(fields
-            .into_iter()
-            .filter_map(|(key, value)| Some((key, value.as_str()?.to_owned())))
-            .collect());
+    if erlang {
+        return erlang_fields(body);
     }
-    let Term::Map(map) = Term::decode(body).map_err(|e| format!("not an Erlang term: {e}"))? else {
-        return Err("not a map".into());
+    let value: Value = serde_json::from_slice(body).map_err(|e| format!("not JSON: {e}"))?;
+    let Value::Object(fields) = value else {
+        return Err("not a JSON object".into());
     };
-    let text = |term: &Term| match term {
-        Term::Binary(b) => String::from_utf8(b.bytes.clone()).ok(),
-        Term::Atom(a) => Some(a.name.clone()),
-        _ => None,
-    };
-    Ok(map
-        .map
-        .iter()
-        .filter_map(|(key, value)| Some((text(key)?, text(value)?)))
+    Ok(fields
+        .into_iter()
+        .filter_map(|(key, value)| Some((key, value.as_str()?.to_owned())))
         .collect())
+}
+
+/// Reads `term_to_binary` of a map of text to text. By hand, not with eetf's decoder: that one
+/// allocates what a length field declares before reading it, and these bytes come from clients.
+/// Here every length is checked against the bytes left first.
+fn erlang_fields(body: &[u8]) -> Result<HashMap<String, String>, String> {
+    /// Erlang's external term format: the version byte, the tags read here.
+    const VERSION: u8 = 131;
+    const MAP: u8 = 116;
+    const BINARY: u8 = 109;
+    const ATOM: u8 = 100;
+    const ATOM_UTF8: u8 = 118;
+    const SMALL_ATOM_UTF8: u8 = 119;
+    const SMALL_INTEGER: u8 = 97;
+    const INTEGER: u8 = 98;
+    const NIL: u8 = 106;
+    struct Reader<'a>(&'a [u8]);
+    impl<'a> Reader<'a> {
+        fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
+            if n > self.0.len() {
+                return Err(format!(
+                    "the term ends early ({n} bytes declared, {} left)",
+                    self.0.len()
+                ));
+            }
+            let (head, rest) = self.0.split_at(n);
+            self.0 = rest;
+            Ok(head)
+        }
+        fn length(&mut self, width: usize) -> Result<usize, String> {
+            Ok(self
+                .take(width)?
+                .iter()
+                .fold(0, |n, &b| (n << 8) | usize::from(b)))
+        }
+        /// Text, `None` for an integer or `[]` (read past), an error for anything else.
+        fn text(&mut self) -> Result<Option<String>, String> {
+            let width = match self.take(1)?[0] {
+                BINARY => 4,
+                ATOM | ATOM_UTF8 => 2,
+                SMALL_ATOM_UTF8 => 1,
+                SMALL_INTEGER => return self.take(1).map(|_| None),
+                INTEGER => return self.take(4).map(|_| None),
+                NIL => return Ok(None),
+                tag => {
+                    return Err(format!(
+                        "a map entry that is neither text nor a number (tag {tag})"
+                    ));
+                }
+            };
+            let len = self.length(width)?;
+            String::from_utf8(self.take(len)?.to_vec())
+                .map(Some)
+                .map_err(|_| "text that is not UTF-8".to_owned())
+        }
+    }
+    let mut reader = Reader(body);
+    if reader.take(1)? != [VERSION] {
+        return Err("not an Erlang term (no version byte 131)".into());
+    }
+    if reader.take(1)? != [MAP] {
+        return Err("not a map".into());
+    }
+    let arity = reader.length(4)?;
+    // Each entry takes at least two bytes (a key and a value of one tag each).
+    if arity > reader.0.len() / 2 {
+        return Err(format!("a map of {arity} entries in {} bytes", reader.0.len()));
+    }
+    let mut fields = HashMap::with_capacity(arity);
+    for _ in 0..arity {
+        let key = reader.text()?;
+        let value = reader.text()?;
+        if let (Some(key), Some(value)) = (key, value) {
+            fields.insert(key, value);
+        }
+    }
+    if !reader.0.is_empty() {
+        return Err("bytes after the term".into());
+    }
+    Ok(fields)
 }
 
 /// A JSON value as hex.pm's API writes it in Erlang terms: objects are maps with binary keys,
@@ -129,5 +197,32 @@ mod tests {
         assert_eq!(fields.get("reason").map(String::as_str), Some("other"));
         assert!(decode_fields(b"\x83junk", true).is_err());
         assert!(decode_fields(b"[1]", false).is_err());
+        // Declared lengths past the body are errors, never allocations.
+        assert!(decode_fields(b"\x83t\xff\xff\xff\xff", true).is_err());
+        assert!(decode_fields(b"\x83t\x00\x00\x00\x01m\xff\xff\xff\xffab", true).is_err());
+    }
+
+    proptest::proptest! {
+        #![proptest_config(crate::fuzz_support::config(256))]
+
+        /// Any body, or a good one with bytes changed: an error or fields, never a panic, and
+        /// never more text than the body holds.
+        #[test]
+        fn any_erlang_body_is_read_or_refused(
+            mutations in proptest::collection::vec((0usize..64, proptest::prelude::any::<u8>()), 0..4),
+            noise in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64),
+        ) {
+            let (_, mut body) = encode(&serde_json::json!({"reason": "security", "message": "CVE"}), true);
+            for (at, byte) in mutations {
+                let len = body.len();
+                body[at % len] = byte;
+            }
+            for body in [body, noise] {
+                if let Ok(fields) = decode_fields(&body, true) {
+                    let text: usize = fields.iter().map(|(k, v)| k.len() + v.len()).sum();
+                    proptest::prop_assert!(text <= body.len());
+                }
+            }
+        }
     }
 }

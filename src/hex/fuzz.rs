@@ -1,6 +1,6 @@
 //! Property tests over everything here that reads hex.pm's bytes: registry files as fetched (gzip,
-//! `Signed`, signature, payload, origin checks), the protobuf messages on their own, and package
-//! tarballs. The seeds are a small repository signed with the test key (`test_support`); inputs
+//! `Signed`, signature, payload, origin checks), the protobuf messages on their own, package
+//! tarballs, and tarballs published to a hosted repository (their `metadata.config`). The seeds are a small repository signed with the test key (`test_support`); inputs
 //! are arbitrary bytes, fragment soup and mutations of the seeds (`crate::fuzz_support`).
 //!
 //! What must hold for every input: no panic (proptest fails a case that panics and shrinks it);
@@ -27,6 +27,7 @@ use super::proto::{
     AdvisorySeverity, Dependency, Names, NamesPackage, Package, Release, RetirementReason, RetirementStatus,
     SecurityAdvisory, Signed, Timestamp, Versions, VersionsPackage,
 };
+use super::publish::check_publication;
 use super::registry::{RegistryError, RegistryFile, RegistryVerifier, Verified, gunzip_capped};
 use super::tarball::{check_tarball, inner_checksum, read_outer_tarball, verify_tarball};
 use super::test_support::{TEST_KEY_PUB, gzip, package_tarball, sign_with, tar};
@@ -287,6 +288,63 @@ static TAR: Dictionary = Dictionary {
     openers: &[b"\0", b" "],
     text: false,
 };
+
+/// Erlang term pieces for `metadata.config` as publishers write it: every kind of term, the keys
+/// `check_publication` reads, and unbalanced brackets.
+static METADATA: Dictionary = Dictionary {
+    fragments: &[
+        b"{<<\"name\">>,<<\"teamlib\">>}.\n",
+        b"{<<\"version\">>,<<\"0.1.0\">>}.\n",
+        b"{<<\"requirements\">>,",
+        b"<<\"requirement\">>",
+        b"<<\"optional\">>",
+        b"<<\"repository\">>",
+        b"<<\"app\">>",
+        b"<<\"~> 1.0\">>",
+        b"#{",
+        b" => ",
+        b"[{",
+        b"}]",
+        b"[[",
+        b"]]",
+        b"{",
+        b"}",
+        b"[",
+        b"]",
+        b",",
+        b".\n",
+        b"<<\"",
+        b"\">>",
+        b"true",
+        b"'quoted atom'",
+        b"\"string\"",
+        b"123",
+        b"-1.5e3",
+        b"$a",
+        b"%% comment\n",
+        b"<<\"\xc3\x28\">>",
+    ],
+    openers: &[b"{", b"[", b"#{"],
+    text: true,
+};
+
+/// `metadata.config` as rebar3 (a map of requirements), hex_core (the map as `{Name, Props}`
+/// pairs) and mix (property lists naming their package) write it.
+fn metadata_seeds() -> Arc<Vec<Vec<u8>>> {
+    let head = "{<<\"name\">>,<<\"teamlib\">>}.\n{<<\"version\">>,<<\"0.1.0\">>}.\n\
+                {<<\"build_tools\">>,[<<\"rebar3\">>]}.\n";
+    let forms = [
+        "#{<<\"fixfoo\">> => #{<<\"app\">> => <<\"fixfoo\">>,<<\"optional\">> => false,<<\"requirement\">> => <<\"~> 1.0\">>}}",
+        "[{<<\"fixfoo\">>,[{<<\"app\">>,<<\"fixfoo\">>},{<<\"optional\">>,false},{<<\"requirement\">>,<<\"~> 1.0\">>}]}]",
+        "[[{<<\"name\">>,<<\"jason\">>},{<<\"optional\">>,true},{<<\"requirement\">>,<<\">= 1.0.0 and < 2.0.0\">>},{<<\"repository\">>,<<\"hexpm\">>}]]",
+    ];
+    Arc::new(
+        forms
+            .iter()
+            .map(|form| format!("{head}{{<<\"requirements\">>,{form}}}.\n").into_bytes())
+            .collect(),
+    )
+}
 
 /// Member contents worth trying besides random bytes: the format version, others, none, and
 /// [`RIGHT_CHECKSUM`].
@@ -613,6 +671,29 @@ proptest! {
             if tar == original.as_slice() {
                 prop_assert!(verified.is_ok(), "{:?}", verified);
             }
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(config(256))]
+
+    /// Publications: `metadata.config` mutated inside a tarball whose checksums are right, so the
+    /// term reader and the metadata checks get every input. What passes names a valid package,
+    /// a SemVer version and valid requirements.
+    #[test]
+    fn publications(input in inputs(metadata_seeds(), &METADATA)) {
+        let tar = package_tarball(&input.0, b"contents");
+        match check_publication(&tar) {
+            Ok(publication) => {
+                prop_assert!(super::validate_package_name(&publication.name).is_ok());
+                prop_assert!(semver::Version::parse(&publication.version).is_ok());
+                for dependency in &publication.dependencies {
+                    prop_assert!(super::validate_package_name(&dependency.package).is_ok());
+                    prop_assert!(!dependency.requirement.trim().is_empty());
+                }
+            }
+            Err(e) => prop_assert!(!e.to_string().is_empty()),
         }
     }
 }

@@ -98,6 +98,7 @@ pub fn erlang(text: &str) -> Result<Vec<Term>, Bad> {
         at: 0,
         line: 1,
         dialect: Dialect::Erlang,
+        depth: 0,
     };
     let mut terms = Vec::new();
     loop {
@@ -117,6 +118,7 @@ pub fn elixir(text: &str) -> Result<Term, Bad> {
         at: 0,
         line: 1,
         dialect: Dialect::Elixir,
+        depth: 0,
     };
     let term = reader.term()?;
     reader.skip_space();
@@ -141,7 +143,13 @@ struct Reader<'a> {
     at: usize,
     line: usize,
     dialect: Dialect,
+    /// How many tuples, lists and maps the term being read is inside.
+    depth: usize,
 }
+
+/// The deepest nesting read: lock files and `metadata.config` nest a few levels; a text that
+/// nests thousands (a hostile publication) would otherwise exhaust the stack.
+const MAX_DEPTH: usize = 64;
 
 impl Reader<'_> {
     fn rest(&self) -> &str {
@@ -204,6 +212,19 @@ impl Reader<'_> {
     }
 
     fn term(&mut self) -> Result<Term, Bad> {
+        if self.depth == MAX_DEPTH {
+            return Err(Bad::new(
+                self.line,
+                format!("terms nested more than {MAX_DEPTH} deep"),
+            ));
+        }
+        self.depth += 1;
+        let term = self.nested_term();
+        self.depth -= 1;
+        term
+    }
+
+    fn nested_term(&mut self) -> Result<Term, Bad> {
         self.skip_space();
         let line = self.line;
         let elixir = self.dialect == Dialect::Elixir;
@@ -498,5 +519,12 @@ mod tests {
         );
         assert_eq!(error(elixir("[:]")).1, "expected an atom's name, found ']'");
         assert_eq!(error(elixir("")).1, "expected a term, found the end of the file");
+        // Deep nesting is an error, not a stack overflow.
+        let deep = format!("{}{}.", "[".repeat(100_000), "]".repeat(100_000));
+        assert_eq!(error(erlang(&deep)).1, "terms nested more than 64 deep");
+        let deep = format!("{}1{}", "%{a: ".repeat(100_000), "}".repeat(100_000));
+        assert_eq!(error(elixir(&deep)).1, "terms nested more than 64 deep");
+        let fine = format!("{}{}.", "[".repeat(64), "]".repeat(64));
+        assert!(erlang(&fine).is_ok());
     }
 }
