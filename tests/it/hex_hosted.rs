@@ -364,6 +364,7 @@ async fn a_hosted_repository_publishes_and_resolves_with_the_upstream_behind_it(
 /// Two nodes on one bucket: the token and the package's record live in the bucket, so a
 /// release published through one node resolves and compiles through the other, and the other
 /// way round. Without `fallback` and with the hex mirror off, the repository is the team's alone.
+/// B needs a token to read, which rebar3 sends as its `repo_key`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_release_published_through_one_node_resolves_through_another_on_the_bucket() {
     if !tools::require_all(&[Tool::Moto, Tool::Rebar3]) {
@@ -380,20 +381,27 @@ async fn a_release_published_through_one_node_resolves_through_another_on_the_bu
         &["create", "--name", "ci", "--scope", "upload:hex:team"],
         &env,
     );
-    let node = |dir: &Path, backend: &str| {
+    let reader = token_command(
+        dir_a.path(),
+        &["create", "--name", "builds", "--scope", "read"],
+        &env,
+    );
+    // B lets no one read without a token: rebar3 sends its `repo_key` as hex clients do.
+    let node = |dir: &Path, backend: &str, anonymous_read: &str| {
         let config = team_config(dir, false);
         let mut launch = Launch::default();
         launch
             .arg("--config")
             .arg(config.to_str().unwrap())
-            .env("PKGMIRROR__STORAGE__BACKEND", backend);
+            .env("PKGMIRROR__STORAGE__BACKEND", backend)
+            .env("PKGMIRROR__SERVER__ANONYMOUS_READ", anonymous_read);
         for (key, value) in s3.env(&bucket) {
             launch.env(&key, &value);
         }
         Server::start(dir, &launch)
     };
-    let node_a = node(dir_a.path(), "s3");
-    let node_b = node(dir_b.path(), "tiered");
+    let node_a = node(dir_a.path(), "s3", "true");
+    let node_b = node(dir_b.path(), "tiered", "false");
 
     let mut publisher = Rebar3User::new();
     let published = publisher
@@ -422,10 +430,26 @@ async fn a_release_published_through_one_node_resolves_through_another_on_the_bu
     let repo_b = node_b.url("/hex/repos/team");
     let config = single_repository_config(&[("teamlib", "0.1.0")], "team", &repo_b, TEAM_KEY_PUB);
     let mut user = Rebar3User::new();
-    let (run, project) = user.compile_project(&config, &["teamlib"], &repo_b).await;
+    let (run, _) = user.compile_project(&config, &["teamlib"], &repo_b).await;
+    assert!(
+        !run.ok(),
+        "B served rebar3 without a token\n{}",
+        user.transcript()
+    );
+    assert!(
+        node_b.logged("path=/hex/repos/team/packages/teamlib version=\"HTTP/1.1\" status=401"),
+        "{}",
+        node_b.logs()
+    );
+    let with_key = config.replace(
+        "repo_url =>",
+        &format!("repo_key => <<\"{reader}\">>, repo_url =>"),
+    );
+    let (run, project) = user.compile_project(&with_key, &["teamlib"], &repo_b).await;
     assert_built(&user, &run, &project, &[("teamlib", "0.1.0")], &node_b);
     let tarball = client()
         .get(node_b.url("/hex/repos/team/tarballs/teamlib-0.1.0.tar"))
+        .header("authorization", &reader)
         .send()
         .await
         .unwrap()
