@@ -455,7 +455,10 @@ fn hosted_fingerprint(packages: &[HostedHexPackage]) -> String {
     ::hex::encode(&digest.finalize()[..16])
 }
 
+/// Where a package's record is; a name that is no hex package name is the caller's mistake.
 fn package_key(repository: &str, name: &str) -> Result<RecordKey, HostedError> {
+    crate::hex::validate_package_name(name)
+        .map_err(|e| HostedError::Invalid(format!("{name:?} is not a hex package name: {e}")))?;
     Ok(RecordKey::new(&["hosted", "hex", repository, name])?)
 }
 

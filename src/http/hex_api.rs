@@ -34,7 +34,7 @@ pub async fn publish(state: web::Data<AppState>, req: HttpRequest, body: web::Pa
 pub async fn package(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
     let result = async {
         let repository = repository_of(&state, &req)?;
-        let name = req.match_info().get("name").unwrap_or_default();
+        let name = package_name(&req)?;
         let package = state
             .hex_hosted
             .package(&repository, name)
@@ -95,7 +95,7 @@ pub async fn retire(state: web::Data<AppState>, req: HttpRequest, body: web::Byt
     let result = async {
         let repository = repository_of(&state, &req)?;
         let token = state.require_token(&req, &Scope::hex_upload(&repository)).await?;
-        let name = req.match_info().get("name").unwrap_or_default();
+        let name = package_name(&req)?;
         let version = req.match_info().get("version").unwrap_or_default();
         let retirement = if req.method() == actix_web::http::Method::DELETE {
             None
@@ -167,6 +167,18 @@ fn repository_of(state: &AppState, req: &HttpRequest) -> Result<String, Refusal>
             ),
         )),
     }
+}
+
+/// The package a request's path names, if it is a hex package name.
+fn package_name(req: &HttpRequest) -> Result<&str, Refusal> {
+    let name = req.match_info().get("name").unwrap_or_default();
+    crate::hex::validate_package_name(name).map_err(|e| {
+        Refusal::new(
+            StatusCode::BAD_REQUEST,
+            format!("{name:?} is not a hex package name: {e}"),
+        )
+    })?;
+    Ok(name)
 }
 
 fn rfc3339(seconds: u64) -> String {

@@ -278,6 +278,12 @@ async fn a_hosted_repository_publishes_and_resolves_with_the_upstream_behind_it(
     let described = get_json(&server.url("/hex/api/packages/teamlib")).await;
     assert_eq!(described["repository"], "team", "{described}");
     assert_eq!(described["releases"][0]["version"], "0.1.0", "{described}");
+    let not_a_name = client()
+        .get(server.url("/hex/api/packages/Team.Lib"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(not_a_name.status(), 400);
     let me = client()
         .get(server.url("/hex/api/users/me"))
         .header("authorization", &token)
